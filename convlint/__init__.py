@@ -1,0 +1,42 @@
+"""convlint: a static shape checker for PyTorch convolutions.
+
+Importing this package does not import torch; ``check`` and ``assert_clean`` do.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+__version__ = "0.1.0"
+
+__all__ = ["check", "same", "__version__"]
+
+
+def same(module):
+    """Declare that ``module`` (a layer or a whole block) keeps its spatial size.
+
+    Returns the module, so it can wrap a constructor call:
+    ``self.block = convlint.same(nn.Sequential(...))``.
+    """
+    from convlint.intent import mark
+
+    return mark(module)
+
+
+def check(model, input_shape: Sequence[int] | Sequence[Sequence[int]] = (), *, same: Sequence[str] = ()) -> list:
+    """Check a model and return its findings (``convlint.finding.Finding``).
+
+    ``model`` is an ``nn.Module`` instance, or a class or zero-argument callable that
+    builds one. Pass the class for exact source locations: convlint then builds it on
+    the meta device and records where each layer was constructed. ``input_shape`` is
+    one shape, or one shape per ``forward`` input; empty to infer it.
+    """
+    import torch.nn as nn
+
+    from convlint import engine, load
+
+    shapes = tuple(input_shape)
+    if shapes and isinstance(shapes[0], int):
+        shapes = (shapes,)
+    if not isinstance(model, nn.Module):
+        model = load.build(load.Candidate(getattr(model, "__name__", repr(model)), "", 0, model))
+    return engine.check_model(model, shapes, same=same)

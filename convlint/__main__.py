@@ -1,0 +1,5 @@
+import sys
+
+from convlint.cli import main
+
+sys.exit(main())

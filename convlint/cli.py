@@ -1,0 +1,125 @@
+"""``convlint`` on the command line. Exit codes as ruff: 0 clean, 1 findings, 2 error."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from convlint import __version__
+
+EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="convlint", description="Static shape checker for PyTorch convolutions.")
+    parser.add_argument("--version", action="version", version=f"convlint {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", help="check model files or module:NAME targets")
+    check.add_argument("targets", nargs="*", help="files, directories, pkg.module:NAME or path/file.py:NAME")
+    check.add_argument(
+        "--input-shape", action="append", default=[], metavar="N,C,H,W",
+        help="example input shape; repeat once per forward() input (default: inferred)",
+    )
+    check.add_argument("--format", choices=["text", "json"], default="text")
+    check.add_argument("--select", default=None, help="comma-separated code prefixes to check")
+    check.add_argument("--ignore", default=None, help="comma-separated code prefixes to skip")
+    check.add_argument("--same", action="append", default=[], metavar="GLOB", help="qualified module names that keep their size")
+    check.add_argument("--config", default=None, help="pyproject.toml to read [tool.convlint] from")
+    check.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
+
+    rules = commands.add_parser("rules", help="list the rules, or explain one")
+    rules.add_argument("code", nargs="?")
+    return parser
+
+
+def _codes(text: Optional[str], default: Sequence[str]) -> tuple[str, ...]:
+    if text is None:
+        return tuple(default)
+    return tuple(c.strip().upper() for c in text.split(",") if c.strip())
+
+
+def _check(args) -> int:
+    from convlint import config as config_mod
+
+    try:
+        config = config_mod.load(args.config)
+        shapes = tuple(config_mod.parse_shape(s) for s in args.input_shape)
+    except config_mod.ConfigError as exc:
+        print(f"convlint: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+    from convlint import engine, report
+
+    options = engine.Options(
+        input_shapes=shapes or config.input_shapes,
+        same=tuple(config.same) + tuple(args.same),
+        select=_codes(args.select, config.select),
+        ignore=_codes(args.ignore, config.ignore),
+        exclude=config.exclude,
+    )
+    targets = list(args.targets)
+    result = engine.Result()
+    if not targets and config.models:
+        for entry in config.models:
+            one = engine.check_paths([entry.target], _with_shapes(options, entry.input_shapes))
+            result.findings.extend(one.findings)
+            result.models += one.models
+            result.problems = one.problems
+    elif not targets:
+        print("convlint: error: no targets given (and no [tool.convlint] models)", file=sys.stderr)
+        return EXIT_ERROR
+    else:
+        result = engine.check_paths(targets, options)
+    for problem in result.problems:
+        print(f"convlint: warning: {problem}", file=sys.stderr)
+    sys.stdout.write(report.FORMATS[args.format](result.findings))
+    sys.stdout.flush()
+    print(report.summary(result.findings, result.models, result.files), file=sys.stderr)
+    if result.findings and not args.exit_zero:
+        return EXIT_FINDINGS
+    return EXIT_CLEAN
+
+
+def _with_shapes(options, shapes):
+    import dataclasses
+
+    return dataclasses.replace(options, input_shapes=shapes or options.input_shapes)
+
+
+def _rules(args) -> int:
+    from convlint import engine
+
+    rules, problems = engine.all_rules()
+    for problem in problems:
+        print(f"convlint: warning: {problem}", file=sys.stderr)
+    if args.code:
+        rule = next((r for r in rules if r.code == args.code.upper()), None)
+        if rule is None:
+            print(f"convlint: error: no rule {args.code}", file=sys.stderr)
+            return EXIT_ERROR
+        print(f"# {rule.code} ({rule.name})\n\nSeverity: {rule.severity}. {rule.summary}.\n\n{rule.doc}")
+        return EXIT_CLEAN
+    for rule in rules:
+        print(f"{rule.code}  {rule.name:<26} {rule.severity:<8} {'fixable' if rule.fixable else '       '}  {rule.summary}")
+    return EXIT_CLEAN
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check":
+            return _check(args)
+        return _rules(args)
+    except KeyboardInterrupt:
+        return EXIT_ERROR
+    except Exception as exc:  # the tool's own failure: exit 2, with the reason
+        import traceback
+
+        traceback.print_exc()
+        print(f"convlint: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

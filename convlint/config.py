@@ -1,0 +1,133 @@
+"""``[tool.convlint]`` in the nearest ``pyproject.toml``.
+
+As with ruff, the nearest ``pyproject.toml`` (from the working directory upward) that
+has a ``[tool.convlint]`` table is used. Unknown keys and wrong types are errors that
+name the key, never silently ignored.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+class ConfigError(Exception):
+    pass
+
+
+@dataclass
+class ModelEntry:
+    target: str
+    input_shapes: tuple = ()
+
+
+@dataclass
+class Config:
+    path: Optional[str] = None
+    same: tuple[str, ...] = ()
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    models: tuple[ModelEntry, ...] = ()
+    input_shapes: tuple = ()
+    extra: dict = field(default_factory=dict)
+
+
+def _strings(key: str, value) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"[tool.convlint] {key} must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def parse_shape(text) -> tuple[int, ...]:
+    """``"1,3,224,224"`` or ``[1, 3, 224, 224]`` -> (1, 3, 224, 224)."""
+    if isinstance(text, str):
+        parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+        try:
+            shape = tuple(int(p) for p in parts)
+        except ValueError:
+            raise ConfigError(f"input shape {text!r} is not a list of integers like 1,3,224,224") from None
+    elif isinstance(text, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in text):
+        shape = tuple(text)
+    else:
+        raise ConfigError(f"input shape {text!r} is not a list of integers like [1, 3, 224, 224]")
+    if not shape or any(s <= 0 for s in shape):
+        raise ConfigError(f"input shape {text!r} must have positive sizes")
+    return shape
+
+
+def _shapes(key: str, value) -> tuple:
+    if isinstance(value, list) and value and all(isinstance(v, (list, str)) for v in value):
+        return tuple(parse_shape(v) for v in value)
+    return (parse_shape(value),)
+
+
+def _models(value) -> tuple[ModelEntry, ...]:
+    if not isinstance(value, list):
+        raise ConfigError(f"[tool.convlint] models must be a list, got {value!r}")
+    entries = []
+    for item in value:
+        if isinstance(item, str):
+            entries.append(ModelEntry(item))
+        elif isinstance(item, dict):
+            unknown = set(item) - {"target", "input-shape"}
+            if unknown:
+                raise ConfigError(f"[tool.convlint] models: unknown key {sorted(unknown)[0]!r}")
+            if not isinstance(item.get("target"), str):
+                raise ConfigError("[tool.convlint] models: each entry needs target = \"module:Name\"")
+            shapes = _shapes("models.input-shape", item["input-shape"]) if "input-shape" in item else ()
+            entries.append(ModelEntry(item["target"], shapes))
+        else:
+            raise ConfigError(f"[tool.convlint] models: entry {item!r} is not a string or a table")
+    return tuple(entries)
+
+
+_KEYS = {
+    "same": lambda v: ("same", _strings("same", v)),
+    "select": lambda v: ("select", _strings("select", v)),
+    "ignore": lambda v: ("ignore", _strings("ignore", v)),
+    "exclude": lambda v: ("exclude", _strings("exclude", v)),
+    "models": lambda v: ("models", _models(v)),
+    "input-shape": lambda v: ("input_shapes", _shapes("input-shape", v)),
+}
+
+
+def find_pyproject(start: str) -> Optional[str]:
+    import tomllib
+
+    directory = os.path.abspath(start)
+    while True:
+        candidate = os.path.join(directory, "pyproject.toml")
+        if os.path.isfile(candidate):
+            try:
+                with open(candidate, "rb") as fh:
+                    data = tomllib.load(fh)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                raise ConfigError(f"{candidate}: {exc}") from None
+            if "convlint" in data.get("tool", {}):
+                return candidate
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
+def load(path: Optional[str] = None, start: str = ".") -> Config:
+    """Read ``[tool.convlint]`` from ``path`` or the nearest pyproject.toml."""
+    import tomllib
+
+    path = path or find_pyproject(start)
+    if path is None:
+        return Config()
+    try:
+        with open(path, "rb") as fh:
+            table = tomllib.load(fh).get("tool", {}).get("convlint", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    config = Config(path=path)
+    for key, value in table.items():
+        if key not in _KEYS:
+            raise ConfigError(f"{path}: unknown key [tool.convlint] {key!r} (known: {', '.join(sorted(_KEYS))})")
+        attr, parsed = _KEYS[key](value)
+        setattr(config, attr, parsed)
+    return config

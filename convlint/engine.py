@@ -1,0 +1,405 @@
+"""The pipeline: load -> trace -> sizes -> rules -> findings.
+
+``check_paths`` is what the CLI runs; ``check_model`` is one model through the rules.
+Every problem on the way (a file that does not import, a model that does not build or
+trace, a rule that crashes) becomes a located finding, and the run goes on.
+"""
+from __future__ import annotations
+
+import copy
+import fnmatch
+import functools
+import inspect
+import os
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Optional, Sequence
+
+from convlint import load, registry
+from convlint.finding import ERROR, INFO, Finding
+from convlint.registry import Report, Rule
+
+# Default spatial sizes when no --input-shape is given (batch 1; channels from the
+# first convolution the input reaches).
+DEFAULT_SPATIAL = {1: (1024,), 2: (224, 224), 3: (32, 112, 112)}
+
+# Findings the engine itself makes: documented like rules, listed by `convlint rules`.
+CVL900 = Rule(
+    "CVL900", "import-error", ERROR, "A file or target could not be imported",
+    doc="""\
+## What it does
+Reports a model file or `module:NAME` target that fails to import (a syntax error, a
+missing dependency, an exception at import time), at the line that failed.
+
+## Why is this bad?
+Nothing in that file was checked. The other files are still checked.
+
+## Fix
+Make the file importable from the directory convlint runs in (install its
+dependencies; run from the project root).
+""",
+)
+CVL901 = Rule(
+    "CVL901", "model-not-analysed", ERROR, "A model could not be built, traced or run on meta tensors",
+    doc="""\
+## What it does
+Reports a model whose sizes convlint could not work out: its constructor raised, its
+input shape cannot be inferred, its `forward` could not be traced at all, or it raised
+when run on meta tensors (a size mismatch at a merge, say). The message gives the reason
+and, where it can, the line in `forward`. Rules that need only a layer's own settings
+(CVL101, CVL102) still run on every layer the model built.
+
+## Why is this bad?
+Whole-model checks were skipped for this model.
+
+## Fix
+Follow the reason: pass `--input-shape` for inputs that cannot be inferred, or fix the
+error the model raises.
+""",
+)
+CVL902 = Rule(
+    "CVL902", "internal-error", ERROR, "convlint's symbolic sizes disagree with PyTorch, or a rule crashed",
+    doc="""\
+## What it does
+Reports a bug in convlint: at the example input, a symbolic size did not evaluate to the
+size PyTorch computed on meta tensors, or a rule raised. The dimension is treated as
+unknown from there on, so no other finding rests on the wrong formula.
+
+## Fix
+Please report it with the model. `--ignore CVL902` hides it meanwhile.
+""",
+)
+ENGINE_RULES = (CVL900, CVL901, CVL902)
+
+
+class InputError(Exception):
+    """The model's inputs cannot be inferred; the message says how to declare them."""
+
+
+@dataclass
+class Options:
+    input_shapes: tuple = ()  # one shape per forward input; () to infer
+    same: tuple = ()
+    select: tuple = ()
+    ignore: tuple = ()
+    exclude: tuple = ()
+
+
+@dataclass
+class Result:
+    findings: list = field(default_factory=list)
+    models: int = 0
+    files: int = 0
+    problems: list = field(default_factory=list)  # plugin load problems
+
+
+def all_rules() -> tuple[list[Rule], list[str]]:
+    rules, problems = registry.discover()
+    return sorted([*ENGINE_RULES, *rules], key=lambda r: r.code), problems
+
+
+def selected(code: str, select: Sequence[str], ignore: Sequence[str]) -> bool:
+    """ruff's prefix selection: the longest matching prefix decides."""
+    best_select = max((len(p) for p in select if code.startswith(p)), default=-1) if select else 0
+    best_ignore = max((len(p) for p in ignore if code.startswith(p)), default=-1)
+    return best_select >= 0 and best_select > best_ignore
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def _forward_inputs(model) -> list[str]:
+    try:
+        params = inspect.signature(model.forward).parameters.values()
+    except (TypeError, ValueError):
+        return ["input"]
+    return [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def _first_conv(model, graph_module, placeholder) -> Optional[object]:
+    """The first convolution (in execution order) that an input reaches."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    convs = (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)
+    reached = {placeholder}
+    for node in graph_module.graph.nodes:
+        if node is placeholder or not any(a in reached for a in node.all_input_nodes):
+            continue
+        reached.add(node)
+        if node.op == "call_module":
+            sub = graph_module.get_submodule(node.target)
+            if isinstance(sub, nn.modules.conv._ConvNd):
+                return sub
+        if node.op == "call_function" and node.target in convs:
+            weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
+            if weight is not None and weight.op == "get_attr":
+                w = functools.reduce(getattr, weight.target.split("."), graph_module)
+                groups = node.args[6] if len(node.args) > 6 else node.kwargs.get("groups", 1)
+                transposed = "transpose" in node.target.__name__
+                channels = w.shape[0] if transposed else w.shape[1] * groups
+                return (w.dim() - 2, channels)
+    return None
+
+
+def infer_input_shapes(model, graph_module=None) -> tuple:
+    """Rank and channels from the first convolution each input reaches, default sizes.
+
+    Without a graph (a model whose forward cannot be traced) the first convolution
+    the model built stands in, for a single-input model.
+    """
+    import torch.nn as nn
+
+    names = _forward_inputs(model)
+    if not names:
+        raise InputError("its forward() takes no tensor input, so there is nothing to infer; pass --input-shape")
+    shapes = []
+    if graph_module is not None:
+        placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"][: len(names)]
+        for name, placeholder in zip(names, placeholders):
+            conv = _first_conv(model, graph_module, placeholder)
+            if conv is None:
+                raise InputError(
+                    f"input `{name}` of forward() reaches no convolution, so its shape cannot be inferred; "
+                    + _how_to_declare(names)
+                )
+            shapes.append(_shape_for(conv))
+        return tuple(shapes)
+    if len(names) > 1:
+        raise InputError(f"forward() takes {len(names)} inputs and could not be traced; " + _how_to_declare(names))
+    conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    if conv is None:
+        raise InputError("it has no convolution to infer its input from; " + _how_to_declare(names))
+    return (_shape_for(conv),)
+
+
+def _shape_for(conv) -> tuple:
+    if isinstance(conv, tuple):
+        ndim, channels = conv
+    else:
+        ndim, channels = len(conv.kernel_size), conv.in_channels
+    if not channels:
+        raise InputError("its first convolution is lazy (in_channels unknown); pass --input-shape")
+    return (1, channels, *DEFAULT_SPATIAL[ndim])
+
+
+def _how_to_declare(names: Sequence[str]) -> str:
+    example = " ".join("--input-shape 1,3,224,224" for _ in names)
+    return f"declare the shape of each of ({', '.join(names)}) in order: {example}"
+
+
+# ---------------------------------------------------------------- one model
+
+
+@dataclass
+class _Where:
+    """Where findings about a model point when no module site applies."""
+
+    name: str
+    path: str
+    line: int
+
+
+def _model_location(model, name: Optional[str], path: Optional[str], line: Optional[int]) -> _Where:
+    cls = type(model)
+    try:
+        path = path or inspect.getsourcefile(cls)
+        line = line or inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError):
+        pass
+    return _Where(name or cls.__name__, path or "<unknown>", line or 1)
+
+
+def _site_for(view, qualname: Optional[str], where: _Where):
+    from convlint import sites
+
+    if qualname is not None:
+        # A module built outside convlint has no site: use the nearest parent that has one.
+        parts = qualname.split(".") if qualname else []
+        while True:
+            name = ".".join(parts)
+            try:
+                site = view.module(name).site
+            except StopIteration:
+                site = None
+            if site is not None:
+                return site
+            if not parts:
+                break
+            parts.pop()
+    return sites.Site(where.path, where.line, 1, where.line, 1)
+
+
+def _finding(rule: Rule, report: Report, view, where: _Where) -> Finding:
+    site = report.site or _site_for(view, report.module, where)
+    return Finding(
+        code=rule.code,
+        severity=report.severity or rule.severity,
+        path=load.relpath(site.path),
+        line=site.line,
+        column=site.column,
+        end_line=site.end_line,
+        end_column=site.end_column,
+        message=report.message,
+        model=where.name,
+        module=report.module,
+        fix=report.fix,
+    )
+
+
+def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
+    from convlint.pretty import show
+    from convlint.trace import first_line
+
+    analysis = view.analysis
+    if input_error:
+        yield CVL901, Report(f"model `{view.name}` cannot be analysed: {input_error}", "")
+        return
+    if analysis.error:
+        yield CVL901, Report(f"model `{view.name}` {analysis.error}; only layer-level rules ran", "")
+        return
+    result = analysis.sizes
+    if result.error is not None:
+        node, exc = result.error
+        site = node.meta.get("convlint_site") if node is not None else None
+        at = f" at `{node.name}`" if node is not None else ""
+        yield CVL901, Report(f"model `{view.name}` raised when run on meta tensors{at}: {first_line(exc)}", "", site)
+    for m in result.mismatches:
+        axis = f"dimension {m.axis}" if m.axis >= 0 else "value"
+        yield CVL902, Report(
+            f"internal: symbolic size {show(m.expression)} of {axis} of `{m.node.name}` gives {m.actual}, "
+            f"PyTorch gives {m.expected}; treated as unknown",
+            "",
+            m.node.meta.get("convlint_site"),
+        )
+    for node, exc in result.transfer_errors:
+        yield CVL902, Report(f"internal: size rule for `{node.name}` failed: {first_line(exc)}", "", node.meta.get("convlint_site"))
+
+
+def check_model(
+    model,
+    input_shapes: Sequence[Sequence[int]] = (),
+    *,
+    rules: Optional[Sequence[Rule]] = None,
+    same: Sequence[str] = (),
+    name: Optional[str] = None,
+    path: Optional[str] = None,
+    line: Optional[int] = None,
+) -> list[Finding]:
+    """Run every rule on one built model; findings sorted by location."""
+    import torch
+
+    from convlint.trace import first_line
+    from convlint.view import Analysis, ModelView, analyse
+
+    if rules is None:
+        rules = [r for r in all_rules()[0] if r.check is not None]
+    where = _model_location(model, name, path, line)
+    if any(p.device.type != "meta" for p in [*model.parameters(), *model.buffers()]):
+        with torch.no_grad():
+            model = copy.deepcopy(model).to("meta")
+    input_error = None
+    shapes = tuple(tuple(s) for s in input_shapes)
+    if shapes:
+        analysis = analyse(model, shapes)
+    else:
+        from convlint.trace import trace
+
+        try:
+            traced = trace(model)
+        except Exception as exc:
+            traced, trace_error = None, f"cannot be traced: {first_line(exc)}"
+        try:
+            shapes = infer_input_shapes(model, traced.graph_module if traced else None)
+        except InputError as exc:
+            input_error = str(exc)
+        if input_error:
+            analysis = Analysis(error=input_error)
+        elif traced is None:
+            analysis = Analysis(error=trace_error)
+        else:
+            from convlint import sizes
+
+            analysis = Analysis(traced, sizes.propagate(traced.graph_module, shapes))
+    view = ModelView(where.name, where.path, model, shapes, analysis, tuple(same))
+    findings = [_finding(rule, report, view, where) for rule, report in _engine_reports(view, input_error)]
+    for rule in rules:
+        try:
+            for report in rule.check(view):
+                findings.append(_finding(rule, report, view, where))
+        except Exception as exc:  # one broken rule must not hide the others
+            findings.append(_finding(CVL902, Report(f"internal: rule {rule.code} crashed: {first_line(exc)}", ""), view, where))
+    return sorted(set(findings), key=Finding.sort_key)
+
+
+# ---------------------------------------------------------------- files and targets
+
+
+def _excluded(patterns: Sequence[str]):
+    def test(path: str) -> bool:
+        rel = load.relpath(path)
+        return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(os.path.basename(path), p) for p in patterns)
+
+    return test
+
+
+def _drop_nested(built: list) -> list:
+    """A class found in a file that another model of the same file contains is a building
+    block, checked inside that model, not again on its own."""
+    contained = set()
+    for _, model in built:
+        contained.update(type(m) for m in list(model.modules())[1:])
+    return [(c, m) for c, m in built if c.cls is None or c.cls not in contained]
+
+
+def check_paths(targets: Sequence[str], options: Options) -> Result:
+    from convlint.trace import first_line
+
+    rules, problems = all_rules()
+    rules = [r for r in rules if r.check is not None and selected(r.code, options.select, options.ignore)]
+    result = Result(problems=problems)
+    excluded = _excluded(options.exclude)
+    for target in targets:
+        if ":" in target and not os.path.exists(target):
+            groups = [load.candidate_for_target(target)]
+            explicit = True
+        else:
+            if not os.path.exists(target):
+                result.findings.append(Finding("CVL900", ERROR, target, 1, 1, 1, 1, f"no such file or directory: {target}"))
+                continue
+            files = load.python_files(target, excluded)
+            result.files += len(files)
+            groups = [load.candidates_in_file(f) for f in files]
+            explicit = False
+        for candidates, load_problems in groups:
+            for p in load_problems:
+                result.findings.append(Finding("CVL900", ERROR, p.path, p.line, p.column, p.line, p.column, p.message, p.model))
+            built = []
+            for candidate in candidates:
+                try:
+                    built.append((candidate, load.build(candidate)))
+                except Exception as exc:
+                    line = candidate.line
+                    result.findings.append(
+                        Finding(
+                            "CVL901", ERROR, load.relpath(candidate.path), line, 1, line, 1,
+                            f"model `{candidate.name}` cannot be built: {first_line(exc)}", candidate.name,
+                        )
+                    )
+            if not explicit:
+                built = _drop_nested(built)
+            for candidate, model in built:
+                result.models += 1
+                result.findings.extend(
+                    check_model(
+                        model,
+                        options.input_shapes,
+                        rules=rules,
+                        same=options.same,
+                        name=candidate.name,
+                        path=candidate.path,
+                        line=candidate.line,
+                    )
+                )
+    findings = [f for f in set(result.findings) if selected(f.code, options.select, options.ignore)]
+    result.findings = sorted(findings, key=Finding.sort_key)
+    return result

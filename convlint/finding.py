@@ -1,0 +1,51 @@
+"""The one record every output format and the fixer read."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+SAFE, UNSAFE, DISPLAY = "safe", "unsafe", "display-only"
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace the span (1-based line/column, end exclusive) with ``content``."""
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    content: str
+
+
+@dataclass(frozen=True)
+class Fix:
+    description: str
+    applicability: str = SAFE
+    edits: tuple[Edit, ...] = ()
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: str
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    message: str
+    model: Optional[str] = None
+    module: Optional[str] = None
+    fix: Optional[Fix] = None
+
+    def sort_key(self) -> tuple:
+        return (self.path, self.line, self.column, self.code, self.module or "", self.message)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.fix is not None:
+            data["fix"]["edits"] = [asdict(e) for e in self.fix.edits]
+        return data

@@ -1,0 +1,89 @@
+"""PyTorch's output-size formulas, in one place.
+
+Every function here works on plain ``int`` and on sympy expressions alike, so the
+same formula computes a concrete size, a symbolic size map and a candidate
+padding. The formulas follow PyTorch's documentation and its C++ shape functions
+(``pooling_output_shape``, ``conv_output_size``).
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import sympy
+
+Size = Union[int, sympy.Expr]
+
+
+def is_int(x: object) -> bool:
+    return isinstance(x, int) or (isinstance(x, sympy.Integer))
+
+
+def fdiv(a: Size, b: int) -> Size:
+    """Floor division that stays exact for ints and symbolic for expressions."""
+    if is_int(a) and is_int(b):
+        return int(a) // int(b)
+    return sympy.floor(sympy.sympify(a) / b)
+
+
+def cdiv(a: Size, b: int) -> Size:
+    """Ceiling division: -((-a) // b)."""
+    if is_int(a) and is_int(b):
+        return -(-int(a) // int(b))
+    return sympy.ceiling(sympy.sympify(a) / b)
+
+
+def mod(a: Size, b: int) -> Size:
+    if is_int(a) and is_int(b):
+        return int(a) % int(b)
+    return sympy.Mod(a, b)
+
+
+def effective_kernel(kernel: int, dilation: int) -> int:
+    """Span of a dilated kernel: d*(k-1) + 1."""
+    return dilation * (kernel - 1) + 1
+
+
+def conv_out(n: Size, kernel: int, stride: int, pad_left: int, pad_right: int, dilation: int) -> Size:
+    """Convolution: floor((n + pl + pr - d(k-1) - 1) / s) + 1."""
+    return fdiv(n + pad_left + pad_right - dilation * (kernel - 1) - 1, stride) + 1
+
+
+def pool_out(n: Size, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> Size:
+    """Max/avg pooling, PyTorch's ``pooling_output_shape``.
+
+    With ``ceil_mode`` the size rounds up, but the last window must start inside the
+    input or the left padding, so it drops by one when ``(out-1)*s >= n + p``.
+    """
+    if not ceil_mode:
+        return conv_out(n, kernel, stride, pad, pad, dilation)
+    m = n + 2 * pad - dilation * (kernel - 1) - 1
+    out = cdiv(m, stride) + 1
+    # (out-1)*s = m + ((-m) mod s), so the drop happens exactly when
+    # r = (-m) mod s >= c with c = d(k-1) + 1 - p; r lies in [0, s).
+    c = dilation * (kernel - 1) + 1 - pad
+    if c <= 0:
+        return out - 1
+    if c >= stride:
+        return out
+    r = mod(-m, stride)
+    return out - fdiv(r + stride - c, stride)
+
+
+def conv_transpose_out(n: Size, kernel: int, stride: int, pad: int, dilation: int, output_padding: int) -> Size:
+    """Transposed convolution: (n-1)s - 2p + d(k-1) + output_padding + 1."""
+    return (n - 1) * stride - 2 * pad + dilation * (kernel - 1) + output_padding + 1
+
+
+def same_target(n: Size, stride: int) -> Size:
+    """What "same" means: ceil(n / s) (stride 1: n)."""
+    return n if stride == 1 else cdiv(n, stride)
+
+
+def same_total_padding(kernel: int, dilation: int) -> int:
+    """Total padding (left + right) that keeps "same" for every n: d*(k-1)."""
+    return dilation * (kernel - 1)
+
+
+def split_padding(total: int) -> tuple[int, int]:
+    """PyTorch's split of an asymmetric "same" pad: total//2 left, the rest right."""
+    return total // 2, total - total // 2

@@ -1,0 +1,166 @@
+"""A layer's geometry: the attributes that decide its output size.
+
+``Geometry`` is what the size transfer functions and the same-intent rules read,
+so a ``Conv2d`` module and an ``F.conv2d`` call with the same numbers behave alike.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from convlint import formulas
+from convlint.formulas import Size
+
+CONV, TRANSPOSED, MAXPOOL, AVGPOOL = "conv", "transposed", "maxpool", "avgpool"
+
+
+def ntuple(value, n: int) -> tuple:
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1:
+            return tuple(value) * n
+        return tuple(value)
+    return (value,) * n
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Kernel, stride, padding and dilation of one conv-like layer, per spatial dim.
+
+    ``padding`` holds (left, right) per dim: PyTorch's ``padding="same"`` pads
+    asymmetrically when d*(k-1) is odd. ``padding_literal`` keeps what the user wrote
+    (an int, a tuple, "same" or "valid") for messages.
+    """
+
+    kind: str
+    kernel: tuple[int, ...]
+    stride: tuple[int, ...]
+    padding: tuple[tuple[int, int], ...]
+    dilation: tuple[int, ...]
+    ceil_mode: bool = False
+    output_padding: tuple[int, ...] = ()
+    padding_literal: object = 0
+    padding_mode: str = "zeros"
+
+    @property
+    def ndim(self) -> int:
+        return len(self.kernel)
+
+    def out(self, sizes: Sequence[Size]) -> tuple[Size, ...]:
+        """Output spatial sizes for the given input spatial sizes."""
+        return tuple(self.out_dim(i, n) for i, n in enumerate(sizes))
+
+    def out_dim(self, i: int, n: Size) -> Size:
+        k, s, d = self.kernel[i], self.stride[i], self.dilation[i]
+        left, right = self.padding[i]
+        if self.kind == CONV:
+            return formulas.conv_out(n, k, s, left, right, d)
+        if self.kind == TRANSPOSED:
+            return formulas.conv_transpose_out(n, k, s, left, d, self.output_padding[i])
+        return formulas.pool_out(n, k, s, left, d, self.ceil_mode)
+
+    def with_padding(self, padding: Sequence[int]) -> "Geometry":
+        """The same layer with symmetric integer padding ``padding`` per dim."""
+        pairs = tuple((p, p) for p in padding)
+        literal = padding[0] if len(set(padding)) == 1 else tuple(padding)
+        return dataclasses.replace(self, padding=pairs, padding_literal=literal)
+
+    def min_input(self, i: int) -> int:
+        """Smallest input size for which the layer is defined (output >= 1)."""
+        if self.kind == TRANSPOSED:
+            return 1
+        left, right = self.padding[i]
+        return max(1, formulas.effective_kernel(self.kernel[i], self.dilation[i]) - left - right)
+
+
+def _conv_padding(padding, kernel, dilation, n) -> tuple[tuple[int, int], ...]:
+    if padding == "valid":
+        return ((0, 0),) * n
+    if padding == "same":
+        return tuple(
+            formulas.split_padding(formulas.same_total_padding(k, d)) for k, d in zip(kernel, dilation)
+        )
+    return tuple((p, p) for p in ntuple(padding, n))
+
+
+def conv_geometry(
+    ndim: int,
+    kernel,
+    stride=1,
+    padding=0,
+    dilation=1,
+    *,
+    transposed: bool = False,
+    output_padding=0,
+    padding_mode: str = "zeros",
+) -> Geometry:
+    kernel = ntuple(kernel, ndim)
+    dilation = ntuple(dilation, ndim)
+    return Geometry(
+        kind=TRANSPOSED if transposed else CONV,
+        kernel=kernel,
+        stride=ntuple(stride, ndim),
+        padding=_conv_padding(padding, kernel, dilation, ndim),
+        dilation=dilation,
+        output_padding=ntuple(output_padding, ndim),
+        padding_literal=padding,
+        padding_mode=padding_mode,
+    )
+
+
+def pool_geometry(ndim: int, kind: str, kernel, stride=None, padding=0, dilation=1, ceil_mode=False) -> Geometry:
+    kernel = ntuple(kernel, ndim)
+    # PyTorch: stride None (or an empty list) means stride = kernel_size.
+    stride = kernel if stride is None or stride == [] or stride == () else ntuple(stride, ndim)
+    return Geometry(
+        kind=kind,
+        kernel=kernel,
+        stride=stride,
+        padding=tuple((p, p) for p in ntuple(padding, ndim)),
+        dilation=ntuple(dilation, ndim),
+        ceil_mode=bool(ceil_mode),
+        padding_literal=padding,
+    )
+
+
+def geometry_of(module) -> Optional[Geometry]:
+    """Geometry of a conv, transposed conv or pooling module; None for anything else."""
+    import torch.nn as nn
+
+    if isinstance(module, nn.modules.conv._ConvNd):
+        ndim = len(module.kernel_size)
+        return conv_geometry(
+            ndim,
+            module.kernel_size,
+            module.stride,
+            module.padding,
+            module.dilation,
+            transposed=module.transposed,
+            output_padding=module.output_padding,
+            padding_mode=module.padding_mode,
+        )
+    for cls, kind, ndim in _POOLS():
+        if isinstance(module, cls):
+            return pool_geometry(
+                ndim,
+                kind,
+                module.kernel_size,
+                module.stride,
+                module.padding,
+                getattr(module, "dilation", 1),
+                module.ceil_mode,
+            )
+    return None
+
+
+def _POOLS():
+    import torch.nn as nn
+
+    return (
+        (nn.MaxPool1d, MAXPOOL, 1),
+        (nn.MaxPool2d, MAXPOOL, 2),
+        (nn.MaxPool3d, MAXPOOL, 3),
+        (nn.AvgPool1d, AVGPOOL, 1),
+        (nn.AvgPool2d, AVGPOOL, 2),
+        (nn.AvgPool3d, AVGPOOL, 3),
+    )

@@ -1,0 +1,32 @@
+"""Size expressions as people write them: ``floor((H - 1)/2) + 1``, not ``floor(H/2 - 1/2) + 1``."""
+from __future__ import annotations
+
+import sympy
+from sympy.printing.str import StrPrinter
+
+
+class _Printer(StrPrinter):
+    def _print_floor(self, expr) -> str:
+        return f"floor({self._print(sympy.together(expr.args[0]))})"
+
+    def _print_ceiling(self, expr) -> str:
+        return f"ceil({self._print(sympy.together(expr.args[0]))})"
+
+
+def show(expr) -> str:
+    if expr is None:
+        return "?"
+    return _Printer().doprint(expr)
+
+
+def size_map(inputs, outputs) -> str:
+    """``H -> H - 10, W -> W - 10``."""
+    return ", ".join(f"{show(i)} -> {show(o)}" for i, o in zip(inputs, outputs))
+
+
+def literal(values) -> str:
+    """A padding as the user would write it: ``6`` or ``(0, 2, 2)``."""
+    values = tuple(values)
+    if len(set(values)) == 1:
+        return repr(values[0])
+    return repr(values)

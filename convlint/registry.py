@@ -1,0 +1,84 @@
+"""Rules: declarative records found through the ``convlint.rules`` entry point.
+
+A rule is a code, a name, a default severity, its documentation and a function from a
+read-only ``ModelView`` to ``Report``s. Built-in rules come in through the same entry
+point as a third-party plugin's; an entry point may name a ``Rule``, a list of them,
+or a module (or package) whose module-level ``Rule`` objects are all taken.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import re
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Callable, Iterable, Optional
+
+from convlint.finding import Fix
+
+GROUP = "convlint.rules"
+CODE = re.compile(r"^[A-Z]{1,3}[0-9]{3}$")
+
+
+@dataclass(frozen=True)
+class Report:
+    """What a rule says; the engine turns it into a located ``Finding``.
+
+    ``module`` is the qualified name of the module the finding is about: the finding
+    points at that module's constructor call unless ``site`` gives another place.
+    """
+
+    message: str
+    module: Optional[str] = None
+    site: object = None
+    fix: Optional[Fix] = None
+    severity: Optional[str] = None  # None: the rule's own
+
+
+@dataclass(frozen=True)
+class Rule:
+    code: str
+    name: str
+    severity: str
+    summary: str
+    doc: str
+    check: Optional[Callable[..., Iterable[Report]]] = None
+    fixable: bool = False
+
+    def __post_init__(self) -> None:
+        if not CODE.match(self.code):
+            raise ValueError(f"rule code {self.code!r} does not match [A-Z]{{1,3}}[0-9]{{3}}")
+
+
+def _rules_in(obj) -> list[Rule]:
+    if isinstance(obj, Rule):
+        return [obj]
+    if isinstance(obj, ModuleType):
+        found = [v for v in vars(obj).values() if isinstance(v, Rule)]
+        if hasattr(obj, "__path__"):
+            for info in pkgutil.iter_modules(obj.__path__, obj.__name__ + "."):
+                found.extend(_rules_in(importlib.import_module(info.name)))
+        return found
+    if isinstance(obj, (list, tuple)):
+        return [r for item in obj for r in _rules_in(item)]
+    raise TypeError(f"entry point gave {obj!r}, not a Rule, a list of rules or a module")
+
+
+def discover() -> tuple[list[Rule], list[str]]:
+    """All installed rules, sorted by code, and the problems met loading plugins."""
+    from importlib.metadata import entry_points
+
+    rules: dict[str, Rule] = {}
+    problems: list[str] = []
+    for ep in entry_points(group=GROUP):
+        try:
+            loaded = _rules_in(ep.load())
+        except Exception as exc:  # a broken plugin is reported, the others still run
+            problems.append(f"plugin {ep.name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}")
+            continue
+        for rule in loaded:
+            if rule.code in rules and rules[rule.code] is not rule:
+                problems.append(f"plugin {ep.name!r}: rule code {rule.code} is already taken")
+                continue
+            rules[rule.code] = rule
+    return sorted(rules.values(), key=lambda r: r.code), problems

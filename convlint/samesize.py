@@ -1,0 +1,80 @@
+"""Deciding "keeps its size" for every input size, from one period of sizes.
+
+Conv, pooling, padding and resampling maps are quasi-affine in the input size n:
+``f(n) = r*n + q(n)`` with ``q`` periodic. Once ``f`` is defined it repeats with a
+period that divides the product of the strides, and so does the target ``ceil(n/S)``.
+Checking ``f(n) == ceil(n/S)`` on ``[n_min, n_min + P]`` therefore decides it for all
+``n >= n_min`` (the endpoint pins the slope).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Callable, Optional
+
+import sympy
+
+from convlint import formulas
+
+# Beyond this many sizes a period is not walked; the answer is then "unproven".
+MAX_PERIOD = 1 << 16
+
+
+@dataclass(frozen=True)
+class Verdict:
+    keeps: bool
+    counterexample: Optional[int] = None  # an input size where the output is not ceil(n/S)
+    got: Optional[int] = None
+    want: Optional[int] = None
+    n_min: int = 1
+
+
+def keeps_same(out: Callable[[int], Optional[int]], stride: int, n_min: int, period: int) -> Verdict:
+    """Does ``out(n) == ceil(n / stride)`` hold for every n >= n_min?"""
+    period = math.lcm(max(1, period), max(1, stride))
+    if period > MAX_PERIOD:
+        period = MAX_PERIOD
+    for n in range(n_min, n_min + period + 1):
+        got, want = out(n), formulas.same_target(n, stride)
+        if got != want:
+            return Verdict(False, n, got, want, n_min)
+    return Verdict(True, n_min=n_min)
+
+
+def period_of(expr: sympy.Expr) -> int:
+    """A multiple of the period of a quasi-affine expression: the product of the
+    denominators inside its floor, ceiling and Mod terms."""
+    if expr is None or not isinstance(expr, sympy.Basic):
+        return 1
+    period = 1
+    for atom in expr.atoms(sympy.floor, sympy.ceiling, sympy.Mod):
+        for number in atom.atoms(sympy.Rational):
+            period = math.lcm(period, int(number.q))
+        if isinstance(atom, sympy.Mod) and atom.args[1].is_Integer:
+            period = math.lcm(period, abs(int(atom.args[1])))
+        if period > MAX_PERIOD:
+            return MAX_PERIOD
+    return period
+
+
+def slope(out: Callable[[int], Optional[int]], n: int, period: int) -> Optional[Fraction]:
+    """Output growth per input step, from one period: 1/S for a stride-S block."""
+    a, b = out(n), out(n + period)
+    if a is None or b is None:
+        return None
+    return Fraction(b - a, period)
+
+
+def smallest_defined(defined: Callable[[int], bool], upper: int) -> Optional[int]:
+    """Smallest n in [1, upper] with ``defined(n)``; sizes grow with n, so bisect."""
+    if not defined(upper):
+        return None
+    lo, hi = 1, upper
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if defined(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

@@ -1,0 +1,99 @@
+"""Construction sites: where in source each module was built.
+
+While convlint builds a model it wraps ``nn.Module.__init__``; each new module
+remembers the call expression that constructed it, from the frame's exact code
+positions (Python 3.11+: ``co_positions``). ``copy.deepcopy`` keeps the site, since
+it lives in the module's ``__dict__``.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+ATTR = "_convlint_site"
+
+
+@dataclass(frozen=True)
+class Site:
+    """A span in a source file; line and column are 1-based, columns count characters."""
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+
+def _char_column(path: str, line: int, byte_col: int) -> int:
+    """co_positions columns are UTF-8 byte offsets; report characters, 1-based."""
+    import linecache
+
+    text = linecache.getline(path, line)
+    if not text:
+        return byte_col + 1
+    return len(text.encode("utf-8")[:byte_col].decode("utf-8", errors="replace")) + 1
+
+
+def frame_site(frame) -> Optional[Site]:
+    """The span of the call a live frame is making."""
+    try:
+        positions = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+    except (IndexError, AttributeError):
+        return None
+    line, end_line, col, end_col = positions
+    if line is None or col is None:
+        return Site(frame.f_code.co_filename, frame.f_lineno, 1, frame.f_lineno, 1)
+    path = frame.f_code.co_filename
+    return Site(
+        path,
+        line,
+        _char_column(path, line, col),
+        end_line or line,
+        _char_column(path, end_line or line, end_col or col),
+    )
+
+
+def _skipped_dirs() -> tuple[str, ...]:
+    import torch
+
+    here = os.path.dirname(os.path.abspath(__file__))
+    return (os.path.dirname(os.path.abspath(torch.__file__)) + os.sep, here + os.sep)
+
+
+def _caller_site(module, skipped: tuple[str, ...]) -> Optional[Site]:
+    # Walk out of the module's own __init__ chain (every frame whose `self` is the
+    # module) and out of torch itself, to the user's call expression.
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_locals.get("self") is not module and not frame.f_code.co_filename.startswith(skipped):
+            if not frame.f_code.co_filename.startswith("<"):
+                return frame_site(frame)
+        frame = frame.f_back
+    return None
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[None]:
+    """Record the construction site of every module built inside the block."""
+    import torch.nn as nn
+
+    original = nn.Module.__init__
+    skipped = _skipped_dirs()
+
+    def __init__(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if ATTR not in self.__dict__:
+            self.__dict__[ATTR] = _caller_site(self, skipped)
+
+    nn.Module.__init__ = __init__
+    try:
+        yield
+    finally:
+        nn.Module.__init__ = original
+
+
+def site_of(module) -> Optional[Site]:
+    return module.__dict__.get(ATTR)

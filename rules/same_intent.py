@@ -1,0 +1,284 @@
+"""Same intent: layers and blocks declared to keep their spatial size.
+
+"Same" means: output size = ceil(input size / stride) in every spatial dimension, for
+every input size where the layer is defined. With symmetric integer padding a layer
+meets it exactly when dilation*(kernel-1) is even and padding = dilation*(kernel-1)/2.
+"""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+from convlint import layers, pretty
+from convlint.finding import ERROR, INFO
+from convlint.registry import Report, Rule
+from convlint.view import AxisVerdict, ModelView
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def _same_layers(view: ModelView) -> Iterator[tuple]:
+    """Conv and pooling layers that declare same intent and could miss it."""
+    for info in view.modules:
+        if not info.intent or info.intent == 'padding="same"':
+            continue  # PyTorch itself keeps the size of a padding="same" layer
+        geometry = layers.geometry_of(info.module)
+        if geometry is None or geometry.kind == layers.TRANSPOSED:
+            continue
+        axes = view.layer_axes(geometry)
+        if all(a.verdict.keeps for a in axes):
+            continue
+        yield info, geometry, axes
+
+
+def _odd_axes(geometry: layers.Geometry) -> list[int]:
+    return [i for i in range(geometry.ndim) if (geometry.dilation[i] * (geometry.kernel[i] - 1)) % 2]
+
+
+def _describe(info, geometry: layers.Geometry) -> str:
+    parts = [f"kernel {pretty.literal(geometry.kernel)}"]
+    if any(s != 1 for s in geometry.stride):
+        parts.append(f"stride {pretty.literal(geometry.stride)}")
+    if any(d != 1 for d in geometry.dilation):
+        parts.append(f"dilation {pretty.literal(geometry.dilation)}")
+    parts.append(f"padding {pretty.literal(geometry.padding_literal) if not isinstance(geometry.padding_literal, str) else repr(geometry.padding_literal)}")
+    return f"{info.type_name}({', '.join(parts)})"
+
+
+def _size_map(axes: tuple[AxisVerdict, ...]) -> str:
+    text = pretty.size_map([a.symbol for a in axes], [a.expression for a in axes])
+    strides = [a.stride for a in axes]
+    if any(s not in (1, None) for s in strides):
+        want = ", ".join(pretty.show(layers_same(a)) for a in axes)
+        text += f" (same would be {want})"
+    return text
+
+
+def layers_same(axis: AxisVerdict):
+    import sympy
+
+    return axis.symbol if axis.stride == 1 else sympy.ceiling(axis.symbol / axis.stride)
+
+
+def _at_example(view: ModelView, qualname: str, module, ndim: int) -> str:
+    """``; at the example input 19x19 -> 9x9`` when the layer ran in the model."""
+    shapes = view.module_inputs(qualname)
+    if not shapes:
+        return ""
+    import torch
+
+    try:
+        with torch.no_grad():
+            out = module(torch.empty(shapes[0], device="meta"))
+    except Exception:
+        return ""
+    before = "x".join(str(s) for s in shapes[0][-ndim:])
+    after = "x".join(str(s) for s in tuple(out.shape)[-ndim:])
+    return f"; at the example input {before} -> {after}"
+
+
+def keeping_padding(geometry: layers.Geometry, view: ModelView) -> Optional[tuple[int, ...]]:
+    """The symmetric padding that keeps the size for every input, checked, or None."""
+    if _odd_axes(geometry):
+        return None
+    padding = tuple(geometry.dilation[i] * (geometry.kernel[i] - 1) // 2 for i in range(geometry.ndim))
+    if geometry.kind != layers.CONV and any(p > k // 2 for p, k in zip(padding, geometry.kernel)):
+        return None  # pooling refuses padding above half the kernel
+    fixed = geometry.with_padding(padding)
+    if all(a.verdict.keeps for a in view.layer_axes(fixed)):
+        return padding
+    return None
+
+
+# ---------------------------------------------------------------- CVL101
+
+
+def _check_layer(view: ModelView) -> Iterator[Report]:
+    for info, geometry, axes in _same_layers(view):
+        if _odd_axes(geometry):
+            continue  # CVL102
+        name = view.display(info.qualname)
+        head = f"`{name}` {_describe(info, geometry)} does not keep its size: {_size_map(axes)}"
+        head += _at_example(view, info.qualname, info.module, geometry.ndim)
+        padding = keeping_padding(geometry, view)
+        if padding is None:
+            reason = "ceil_mode=True" if geometry.ceil_mode else "its other settings"
+            yield Report(f"{head}; no padding keeps it with {reason}", info.qualname)
+        else:
+            yield Report(f"{head}; use padding={pretty.literal(padding)}", info.qualname)
+
+
+CVL101 = Rule(
+    code="CVL101",
+    name="same-padding-mismatch",
+    severity=ERROR,
+    summary="A layer declared to keep its size does not: its padding is wrong",
+    check=_check_layer,
+    doc="""\
+## What it does
+Checks every convolution and pooling layer that declares "same" intent (a
+`# convlint: same` comment on its constructor call, a `same` glob in
+`[tool.convlint]`, or `convlint.same(layer)`) and proves, for every input size, whether
+its output size is `ceil(input / stride)`.
+
+## Why is this bad?
+A padding copied from a 3x3 layer (`padding=1`) shrinks the map once dilation or a larger
+kernel is added: `H -> H - 10` for a 3x3 convolution with dilation 6. The model fails
+later, at a residual add or a skip concatenation, or only for some input sizes.
+
+## Example
+```python
+self.aspp = nn.Conv2d(256, 256, 3, padding=1, dilation=6)  # convlint: same
+```
+A 19x19 map comes out 9x9.
+
+## Fix
+Use `padding = dilation * (kernel_size - 1) // 2` per dimension:
+```python
+self.aspp = nn.Conv2d(256, 256, 3, padding=6, dilation=6)  # convlint: same
+```
+""",
+)
+
+
+# ---------------------------------------------------------------- CVL102
+
+
+def _pad_layer(geometry: layers.Geometry) -> str:
+    """An explicit pad layer with PyTorch's split: total//2 before, the rest after."""
+    amounts = []
+    for i in reversed(range(geometry.ndim)):  # F.pad order: last dimension first
+        total = geometry.dilation[i] * (geometry.kernel[i] - 1)
+        amounts.extend((total // 2, total - total // 2))
+    name = {"reflect": "ReflectionPad", "replicate": "ReplicationPad", "circular": "CircularPad"}.get(
+        geometry.padding_mode, "ZeroPad"
+    )
+    if geometry.kind == layers.MAXPOOL:
+        return f"nn.ConstantPad{geometry.ndim}d({tuple(amounts)}, float('-inf'))"
+    return f"nn.{name}{geometry.ndim}d({tuple(amounts)})"
+
+
+def _check_odd(view: ModelView) -> Iterator[Report]:
+    for info, geometry, axes in _same_layers(view):
+        odd = _odd_axes(geometry)
+        if not odd:
+            continue
+        name = view.display(info.qualname)
+        totals = ", ".join(
+            f"{axes[i].symbol}: {geometry.dilation[i]}*({geometry.kernel[i]}-1) = {geometry.dilation[i] * (geometry.kernel[i] - 1)}"
+            for i in odd
+        )
+        head = f"`{name}` {_describe(info, geometry)} cannot keep its size with symmetric padding, dilation*(kernel-1) is odd ({totals})"
+        if geometry.kind == layers.CONV and all(s == 1 for s in geometry.stride):
+            fix = 'use padding="same" (PyTorch then pads asymmetrically, and may copy the input)'
+        else:
+            fix = f"add {_pad_layer(geometry)} before it and set padding=0"
+        yield Report(f"{head}; {fix}", info.qualname)
+
+
+CVL102 = Rule(
+    code="CVL102",
+    name="same-padding-impossible",
+    severity=ERROR,
+    summary="A layer declared to keep its size cannot, with any symmetric padding",
+    check=_check_odd,
+    doc="""\
+## What it does
+Finds layers with "same" intent whose effective kernel `dilation*(kernel-1) + 1` is even
+in some dimension (an even kernel, say), so that no symmetric integer `padding` keeps
+the size.
+
+## Why is this bad?
+`padding=p` pads `p` on both sides, `2p` in all, but keeping the size needs
+`dilation*(kernel-1)` in all, an odd number. Every choice of `p` shrinks or grows the map.
+
+## Example
+```python
+self.conv = nn.Conv2d(64, 64, 4, padding=1)  # convlint: same
+```
+
+## Fix
+At stride 1, `padding="same"`: PyTorch pads `total//2` before and the rest after (and
+warns that it may copy the input). At other strides, pad explicitly before the layer:
+```python
+self.pad = nn.ZeroPad2d((1, 2, 1, 2))
+self.conv = nn.Conv2d(64, 64, 4, stride=2, padding=0)
+```
+""",
+)
+
+
+# ---------------------------------------------------------------- CVL103
+
+
+def _responsible(view: ModelView, qualname: str, analysis) -> list[str]:
+    """Layers inside the block that do not keep "same" on their own."""
+    names = []
+    prefix = f"{qualname}." if qualname else ""
+    for node in view.nodes_in(analysis):
+        if node.op != "call_module":
+            continue
+        module = analysis.sizes.graph_module.get_submodule(node.target)
+        geometry = layers.geometry_of(module)
+        if geometry is None:
+            continue
+        axes = view.layer_axes(geometry)
+        if not all(a.verdict.keeps for a in axes):
+            names.append(f"`{prefix}{node.target}` ({pretty.size_map([a.symbol for a in axes], [a.expression for a in axes])})")
+    return names
+
+
+def _check_block(view: ModelView) -> Iterator[Report]:
+    for info in view.modules:
+        if not info.intent or layers.geometry_of(info.module) is not None:
+            continue
+        name = view.display(info.qualname)
+        analysis, axes, reason = view.block(info.qualname)
+        if reason or any(a.verdict is None for a in axes):
+            why = reason or "its size map is not defined at the example input"
+            yield Report(f"cannot check that block `{name}` ({info.type_name}) keeps its size: {why}", info.qualname, severity=INFO)
+            continue
+        if all(a.verdict.keeps for a in axes):
+            continue
+        known = all(a.expression is not None for a in axes)
+        if known:
+            change = _size_map(axes)
+        else:
+            broken = next(a for a in axes if not a.verdict.keeps)
+            change = f"at {broken.symbol} = {broken.verdict.counterexample} it gives {broken.verdict.got}"
+        culprits = _responsible(view, info.qualname, analysis) if analysis is not None else []
+        blame = "; layers responsible: " + ", ".join(culprits) if culprits else "; no single conv or pooling layer in it breaks same on its own"
+        yield Report(f"block `{name}` ({info.type_name}) does not keep its size: {change}{blame}", info.qualname)
+
+
+CVL103 = Rule(
+    code="CVL103",
+    name="same-block-mismatch",
+    severity=ERROR,
+    summary="A block declared to keep its size changes it",
+    check=_check_block,
+    doc="""\
+## What it does
+Checks a container or custom module that declares "same" intent (a
+`# convlint: same` comment on its constructor call, a `same` glob, or
+`convlint.same(block)`): traced on its own, its output size must be
+`ceil(input / stride)` for every input size, where stride is the product of its strides.
+It names the layers inside that break "same" on their own.
+
+## Why is this bad?
+Residual blocks, ASPP branches and U-Net stages are written to keep their size so
+that their output can be added to or concatenated with another. A block that shrinks
+the map breaks that merge, often only for some input sizes.
+
+## Example
+```python
+self.block = nn.Sequential(  # convlint: same
+    nn.Conv2d(64, 64, 3, padding=1),
+    nn.Conv2d(64, 64, 3, dilation=2, padding=1),
+)
+```
+`H -> H - 2`: the second convolution needs `padding=2`.
+
+## Fix
+Fix the padding of the layers it names (see CVL101 and CVL102).
+""",
+)
