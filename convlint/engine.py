@@ -11,6 +11,7 @@ import fnmatch
 import functools
 import inspect
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Optional, Sequence
 
@@ -286,6 +287,19 @@ def check_model(
     line: Optional[int] = None,
 ) -> list[Finding]:
     """Run every rule on one built model; findings sorted by location."""
+    import torch
+
+    from convlint.trace import first_line
+    from convlint.view import Analysis, ModelView, analyse
+
+    with warnings.catch_warnings():
+        # PyTorch's own warnings while convlint runs the model on meta tensors
+        # (padding="same" copies, deprecated arguments) are not the user's findings.
+        warnings.simplefilter("ignore")
+        return _check_model(model, input_shapes, rules, same, name, path, line)
+
+
+def _check_model(model, input_shapes, rules, same, name, path, line) -> list[Finding]:
     import torch
 
     from convlint.trace import first_line

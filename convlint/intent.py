@@ -41,14 +41,54 @@ def comment_lines(path: str) -> frozenset[int]:
     return frozenset(lines)
 
 
-def declared(module, qualname: str, site, globs: Sequence[str]) -> Optional[str]:
-    """How ``module`` declares same intent, or None."""
-    if site is not None and comment_lines(site.path) & set(range(site.line, site.end_line + 1)):
-        return "comment"
-    if module.__dict__.get(MARKER):
-        return "convlint.same()"
-    if any(fnmatch.fnmatchcase(qualname, g) for g in globs):
-        return "config"
-    if getattr(module, "padding", None) == "same" and hasattr(module, "kernel_size"):
-        return 'padding="same"'
-    return None
+def _comment_owners(entries) -> set[str]:
+    """Qualified names of the modules a ``# convlint: same`` comment belongs to.
+
+    A comment belongs to the constructor calls on whose lines it stands; where calls
+    nest (a layer inside ``nn.ModuleList([...])``), to the call spanning the fewest
+    lines, and among calls on one line to the widest: a trailing comment speaks for its
+    whole statement. Modules built by the same call (a loop) share its comment.
+    """
+    by_path: dict[str, list] = {}
+    for qualname, _module, site in entries:
+        if site is not None:
+            by_path.setdefault(site.path, []).append((qualname, site))
+    owners: set[str] = set()
+    for path, items in by_path.items():
+        for line in comment_lines(path):
+            spans = {site for _, site in items if site.line <= line <= site.end_line}
+            if not spans:
+                continue
+            best = min(spans, key=lambda s: (s.end_line - s.line, -(s.end_column - s.column) if s.line == s.end_line else 0))
+            owners.update(q for q, site in items if site == best)
+    return owners
+
+
+_UNCALLED_CONTAINERS = ("ModuleList", "ModuleDict", "ParameterList")
+
+
+def declarations(entries, globs: Sequence[str]) -> dict[str, str]:
+    """How each module declares same intent: {qualified name: "comment", ...}.
+
+    ``entries`` are (qualified name, module, construction site). Intent on a
+    ``ModuleList`` or ``ModuleDict``, which is never called itself, passes to its members.
+    """
+    commented = _comment_owners(entries)
+    found: dict[str, str] = {}
+    for qualname, module, _site in entries:
+        how = None
+        if qualname in commented:
+            how = "comment"
+        elif module.__dict__.get(MARKER):
+            how = "convlint.same()"
+        elif any(fnmatch.fnmatchcase(qualname, g) for g in globs):
+            how = "config"
+        elif getattr(module, "padding", None) == "same" and hasattr(module, "kernel_size"):
+            how = 'padding="same"'
+        if how:
+            found[qualname] = how
+    for qualname, module, _site in entries:
+        if qualname in found and type(module).__name__ in _UNCALLED_CONTAINERS:
+            for name, _child in module.named_children():
+                found.setdefault(f"{qualname}.{name}" if qualname else name, found[qualname])
+    return found

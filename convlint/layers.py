@@ -70,7 +70,10 @@ class Geometry:
         if self.kind == TRANSPOSED:
             return 1
         left, right = self.padding[i]
-        return max(1, formulas.effective_kernel(self.kernel[i], self.dilation[i]) - left - right)
+        lowest = max(1, formulas.effective_kernel(self.kernel[i], self.dilation[i]) - left - right)
+        if self.kind == AVGPOOL and self.ndim == 3:
+            lowest = max(lowest, self.kernel[i])  # avg_pool3d refuses an input smaller than its kernel
+        return lowest
 
 
 def _conv_padding(padding, kernel, dilation, n) -> tuple[tuple[int, int], ...]:

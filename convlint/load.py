@@ -196,6 +196,9 @@ def build(candidate: Candidate):
             model = candidate.factory().to("meta")
     if not isinstance(model, nn.Module):
         raise TypeError(f"{candidate.name} returned {type(model).__name__}, not an nn.Module")
+    # The model itself was built by convlint, not by a line of the user's: findings on
+    # it point at its class instead.
+    model.__dict__.pop(sites.ATTR, None)
     return model
 
 

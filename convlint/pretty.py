@@ -26,7 +26,9 @@ def size_map(inputs, outputs) -> str:
 
 def literal(values) -> str:
     """A padding as the user would write it: ``6`` or ``(0, 2, 2)``."""
-    values = tuple(values)
+    if isinstance(values, str):
+        return repr(values)
+    values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
     if len(set(values)) == 1:
         return repr(values[0])
     return repr(values)

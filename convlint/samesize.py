@@ -78,3 +78,27 @@ def smallest_defined(defined: Callable[[int], bool], upper: int) -> Optional[int
         else:
             lo = mid + 1
     return lo
+
+
+@dataclass(frozen=True)
+class AxisVerdict:
+    """Whether one spatial dimension keeps "same", with the map that decided it."""
+
+    symbol: sympy.Symbol
+    expression: Optional[sympy.Expr]
+    stride: Optional[int]
+    verdict: Optional[Verdict]  # None: could not be decided
+
+
+def layer_verdicts(geometry) -> tuple[AxisVerdict, ...]:
+    """Per spatial dim of a conv or pooling layer: its size map and whether it keeps "same"."""
+    from functools import partial
+
+    from convlint.sizes import SPATIAL_NAMES, symbol
+
+    result = []
+    for i, name in enumerate(SPATIAL_NAMES[geometry.ndim]):
+        sym, stride = symbol(name), geometry.stride[i]
+        verdict = keeps_same(partial(geometry.out_dim, i), stride, geometry.min_input(i), stride)
+        result.append(AxisVerdict(sym, sympy.sympify(geometry.out_dim(i, sym)), stride, verdict))
+    return tuple(result)

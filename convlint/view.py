@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from convlint import intent, layers, samesize, sites, sizes
+from convlint.samesize import AxisVerdict
 from convlint.trace import Trace, first_line, trace
 
 
@@ -60,16 +61,6 @@ class ModuleInfo:
         return type(self.module).__name__
 
 
-@dataclass(frozen=True)
-class AxisVerdict:
-    """Whether one spatial dimension keeps "same", with the map that decided it."""
-
-    symbol: sympy.Symbol
-    expression: Optional[sympy.Expr]
-    stride: Optional[int]
-    verdict: Optional[samesize.Verdict]  # None: could not be decided
-
-
 @dataclass
 class ModelView:
     name: str
@@ -85,11 +76,9 @@ class ModelView:
 
     @functools.cached_property
     def modules(self) -> tuple[ModuleInfo, ...]:
-        infos = []
-        for qualname, module in self.model.named_modules(remove_duplicate=False):
-            site = sites.site_of(module)
-            infos.append(ModuleInfo(qualname, module, site, intent.declared(module, qualname, site, self.same_globs)))
-        return tuple(infos)
+        entries = [(q, m, sites.site_of(m)) for q, m in self.model.named_modules(remove_duplicate=False)]
+        declared = intent.declarations(entries, self.same_globs)
+        return tuple(ModuleInfo(q, m, site, declared.get(q)) for q, m, site in entries)
 
     def module(self, qualname: str) -> ModuleInfo:
         return next(m for m in self.modules if m.qualname == qualname)
@@ -131,17 +120,7 @@ class ModelView:
     # ------------------------------------------------------------ "same" verdicts
 
     def layer_axes(self, geometry: layers.Geometry) -> tuple[AxisVerdict, ...]:
-        """Per spatial dim of a conv/pool layer: its map and whether it keeps "same"."""
-        names = sizes.SPATIAL_NAMES[geometry.ndim]
-        result = []
-        for i, name in enumerate(names):
-            sym = sizes.symbol(name)
-            stride = geometry.stride[i]
-            verdict = samesize.keeps_same(
-                functools.partial(geometry.out_dim, i), stride, geometry.min_input(i), stride
-            )
-            result.append(AxisVerdict(sym, sympy.sympify(geometry.out_dim(i, sym)), stride, verdict))
-        return tuple(result)
+        return samesize.layer_verdicts(geometry)
 
     def block(self, qualname: str) -> tuple[Optional[Analysis], tuple[AxisVerdict, ...], str]:
         """A block traced on its own at the input it saw; per-dim verdicts; or why not."""

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from convlint import layers, pretty
+from convlint import formulas, layers, pretty
 from convlint.finding import ERROR, INFO
 from convlint.registry import Report, Rule
-from convlint.view import AxisVerdict, ModelView
+from convlint.samesize import AxisVerdict, layer_verdicts
+from convlint.view import ModelView
 
 # ---------------------------------------------------------------- shared helpers
 
@@ -40,7 +41,7 @@ def _describe(info, geometry: layers.Geometry) -> str:
         parts.append(f"stride {pretty.literal(geometry.stride)}")
     if any(d != 1 for d in geometry.dilation):
         parts.append(f"dilation {pretty.literal(geometry.dilation)}")
-    parts.append(f"padding {pretty.literal(geometry.padding_literal) if not isinstance(geometry.padding_literal, str) else repr(geometry.padding_literal)}")
+    parts.append(f"padding {pretty.literal(geometry.padding_literal)}")
     return f"{info.type_name}({', '.join(parts)})"
 
 
@@ -71,12 +72,21 @@ def _at_example(view: ModelView, qualname: str, module, ndim: int) -> str:
             out = module(torch.empty(shapes[0], device="meta"))
     except Exception:
         return ""
-    before = "x".join(str(s) for s in shapes[0][-ndim:])
-    after = "x".join(str(s) for s in tuple(out.shape)[-ndim:])
-    return f"; at the example input {before} -> {after}"
+    before, after = tuple(shapes[0][-ndim:]), tuple(out.shape)[-ndim:]
+    geometry = layers.geometry_of(module)
+    if after == tuple(formulas.same_target(n, s) for n, s in zip(before, geometry.stride)):
+        return ""  # the example does not show the break
+    return f"; at the example input {'x'.join(map(str, before))} -> {'x'.join(map(str, after))}"
 
 
-def keeping_padding(geometry: layers.Geometry, view: ModelView) -> Optional[tuple[int, ...]]:
+def _smallest_failure(axes: tuple[AxisVerdict, ...]) -> str:
+    """``; first fails at H = 32 (17, not 16)``: a size that shows the break."""
+    broken = next(a for a in axes if not a.verdict.keeps)
+    v = broken.verdict
+    return f"; first fails at {broken.symbol} = {v.counterexample} ({v.got}, not {v.want})"
+
+
+def keeping_padding(geometry: layers.Geometry) -> Optional[tuple[int, ...]]:
     """The symmetric padding that keeps the size for every input, checked, or None."""
     if _odd_axes(geometry):
         return None
@@ -84,7 +94,7 @@ def keeping_padding(geometry: layers.Geometry, view: ModelView) -> Optional[tupl
     if geometry.kind != layers.CONV and any(p > k // 2 for p, k in zip(padding, geometry.kernel)):
         return None  # pooling refuses padding above half the kernel
     fixed = geometry.with_padding(padding)
-    if all(a.verdict.keeps for a in view.layer_axes(fixed)):
+    if all(a.verdict.keeps for a in layer_verdicts(fixed)):
         return padding
     return None
 
@@ -98,8 +108,9 @@ def _check_layer(view: ModelView) -> Iterator[Report]:
             continue  # CVL102
         name = view.display(info.qualname)
         head = f"`{name}` {_describe(info, geometry)} does not keep its size: {_size_map(axes)}"
-        head += _at_example(view, info.qualname, info.module, geometry.ndim)
-        padding = keeping_padding(geometry, view)
+        example = _at_example(view, info.qualname, info.module, geometry.ndim)
+        head += example or _smallest_failure(axes)
+        padding = keeping_padding(geometry)
         if padding is None:
             reason = "ceil_mode=True" if geometry.ceil_mode else "its other settings"
             yield Report(f"{head}; no padding keeps it with {reason}", info.qualname)

@@ -1,0 +1,128 @@
+"""PyTorch is the oracle: every size formula, evaluated, equals a real layer's output.
+
+Random conv, transposed conv and pooling layers in 1 to 3 dimensions, with random
+kernel, stride, padding, dilation, ceil_mode and input size, are run on real tensors.
+"""
+import math
+
+import pytest
+import sympy
+import torch
+import torch.nn as nn
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from convlint import layers, sizes
+from convlint.samesize import layer_verdicts
+from convlint.formulas import same_target
+from convlint.rules.same_intent import keeping_padding
+
+SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+TRANSPOSED = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
+AVGPOOL = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
+
+
+@st.composite
+def layer_and_input(draw):
+    ndim = draw(st.integers(1, 3))
+    kind = draw(st.sampled_from(["conv", "transposed", "maxpool", "avgpool"]))
+    per_dim = lambda strat: tuple(draw(strat) for _ in range(ndim))  # noqa: E731
+    kernel = per_dim(st.integers(1, 7))
+    stride = per_dim(st.integers(1, 4))
+    dilation = per_dim(st.integers(1, 4)) if kind in ("conv", "transposed", "maxpool") else (1,) * ndim
+    limit = 40 if ndim < 3 else 12
+    size = per_dim(st.integers(1, limit))
+    if kind == "conv":
+        padding = draw(st.one_of(st.just("valid"), st.just("same"), st.tuples(*[st.integers(0, 8)] * ndim)))
+        if padding == "same":
+            assume(all(s == 1 for s in stride))
+        mode = draw(st.sampled_from(["zeros", "reflect", "replicate", "circular"]))
+        layer = CONV[ndim](1, 1, kernel, stride, padding, dilation, padding_mode=mode)
+    elif kind == "transposed":
+        padding = per_dim(st.integers(0, 4))
+        output_padding = tuple(draw(st.integers(0, max(0, max(s, d) - 1))) for s, d in zip(stride, dilation))
+        layer = TRANSPOSED[ndim](1, 1, kernel, stride, padding, output_padding, dilation=dilation)
+    else:
+        padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+        ceil_mode = draw(st.booleans())
+        if kind == "maxpool":
+            layer = MAXPOOL[ndim](kernel, stride, padding, dilation, ceil_mode=ceil_mode)
+        else:
+            layer = AVGPOOL[ndim](kernel, stride, padding, ceil_mode=ceil_mode)
+    return layer, size
+
+
+def real_output(layer, size):
+    """The real layer on a real tensor; None where PyTorch refuses the size."""
+    try:
+        with torch.no_grad():
+            return tuple(layer(torch.zeros((1, 1, *size))).shape[2:])
+    except RuntimeError:
+        return None
+
+
+@SETTINGS
+@given(layer_and_input())
+def test_symbolic_size_of_every_layer_equals_pytorch(case):
+    layer, size = case
+    real = real_output(layer, size)
+    geometry = layers.geometry_of(layer)
+    names = sizes.SPATIAL_NAMES[geometry.ndim]
+    symbols = [sizes.symbol(n) for n in names]
+    expressions = sizes.apply_geometry(geometry, symbols)
+    predicted = tuple(sizes.evaluate_int(e, dict(zip(symbols, size))) for e in expressions)
+    if real is None:
+        # A zero-padded convolution refuses exactly where the formula gives no output;
+        # pooling and reflect/circular padding have further limits of their own
+        # (input smaller than the kernel, pad larger than the input).
+        if isinstance(layer, nn.modules.conv._ConvNd) and not layer.transposed and layer.padding_mode == "zeros":
+            assert any(p < 1 for p in predicted), (layer, size, predicted)
+        return
+    assert predicted == real, (layer, size, expressions)
+
+
+@SETTINGS
+@given(layer_and_input(), st.data())
+def test_suggested_padding_keeps_the_size_of_the_real_layer(case, data):
+    layer, _ = case
+    geometry = layers.geometry_of(layer)
+    assume(geometry.kind != layers.TRANSPOSED)
+    padding = keeping_padding(geometry)
+    if padding is None:
+        # Only when no symmetric padding can work: an odd d*(k-1), pooling limits, or ceil_mode.
+        odd = any((d * (k - 1)) % 2 for d, k in zip(geometry.dilation, geometry.kernel))
+        too_big = any(d * (k - 1) // 2 > k // 2 for d, k in zip(geometry.dilation, geometry.kernel))
+        assert odd or (geometry.kind != layers.CONV and (too_big or geometry.ceil_mode))
+        return
+    layer.padding = padding
+    if hasattr(layer, "_reversed_padding_repeated_twice"):
+        layer._reversed_padding_repeated_twice = [p for p in reversed(padding) for _ in range(2)]
+    limit = 40 if geometry.ndim < 3 else 12
+    for _ in range(3):
+        fixed = geometry.with_padding(padding)
+        # reflect padding needs p < n; avg_pool3d needs n >= kernel
+        lowest = [max(fixed.min_input(i), padding[i] + 1 if layer_mode(layer) else 1) for i in range(geometry.ndim)]
+        size = tuple(data.draw(st.integers(lowest[i], limit + lowest[i])) for i in range(geometry.ndim))
+        real = real_output(layer, size)
+        assert real == tuple(same_target(n, s) for n, s in zip(size, geometry.stride)), (layer, size, real)
+
+
+def layer_mode(layer):
+    return getattr(layer, "padding_mode", "zeros") != "zeros"
+
+
+@settings(max_examples=400, deadline=None)
+@given(layer_and_input())
+def test_same_verdict_agrees_with_brute_force_over_many_sizes(case):
+    layer, _ = case
+    geometry = layers.geometry_of(layer)
+    assume(geometry.kind != layers.TRANSPOSED)
+    for i, axis in enumerate(layer_verdicts(geometry)):
+        start = geometry.min_input(i)
+        brute = all(
+            geometry.out_dim(i, n) == same_target(n, geometry.stride[i]) for n in range(start, start + 200)
+        )
+        assert axis.verdict.keeps == brute

@@ -1,0 +1,40 @@
+"""Fixture pairs, as TorchFix does: ``fixtures/rules/NAME.py`` beside ``NAME.expected``.
+
+The expected file holds the exact findings, one ``LINE:COL CODE message`` per line,
+after an optional ``# args: --input-shape ...`` line. A fixture with no findings has an
+expected file with no finding lines, so correct designs stay clean.
+"""
+import glob
+import os
+import shlex
+
+import pytest
+
+from convlint import config, engine
+
+from conftest import FIXTURES
+
+CASES = sorted(glob.glob(os.path.join(FIXTURES, "rules", "*.expected")))
+
+
+def read_expected(path):
+    shapes, same, lines = (), (), []
+    with open(path, encoding="utf-8") as fh:
+        for raw in fh.read().splitlines():
+            if raw.startswith("# args:"):
+                words = shlex.split(raw[len("# args:"):])
+                shapes = tuple(config.parse_shape(words[i + 1]) for i, w in enumerate(words) if w == "--input-shape")
+                same = tuple(words[i + 1] for i, w in enumerate(words) if w == "--same")
+            elif raw.strip():
+                lines.append(raw)
+    return shapes, same, lines
+
+
+@pytest.mark.parametrize("expected", CASES, ids=[os.path.basename(c)[: -len(".expected")] for c in CASES])
+def test_fixture_gives_exactly_its_expected_findings(expected, in_root):
+    source = expected[: -len(".expected")] + ".py"
+    shapes, same, want = read_expected(expected)
+    result = engine.check_paths([os.path.relpath(source)], engine.Options(input_shapes=shapes, same=same))
+    got = [f"{f.line}:{f.column} {f.code} {f.message}" for f in result.findings]
+    assert all(f.path == os.path.relpath(source) for f in result.findings)
+    assert got == want
