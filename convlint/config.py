@@ -42,7 +42,7 @@ def _strings(key: str, value) -> tuple[str, ...]:
 def parse_shape(text) -> tuple[int, ...]:
     """``"1,3,224,224"`` or ``[1, 3, 224, 224]`` -> (1, 3, 224, 224)."""
     if isinstance(text, str):
-        parts = [p for p in text.replace("x", ",").split(",") if p.strip()]
+        parts = text.split(",")
         try:
             shape = tuple(int(p) for p in parts)
         except ValueError:

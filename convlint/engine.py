@@ -184,8 +184,10 @@ def _shape_for(conv) -> tuple:
 
 
 def _how_to_declare(names: Sequence[str]) -> str:
-    example = " ".join("--input-shape 1,3,224,224" for _ in names)
-    return f"declare the shape of each of ({', '.join(names)}) in order: {example}"
+    if len(names) == 1:
+        return "pass its shape, for example --input-shape 1,3,224,224"
+    example = " ".join("--input-shape ..." for _ in names)
+    return f"pass one --input-shape per input of forward({', '.join(names)}), in order: {example}"
 
 
 # ---------------------------------------------------------------- one model

@@ -1,0 +1,134 @@
+"""The real `convlint` command on fixtures: output, formats, exit codes, configuration."""
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+SEED = ["fixtures/seed.py", "--input-shape", "1,256,19,19"]
+
+
+def convlint(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, "-m", "convlint", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def test_seed_example_prints_the_cvl101_line_with_its_fix_as_the_readme_shows():
+    run = convlint("check", *SEED)
+    assert run.returncode == 1
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    shown = re.search(r"The first command prints:\n\n```\n(.*?)```", readme, re.S).group(1)
+    assert run.stdout + run.stderr == shown
+    assert "CVL101 `branch2` Conv2d(kernel 3, dilation 6, padding 1)" in run.stdout
+    assert "H -> H - 10, W -> W - 10; at the example input 19x19 -> 9x9; use padding=6" in run.stdout
+
+
+def test_clean_model_exits_zero_with_a_summary_on_stderr():
+    run = convlint("check", "fixtures/rules/clean.py", "--input-shape", "1,16,33,31")
+    assert (run.returncode, run.stdout) == (0, "")
+    assert run.stderr.startswith("All checks passed!")
+
+
+def test_exit_zero_and_select_ignore():
+    assert convlint("check", *SEED, "--exit-zero").returncode == 0
+    only_901 = convlint("check", *SEED, "--select", "CVL9")
+    assert [l.split()[1] for l in only_901.stdout.splitlines()] == ["CVL901"]
+    none = convlint("check", *SEED, "--ignore", "CVL1,CVL901")
+    assert (none.returncode, none.stdout) == (0, "")
+    # the longer prefix wins, as in ruff
+    back = convlint("check", *SEED, "--select", "CVL101", "--ignore", "CVL1")
+    assert [l.split()[1] for l in back.stdout.splitlines()] == ["CVL101"]
+
+
+def test_json_output_has_the_documented_keys():
+    run = convlint("check", *SEED, "--format", "json")
+    data = json.loads(run.stdout)
+    assert [d["code"] for d in data] == ["CVL101", "CVL901"]
+    keys = {"code", "severity", "path", "line", "column", "end_line", "end_column", "message", "model", "module", "fix"}
+    assert all(set(d) == keys for d in data)
+    first = data[0]
+    assert (first["path"], first["line"], first["column"], first["end_line"]) == ("fixtures/seed.py", 17, 24, 17)
+    assert first["end_column"] > first["column"]
+    assert (first["severity"], first["model"], first["module"]) == ("error", "fixtures/seed.py:ASPP", "branch2")
+
+
+def test_usage_errors_exit_two():
+    assert convlint("check", *SEED[:1], "--input-shape", "1,x,3").returncode == 2
+    assert convlint("check").returncode == 2
+    assert convlint("rules", "CVL999").returncode == 2
+    assert convlint("check", "--format", "yaml", SEED[0]).returncode == 2
+
+
+def test_a_file_that_does_not_import_is_a_finding_and_the_run_goes_on():
+    run = convlint("check", "fixtures/rules/broken_import.py", *SEED)
+    assert run.returncode == 1
+    codes = [l.split()[1] for l in run.stdout.splitlines()]
+    assert codes == ["CVL900", "CVL101", "CVL901"]
+    assert run.stdout.startswith("fixtures/rules/broken_import.py:4:1: CVL900 cannot import")
+
+
+def test_missing_path_is_reported():
+    run = convlint("check", "no/such/file.py")
+    assert run.returncode == 1 and "CVL900 no such file or directory" in run.stdout
+
+
+def test_targets_by_module_and_by_file_with_relative_imports():
+    by_module = convlint("check", "fixtures.pkg.models.net:build_net", "--same", "body.*")
+    by_file = convlint("check", "fixtures/pkg/models/net.py:Net", "--same", "body.*")
+    whole_file = convlint("check", "fixtures/pkg/models/net.py", "--same", "body.*")
+    for run in (by_module, by_file, whole_file):
+        assert run.returncode == 1, run.stderr
+        lines = run.stdout.splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith("fixtures/pkg/models/blocks.py:5:12: CVL101 `body.1`")
+        assert lines[0].endswith("use padding=2")
+
+
+def test_config_in_pyproject_declares_intent_and_rejects_unknown_keys(tmp_path):
+    model = tmp_path / "model.py"
+    model.write_text(
+        "import torch.nn as nn\n\n"
+        "class M(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.head = nn.Sequential(nn.Conv2d(3, 3, 3), nn.Conv2d(3, 3, 3, padding=1))\n\n"
+        "    def forward(self, x):\n"
+        "        return self.head(x)\n"
+    )
+    (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nsame = ["head"]\ninput-shape = [1, 3, 20, 20]\n')
+    run = convlint("check", "model.py", cwd=tmp_path)
+    assert run.returncode == 1
+    assert run.stdout.startswith("model.py:6:21: CVL103 block `head` (Sequential) does not keep its size: H -> H - 2")
+    assert "layers responsible: `head.0` (H -> H - 2, W -> W - 2)" in run.stdout
+    (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nsame = "head"\n')
+    bad_type = convlint("check", "model.py", cwd=tmp_path)
+    assert bad_type.returncode == 2 and "same must be a list of strings" in bad_type.stderr
+    (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nsaem = ["head"]\n')
+    unknown = convlint("check", "model.py", cwd=tmp_path)
+    assert unknown.returncode == 2 and "unknown key [tool.convlint] 'saem'" in unknown.stderr
+    (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nmodels = [{target = "model.py:M", input-shape = [1, 3, 9, 9]}]\nsame = ["head"]\n')
+    from_config = convlint("check", cwd=tmp_path)
+    assert from_config.returncode == 1 and "CVL103" in from_config.stdout
+
+
+def test_rules_command_lists_every_rule_and_explains_one():
+    listing = convlint("rules")
+    codes = [l.split()[0] for l in listing.stdout.splitlines()]
+    assert codes == sorted(codes) and {"CVL101", "CVL102", "CVL103", "CVL900", "CVL901", "CVL902"} <= set(codes)
+    doc = convlint("rules", "cvl101")
+    assert doc.returncode == 0
+    for heading in ("## What it does", "## Why is this bad?", "## Example", "## Fix"):
+        assert heading in doc.stdout
+
+
+def test_readme_lists_every_rule():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    listing = convlint("rules").stdout
+    for line in listing.splitlines():
+        code, name = line.split()[:2]
+        assert f"| {code} | {name} |" in readme
