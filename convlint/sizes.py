@@ -13,6 +13,7 @@ disagreement is kept in ``mismatches`` and reported, never ignored.
 from __future__ import annotations
 
 import operator
+from fractions import Fraction
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -348,8 +349,9 @@ def _resample(call: Call, size: Any, scale: Any, size_shadow: Any = None) -> Sym
         shadow = size_shadow if size_shadow is not None else constant_shadow(size)
         spatial = [_dim(s) for s in layers.ntuple(shadow, ndim)]
     else:
-        # PyTorch: floor(float(n) * scale) per dim.
-        factors = [sympy.Rational(float(f)) for f in layers.ntuple(scale, ndim)]
+        # PyTorch: floor(float(n) * scale) in double precision, where 24 * (1/3) rounds
+        # to 8.0; the nearest simple fraction reproduces that rounding.
+        factors = [sympy.Rational(Fraction(float(f)).limit_denominator(1 << 20)) for f in layers.ntuple(scale, ndim)]
         spatial = [_lift(lambda n, f=f: sympy.floor(n * f), n) for n, f in zip(_spatial(x, ndim), factors)]
     return _with_spatial(x, ndim, spatial)
 
@@ -791,7 +793,9 @@ class SizeProp(torch.fx.Interpreter):
             dims = list(shadow.dims)
             for axis, (expr, size) in enumerate(zip(shadow.dims, value.shape)):
                 got = evaluate_int(expr, self._values)
-                if expr is not None and got != size:
+                # Expressions hold within the sizes where every op is defined; a value
+                # <= 0 stands for an empty dimension (x[..., :-p] with n < p).
+                if expr is not None and got != size and not (size == 0 and got is not None and got < 0):
                     self.result.mismatches.append(Mismatch(n, axis, expr, size, got))
                     dims[axis] = None
             return SymTensor(tuple(dims))
@@ -844,7 +848,6 @@ def propagate(graph_module: torch.fx.GraphModule, input_shapes: Sequence[Sequenc
 
 # ---------------------------------------------------------------- fast exact evaluation
 
-from fractions import Fraction  # noqa: E402
 import math as _math  # noqa: E402
 
 

@@ -1,0 +1,249 @@
+"""Symbolic sizes through whole graphs, checked against real PyTorch at many sizes.
+
+Each model is propagated once, symbolically, at one example size; its output
+expressions are then evaluated at other sizes and compared with the model run on real
+tensors at those sizes.
+"""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from convlint import sizes
+from convlint.trace import trace
+from convlint.view import analyse
+
+
+class UNetStage(nn.Module):
+    """Down, up, then F.interpolate / F.pad to the skip connection's size, and cat."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.pool = nn.MaxPool2d(2, ceil_mode=True)
+        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2)
+        self.up2 = nn.ConvTranspose2d(8, 3, 4, stride=2, padding=1)
+
+    def forward(self, x):
+        skip = x
+        y = self.up(self.pool(self.down(x)))
+        y = F.interpolate(y, size=(skip.size(2) // 2, skip.shape[-1] // 2))
+        y = self.up2(y)
+        dy, dx = skip.size(2) - y.size(2), skip.size(3) - y.size(3)
+        y = F.pad(y, [dx // 2, dx - dx // 2, dy // 2, dy - dy // 2])
+        return torch.cat([y, skip], dim=1)
+
+
+class CausalTCN(nn.Module):
+    """Causal 1-d convolutions: pad both sides, then chomp the right side off."""
+
+    def __init__(self):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Conv1d(4, 4, 3, padding=2 * d, dilation=d) for d in (1, 2, 4)])
+
+    def forward(self, x):
+        for conv, d in zip(self.convs, (1, 2, 4)):
+            x = F.relu(conv(x)[:, :, : -2 * d]) + x
+        return x
+
+
+class ValidWithCrop(nn.Module):
+    """Valid convolutions; the skip path is center-cropped to match."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(2, 2, 3)
+        self.b = nn.Conv2d(2, 2, 5, dilation=2)
+
+    def forward(self, x):
+        y = self.b(self.a(x))
+        top = (x.size(2) - y.size(2)) // 2
+        left = (x.size(3) - y.size(3)) // 2
+        return y + x[:, :, top : top + y.size(2), left : left + y.size(3)]
+
+
+class Functional(nn.Module):
+    """F.conv2d with its own weight, functional pooling, resampling by scale factor."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 2, 3, 5))
+        self.se = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(4, 4, 1), nn.Sigmoid())
+
+    def forward(self, x):
+        y = F.conv2d(x, self.weight, padding=(1, 0), stride=(1, 2), dilation=(2, 1))
+        y = F.max_pool2d(y, 3, 2, 1, ceil_mode=True)
+        y = F.avg_pool2d(y, 2, ceil_mode=True, count_include_pad=False)
+        y = y * self.se(y)
+        y = F.interpolate(y, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return F.interpolate(y, scale_factor=0.5)
+
+
+class Shuffle3D(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d((1, 2, 0, 3))
+        self.conv = nn.Conv2d(2, 8, 3, stride=(2, 1))
+        self.shuffle = nn.PixelShuffle(2)
+        self.conv3 = nn.Conv3d(1, 1, (3, 1, 3), padding=(1, 0, 0))
+        self.up = nn.Upsample(scale_factor=(1, 2, 3))
+
+    def forward(self, x):
+        y = self.shuffle(self.conv(self.pad(x)))
+        y = self.up(self.conv3(y.unsqueeze(1)))
+        return y.flatten(1, 2)
+
+
+CASES = [
+    (UNetStage, (1, 3, 40, 36), [(17, 9), (33, 64), (20, 21), (64, 64)]),
+    (CausalTCN, (2, 4, 50), [(9,), (100,), (31,)]),
+    (ValidWithCrop, (1, 2, 30, 30), [(13, 20), (31, 16), (50, 51)]),
+    (Functional, (1, 2, 41, 37), [(20, 20), (33, 47), (64, 9)]),
+    (Shuffle3D, (1, 2, 20, 22), [(8, 8), (15, 31), (40, 17)]),
+]
+
+
+def real_spatial(model, shape):
+    with torch.no_grad():
+        return tuple(model(torch.zeros(shape)).shape[2:])
+
+
+@pytest.mark.parametrize("cls,example,others", CASES, ids=[c[0].__name__ for c in CASES])
+def test_graph_sizes_are_symbolic_everywhere_and_match_pytorch_at_other_sizes(cls, example, others):
+    torch.manual_seed(0)
+    model = cls()
+    analysis = analyse(model, [example])
+    result = analysis.sizes
+    assert result.error is None and not result.mismatches and not result.transfer_errors
+    assert not result.unknown_ops, [n.format_node() for n in result.unknown_ops]
+    out = analysis.output
+    ndim = len(example) - 2
+    symbols = list(result.symbols)
+    assert all(d is not None for d in out.dims)
+    for spatial in others:
+        env = dict(zip(symbols, spatial))
+        predicted = tuple(sizes.evaluate_int(d, env) for d in out.dims[2:])
+        real = real_spatial(model, (*example[:2], *spatial))
+        assert predicted == real[-ndim:] if len(real) == ndim else predicted == real, (spatial, out.dims)
+
+
+def test_untraceable_submodule_becomes_a_leaf_and_sizes_after_it_are_unknown():
+    class Dynamic(nn.Module):
+        def forward(self, x):
+            if x.shape[-1] % 2:
+                x = F.pad(x, [0, 1])
+            return x
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3, padding=1)
+            self.dynamic = Dynamic()
+
+        def forward(self, x):
+            return self.conv(self.dynamic(self.conv(x)))
+
+    traced = trace(Model())
+    assert list(traced.leaves) == ["dynamic"]
+    assert "control flow" in traced.leaves["dynamic"]
+    result = sizes.propagate(traced.graph_module, [(1, 1, 9, 9)])
+    out = result.shadows[next(n for n in traced.graph_module.graph.nodes if n.op == "output")]
+    assert out.dims[2:] == (None, None)  # unknown from the leaf on, not a guess
+    assert result.values[next(n for n in traced.graph_module.graph.nodes if n.op == "output")] == (1, 1, 9, 10)
+
+
+def test_a_wrong_formula_is_reported_as_a_mismatch_not_ignored(monkeypatch):
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 1, 3)
+
+        def forward(self, x):
+            return self.conv(x) + 1
+
+    monkeypatch.setitem(sizes.MODULE_RULES, nn.Conv2d, lambda call: call.sargs[0])  # wrong on purpose
+    result = sizes.propagate(trace(Model()).graph_module, [(1, 1, 9, 9)])
+    assert [(m.node.name, m.axis, m.expected, m.actual) for m in result.mismatches] == [("conv", 2, 7, 9), ("conv", 3, 7, 9)]
+    out = result.shadows[next(n for n in result.graph_module.graph.nodes if n.op == "output")]
+    assert out.dims[2:] == (None, None)
+
+
+# ------------------------------------------------------------------ random stacks
+
+LAYERS = st.sampled_from(["conv", "pool", "avgceil", "pad", "reflect", "up", "down", "transposed", "chomp", "interp"])
+
+
+def build(kinds, params):
+    mods = []
+    for kind, (k, s, p, d) in zip(kinds, params):
+        if kind == "conv":
+            mods.append(nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d))
+        elif kind == "pool":
+            mods.append(nn.MaxPool2d(k, stride=s, padding=min(p, k // 2), dilation=d, ceil_mode=True))
+        elif kind == "avgceil":
+            mods.append(nn.AvgPool2d(k, stride=s, padding=min(p, k // 2), ceil_mode=True))
+        elif kind == "pad":
+            mods.append(nn.ZeroPad2d((p, k, d, s)))
+        elif kind == "reflect":
+            mods.append(nn.ReplicationPad2d((p, 1, 0, d)))
+        elif kind == "up":
+            mods.append(nn.Upsample(scale_factor=s))
+        elif kind == "down":
+            mods.append(nn.Upsample(scale_factor=1 / s))
+        elif kind == "transposed":
+            mods.append(nn.ConvTranspose2d(1, 1, k, stride=s, padding=min(p, k - 1), dilation=d))
+        elif kind == "chomp":
+            mods.append(Chomp(p + 1))
+        else:
+            mods.append(Interp(s))
+    return nn.Sequential(*mods)
+
+
+class Chomp(nn.Module):
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        return x[..., : -self.p]
+
+
+class Interp(nn.Module):
+    def __init__(self, s):
+        super().__init__()
+        self.s = s
+
+    def forward(self, x):
+        return F.interpolate(x, size=(x.size(2) * self.s, x.size(3) + self.s))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(st.tuples(LAYERS, st.tuples(st.integers(1, 5), st.integers(1, 3), st.integers(0, 3), st.integers(1, 3))), min_size=1, max_size=5),
+    st.tuples(st.integers(24, 70), st.integers(24, 70)),
+    st.lists(st.tuples(st.integers(1, 90), st.integers(1, 90)), min_size=3, max_size=3),
+)
+def test_random_stacks_symbolic_sizes_equal_pytorch(layers_, example, others):
+    model = build([k for k, _ in layers_], [p for _, p in layers_])
+    try:
+        real_example = real_spatial(model, (1, 1, *example))
+    except RuntimeError:
+        return  # the stack does not run at the example size: nothing to compare
+    analysis = analyse(model, [(1, 1, *example)])
+    result = analysis.sizes
+    assert result.error is None and not result.mismatches and not result.transfer_errors, (model, result.mismatches)
+    out = analysis.output
+    assert all(d is not None for d in out.dims[2:]), model
+    symbols = list(result.symbols)
+    for spatial in others:
+        try:
+            real = real_spatial(model, (1, 1, *spatial))
+        except RuntimeError:
+            continue
+        env = dict(zip(symbols, spatial))
+        if any(sizes.evaluate_int(d, env) < 1 for sh in result.shadows.values() if isinstance(sh, sizes.SymTensor) for d in sh.dims):
+            continue  # outside the sizes where every op is defined: expressions make no claim there
+        predicted = tuple(sizes.evaluate_int(d, env) for d in out.dims[2:])
+        assert predicted == real, (model, spatial, out.dims)
