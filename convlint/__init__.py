@@ -30,13 +30,20 @@ def check(model, input_shape: Sequence[int] | Sequence[Sequence[int]] = (), *, s
     the meta device and records where each layer was constructed. ``input_shape`` is
     one shape, or one shape per ``forward`` input; empty to infer it.
     """
+    import sys
+
     import torch.nn as nn
 
-    from convlint import engine, load
+    from convlint import engine, load, sites
 
     shapes = tuple(input_shape)
     if shapes and isinstance(shapes[0], int):
         shapes = (shapes,)
     if not isinstance(model, nn.Module):
         model = load.build(load.Candidate(getattr(model, "__name__", repr(model)), "", 0, model))
-    return engine.check_model(model, shapes, same=same)
+    path = line = None
+    if type(model).__module__.startswith("torch."):
+        # A bare torch container has no source of the user's: point at this call instead.
+        caller = sites.frame_site(sys._getframe(1))
+        path, line = (caller.path, caller.line) if caller else (None, None)
+    return engine.check_model(model, shapes, same=same, path=path, line=line)

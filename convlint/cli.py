@@ -28,6 +28,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--config", default=None, help="pyproject.toml to read [tool.convlint] from")
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
 
+    shapes = commands.add_parser("shapes", help="print every tensor's concrete and symbolic sizes")
+    shapes.add_argument("targets", nargs="+", help="files, pkg.module:NAME or path/file.py:NAME")
+    shapes.add_argument("--input-shape", action="append", default=[], metavar="N,C,H,W")
+    shapes.add_argument("--format", choices=["text", "json"], default="text")
+    shapes.add_argument("--config", default=None)
+
     rules = commands.add_parser("rules", help="list the rules, or explain one")
     rules.add_argument("code", nargs="?")
     return parser
@@ -87,6 +93,32 @@ def _with_shapes(options, shapes):
     return dataclasses.replace(options, input_shapes=shapes or options.input_shapes)
 
 
+def _shapes(args) -> int:
+    from convlint import config as config_mod
+
+    try:
+        config = config_mod.load(args.config)
+        shapes = tuple(config_mod.parse_shape(s) for s in args.input_shape) or config.input_shapes
+    except config_mod.ConfigError as exc:
+        print(f"convlint: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    from convlint import engine, report
+
+    result = engine.Result()
+    views = []
+    options = engine.Options(input_shapes=shapes, same=config.same, exclude=config.exclude)
+    for candidate, model in engine.built_models(args.targets, options, result):
+        with engine.analysing(model) as model:
+            view, _, _ = engine.build_view(model, shapes, name=candidate.name, path=candidate.path, line=candidate.line)
+            views.append(view)
+    sys.stdout.write((report.shapes_json if args.format == "json" else report.shapes_text)(views))
+    sys.stdout.flush()
+    if result.findings:
+        sys.stderr.write(report.text(result.findings))
+        return EXIT_FINDINGS
+    return EXIT_CLEAN
+
+
 def _rules(args) -> int:
     from convlint import engine
 
@@ -110,6 +142,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "check":
             return _check(args)
+        if args.command == "shapes":
+            return _shapes(args)
         return _rules(args)
     except KeyboardInterrupt:
         return EXIT_ERROR

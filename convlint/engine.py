@@ -6,6 +6,7 @@ trace, a rule that crashes) becomes a located finding, and the run goes on.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import functools
@@ -13,7 +14,7 @@ import inspect
 import os
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 from convlint import load, registry
 from convlint.finding import ERROR, INFO, Finding
@@ -289,39 +290,64 @@ def check_model(
     line: Optional[int] = None,
 ) -> list[Finding]:
     """Run every rule on one built model; findings sorted by location."""
-    import torch
-
     from convlint.trace import first_line
-    from convlint.view import Analysis, ModelView, analyse
-
-    with warnings.catch_warnings():
-        # PyTorch's own warnings while convlint runs the model on meta tensors
-        # (padding="same" copies, deprecated arguments) are not the user's findings.
-        warnings.simplefilter("ignore")
-        return _check_model(model, input_shapes, rules, same, name, path, line)
-
-
-def _check_model(model, input_shapes, rules, same, name, path, line) -> list[Finding]:
-    import torch
-
-    from convlint.trace import first_line
-    from convlint.view import Analysis, ModelView, analyse
 
     if rules is None:
         rules = [r for r in all_rules()[0] if r.check is not None]
+    with analysing(model) as model:
+        view, where, input_error = build_view(model, input_shapes, same=same, name=name, path=path, line=line)
+        findings = [_finding(rule, report, view, where) for rule, report in _engine_reports(view, input_error)]
+        for rule in rules:
+            try:
+                for report in rule.check(view):
+                    findings.append(_finding(rule, report, view, where))
+            except Exception as exc:  # one broken rule must not hide the others
+                report = Report(f"internal: rule {rule.code} crashed: {first_line(exc)}", "")
+                findings.append(_finding(CVL902, report, view, where))
+    return sorted(set(findings), key=Finding.sort_key)
+
+
+@contextlib.contextmanager
+def analysing(model):
+    """The model as analysis wants it: on meta, in eval mode, PyTorch's warnings muted.
+
+    A model with real weights is copied to meta (the caller's stays as it was); eval
+    mode because batch norm in training mode costs far more on meta tensors and changes
+    no size. The caller's training flags are put back afterwards.
+    """
+    import torch
+
+    training = [(m, m.training) for m in model.modules()]
+    try:
+        with warnings.catch_warnings():
+            # PyTorch's own warnings while convlint runs the model (padding="same"
+            # copies, deprecated arguments) are not the user's findings.
+            warnings.simplefilter("ignore")
+            model.eval()
+            if any(p.device.type != "meta" for p in [*model.parameters(), *model.buffers()]):
+                with torch.no_grad():
+                    yield copy.deepcopy(model).to("meta")
+            else:
+                yield model
+    finally:
+        for m, flag in training:
+            m.training = flag
+
+
+def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=None):
+    """Trace and size one model: (view, where findings about it point, input error)."""
+    from convlint import sizes
+    from convlint.trace import first_line, trace
+    from convlint.view import Analysis, ModelView, analyse
+
     where = _model_location(model, name, path, line)
-    if any(p.device.type != "meta" for p in [*model.parameters(), *model.buffers()]):
-        with torch.no_grad():
-            model = copy.deepcopy(model).to("meta")
     input_error = None
     shapes = tuple(tuple(s) for s in input_shapes)
     if shapes:
         analysis = analyse(model, shapes)
     else:
-        from convlint.trace import trace
-
         try:
-            traced = trace(model)
+            traced, trace_error = trace(model), None
         except Exception as exc:
             traced, trace_error = None, f"cannot be traced: {first_line(exc)}"
         try:
@@ -333,18 +359,8 @@ def _check_model(model, input_shapes, rules, same, name, path, line) -> list[Fin
         elif traced is None:
             analysis = Analysis(error=trace_error)
         else:
-            from convlint import sizes
-
             analysis = Analysis(traced, sizes.propagate(traced.graph_module, shapes))
-    view = ModelView(where.name, where.path, model, shapes, analysis, tuple(same))
-    findings = [_finding(rule, report, view, where) for rule, report in _engine_reports(view, input_error)]
-    for rule in rules:
-        try:
-            for report in rule.check(view):
-                findings.append(_finding(rule, report, view, where))
-        except Exception as exc:  # one broken rule must not hide the others
-            findings.append(_finding(CVL902, Report(f"internal: rule {rule.code} crashed: {first_line(exc)}", ""), view, where))
-    return sorted(set(findings), key=Finding.sort_key)
+    return ModelView(where.name, where.path, model, shapes, analysis, tuple(same)), where, input_error
 
 
 # ---------------------------------------------------------------- files and targets
@@ -367,12 +383,14 @@ def _drop_nested(built: list) -> list:
     return [(c, m) for c, m in built if c.cls is None or c.cls not in contained]
 
 
-def check_paths(targets: Sequence[str], options: Options) -> Result:
+def built_models(targets: Sequence[str], options: Options, result: Result) -> Iterator[tuple]:
+    """(candidate, model built on meta) for every model the targets name.
+
+    Files and targets that do not import, and models that do not build, become findings
+    in ``result``; the others are yielded one file at a time.
+    """
     from convlint.trace import first_line
 
-    rules, problems = all_rules()
-    rules = [r for r in rules if r.check is not None and selected(r.code, options.select, options.ignore)]
-    result = Result(problems=problems)
     excluded = _excluded(options.exclude)
     for target in targets:
         if ":" in target and not os.path.exists(target):
@@ -384,7 +402,7 @@ def check_paths(targets: Sequence[str], options: Options) -> Result:
                 continue
             files = load.python_files(target, excluded)
             result.files += len(files)
-            groups = [load.candidates_in_file(f) for f in files]
+            groups = (load.candidates_in_file(f) for f in files)
             explicit = False
         for candidates, load_problems in groups:
             for p in load_problems:
@@ -394,28 +412,29 @@ def check_paths(targets: Sequence[str], options: Options) -> Result:
                 try:
                     built.append((candidate, load.build(candidate)))
                 except Exception as exc:
-                    line = candidate.line
-                    result.findings.append(
-                        Finding(
-                            "CVL901", ERROR, load.relpath(candidate.path), line, 1, line, 1,
-                            f"model `{candidate.name}` cannot be built: {first_line(exc)}", candidate.name,
-                        )
-                    )
-            if not explicit:
-                built = _drop_nested(built)
-            for candidate, model in built:
-                result.models += 1
-                result.findings.extend(
-                    check_model(
-                        model,
-                        options.input_shapes,
-                        rules=rules,
-                        same=options.same,
-                        name=candidate.name,
-                        path=candidate.path,
-                        line=candidate.line,
-                    )
-                )
+                    message = f"model `{candidate.name}` cannot be built: {first_line(exc)}"
+                    path, line = load.relpath(candidate.path), candidate.line
+                    result.findings.append(Finding("CVL901", ERROR, path, line, 1, line, 1, message, candidate.name))
+            yield from (built if explicit else _drop_nested(built))
+
+
+def check_paths(targets: Sequence[str], options: Options) -> Result:
+    rules, problems = all_rules()
+    rules = [r for r in rules if r.check is not None and selected(r.code, options.select, options.ignore)]
+    result = Result(problems=problems)
+    for candidate, model in built_models(targets, options, result):
+        result.models += 1
+        result.findings.extend(
+            check_model(
+                model,
+                options.input_shapes,
+                rules=rules,
+                same=options.same,
+                name=candidate.name,
+                path=candidate.path,
+                line=candidate.line,
+            )
+        )
     findings = [f for f in set(result.findings) if selected(f.code, options.select, options.ignore)]
     result.findings = sorted(findings, key=Finding.sort_key)
     return result

@@ -132,3 +132,15 @@ def test_readme_lists_every_rule():
     for line in listing.splitlines():
         code, name = line.split()[:2]
         assert f"| {code} | {name} |" in readme
+
+
+def test_shapes_json_marks_unknown_dimensions_after_a_leaf():
+    run = convlint("shapes", "fixtures/rules/untraceable.py:PartlyTraceable", "--input-shape", "1,3,32,32", "--format", "json")
+    assert run.returncode == 0, run.stderr
+    (model,) = json.loads(run.stdout)
+    assert model["symbols"] == {"H": 32, "W": 32}
+    assert list(model["leaves"]) == ["dynamic"]
+    rows = {r["node"]: r for r in model["nodes"]}
+    assert rows["stem"]["size"] == ["1", "8", "H", "W"] and rows["stem"]["unknown"] == []
+    assert rows["dynamic"]["unknown"] == [0, 1, 2, 3] and "control flow" in rows["dynamic"]["leaf"]
+    assert rows["head"]["size"] == [None, "8", None, None] and rows["head"]["shape"] == [1, 8, 30, 30]

@@ -1,0 +1,67 @@
+"""The Python API: convlint.check and convlint.same, for users' own tests."""
+import torch
+import torch.nn as nn
+
+import convlint
+from convlint import load
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.block = convlint.same(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, dilation=3, padding=1)))
+
+    def forward(self, x):
+        return self.block(x)
+
+
+def test_check_a_class_builds_it_on_meta_and_points_at_the_constructor_calls():
+    findings = convlint.check(Net, input_shape=(1, 3, 32, 32))
+    assert [(f.code, f.module) for f in findings] == [("CVL103", "block")]
+    (f,) = findings
+    assert f.path.endswith("test_api.py") and f.line == 12
+    assert "H -> H - 4" in f.message and "`block.1` (H -> H - 4, W -> W - 4)" in f.message
+
+
+def test_check_an_instance_leaves_it_untouched():
+    model = Net().train()
+    weight = model.block[0].weight.detach().clone()
+    findings = convlint.check(model, input_shape=(1, 3, 20, 20))
+    assert [f.code for f in findings] == ["CVL103"]
+    assert model.training and model.block[0].weight.device.type == "cpu"
+    assert torch.equal(model.block[0].weight, weight)
+
+
+def test_same_marks_and_returns_the_module():
+    conv = nn.Conv2d(1, 1, 5, padding=1)
+    assert convlint.same(conv) is conv
+    findings = convlint.check(nn.Sequential(conv), input_shape=(1, 1, 9, 9))
+    assert [f.code for f in findings] == ["CVL101"]
+    assert findings[0].message.endswith("use padding=2")
+
+
+def test_models_are_built_on_the_meta_device():
+    model = load.build(load.Candidate("Net", __file__, 1, Net, Net))
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+
+
+def test_input_shape_is_inferred_from_the_first_convolution():
+    class Audio(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(2, 4, 7, padding=2)  # convlint: same
+
+        def forward(self, x):
+            return self.conv(x.relu())
+
+    (finding,) = convlint.check(Audio)
+    assert finding.code == "CVL101"
+    assert "L -> L - 2" in finding.message and "1024 -> 1022" in finding.message
+
+
+def test_a_bare_torch_container_points_at_the_call_to_check():
+    conv = convlint.same(nn.Conv2d(1, 1, 5, padding=1))
+    findings = convlint.check(nn.Sequential(nn.Sequential(conv)), input_shape=(1, 1, 9, 9))  # this line
+    assert findings[0].path.endswith("test_api.py")
+    source = open(__file__).read().splitlines()
+    assert source[findings[0].line - 1].endswith("# this line")
