@@ -7,6 +7,7 @@ padding. The formulas follow PyTorch's documentation and its C++ shape functions
 """
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Union
 
 import sympy
@@ -74,9 +75,16 @@ def conv_transpose_out(n: Size, kernel: int, stride: int, pad: int, dilation: in
     return (n - 1) * stride - 2 * pad + dilation * (kernel - 1) + output_padding + 1
 
 
-def same_target(n: Size, stride: int) -> Size:
-    """What "same" means: ceil(n / s) (stride 1: n)."""
-    return n if stride == 1 else cdiv(n, stride)
+def same_target(n: Size, stride: Union[int, Fraction]) -> Size:
+    """What "same" means: ceil(n / s) (stride 1: n).
+
+    An upsampling layer or block has a fractional stride: a transposed convolution
+    with stride 2 has stride 1/2, and "same" is then n * 2 (Keras' meaning).
+    """
+    if stride == 1:
+        return n
+    stride = Fraction(stride)
+    return cdiv(n * stride.denominator, stride.numerator)
 
 
 def same_total_padding(kernel: int, dilation: int) -> int:

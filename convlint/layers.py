@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Optional, Sequence
 
 from convlint import formulas
@@ -59,11 +60,16 @@ class Geometry:
             return formulas.conv_transpose_out(n, k, s, left, d, self.output_padding[i])
         return formulas.pool_out(n, k, s, left, d, self.ceil_mode)
 
-    def with_padding(self, padding: Sequence[int]) -> "Geometry":
+    def scale_stride(self, i: int) -> Fraction:
+        """Stride as "same" reads it: s for a downsampling layer, 1/s for a transposed one."""
+        return Fraction(1, self.stride[i]) if self.kind == TRANSPOSED else Fraction(self.stride[i])
+
+    def with_padding(self, padding: Sequence[int], output_padding: Optional[Sequence[int]] = None) -> "Geometry":
         """The same layer with symmetric integer padding ``padding`` per dim."""
         pairs = tuple((p, p) for p in padding)
         literal = padding[0] if len(set(padding)) == 1 else tuple(padding)
-        return dataclasses.replace(self, padding=pairs, padding_literal=literal)
+        extra = {"output_padding": tuple(output_padding)} if output_padding is not None else {}
+        return dataclasses.replace(self, padding=pairs, padding_literal=literal, **extra)
 
     def min_input(self, i: int) -> int:
         """Smallest input size for which the layer is defined (output >= 1)."""

@@ -30,9 +30,12 @@ class Verdict:
     n_min: int = 1
 
 
-def keeps_same(out: Callable[[int], Optional[int]], stride: int, n_min: int, period: int) -> Verdict:
-    """Does ``out(n) == ceil(n / stride)`` hold for every n >= n_min?"""
-    period = math.lcm(max(1, period), max(1, stride))
+def keeps_same(out: Callable[[int], Optional[int]], stride, n_min: int, period: int) -> Verdict:
+    """Does ``out(n) == ceil(n / stride)`` hold for every n >= n_min?
+
+    ``stride`` may be a fraction (1/2 for an upsampling by 2: the target is then 2n).
+    """
+    period = math.lcm(max(1, period), Fraction(stride).numerator)
     if period > MAX_PERIOD:
         period = MAX_PERIOD
     for n in range(n_min, n_min + period + 1):
@@ -86,7 +89,7 @@ class AxisVerdict:
 
     symbol: sympy.Symbol
     expression: Optional[sympy.Expr]
-    stride: Optional[int]
+    stride: Optional[Fraction]  # 1/2 for an upsampling by 2
     verdict: Optional[Verdict]  # None: could not be decided
 
 
@@ -98,7 +101,7 @@ def layer_verdicts(geometry) -> tuple[AxisVerdict, ...]:
 
     result = []
     for i, name in enumerate(SPATIAL_NAMES[geometry.ndim]):
-        sym, stride = symbol(name), geometry.stride[i]
-        verdict = keeps_same(partial(geometry.out_dim, i), stride, geometry.min_input(i), stride)
+        sym, stride = symbol(name), geometry.scale_stride(i)
+        verdict = keeps_same(partial(geometry.out_dim, i), stride, geometry.min_input(i), stride.numerator)
         result.append(AxisVerdict(sym, sympy.sympify(geometry.out_dim(i, sym)), stride, verdict))
     return tuple(result)

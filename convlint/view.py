@@ -177,9 +177,10 @@ class ModelView:
             return AxisVerdict(sym, expr, None, None)
         step = slope_period = max(period, 1)
         rate = samesize.slope(out, n_min, slope_period)
-        if rate is None or rate <= 0 or (1 / rate).denominator != 1:
+        if rate is None or rate <= 0 or 1 not in (rate.numerator, rate.denominator):
+            # neither a downsampling by S nor an upsampling by U: "same" has no meaning
             return AxisVerdict(sym, expr, None, samesize.Verdict(False, n_min, out(n_min), None, n_min))
-        stride = int(1 / rate)
+        stride = 1 / rate
         return AxisVerdict(sym, expr, stride, samesize.keeps_same(out, stride, n_min, step))
 
     def _executed_axis(self, module, shapes, i: int) -> Callable[[int], Optional[int]]:

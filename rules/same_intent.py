@@ -23,7 +23,7 @@ def _same_layers(view: ModelView) -> Iterator[tuple]:
         if not info.intent or info.intent == 'padding="same"':
             continue  # PyTorch itself keeps the size of a padding="same" layer
         geometry = layers.geometry_of(info.module)
-        if geometry is None or geometry.kind == layers.TRANSPOSED:
+        if geometry is None:
             continue
         axes = view.layer_axes(geometry)
         if all(a.verdict.keeps for a in axes):
@@ -32,6 +32,9 @@ def _same_layers(view: ModelView) -> Iterator[tuple]:
 
 
 def _odd_axes(geometry: layers.Geometry) -> list[int]:
+    """Dims where no symmetric padding works (a transposed conv has output_padding to even it out)."""
+    if geometry.kind == layers.TRANSPOSED:
+        return []
     return [i for i in range(geometry.ndim) if (geometry.dilation[i] * (geometry.kernel[i] - 1)) % 2]
 
 
@@ -55,9 +58,7 @@ def _size_map(axes: tuple[AxisVerdict, ...]) -> str:
 
 
 def layers_same(axis: AxisVerdict):
-    import sympy
-
-    return axis.symbol if axis.stride == 1 else sympy.ceiling(axis.symbol / axis.stride)
+    return formulas.same_target(axis.symbol, axis.stride)
 
 
 def _at_example(view: ModelView, qualname: str, module, ndim: int) -> str:
@@ -74,7 +75,7 @@ def _at_example(view: ModelView, qualname: str, module, ndim: int) -> str:
         return ""
     before, after = tuple(shapes[0][-ndim:]), tuple(out.shape)[-ndim:]
     geometry = layers.geometry_of(module)
-    if after == tuple(formulas.same_target(n, s) for n, s in zip(before, geometry.stride)):
+    if after == tuple(formulas.same_target(n, geometry.scale_stride(i)) for i, n in enumerate(before)):
         return ""  # the example does not show the break
     return f"; at the example input {'x'.join(map(str, before))} -> {'x'.join(map(str, after))}"
 
@@ -86,17 +87,49 @@ def _smallest_failure(axes: tuple[AxisVerdict, ...]) -> str:
     return f"; first fails at {broken.symbol} = {v.counterexample} ({v.got}, not {v.want})"
 
 
-def keeping_padding(geometry: layers.Geometry) -> Optional[tuple[int, ...]]:
-    """The symmetric padding that keeps the size for every input, checked, or None."""
+def keeping_padding(geometry: layers.Geometry) -> Optional[dict[str, tuple[int, ...]]]:
+    """The arguments that keep the size for every input, checked: ``{"padding": (6, 6)}``,
+    with ``output_padding`` too for a transposed convolution; None when there are none."""
     if _odd_axes(geometry):
         return None
-    padding = tuple(geometry.dilation[i] * (geometry.kernel[i] - 1) // 2 for i in range(geometry.ndim))
-    if geometry.kind != layers.CONV and any(p > k // 2 for p, k in zip(padding, geometry.kernel)):
-        return None  # pooling refuses padding above half the kernel
-    fixed = geometry.with_padding(padding)
+    if geometry.kind == layers.TRANSPOSED:
+        fix = _transposed_padding(geometry)
+        if fix is None:
+            return None
+        fixed = geometry.with_padding(fix["padding"], fix["output_padding"])
+    else:
+        padding = tuple(geometry.dilation[i] * (geometry.kernel[i] - 1) // 2 for i in range(geometry.ndim))
+        if geometry.kind != layers.CONV and any(p > k // 2 for p, k in zip(padding, geometry.kernel)):
+            return None  # pooling refuses padding above half the kernel
+        fix, fixed = {"padding": padding}, geometry.with_padding(padding)
     if all(a.verdict.keeps for a in layer_verdicts(fixed)):
-        return padding
+        return fix
     return None
+
+
+def _transposed_padding(geometry: layers.Geometry) -> Optional[dict[str, tuple[int, ...]]]:
+    """Output n*s needs 2p - output_padding = d(k-1) + 1 - s; keep output_padding if it can."""
+    padding, output_padding = [], []
+    for i in range(geometry.ndim):
+        s, d, k = geometry.stride[i], geometry.dilation[i], geometry.kernel[i]
+        allowed = [geometry.output_padding[i]] + [op for op in range(max(s, d)) if op != geometry.output_padding[i]]
+        need = d * (k - 1) + 1 - s
+        for op in allowed:
+            if need + op >= 0 and (need + op) % 2 == 0:
+                padding.append((need + op) // 2)
+                output_padding.append(op)
+                break
+        else:
+            return None
+    return {"padding": tuple(padding), "output_padding": tuple(output_padding)}
+
+
+def fix_arguments(geometry: layers.Geometry, fix: dict[str, tuple[int, ...]]) -> str:
+    """``padding=6`` or ``padding=1, output_padding=1``: only what changes beyond padding."""
+    text = f"padding={pretty.literal(fix['padding'])}"
+    if "output_padding" in fix and tuple(fix["output_padding"]) != tuple(geometry.output_padding):
+        text += f", output_padding={pretty.literal(fix['output_padding'])}"
+    return text
 
 
 # ---------------------------------------------------------------- CVL101
@@ -110,12 +143,12 @@ def _check_layer(view: ModelView) -> Iterator[Report]:
         head = f"`{name}` {_describe(info, geometry)} does not keep its size: {_size_map(axes)}"
         example = _at_example(view, info.qualname, info.module, geometry.ndim)
         head += example or _smallest_failure(axes)
-        padding = keeping_padding(geometry)
-        if padding is None:
+        fix = keeping_padding(geometry)
+        if fix is None:
             reason = "ceil_mode=True" if geometry.ceil_mode else "its other settings"
             yield Report(f"{head}; no padding keeps it with {reason}", info.qualname)
         else:
-            yield Report(f"{head}; use padding={pretty.literal(padding)}", info.qualname)
+            yield Report(f"{head}; use {fix_arguments(geometry, fix)}", info.qualname)
 
 
 CVL101 = Rule(

@@ -89,25 +89,31 @@ def test_symbolic_size_of_every_layer_equals_pytorch(case):
 def test_suggested_padding_keeps_the_size_of_the_real_layer(case, data):
     layer, _ = case
     geometry = layers.geometry_of(layer)
-    assume(geometry.kind != layers.TRANSPOSED)
-    padding = keeping_padding(geometry)
-    if padding is None:
-        # Only when no symmetric padding can work: an odd d*(k-1), pooling limits, or ceil_mode.
+    fix = keeping_padding(geometry)
+    if fix is None:
+        # Only when nothing can work: an odd d*(k-1), pooling limits, ceil_mode, or a
+        # transposed conv whose output_padding cannot make up the parity.
         odd = any((d * (k - 1)) % 2 for d, k in zip(geometry.dilation, geometry.kernel))
         too_big = any(d * (k - 1) // 2 > k // 2 for d, k in zip(geometry.dilation, geometry.kernel))
-        assert odd or (geometry.kind != layers.CONV and (too_big or geometry.ceil_mode))
+        if geometry.kind == layers.TRANSPOSED:
+            assert any(max(s, d) == 1 and (d * (k - 1) + 1 - s) % 2 for s, d, k in zip(geometry.stride, geometry.dilation, geometry.kernel))
+        else:
+            assert odd or (geometry.kind != layers.CONV and (too_big or geometry.ceil_mode))
         return
+    padding = fix["padding"]
     layer.padding = padding
+    if "output_padding" in fix:
+        layer.output_padding = fix["output_padding"]
     if hasattr(layer, "_reversed_padding_repeated_twice"):
         layer._reversed_padding_repeated_twice = [p for p in reversed(padding) for _ in range(2)]
+    fixed = geometry.with_padding(padding, fix.get("output_padding"))
     limit = 40 if geometry.ndim < 3 else 12
     for _ in range(3):
-        fixed = geometry.with_padding(padding)
         # reflect padding needs p < n; avg_pool3d needs n >= kernel
         lowest = [max(fixed.min_input(i), padding[i] + 1 if layer_mode(layer) else 1) for i in range(geometry.ndim)]
         size = tuple(data.draw(st.integers(lowest[i], limit + lowest[i])) for i in range(geometry.ndim))
         real = real_output(layer, size)
-        assert real == tuple(same_target(n, s) for n, s in zip(size, geometry.stride)), (layer, size, real)
+        assert real == tuple(same_target(n, geometry.scale_stride(i)) for i, n in enumerate(size)), (layer, size, real)
 
 
 def layer_mode(layer):
@@ -119,10 +125,9 @@ def layer_mode(layer):
 def test_same_verdict_agrees_with_brute_force_over_many_sizes(case):
     layer, _ = case
     geometry = layers.geometry_of(layer)
-    assume(geometry.kind != layers.TRANSPOSED)
     for i, axis in enumerate(layer_verdicts(geometry)):
         start = geometry.min_input(i)
         brute = all(
-            geometry.out_dim(i, n) == same_target(n, geometry.stride[i]) for n in range(start, start + 200)
+            geometry.out_dim(i, n) == same_target(n, geometry.scale_stride(i)) for n in range(start, start + 200)
         )
         assert axis.verdict.keeps == brute
