@@ -27,6 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--same", action="append", default=[], metavar="GLOB", help="qualified module names that keep their size")
     check.add_argument("--config", default=None, help="pyproject.toml to read [tool.convlint] from")
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
+    check.add_argument("--fix", action="store_true", help="apply safe fixes to the source, then report what remains")
+    check.add_argument("--unsafe-fixes", action="store_true", help="also apply (and mark) unsafe fixes")
+    check.add_argument("--diff", action="store_true", help="print a diff of what --fix would change; write nothing")
 
     shapes = commands.add_parser("shapes", help="print every tensor's concrete and symbolic sizes")
     shapes.add_argument("targets", nargs="+", help="files, pkg.module:NAME or path/file.py:NAME")
@@ -79,12 +82,40 @@ def _check(args) -> int:
         result = engine.check_paths(targets, options)
     for problem in result.problems:
         print(f"convlint: warning: {problem}", file=sys.stderr)
-    sys.stdout.write(report.FORMATS[args.format](result.findings))
+    if args.diff or args.fix:
+        return _fix(args, result)
+    sys.stdout.write(report.FORMATS[args.format](result.findings, unsafe=args.unsafe_fixes))
     sys.stdout.flush()
-    print(report.summary(result.findings, result.models, result.files), file=sys.stderr)
+    print(report.summary(result.findings, result.models, result.files, unsafe=args.unsafe_fixes), file=sys.stderr)
     if result.findings and not args.exit_zero:
         return EXIT_FINDINGS
     return EXIT_CLEAN
+
+
+def _fix(args, result) -> int:
+    """--diff shows what --fix would write; --fix writes it, then checks again.
+
+    The second check runs in a fresh process: the fixed files must be imported anew,
+    and whatever remains (a block finding its layers' fixes cured, say) is then exact.
+    """
+    import subprocess
+
+    from convlint import fix
+
+    outcome = fix.apply(result.findings, unsafe=args.unsafe_fixes, write=not args.diff)
+    for path, reason in outcome.errors:
+        print(f"convlint: error: {path}: {reason}", file=sys.stderr)
+    if args.diff:
+        sys.stdout.write("".join(outcome.diffs))
+        sys.stdout.flush()
+        count = len(outcome.fixed)
+        print(f"Would fix {count} finding{'s' * (count != 1)}.", file=sys.stderr)
+        return EXIT_FINDINGS if outcome.diffs and not args.exit_zero else EXIT_CLEAN
+    count = len(outcome.fixed)
+    print(f"Fixed {count} finding{'s' * (count != 1)} in {len(outcome.written)} file{'s' * (len(outcome.written) != 1)}.", file=sys.stderr)
+    sys.stderr.flush()
+    again = [a for a in args.argv if a not in ("--fix", "--unsafe-fixes", "--diff")]
+    return subprocess.run([sys.executable, "-m", "convlint", *again]).returncode
 
 
 def _with_shapes(options, shapes):
@@ -138,7 +169,9 @@ def _rules(args) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = _parser().parse_args(argv)
+    args.argv = argv
     try:
         if args.command == "check":
             return _check(args)

@@ -288,14 +288,23 @@ def check_model(
     name: Optional[str] = None,
     path: Optional[str] = None,
     line: Optional[int] = None,
+    calls: Optional[dict] = None,
 ) -> list[Finding]:
-    """Run every rule on one built model; findings sorted by location."""
+    """Run every rule on one built model; findings sorted by location.
+
+    ``calls`` collects, across a run, the modules each constructor call built, so that
+    fixes are planned once every model is seen; without it this model's fixes are
+    planned here.
+    """
     from convlint.trace import first_line
 
     if rules is None:
         rules = [r for r in all_rules()[0] if r.check is not None]
+    plan_here = calls is None
+    calls = {} if calls is None else calls
     with analysing(model) as model:
         view, where, input_error = build_view(model, input_shapes, same=same, name=name, path=path, line=line)
+        _collect_calls(view, calls)
         findings = [_finding(rule, report, view, where) for rule, report in _engine_reports(view, input_error)]
         for rule in rules:
             try:
@@ -304,7 +313,49 @@ def check_model(
             except Exception as exc:  # one broken rule must not hide the others
                 report = Report(f"internal: rule {rule.code} crashed: {first_line(exc)}", "")
                 findings.append(_finding(CVL902, report, view, where))
+    if plan_here:
+        findings = plan_fixes(findings, calls, rules)
     return sorted(set(findings), key=Finding.sort_key)
+
+
+def _site_key(path: str, line: int, column: int, end_line: int, end_column: int) -> tuple:
+    return (os.path.abspath(path), line, column, end_line, end_column)
+
+
+def _collect_calls(view, calls: dict) -> None:
+    from convlint import layers
+
+    for info in view.modules:
+        if info.site is not None and layers.geometry_of(info.module) is not None:
+            s = info.site
+            entry = calls.setdefault(_site_key(s.path, s.line, s.column, s.end_line, s.end_column), (s, {}))
+            # a module reached twice (shared, or via remove_duplicate=False) counts once
+            entry[1].setdefault(id(info.module), registry.BuiltModule(view.name, info.qualname, info.module, info.intent))
+
+
+def plan_fixes(findings: Sequence[Finding], calls: dict, rules: Sequence[Rule]) -> list[Finding]:
+    """Give each fixable finding the fix of its constructor call.
+
+    One fix per (rule, call), decided from every module that call built in the run; a
+    call with no possible fix gets the reason appended to its findings' messages.
+    """
+    by_code = {r.code: r for r in rules if r.fix is not None}
+    groups: dict[tuple, list[Finding]] = {}
+    for f in findings:
+        if f.code in by_code and f.module is not None:
+            groups.setdefault((f.code, _site_key(f.path, f.line, f.column, f.end_line, f.end_column)), []).append(f)
+    planned = {}
+    for (code, key), group in groups.items():
+        if key not in calls:
+            continue
+        site, built = calls[key]
+        outcome = by_code[code].fix(registry.CallSite(site, tuple(built.values())))
+        for f in group:
+            if isinstance(outcome, str):
+                planned[f] = replace(f, message=f"{f.message}; no automatic fix: {outcome}")
+            else:
+                planned[f] = replace(f, fix=outcome)
+    return [planned.get(f, f) for f in findings]
 
 
 @contextlib.contextmanager
@@ -422,6 +473,7 @@ def check_paths(targets: Sequence[str], options: Options) -> Result:
     rules, problems = all_rules()
     rules = [r for r in rules if r.check is not None and selected(r.code, options.select, options.ignore)]
     result = Result(problems=problems)
+    calls: dict = {}
     for candidate, model in built_models(targets, options, result):
         result.models += 1
         result.findings.extend(
@@ -433,8 +485,10 @@ def check_paths(targets: Sequence[str], options: Options) -> Result:
                 name=candidate.name,
                 path=candidate.path,
                 line=candidate.line,
+                calls=calls,
             )
         )
-    findings = [f for f in set(result.findings) if selected(f.code, options.select, options.ignore)]
+    findings = plan_fixes(result.findings, calls, rules)
+    findings = [f for f in set(findings) if selected(f.code, options.select, options.ignore)]
     result.findings = sorted(findings, key=Finding.sort_key)
     return result

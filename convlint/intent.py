@@ -64,7 +64,7 @@ def _comment_owners(entries) -> set[str]:
     return owners
 
 
-_UNCALLED_CONTAINERS = ("ModuleList", "ModuleDict", "ParameterList")
+UNCALLED_CONTAINERS = ("ModuleList", "ModuleDict", "ParameterList")
 
 
 def declarations(entries, globs: Sequence[str]) -> dict[str, str]:
@@ -88,7 +88,7 @@ def declarations(entries, globs: Sequence[str]) -> dict[str, str]:
         if how:
             found[qualname] = how
     for qualname, module, _site in entries:
-        if qualname in found and type(module).__name__ in _UNCALLED_CONTAINERS:
+        if qualname in found and type(module).__name__ in UNCALLED_CONTAINERS:
             for name, _child in module.named_children():
                 found.setdefault(f"{qualname}.{name}" if qualname else name, found[qualname])
     return found

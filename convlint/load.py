@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import keyword
 import os
 import sys
 import traceback
@@ -87,13 +88,20 @@ def import_file(path: str):
         same_file = getattr(existing, "__file__", None) and os.path.abspath(existing.__file__) == os.path.abspath(path)
         if same_file:
             return existing
-        # Another file already owns the name (two models/ folders, say): load under a private one.
-        name = f"_convlint_{abs(hash(os.path.abspath(path))):x}_{name.replace('.', '_')}"
-        spec = importlib.util.spec_from_file_location(name, path)
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if existing is not None or not stem.isidentifier() or keyword.iskeyword(stem):
+        # Another file owns the name (two models/ folders, say), or the file name is no
+        # module name (model.v2.py): load it under a private name.
+        private = f"_convlint_{abs(hash(os.path.abspath(path))):x}_{''.join(c if c.isalnum() else '_' for c in name)}"
+        spec = importlib.util.spec_from_file_location(private, path)
         module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        with sites.recording():
-            spec.loader.exec_module(module)
+        sys.modules[private] = module
+        try:
+            with sites.recording():
+                spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[private]
+            raise
         return module
     with sites.recording():
         return importlib.import_module(name)

@@ -12,7 +12,7 @@ import pkgutil
 import re
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Union
 
 from convlint.finding import Fix
 
@@ -36,14 +36,43 @@ class Report:
 
 
 @dataclass(frozen=True)
+class BuiltModule:
+    """One module a constructor call built, in one of the models checked."""
+
+    model: str
+    qualname: str
+    module: object
+    intent: Optional[str]
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """A constructor call and every module it built across the models checked in a run.
+
+    A fix edits the call, so it must be right for all of them, not only the one a
+    finding is about.
+    """
+
+    site: object
+    modules: tuple[BuiltModule, ...]
+
+
+@dataclass(frozen=True)
 class Rule:
+    """A rule. ``fix``, if given, turns a call site with findings into a ``Fix``, or into
+    a sentence saying why there is none (added to the findings' messages)."""
+
     code: str
     name: str
     severity: str
     summary: str
     doc: str
     check: Optional[Callable[..., Iterable[Report]]] = None
-    fixable: bool = False
+    fix: Optional[Callable[[CallSite], Union[Fix, str]]] = None
+
+    @property
+    def fixable(self) -> bool:
+        return self.fix is not None
 
     def __post_init__(self) -> None:
         if not CODE.match(self.code):

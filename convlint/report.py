@@ -4,29 +4,41 @@ from __future__ import annotations
 import json
 from typing import Sequence
 
-from convlint.finding import Finding
+from convlint.finding import SAFE, Finding
 
 
-def text(findings: Sequence[Finding]) -> str:
-    """``path:line:col: CODE message``, one per line, as flake8 and ruff print."""
+def _fixable(f: Finding, unsafe: bool) -> bool:
+    return f.fix is not None and bool(f.fix.edits) and (f.fix.applicability == SAFE or unsafe)
+
+
+def text(findings: Sequence[Finding], unsafe: bool = False) -> str:
+    """``path:line:col: CODE message``, one per line, as flake8 and ruff print; ``[*]``
+    marks a finding that ``--fix`` (with ``--unsafe-fixes``, if given) would fix."""
     lines = []
     for f in findings:
-        marker = "[*] " if f.fix is not None and f.fix.edits else ""
+        marker = "[*] " if _fixable(f, unsafe) else ""
         lines.append(f"{f.path}:{f.line}:{f.column}: {f.code} {marker}{f.message}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def as_json(findings: Sequence[Finding]) -> str:
+def as_json(findings: Sequence[Finding], unsafe: bool = False) -> str:
     return json.dumps([f.to_dict() for f in findings], indent=2) + "\n"
 
 
 FORMATS = {"text": text, "json": as_json}
 
 
-def summary(findings: Sequence[Finding], models: int, files: int) -> str:
+def summary(findings: Sequence[Finding], models: int, files: int, unsafe: bool = False) -> str:
     if not findings:
         return f"All checks passed! ({models} model{'s' * (models != 1)} in {files} file{'s' * (files != 1)})"
-    return f"Found {len(findings)} finding{'s' * (len(findings) != 1)} in {models} model{'s' * (models != 1)}."
+    text = f"Found {len(findings)} finding{'s' * (len(findings) != 1)} in {models} model{'s' * (models != 1)}."
+    fixable = sum(_fixable(f, unsafe) for f in findings)
+    hidden = sum(_fixable(f, True) for f in findings) - fixable
+    if fixable:
+        text += f"\n[*] {fixable} fixable with the `--fix` option."
+    if hidden:
+        text += f"\n{hidden} hidden fix{'es' * (hidden != 1)} can be enabled with the `--unsafe-fixes` option."
+    return text
 
 
 # ---------------------------------------------------------------- shapes report

@@ -6,11 +6,13 @@ meets it exactly when dilation*(kernel-1) is even and padding = dilation*(kernel
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Union
 
-from convlint import formulas, layers, pretty
-from convlint.finding import ERROR, INFO
-from convlint.registry import Report, Rule
+from convlint import fix as fix_mod
+from convlint import formulas, intent, layers, pretty
+from convlint.finding import ERROR, INFO, SAFE, UNSAFE, Fix
+from convlint.fix import CallRef, FixError
+from convlint.registry import CallSite, Report, Rule
 from convlint.samesize import AxisVerdict, layer_verdicts
 from convlint.view import ModelView
 
@@ -132,6 +134,99 @@ def fix_arguments(geometry: layers.Geometry, fix: dict[str, tuple[int, ...]]) ->
     return text
 
 
+# ---------------------------------------------------------------- fixes
+
+
+def _needs(call_site: CallSite) -> list[tuple]:
+    """What each module the call built needs: (module, geometry, fix arguments).
+
+    A module without same intent needs its padding to stay as it is.
+    """
+    needs = []
+    for built in call_site.modules:
+        geometry = layers.geometry_of(built.module)
+        if built.intent and built.intent != 'padding="same"':
+            fix = keeping_padding(geometry)
+            if fix is None:
+                raise FixError(f"no padding keeps `{built.qualname}` its size")
+        else:
+            if isinstance(geometry.padding_literal, str):
+                fix = {"padding": geometry.padding_literal}
+            else:
+                fix = {"padding": tuple(left for left, _ in geometry.padding)}
+            if geometry.kind == layers.TRANSPOSED:
+                fix["output_padding"] = tuple(geometry.output_padding)
+        needs.append((built, geometry, fix))
+    return needs
+
+
+def _padding_expression(call: CallRef, kind: str, needs: list[tuple]) -> str:
+    """``padding=d`` for a 3x3 kernel with ``dilation=d``; ``d * (k - 1) // 2`` in general.
+
+    Checked against every module the call built before it is offered.
+    """
+    import libcst as cst
+
+    if kind == layers.TRANSPOSED:
+        raise FixError("its modules need different paddings, and transposed convolutions get no expression")
+    dilation, kernel = call.argument("dilation", kind), call.argument("kernel_size", kind)
+    kernel_literal = int(kernel.value.value, 0) if kernel is not None and isinstance(kernel.value, cst.Integer) else None
+    if dilation is None and kernel_literal is not None:
+        raise FixError("its modules need different paddings, but its kernel and dilation are literals")
+    d = fix_mod.operand(call, dilation) if dilation is not None else None
+    if kernel_literal is not None and (kernel_literal - 1) // 2 == 1 and kernel_literal % 2:
+        text = call.code(dilation.value).strip()  # 3x3: padding is the dilation itself, tuple or not
+    elif any(isinstance(a.value, (cst.Tuple, cst.List)) for a in (dilation, kernel) if a is not None):
+        raise FixError("its modules need different paddings, and arithmetic on a tuple argument would repeat it")
+    elif kernel_literal is not None:
+        factor, rest = divmod(kernel_literal - 1, 2)
+        text = f"{factor} * {d}" if not rest else f"{d} * {kernel_literal - 1} // 2"
+    elif d is None:
+        text = f"({call.code(kernel.value).strip()} - 1) // 2"
+    else:
+        text = f"{d} * ({call.code(kernel.value).strip()} - 1) // 2"
+    for built, geometry, need in needs:
+        got = tuple(geometry.dilation[i] * (geometry.kernel[i] - 1) // 2 for i in range(geometry.ndim))
+        if need["padding"] != got:
+            raise FixError(f"`padding={text}` would not fit `{built.qualname}` (it needs padding={pretty.literal(need['padding'])})")
+    return text
+
+
+def _fix_padding(call_site: CallSite) -> Union[Fix, str]:
+    try:
+        needs = _needs(call_site)
+        call = fix_mod.find_call(call_site.site)
+        kind = needs[0][1].kind
+        values = {tuple(sorted((k, v if isinstance(v, str) else tuple(v)) for k, v in n[2].items())) for n in needs}
+        if len(values) == 1:
+            built, geometry, need = needs[0]
+            edits = [fix_mod.set_argument(call, "padding", kind, pretty.literal(need["padding"]))]
+            if "output_padding" in need and tuple(need["output_padding"]) != tuple(geometry.output_padding):
+                edits.append(fix_mod.set_argument(call, "output_padding", kind, pretty.literal(need["output_padding"])))
+            applicability = SAFE if len(needs) == 1 else UNSAFE
+            return Fix(f"Set {fix_arguments(geometry, need)}", applicability, tuple(edits))
+        text = _padding_expression(call, kind, needs)
+        return Fix(f"Set padding={text}", SAFE, (fix_mod.set_argument(call, "padding", kind, text),))
+    except FixError as exc:
+        return str(exc)
+
+
+def _fix_same_string(call_site: CallSite) -> Union[Fix, str]:
+    """CVL102 at stride 1: padding="same" (unsafe: PyTorch may copy the input)."""
+    try:
+        for built in call_site.modules:
+            geometry = layers.geometry_of(built.module)
+            if geometry.kind != layers.CONV or any(s != 1 for s in geometry.stride):
+                raise FixError("no automatic fix at this stride or for pooling; add the pad layer by hand")
+            if not built.intent:
+                raise FixError(f"the call also builds `{built.qualname}`, which declares no same intent")
+        call = fix_mod.find_call(call_site.site)
+        edit = fix_mod.set_argument(call, "padding", layers.CONV, '"same"')
+        return Fix('Set padding="same"', UNSAFE, (edit,))
+    except FixError as exc:
+        return str(exc)
+
+
 # ---------------------------------------------------------------- CVL101
 
 
@@ -157,6 +252,7 @@ CVL101 = Rule(
     severity=ERROR,
     summary="A layer declared to keep its size does not: its padding is wrong",
     check=_check_layer,
+    fix=_fix_padding,
     doc="""\
 ## What it does
 Checks every convolution and pooling layer that declares "same" intent (a
@@ -225,6 +321,7 @@ CVL102 = Rule(
     severity=ERROR,
     summary="A layer declared to keep its size cannot, with any symmetric padding",
     check=_check_odd,
+    fix=_fix_same_string,
     doc="""\
 ## What it does
 Finds layers with "same" intent whose effective kernel `dilation*(kernel-1) + 1` is even
@@ -275,6 +372,8 @@ def _check_block(view: ModelView) -> Iterator[Report]:
     for info in view.modules:
         if not info.intent or layers.geometry_of(info.module) is not None:
             continue
+        if info.type_name in intent.UNCALLED_CONTAINERS:
+            continue  # never called itself; its members carry the intent
         name = view.display(info.qualname)
         analysis, axes, reason = view.block(info.qualname)
         if reason or any(a.verdict is None for a in axes):
