@@ -156,3 +156,25 @@ def test_mode_and_crlf_survive_a_fix(tmp_path, monkeypatch):
     assert data.count(b"\r\n") == data.count(b"\n")
     assert stat.S_IMODE(os.stat(tmp_path / "crlf_mode.py").st_mode) == 0o640
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".convlint-")]
+
+
+def test_fix_on_a_loop_built_dilated_stack_keeps_the_size_on_real_tensors(tmp_path):
+    import importlib.util
+
+    import torch
+
+    shutil.copyfile(os.path.join(FIXTURES, "dilated_loop.py"), tmp_path / "dilated_loop.py")
+    before = (tmp_path / "dilated_loop.py").read_text()
+    first = convlint("check", "dilated_loop.py", "--input-shape", "1,16,37,41", cwd=tmp_path)
+    assert first.returncode == 1 and first.stdout.count("CVL101 [*]") == 3  # d = 2, 4, 8
+    fixed = convlint("check", "dilated_loop.py", "--fix", "--input-shape", "1,16,37,41", cwd=tmp_path)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    after = (tmp_path / "dilated_loop.py").read_text()
+    assert after == before.replace("3, padding=1, dilation=d)", "3, padding=d, dilation=d)")
+    spec = importlib.util.spec_from_file_location("dilated_loop_fixed", tmp_path / "dilated_loop.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with torch.no_grad():
+        for size in [(5, 7), (37, 41), (64, 64)]:
+            assert module.DilatedLoop()(torch.zeros(1, 16, *size)).shape[2:] == size
+    assert convlint("check", "dilated_loop.py", cwd=tmp_path).returncode == 0
