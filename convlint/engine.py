@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Optional, Sequence
 
 from convlint import load, registry
-from convlint.finding import ERROR, INFO, Finding
+from convlint.finding import ERROR, Finding
 from convlint.registry import Report, Rule
 
 # Default spatial sizes when no --input-shape is given (batch 1; channels from the
@@ -351,6 +351,8 @@ def plan_fixes(findings: Sequence[Finding], calls: dict, rules: Sequence[Rule]) 
         site, built = calls[key]
         outcome = by_code[code].fix(registry.CallSite(site, tuple(built.values())))
         for f in group:
+            if outcome is None:
+                continue  # the message already says nothing can be fixed
             if isinstance(outcome, str):
                 planned[f] = replace(f, message=f"{f.message}; no automatic fix: {outcome}")
             else:

@@ -1,7 +1,7 @@
 """The one record every output format and the fixer read."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 ERROR, WARNING, INFO = "error", "warning", "info"

@@ -16,7 +16,7 @@ import os
 import stat
 import tempfile
 from dataclasses import dataclass, field
-from typing import Optional, Sequence, Union
+from typing import Sequence
 
 from convlint.finding import SAFE, Edit, Finding
 

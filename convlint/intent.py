@@ -11,7 +11,7 @@ import functools
 import io
 import re
 import tokenize
-from typing import Optional, Sequence
+from typing import Sequence
 
 MARKER = "_convlint_same"
 COMMENT = re.compile(r"#.*\bconvlint:\s*same\b")

@@ -59,8 +59,9 @@ class CallSite:
 
 @dataclass(frozen=True)
 class Rule:
-    """A rule. ``fix``, if given, turns a call site with findings into a ``Fix``, or into
-    a sentence saying why there is none (added to the findings' messages)."""
+    """A rule. ``fix``, if given, turns a call site with findings into a ``Fix``, into a
+    sentence saying why there is none (added to the findings' messages), or into None
+    when the message already says so."""
 
     code: str
     name: str
@@ -68,7 +69,7 @@ class Rule:
     summary: str
     doc: str
     check: Optional[Callable[..., Iterable[Report]]] = None
-    fix: Optional[Callable[[CallSite], Union[Fix, str]]] = None
+    fix: Optional[Callable[[CallSite], Union[Fix, str, None]]] = None
 
     @property
     def fixable(self) -> bool:

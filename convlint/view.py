@@ -11,7 +11,6 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
 
-import sympy
 import torch
 import torch.nn as nn
 

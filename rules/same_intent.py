@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Iterator, Optional, Union
 
 from convlint import fix as fix_mod
-from convlint import formulas, intent, layers, pretty
-from convlint.finding import ERROR, INFO, SAFE, UNSAFE, Fix
+from convlint import formulas, layers, pretty
+from convlint.finding import ERROR, SAFE, UNSAFE, Fix
 from convlint.fix import CallRef, FixError
 from convlint.registry import CallSite, Report, Rule
 from convlint.samesize import AxisVerdict, layer_verdicts
@@ -50,7 +50,7 @@ def _describe(info, geometry: layers.Geometry) -> str:
     return f"{info.type_name}({', '.join(parts)})"
 
 
-def _size_map(axes: tuple[AxisVerdict, ...]) -> str:
+def size_map(axes: tuple[AxisVerdict, ...]) -> str:
     text = pretty.size_map([a.symbol for a in axes], [a.expression for a in axes])
     strides = [a.stride for a in axes]
     if any(s not in (1, None) for s in strides):
@@ -148,7 +148,7 @@ def _needs(call_site: CallSite) -> list[tuple]:
         if built.intent and built.intent != 'padding="same"':
             fix = keeping_padding(geometry)
             if fix is None:
-                raise FixError(f"no padding keeps `{built.qualname}` its size")
+                raise NoPadding(built.qualname)
         else:
             if isinstance(geometry.padding_literal, str):
                 fix = {"padding": geometry.padding_literal}
@@ -192,7 +192,11 @@ def _padding_expression(call: CallRef, kind: str, needs: list[tuple]) -> str:
     return text
 
 
-def _fix_padding(call_site: CallSite) -> Union[Fix, str]:
+class NoPadding(FixError):
+    """A module of the call can keep its size with no padding at all: its finding says so."""
+
+
+def _fix_padding(call_site: CallSite) -> Union[Fix, str, None]:
     try:
         needs = _needs(call_site)
         call = fix_mod.find_call(call_site.site)
@@ -207,17 +211,22 @@ def _fix_padding(call_site: CallSite) -> Union[Fix, str]:
             return Fix(f"Set {fix_arguments(geometry, need)}", applicability, tuple(edits))
         text = _padding_expression(call, kind, needs)
         return Fix(f"Set padding={text}", SAFE, (fix_mod.set_argument(call, "padding", kind, text),))
+    except NoPadding as exc:
+        flagged = {b.qualname for b in call_site.modules if b.intent}
+        return None if flagged == {str(exc)} else f"no padding keeps `{exc}`, built by the same call, its size"
     except FixError as exc:
         return str(exc)
 
 
-def _fix_same_string(call_site: CallSite) -> Union[Fix, str]:
+def _fix_same_string(call_site: CallSite) -> Union[Fix, str, None]:
     """CVL102 at stride 1: padding="same" (unsafe: PyTorch may copy the input)."""
     try:
         for built in call_site.modules:
             geometry = layers.geometry_of(built.module)
-            if geometry.kind != layers.CONV or any(s != 1 for s in geometry.stride):
-                raise FixError("no automatic fix at this stride or for pooling; add the pad layer by hand")
+            if geometry.kind != layers.CONV:
+                raise FixError('pooling has no padding="same"')
+            if any(s != 1 for s in geometry.stride):
+                raise FixError('PyTorch refuses padding="same" at stride > 1')
             if not built.intent:
                 raise FixError(f"the call also builds `{built.qualname}`, which declares no same intent")
         call = fix_mod.find_call(call_site.site)
@@ -235,7 +244,7 @@ def _check_layer(view: ModelView) -> Iterator[Report]:
         if _odd_axes(geometry):
             continue  # CVL102
         name = view.display(info.qualname)
-        head = f"`{name}` {_describe(info, geometry)} does not keep its size: {_size_map(axes)}"
+        head = f"`{name}` {_describe(info, geometry)} does not keep its size: {size_map(axes)}"
         example = _at_example(view, info.qualname, info.module, geometry.ndim)
         head += example or _smallest_failure(axes)
         fix = keeping_padding(geometry)
@@ -344,84 +353,5 @@ warns that it may copy the input). At other strides, pad explicitly before the l
 self.pad = nn.ZeroPad2d((1, 2, 1, 2))
 self.conv = nn.Conv2d(64, 64, 4, stride=2, padding=0)
 ```
-""",
-)
-
-
-# ---------------------------------------------------------------- CVL103
-
-
-def _responsible(view: ModelView, qualname: str, analysis) -> list[str]:
-    """Layers inside the block that do not keep "same" on their own."""
-    names = []
-    prefix = f"{qualname}." if qualname else ""
-    for node in view.nodes_in(analysis):
-        if node.op != "call_module":
-            continue
-        module = analysis.sizes.graph_module.get_submodule(node.target)
-        geometry = layers.geometry_of(module)
-        if geometry is None:
-            continue
-        axes = view.layer_axes(geometry)
-        if not all(a.verdict.keeps for a in axes):
-            names.append(f"`{prefix}{node.target}` ({pretty.size_map([a.symbol for a in axes], [a.expression for a in axes])})")
-    return names
-
-
-def _check_block(view: ModelView) -> Iterator[Report]:
-    for info in view.modules:
-        if not info.intent or layers.geometry_of(info.module) is not None:
-            continue
-        if info.type_name in intent.UNCALLED_CONTAINERS:
-            continue  # never called itself; its members carry the intent
-        name = view.display(info.qualname)
-        analysis, axes, reason = view.block(info.qualname)
-        if reason or any(a.verdict is None for a in axes):
-            why = reason or "its size map is not defined at the example input"
-            yield Report(f"cannot check that block `{name}` ({info.type_name}) keeps its size: {why}", info.qualname, severity=INFO)
-            continue
-        if all(a.verdict.keeps for a in axes):
-            continue
-        known = all(a.expression is not None for a in axes)
-        if known:
-            change = _size_map(axes)
-        else:
-            broken = next(a for a in axes if not a.verdict.keeps)
-            change = f"at {broken.symbol} = {broken.verdict.counterexample} it gives {broken.verdict.got}"
-        culprits = _responsible(view, info.qualname, analysis) if analysis is not None else []
-        blame = "; layers responsible: " + ", ".join(culprits) if culprits else "; no single conv or pooling layer in it breaks same on its own"
-        yield Report(f"block `{name}` ({info.type_name}) does not keep its size: {change}{blame}", info.qualname)
-
-
-CVL103 = Rule(
-    code="CVL103",
-    name="same-block-mismatch",
-    severity=ERROR,
-    summary="A block declared to keep its size changes it",
-    check=_check_block,
-    doc="""\
-## What it does
-Checks a container or custom module that declares "same" intent (a
-`# convlint: same` comment on its constructor call, a `same` glob, or
-`convlint.same(block)`): traced on its own, its output size must be
-`ceil(input / stride)` for every input size, where stride is the product of its strides.
-It names the layers inside that break "same" on their own.
-
-## Why is this bad?
-Residual blocks, ASPP branches and U-Net stages are written to keep their size so
-that their output can be added to or concatenated with another. A block that shrinks
-the map breaks that merge, often only for some input sizes.
-
-## Example
-```python
-self.block = nn.Sequential(  # convlint: same
-    nn.Conv2d(64, 64, 3, padding=1),
-    nn.Conv2d(64, 64, 3, dilation=2, padding=1),
-)
-```
-`H -> H - 2`: the second convolution needs `padding=2`.
-
-## Fix
-Fix the padding of the layers it names (see CVL101 and CVL102).
 """,
 )

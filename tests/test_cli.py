@@ -5,7 +5,6 @@ import re
 import subprocess
 import sys
 
-import pytest
 
 from conftest import ROOT
 
@@ -24,7 +23,7 @@ def test_seed_example_prints_the_cvl101_line_with_its_fix_as_the_readme_shows():
     readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
     shown = re.search(r"The first command prints:\n\n```\n(.*?)```", readme, re.S).group(1)
     assert run.stdout + run.stderr == shown
-    assert "CVL101 `branch2` Conv2d(kernel 3, dilation 6, padding 1)" in run.stdout
+    assert "CVL101 [*] `branch2` Conv2d(kernel 3, dilation 6, padding 1)" in run.stdout
     assert "H -> H - 10, W -> W - 10; at the example input 19x19 -> 9x9; use padding=6" in run.stdout
 
 
@@ -85,7 +84,7 @@ def test_targets_by_module_and_by_file_with_relative_imports():
         assert run.returncode == 1, run.stderr
         lines = run.stdout.splitlines()
         assert len(lines) == 1
-        assert lines[0].startswith("fixtures/pkg/models/blocks.py:5:12: CVL101 `body.1`")
+        assert lines[0].startswith("fixtures/pkg/models/blocks.py:5:12: CVL101 [*] `body.1`")
         assert lines[0].endswith("use padding=2")
 
 

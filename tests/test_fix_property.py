@@ -2,7 +2,6 @@
 run on real tensors: every layer the fixer touched keeps its size; the others are left
 as they were written."""
 import importlib.util
-import os
 import subprocess
 import sys
 

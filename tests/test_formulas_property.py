@@ -3,10 +3,7 @@
 Random conv, transposed conv and pooling layers in 1 to 3 dimensions, with random
 kernel, stride, padding, dilation, ceil_mode and input size, are run on real tensors.
 """
-import math
 
-import pytest
-import sympy
 import torch
 import torch.nn as nn
 from hypothesis import HealthCheck, assume, given, settings
