@@ -16,7 +16,7 @@ import warnings
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Optional, Sequence
 
-from convlint import load, registry
+from convlint import comments, load, registry, scan
 from convlint.finding import ERROR, Finding
 from convlint.registry import Report, Rule
 
@@ -252,7 +252,6 @@ def _finding(rule: Rule, report: Report, view, where: _Where) -> Finding:
 
 def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
     from convlint.pretty import show
-    from convlint.trace import first_line
 
     analysis = view.analysis
     if input_error:
@@ -266,7 +265,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
         node, exc = result.error
         site = node.meta.get("convlint_site") if node is not None else None
         at = f" at `{node.name}`" if node is not None else ""
-        yield CVL901, Report(f"model `{view.name}` raised when run on meta tensors{at}: {first_line(exc)}", "", site)
+        yield CVL901, Report(f"model `{view.name}` raised when run on meta tensors{at}: {load.describe(exc)}", "", site)
     for m in result.mismatches:
         axis = f"dimension {m.axis}" if m.axis >= 0 else "value"
         yield CVL902, Report(
@@ -276,7 +275,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
             m.node.meta.get("convlint_site"),
         )
     for node, exc in result.transfer_errors:
-        yield CVL902, Report(f"internal: size rule for `{node.name}` failed: {first_line(exc)}", "", node.meta.get("convlint_site"))
+        yield CVL902, Report(f"internal: size rule for `{node.name}` failed: {load.describe(exc)}", "", node.meta.get("convlint_site"))
 
 
 def check_model(
@@ -296,7 +295,6 @@ def check_model(
     fixes are planned once every model is seen; without it this model's fixes are
     planned here.
     """
-    from convlint.trace import first_line
 
     if rules is None:
         rules = [r for r in all_rules()[0] if r.check is not None]
@@ -311,11 +309,11 @@ def check_model(
                 for report in rule.check(view):
                     findings.append(_finding(rule, report, view, where))
             except Exception as exc:  # one broken rule must not hide the others
-                report = Report(f"internal: rule {rule.code} crashed: {first_line(exc)}", "")
+                report = Report(f"internal: rule {rule.code} crashed: {load.describe(exc)}", "")
                 findings.append(_finding(CVL902, report, view, where))
     if plan_here:
         findings = plan_fixes(findings, calls, rules)
-    return sorted(set(findings), key=Finding.sort_key)
+    return visible(findings)
 
 
 def _site_key(path: str, line: int, column: int, end_line: int, end_column: int) -> tuple:
@@ -390,7 +388,7 @@ def analysing(model):
 def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=None):
     """Trace and size one model: (view, where findings about it point, input error)."""
     from convlint import sizes
-    from convlint.trace import first_line, trace
+    from convlint.trace import trace
     from convlint.view import Analysis, ModelView, analyse
 
     where = _model_location(model, name, path, line)
@@ -402,7 +400,7 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
         try:
             traced, trace_error = trace(model), None
         except Exception as exc:
-            traced, trace_error = None, f"cannot be traced: {first_line(exc)}"
+            traced, trace_error = None, f"cannot be traced: {load.describe(exc)}"
         try:
             shapes = infer_input_shapes(model, traced.graph_module if traced else None)
         except InputError as exc:
@@ -442,7 +440,6 @@ def built_models(targets: Sequence[str], options: Options, result: Result) -> It
     Files and targets that do not import, and models that do not build, become findings
     in ``result``; the others are yielded one file at a time.
     """
-    from convlint.trace import first_line
 
     excluded = _excluded(options.exclude)
     for target in targets:
@@ -455,7 +452,8 @@ def built_models(targets: Sequence[str], options: Options, result: Result) -> It
                 continue
             files = load.python_files(target, excluded)
             result.files += len(files)
-            groups = (load.candidates_in_file(f) for f in files)
+            # the fast path: a file that cannot define a model is not imported
+            groups = (load.candidates_in_file(f) for f in files if scan.needs_import(f))
             explicit = False
         for candidates, load_problems in groups:
             for p in load_problems:
@@ -465,18 +463,33 @@ def built_models(targets: Sequence[str], options: Options, result: Result) -> It
                 try:
                     built.append((candidate, load.build(candidate)))
                 except Exception as exc:
-                    message = f"model `{candidate.name}` cannot be built: {first_line(exc)}"
+                    message = f"model `{candidate.name}` cannot be built: {load.describe(exc)}"
                     path, line = load.relpath(candidate.path), candidate.line
                     result.findings.append(Finding("CVL901", ERROR, path, line, 1, line, 1, message, candidate.name))
             yield from (built if explicit else _drop_nested(built))
 
 
+def visible(findings: Iterable[Finding], select: Sequence[str] = (), ignore: Sequence[str] = ()) -> list[Finding]:
+    """Selected findings that no ``# noqa`` / ``# convlint: ignore`` on a line of their span,
+    and no ``# convlint: skip-file`` in their file, suppresses; sorted, without repeats."""
+    kept = [
+        f
+        for f in set(findings)
+        if selected(f.code, select, ignore)
+        and not comments.skip_file(f.path)
+        and not comments.suppressed(f.code, f.path, f.line, f.end_line)
+    ]
+    return sorted(kept, key=Finding.sort_key)
+
+
 def check_paths(targets: Sequence[str], options: Options) -> Result:
-    rules, problems = all_rules()
-    rules = [r for r in rules if r.check is not None and selected(r.code, options.select, options.ignore)]
-    result = Result(problems=problems)
+    result = Result()
+    rules: Optional[list] = None
     calls: dict = {}
     for candidate, model in built_models(targets, options, result):
+        if rules is None:  # only now: discovering rules imports them, and torch with them
+            rules, result.problems = all_rules()
+            rules = [r for r in rules if r.check is not None and selected(r.code, options.select, options.ignore)]
         result.models += 1
         result.findings.extend(
             check_model(
@@ -490,7 +503,6 @@ def check_paths(targets: Sequence[str], options: Options) -> Result:
                 calls=calls,
             )
         )
-    findings = plan_fixes(result.findings, calls, rules)
-    findings = [f for f in set(findings) if selected(f.code, options.select, options.ignore)]
-    result.findings = sorted(findings, key=Finding.sort_key)
+    findings = plan_fixes(result.findings, calls, rules or [])
+    result.findings = visible(findings, options.select, options.ignore)
     return result

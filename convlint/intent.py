@@ -7,38 +7,17 @@ module names in ``[tool.convlint]``, and ``convlint.same(module)`` in code.
 from __future__ import annotations
 
 import fnmatch
-import functools
-import io
-import re
-import tokenize
 from typing import Sequence
 
+from convlint import comments
+
 MARKER = "_convlint_same"
-COMMENT = re.compile(r"#.*\bconvlint:\s*same\b")
 
 
 def mark(module):
     """``convlint.same(module)``: declare that ``module`` keeps its size; returns it."""
     module.__dict__[MARKER] = True
     return module
-
-
-@functools.lru_cache(maxsize=512)
-def comment_lines(path: str) -> frozenset[int]:
-    """Lines of ``path`` that carry a ``# convlint: same`` comment (real comments only)."""
-    try:
-        with open(path, "rb") as fh:
-            source = fh.read()
-    except OSError:
-        return frozenset()
-    lines = set()
-    try:
-        for token in tokenize.tokenize(io.BytesIO(source).readline):
-            if token.type == tokenize.COMMENT and COMMENT.search(token.string):
-                lines.add(token.start[0])
-    except (tokenize.TokenError, SyntaxError):
-        pass
-    return frozenset(lines)
 
 
 def _comment_owners(entries) -> set[str]:
@@ -55,7 +34,7 @@ def _comment_owners(entries) -> set[str]:
             by_path.setdefault(site.path, []).append((qualname, site))
     owners: set[str] = set()
     for path, items in by_path.items():
-        for line in comment_lines(path):
+        for line in comments.same_lines(path):
             spans = {site for _, site in items if site.line <= line <= site.end_line}
             if not spans:
                 continue

@@ -15,17 +15,13 @@ import torch.fx
 import torch.nn as nn
 
 from convlint import sites
+from convlint.load import describe
 
 
 @dataclass
 class Trace:
     graph_module: torch.fx.GraphModule
     leaves: dict = field(default_factory=dict)  # qualified name -> reason it was made a leaf
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 class _Tracer(torch.fx.Tracer):
@@ -49,7 +45,7 @@ class _Tracer(torch.fx.Tracer):
             # by dead-code elimination once the trace is done.
             while len(self.module_stack) > len(stack):
                 self.module_stack.popitem(last=True)
-            self.leaves[qualname] = first_line(exc)
+            self.leaves[qualname] = describe(exc)
             return super().call_module(m, forward, args, kwargs)
 
     def create_node(self, *args, **kwargs):

@@ -16,7 +16,8 @@ import torch.nn as nn
 
 from convlint import intent, layers, samesize, sites, sizes
 from convlint.samesize import AxisVerdict
-from convlint.trace import Trace, first_line, trace
+from convlint.load import describe
+from convlint.trace import Trace, trace
 
 
 @dataclass
@@ -43,7 +44,7 @@ def analyse(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> Analysi
     try:
         traced = trace(module)
     except Exception as exc:
-        return Analysis(error=f"cannot be traced: {first_line(exc)}")
+        return Analysis(error=f"cannot be traced: {describe(exc)}")
     result = sizes.propagate(traced.graph_module, input_shapes)
     return Analysis(traced, result)
 
@@ -134,7 +135,7 @@ class ModelView:
         module = self.module(qualname).module
         analysis = analyse(module, shapes)
         if analysis.error or analysis.sizes.error:
-            reason = analysis.error or first_line(analysis.sizes.error[1])
+            reason = analysis.error or describe(analysis.sizes.error[1])
             return analysis, (), reason
         out = analysis.output
         if out is None:
