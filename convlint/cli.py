@@ -10,7 +10,7 @@ from convlint import __version__
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="convlint", description="Static shape checker for PyTorch convolutions.")
     parser.add_argument("--version", action="version", version=f"convlint {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -21,7 +21,8 @@ def _parser() -> argparse.ArgumentParser:
         "--input-shape", action="append", default=[], metavar="N,C,H,W",
         help="example input shape; repeat once per forward() input (default: inferred)",
     )
-    check.add_argument("--format", choices=["text", "json"], default="text")
+    check.add_argument("--format", choices=["text", "grouped", "json", "sarif", "github"], default="text")
+    check.add_argument("-o", "--output-file", metavar="FILE", help="write the report to FILE instead of stdout")
     check.add_argument("--select", default=None, help="comma-separated code prefixes to check")
     check.add_argument("--ignore", default=None, help="comma-separated code prefixes to skip")
     check.add_argument("--same", action="append", default=[], metavar="GLOB", help="qualified module names that keep their size")
@@ -39,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
     rules = commands.add_parser("rules", help="list the rules, or explain one")
     rules.add_argument("code", nargs="?")
-    return parser
+    return parser, {"check": check, "shapes": shapes, "rules": rules}
 
 
 def _codes(text: Optional[str], default: Sequence[str]) -> tuple[str, ...]:
@@ -84,12 +85,23 @@ def _check(args) -> int:
         print(f"convlint: warning: {problem}", file=sys.stderr)
     if args.diff or args.fix:
         return _fix(args, result)
-    sys.stdout.write(report.FORMATS[args.format](result.findings, unsafe=args.unsafe_fixes))
-    sys.stdout.flush()
+    context = report.Context(unsafe=args.unsafe_fixes)
+    if args.format == "sarif":
+        context.rules = engine.all_rules()[0]
+    _emit(report.FORMATS[args.format](result.findings, context), args.output_file)
     print(report.summary(result.findings, result.models, result.files, unsafe=args.unsafe_fixes), file=sys.stderr)
     if result.findings and not args.exit_zero:
         return EXIT_FINDINGS
     return EXIT_CLEAN
+
+
+def _emit(text: str, output_file: Optional[str]) -> None:
+    if output_file:
+        with open(output_file, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 def _fix(args, result) -> int:
@@ -170,7 +182,13 @@ def _rules(args) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _parser().parse_args(argv)
+    parser, commands = _parser()
+    if argv and argv[0] in commands:
+        # options may come between paths, as in ruff: convlint check a.py --format json b.py
+        args = commands[argv[0]].parse_intermixed_args(argv[1:])
+        args.command = argv[0]
+    else:
+        args = parser.parse_args(argv)
     args.argv = argv
     try:
         if args.command == "check":

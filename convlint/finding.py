@@ -41,6 +41,10 @@ class Finding:
     module: Optional[str] = None
     fix: Optional[Fix] = None
 
+    def fixable(self, unsafe: bool = False) -> bool:
+        """Would ``--fix`` (with ``--unsafe-fixes`` when ``unsafe``) apply this finding's fix?"""
+        return self.fix is not None and bool(self.fix.edits) and (self.fix.applicability == SAFE or unsafe)
+
     def sort_key(self) -> tuple:
         return (self.path, self.line, self.column, self.code, self.module or "", self.message)
 

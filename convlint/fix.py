@@ -18,7 +18,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from convlint.finding import SAFE, Edit, Finding
+from convlint.finding import Edit, Finding
 
 # Positions of (name) in each layer's constructor, for calls that pass it positionally.
 SIGNATURES = {
@@ -206,10 +206,6 @@ class Outcome:
     written: list = field(default_factory=list)  # paths
 
 
-def applicable(finding: Finding, unsafe: bool) -> bool:
-    return finding.fix is not None and bool(finding.fix.edits) and (finding.fix.applicability == SAFE or unsafe)
-
-
 def apply(findings: Sequence[Finding], *, unsafe: bool = False, write: bool = True) -> Outcome:
     """Apply the fixes of ``findings`` (safe ones, and unsafe ones with ``unsafe``).
 
@@ -219,7 +215,7 @@ def apply(findings: Sequence[Finding], *, unsafe: bool = False, write: bool = Tr
     outcome = Outcome()
     by_path: dict[str, list[Finding]] = {}
     for f in findings:
-        if applicable(f, unsafe):  # a fix's edits all lie in the file of its call
+        if f.fixable(unsafe):  # a fix's edits all lie in the file of its call
             by_path.setdefault(f.fix.edits[0].path, []).append(f)
     for path in sorted(by_path):
         group = by_path[path]

@@ -1,39 +1,186 @@
-"""Output formats. Each reads the same ``Finding`` records."""
+"""Output formats. Each reads the same ``Finding`` records.
+
+Every format is a function ``(findings, context) -> str``; ``context`` carries what some
+formats need besides the findings (the rules, for SARIF; whether unsafe fixes count).
+"""
 from __future__ import annotations
 
 import json
-from typing import Sequence
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
-from convlint.finding import SAFE, Finding
+from convlint import __version__
+from convlint.finding import Finding
 
 
-def _fixable(f: Finding, unsafe: bool) -> bool:
-    return f.fix is not None and bool(f.fix.edits) and (f.fix.applicability == SAFE or unsafe)
+@dataclass
+class Context:
+    unsafe: bool = False
+    rules: Sequence = field(default_factory=tuple)  # convlint.registry.Rule records, for SARIF
 
 
-def text(findings: Sequence[Finding], unsafe: bool = False) -> str:
+def text(findings: Sequence[Finding], context: Context = Context()) -> str:
     """``path:line:col: CODE message``, one per line, as flake8 and ruff print; ``[*]``
     marks a finding that ``--fix`` (with ``--unsafe-fixes``, if given) would fix."""
     lines = []
     for f in findings:
-        marker = "[*] " if _fixable(f, unsafe) else ""
+        marker = "[*] " if f.fixable(context.unsafe) else ""
         lines.append(f"{f.path}:{f.line}:{f.column}: {f.code} {marker}{f.message}")
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def as_json(findings: Sequence[Finding], unsafe: bool = False) -> str:
+def grouped(findings: Sequence[Finding], context: Context = Context()) -> str:
+    """Findings under a header per file: easier on the eye in a long report."""
+    out, current = [], None
+    for f in findings:
+        if f.path != current:
+            if current is not None:
+                out.append("")
+            out.append(f"{f.path}:")
+            current = f.path
+        marker = "[*] " if f.fixable(context.unsafe) else ""
+        out.append(f"  {f.line}:{f.column} {f.code} {marker}{f.message}")
+    return "\n".join(out) + ("\n" if out else "")
+
+
+def as_json(findings: Sequence[Finding], context: Context = Context()) -> str:
     return json.dumps([f.to_dict() for f in findings], indent=2) + "\n"
 
 
-FORMATS = {"text": text, "json": as_json}
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+GITHUB_LEVELS = {"error": "error", "warning": "warning", "info": "notice"}
+
+
+def github(findings: Sequence[Finding], context: Context = Context()) -> str:
+    """GitHub Actions workflow commands: an annotation on the line, in the PR's diff."""
+    lines = []
+    for f in findings:
+        props = {
+            "file": f.path,
+            "line": f.line,
+            "endLine": f.end_line,
+            "col": f.column,
+            "endColumn": f.end_column,
+            "title": f"convlint {f.code}",
+        }
+        if f.end_line != f.line:
+            del props["endColumn"]  # GitHub takes a column range only on one line
+        head = ",".join(f"{k}={_escape_property(str(v))}" for k, v in props.items())
+        lines.append(f"::{GITHUB_LEVELS.get(f.severity, 'error')} {head}::{_escape_data(f'{f.code} {f.message}')}")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+SARIF_LEVELS = {"error": "error", "warning": "warning", "info": "note"}
+
+
+def _repository_root(start: str = ".") -> str:
+    """The enclosing git work tree, or the working directory: SARIF URIs are relative to it."""
+    directory = os.path.abspath(start)
+    while True:
+        if os.path.exists(os.path.join(directory, ".git")):
+            return directory
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return os.path.abspath(start)
+        directory = parent
+
+
+def _uri(path: str, root: str) -> str:
+    rel = os.path.relpath(os.path.abspath(path), root)
+    return rel.replace(os.sep, "/")
+
+
+def sarif(findings: Sequence[Finding], context: Context = Context()) -> str:
+    """SARIF 2.1.0, as GitHub code scanning takes it (``github/codeql-action/upload-sarif``)."""
+    root = _repository_root()
+    rules = list(context.rules)
+    index = {r.code: i for i, r in enumerate(rules)}
+    results = []
+    for f in findings:
+        region = {"startLine": f.line, "startColumn": f.column, "endLine": f.end_line, "endColumn": f.end_column}
+        result = {
+            "ruleId": f.code,
+            "level": SARIF_LEVELS.get(f.severity, "error"),
+            "message": {"text": f.message},
+            "locations": [
+                {"physicalLocation": {"artifactLocation": {"uri": _uri(f.path, root), "uriBaseId": "%SRCROOT%"}, "region": region}}
+            ],
+        }
+        if f.code in index:
+            result["ruleIndex"] = index[f.code]
+        if f.module:
+            result["properties"] = {"model": f.model, "module": f.module}
+        if f.fix is not None and f.fix.edits:
+            result["fixes"] = [
+                {
+                    "description": {"text": f.fix.description},
+                    "artifactChanges": [
+                        {
+                            "artifactLocation": {"uri": _uri(e.path, root), "uriBaseId": "%SRCROOT%"},
+                            "replacements": [
+                                {
+                                    "deletedRegion": {
+                                        "startLine": e.line, "startColumn": e.column,
+                                        "endLine": e.end_line, "endColumn": e.end_column,
+                                    },
+                                    "insertedContent": {"text": e.content},
+                                }
+                            ],
+                        }
+                        for e in f.fix.edits
+                    ],
+                }
+            ]
+        results.append(result)
+    driver = {
+        "name": "convlint",
+        "version": __version__,
+        "semanticVersion": __version__,
+        "informationUri": "https://pypi.org/project/convlint/",
+        "rules": [
+            {
+                "id": r.code,
+                "name": r.name,
+                "shortDescription": {"text": r.summary},
+                "fullDescription": {"text": r.summary},
+                "help": {"text": r.doc, "markdown": r.doc},
+                "defaultConfiguration": {"level": SARIF_LEVELS.get(r.severity, "error")},
+            }
+            for r in rules
+        ],
+    }
+    run = {
+        "tool": {"driver": driver},
+        "originalUriBaseIds": {"%SRCROOT%": {"uri": "file://" + root.replace(os.sep, "/").rstrip("/") + "/"}},
+        "results": results,
+    }
+    document = {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [run]}
+    return json.dumps(document, indent=2) + "\n"
+
+
+FORMATS: dict[str, Callable[..., str]] = {
+    "text": text,
+    "grouped": grouped,
+    "json": as_json,
+    "sarif": sarif,
+    "github": github,
+}
 
 
 def summary(findings: Sequence[Finding], models: int, files: int, unsafe: bool = False) -> str:
     if not findings:
         return f"All checks passed! ({models} model{'s' * (models != 1)} in {files} file{'s' * (files != 1)})"
     text = f"Found {len(findings)} finding{'s' * (len(findings) != 1)} in {models} model{'s' * (models != 1)}."
-    fixable = sum(_fixable(f, unsafe) for f in findings)
-    hidden = sum(_fixable(f, True) for f in findings) - fixable
+    fixable = sum(f.fixable(unsafe) for f in findings)
+    hidden = sum(f.fixable(True) for f in findings) - fixable
     if fixable:
         text += f"\n[*] {fixable} fixable with the `--fix` option."
     if hidden:

@@ -44,13 +44,13 @@ def test_fix_turns_the_in_file_into_the_out_file_byte_for_byte(source, tmp_path,
     assert (tmp_path / f"{name}.py").read_bytes() == expected
     # Every fix offered in JSON is exactly what was applied.
     applied = {e for f in outcome.fixed for e in f.fix.edits}
-    offered = {e for f in result.findings if fix.applicable(f, unsafe) for e in f.fix.edits}
+    offered = {e for f in result.findings if f.fixable(unsafe) for e in f.fix.edits}
     assert applied == offered
     # A second run, on the fixed file, has nothing left to fix.
     shutil.copyfile(tmp_path / f"{name}.py", tmp_path / f"{name}_again.py")
     again, outcome2 = run_fix(f"{name}_again.py", shapes, unsafe)
     assert outcome2.fixed == [] and outcome2.written == []
-    assert not any(fix.applicable(f, unsafe) for f in again.findings)
+    assert not any(f.fixable(unsafe) for f in again.findings)
 
 
 def test_findings_without_a_fix_say_why(tmp_path, monkeypatch):
