@@ -8,7 +8,7 @@ from typing import Sequence
 
 __version__ = "0.1.0"
 
-__all__ = ["check", "same", "__version__"]
+__all__ = ["assert_clean", "check", "same", "__version__"]
 
 
 def same(module):
@@ -47,3 +47,26 @@ def check(model, input_shape: Sequence[int] | Sequence[Sequence[int]] = (), *, s
         caller = sites.frame_site(sys._getframe(1))
         path, line = (caller.path, caller.line) if caller else (None, None)
     return engine.check_model(model, shapes, same=same, path=path, line=line)
+
+
+def assert_clean(
+    model,
+    input_shape: Sequence[int] | Sequence[Sequence[int]] = (),
+    *,
+    same: Sequence[str] = (),
+    select: Sequence[str] = (),
+    ignore: Sequence[str] = (),
+) -> None:
+    """A test-suite gate: raise ``AssertionError`` listing the findings, as
+    ``convlint check`` prints them, if ``model`` has any (after ``select``/``ignore``)::
+
+        def test_unet_keeps_its_sizes():
+            convlint.assert_clean(UNet, input_shape=(1, 3, 256, 256))
+    """
+    from convlint import engine, report
+
+    findings = engine.visible(check(model, input_shape, same=same), select, ignore)
+    if findings:
+        raise AssertionError(
+            f"convlint found {len(findings)} problem{'s' * (len(findings) != 1)}:\n" + report.text(findings)
+        )

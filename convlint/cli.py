@@ -40,6 +40,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
 
     rules = commands.add_parser("rules", help="list the rules, or explain one")
     rules.add_argument("code", nargs="?")
+    rules.add_argument("--markdown", action="store_true", help="every rule's documentation as one Markdown page")
     return parser, {"check": check, "shapes": shapes, "rules": rules}
 
 
@@ -163,17 +164,20 @@ def _shapes(args) -> int:
 
 
 def _rules(args) -> int:
-    from convlint import engine
+    from convlint import engine, report
 
     rules, problems = engine.all_rules()
     for problem in problems:
         print(f"convlint: warning: {problem}", file=sys.stderr)
+    if args.markdown:
+        sys.stdout.write(report.rules_markdown(rules))
+        return EXIT_CLEAN
     if args.code:
         rule = next((r for r in rules if r.code == args.code.upper()), None)
         if rule is None:
             print(f"convlint: error: no rule {args.code}", file=sys.stderr)
             return EXIT_ERROR
-        print(f"# {rule.code} ({rule.name})\n\nSeverity: {rule.severity}. {rule.summary}.\n\n{rule.doc}")
+        sys.stdout.write(report.rule_doc(rule))
         return EXIT_CLEAN
     for rule in rules:
         print(f"{rule.code}  {rule.name:<26} {rule.severity:<8} {'fixable' if rule.fixable else '       '}  {rule.summary}")

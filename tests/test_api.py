@@ -65,3 +65,16 @@ def test_a_bare_torch_container_points_at_the_call_to_check():
     assert findings[0].path.endswith("test_api.py")
     source = open(__file__).read().splitlines()
     assert source[findings[0].line - 1].endswith("# this line")
+
+
+def test_assert_clean_passes_a_clean_model_and_fails_with_the_findings_as_text():
+    convlint.assert_clean(nn.Sequential(nn.Conv2d(3, 3, 3, padding=1)), input_shape=(1, 3, 8, 8))
+    try:
+        convlint.assert_clean(Net, input_shape=(1, 3, 32, 32))
+    except AssertionError as exc:
+        text = str(exc)
+    else:
+        raise AssertionError("assert_clean did not fail")
+    assert text.startswith("convlint found 1 problem:\n")
+    assert "test_api.py:12:" in text and "CVL103 block `block` (Sequential) does not keep its size" in text
+    convlint.assert_clean(Net, input_shape=(1, 3, 32, 32), ignore=["CVL103"])

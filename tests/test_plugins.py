@@ -1,0 +1,48 @@
+"""Third-party rules through the convlint.rules entry point, and the rule docs."""
+import os
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def convlint(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "convlint", *args], cwd=ROOT, capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+def test_example_plugin_installed_from_fixtures_adds_its_rule(tmp_path):
+    site = tmp_path / "site"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site),
+         os.path.join(ROOT, "fixtures", "plugin_example")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    listing = convlint("rules", env=env)
+    assert any(line.startswith("EXA001  large-kernel") for line in listing.stdout.splitlines())
+    run = convlint("check", "fixtures/large_kernel.py", "--input-shape", "1,3,32,32", env=env)
+    assert run.returncode == 1
+    assert run.stdout == (
+        "fixtures/large_kernel.py:8:21: EXA001 `conv` has a (11, 11) kernel; stack smaller ones instead\n"
+    )
+    assert convlint("check", "fixtures/large_kernel.py", "--ignore", "EXA", env=env).returncode == 0
+
+
+def test_a_broken_plugin_is_a_warning_and_the_other_rules_still_run(tmp_path):
+    dist = tmp_path / "site" / "broken_plugin-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[convlint.rules]\nbroken = convlint_no_such_plugin_module\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    run = convlint("check", "fixtures/seed.py", env=env)
+    assert run.returncode == 1 and "CVL101" in run.stdout
+    assert "convlint: warning: plugin 'broken' (convlint_no_such_plugin_module) failed to load: ModuleNotFoundError" in run.stderr
+
+
+def test_docs_rules_md_is_the_generated_rule_documentation():
+    generated = convlint("rules", "--markdown").stdout
+    with open(os.path.join(ROOT, "docs", "rules.md"), encoding="utf-8") as fh:
+        assert fh.read() == generated, "docs/rules.md is stale: run `convlint rules --markdown > docs/rules.md`"
