@@ -143,3 +143,24 @@ def test_shapes_json_marks_unknown_dimensions_after_a_leaf():
     assert rows["stem"]["size"] == ["1", "8", "H", "W"] and rows["stem"]["unknown"] == []
     assert rows["dynamic"]["unknown"] == [0, 1, 2, 3] and "control flow" in rows["dynamic"]["leaf"]
     assert rows["head"]["size"] == [None, "8", None, None] and rows["head"]["shape"] == [1, 8, 30, 30]
+
+
+def test_config_select_ignore_exclude_and_cli_override(tmp_path):
+    import shutil
+
+    from conftest import FIXTURES
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "vendored").mkdir()
+    shutil.copyfile(os.path.join(FIXTURES, "seed.py"), tmp_path / "models" / "aspp.py")
+    shutil.copyfile(os.path.join(FIXTURES, "seed.py"), tmp_path / "vendored" / "aspp_copy.py")
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.convlint]\nignore = ["CVL9"]\nexclude = ["vendored"]\ninput-shape = [1, 256, 19, 19]\n'
+    )
+    run = convlint("check", ".", cwd=tmp_path)
+    assert [(l.split(":")[0], l.split()[1]) for l in run.stdout.splitlines()] == [("models/aspp.py", "CVL101")]
+    overridden = convlint("check", ".", "--ignore", "CVL1", cwd=tmp_path)  # the flag replaces the file's ignore
+    assert [l.split()[1] for l in overridden.stdout.splitlines()] == ["CVL901"]
+    (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nselect = "CVL1"\n')
+    bad = convlint("check", ".", cwd=tmp_path)
+    assert bad.returncode == 2 and "[tool.convlint] select must be a list of strings" in bad.stderr

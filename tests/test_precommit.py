@@ -40,3 +40,51 @@ def test_hook_fails_on_a_broken_layer_and_passes_after_fix(tmp_path):
     passing = run(*pre_commit, cwd=project, env=env)
     assert passing.returncode == 0, passing.stdout + passing.stderr
     assert "convlint" in passing.stdout and "Passed" in passing.stdout
+
+
+def _readme_block(marker, lang):
+    import re
+
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    return re.search(rf"<!-- {marker} -->\s*```{lang}\n(.*?)```", readme, re.S).group(1)
+
+
+def test_readme_local_hook_snippet_works_as_copied(tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copyfile(os.path.join(FIXTURES, "seed.py"), project / "aspp.py")
+    (project / ".pre-commit-config.yaml").write_text(_readme_block("pre-commit-local", "yaml"))
+    env = {
+        **os.environ,
+        "PRE_COMMIT_HOME": str(tmp_path / "cache"),
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
+    }
+    run("git", "init", "-q", cwd=project)
+    run("git", "add", ".", cwd=project)
+    pre_commit = [sys.executable, "-m", "pre_commit", "run", "--all-files", "--color", "never"]
+    failing = run(*pre_commit, cwd=project, env=env)
+    assert failing.returncode == 1 and "aspp.py:17:24: CVL101" in failing.stdout, failing.stdout + failing.stderr
+    run(sys.executable, "-m", "convlint", "check", "--fix", "aspp.py", cwd=project, env=env)
+    run("git", "add", ".", cwd=project)
+    assert run(*pre_commit, cwd=project, env=env).returncode == 0
+
+
+def test_readme_github_actions_commands_run_as_written(tmp_path):
+    import re
+
+    import yaml
+
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    workflow = yaml.safe_load(re.search(r"### GitHub Actions\s*```yaml\n(.*?)```", readme, re.S).group(1))
+    steps = [s["run"] for s in workflow["jobs"]["convlint"]["steps"] if "convlint check" in s.get("run", "")]
+    assert len(steps) == 2
+    shutil.copyfile(os.path.join(FIXTURES, "seed.py"), tmp_path / "aspp.py")
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
+    annotations = subprocess.run(steps[0], shell=True, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert annotations.returncode == 1  # the job fails on findings
+    assert annotations.stdout.startswith("::error file=aspp.py,line=17,")
+    upload = subprocess.run(steps[1], shell=True, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert upload.returncode == 0  # --exit-zero: the SARIF is uploaded either way
+    assert '"ruleId": "CVL101"' in (tmp_path / "convlint.sarif").read_text()
+    assert workflow["jobs"]["convlint"]["steps"][-1]["with"]["sarif_file"] == "convlint.sarif"
