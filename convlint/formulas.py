@@ -19,18 +19,31 @@ def is_int(x: object) -> bool:
     return isinstance(x, int) or (isinstance(x, sympy.Integer))
 
 
+def _flatten(a, rounding) -> sympy.Expr:
+    """``floor(y) + c`` -> ``y + c`` (c an integer), so that ``floor(floor(y)/b)`` becomes
+    ``floor(y/b)`` (true for every positive integer b): a chain of stride-2 layers reads
+    ``floor((H - 1)/32) + 1``, not five nested floors."""
+    a = sympy.sympify(a)
+    terms = sympy.Add.make_args(a)
+    rounded = [t for t in terms if isinstance(t, rounding)]
+    rest = [t for t in terms if not isinstance(t, rounding)]
+    if len(rounded) == 1 and all(t.is_Integer for t in rest):
+        return rounded[0].args[0] + sum(rest)
+    return a
+
+
 def fdiv(a: Size, b: int) -> Size:
     """Floor division that stays exact for ints and symbolic for expressions."""
     if is_int(a) and is_int(b):
         return int(a) // int(b)
-    return sympy.floor(sympy.sympify(a) / b)
+    return sympy.floor(_flatten(a, sympy.floor) / b)
 
 
 def cdiv(a: Size, b: int) -> Size:
     """Ceiling division: -((-a) // b)."""
     if is_int(a) and is_int(b):
         return -(-int(a) // int(b))
-    return sympy.ceiling(sympy.sympify(a) / b)
+    return sympy.ceiling(_flatten(a, sympy.ceiling) / b)
 
 
 def mod(a: Size, b: int) -> Size:

@@ -45,19 +45,27 @@ def keeps_same(out: Callable[[int], Optional[int]], stride, n_min: int, period: 
     return Verdict(True, n_min=n_min)
 
 
-def period_of(expr: sympy.Expr) -> int:
-    """A multiple of the period of a quasi-affine expression: the product of the
-    denominators inside its floor, ceiling and Mod terms."""
-    if expr is None or not isinstance(expr, sympy.Basic):
+def period_of(expr) -> int:
+    """A multiple of the period of a quasi-affine expression in its symbol.
+
+    Periods multiply through nesting (``floor(floor(H/2)/2)`` repeats every 4) and take
+    the least common multiple side by side (``floor(H/2) + floor(H/3)``: 6).
+    """
+    if expr is None or not isinstance(expr, sympy.Basic) or not expr.free_symbols:
         return 1
+    if isinstance(expr, (sympy.floor, sympy.ceiling)):
+        arg = expr.args[0]
+        step = 1
+        for coefficient in arg.as_coefficients_dict().values():
+            if isinstance(coefficient, sympy.Rational):
+                step = math.lcm(step, int(coefficient.q))
+        return min(period_of(arg) * step, MAX_PERIOD)
+    if isinstance(expr, sympy.Mod):
+        modulus = int(expr.args[1]) if expr.args[1].is_Integer else 1
+        return min(period_of(expr.args[0]) * abs(modulus), MAX_PERIOD)
     period = 1
-    for atom in expr.atoms(sympy.floor, sympy.ceiling, sympy.Mod):
-        for number in atom.atoms(sympy.Rational):
-            period = math.lcm(period, int(number.q))
-        if isinstance(atom, sympy.Mod) and atom.args[1].is_Integer:
-            period = math.lcm(period, abs(int(atom.args[1])))
-        if period > MAX_PERIOD:
-            return MAX_PERIOD
+    for arg in expr.args:
+        period = min(math.lcm(period, period_of(arg)), MAX_PERIOD)
     return period
 
 

@@ -211,6 +211,7 @@ def apply_geometry(geometry: layers.Geometry, spatial: Sequence[Dim]) -> tuple:
 
 
 def _geometry_call(call: Call, geometry: layers.Geometry, channels: Any = "keep") -> SymTensor:
+    call.node.meta["convlint_geometry"] = geometry  # for the rules and the shapes report
     x = call.sargs[0]
     return _with_spatial(x, geometry.ndim, apply_geometry(geometry, _spatial(x, geometry.ndim)), channels)
 
@@ -230,6 +231,7 @@ def conv_module(call: Call) -> Any:
 def conv_transpose_module(call: Call) -> Any:
     output_size = call.arg(1, "output_size", shadow=True)
     if output_size is not None:
+        call.node.meta["convlint_geometry"] = layers.geometry_of(call.module)
         x = call.sargs[0]
         ndim = len(call.module.kernel_size)
         spatial = [_dim(s) for s in tuple(output_size)[-ndim:]]
@@ -383,12 +385,8 @@ def pixel_shuffle_module(call: Call) -> Any:
 
 
 def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple], node: torch.fx.Node) -> SymTensor:
-    """Broadcasting: per aligned dim, the operand whose size is not 1 decides.
-
-    When several operands agree at the example size but their expressions differ,
-    the first one is kept and the node is marked (``meta["convlint_merge"]``), so whole-model
-    rules can see a merge that holds only for some input sizes.
-    """
+    """Broadcasting: per aligned dim, the operand whose size is not 1 decides (the first
+    one where several are not 1; merge rules compare the operands themselves)."""
     rank = max(len(s) for s in shapes)
     dims = []
     for axis in range(rank):
@@ -685,6 +683,42 @@ def reduce_method(call: Call) -> Any:
     return SymTensor(tuple(d for i, d in enumerate(dims) if i not in axes))
 
 
+# ---------------------------------------------------------------- merges
+
+MERGE_FUNCTIONS = {
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.isub, operator.imul,
+    operator.itruediv, torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum,
+}
+MERGE_METHODS = {"add", "sub", "mul", "div", "add_", "sub_", "mul_", "div_", "maximum", "minimum"}
+CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate, torch.stack}
+
+
+def is_cat(node: torch.fx.Node) -> bool:
+    return node.op == "call_function" and node.target in CAT_FUNCTIONS
+
+
+def is_merge(node: torch.fx.Node) -> bool:
+    """add, sub, mul, div (any spelling) or cat/stack: where two branches meet."""
+    if node.op == "call_function":
+        return node.target in MERGE_FUNCTIONS or node.target in CAT_FUNCTIONS
+    return node.op == "call_method" and node.target in MERGE_METHODS
+
+
+def merge_operands(node: torch.fx.Node, args: Sequence[Any], kwargs: dict) -> list:
+    """The operands of a merge, in order (the list of a cat, or the tensor arguments)."""
+    if is_cat(node):
+        return list(args[0] if args else kwargs.get("tensors", ()))
+    return [a for a in [*args, *kwargs.values()] if isinstance(a, torch.Tensor)]
+
+
+def merge_operand_nodes(node: torch.fx.Node) -> list:
+    """The graph nodes feeding a merge's tensor operands."""
+    if is_cat(node):
+        items = node.args[0] if node.args else node.kwargs.get("tensors", ())
+        return [a for a in items if isinstance(a, torch.fx.Node)]
+    return [a for a in [*node.args, *node.kwargs.values()] if isinstance(a, torch.fx.Node)]
+
+
 # ---------------------------------------------------------------- the interpreter
 
 
@@ -724,6 +758,8 @@ class SizeResult:
     transfer_errors: list = field(default_factory=list)  # (node, exception)
     error: Optional[tuple] = None  # (node, exception) where execution stopped
     unknown_ops: set = field(default_factory=set)
+    broken_merges: dict = field(default_factory=dict)  # merge node -> the error PyTorch raised there
+    spatial_ndim: int = 0  # spatial dims of the first input: the trailing dims rules read
 
 
 def _shape_of(value: Any) -> Any:
@@ -744,11 +780,38 @@ class SizeProp(torch.fx.Interpreter):
         self._values = dict(symbols)
 
     def run_node(self, n: torch.fx.Node) -> Any:
-        value = super().run_node(n)
+        try:
+            value = super().run_node(n)
+        except Exception as exc:
+            # A merge of mismatched sizes (the bug CVL301 reports) must not hide what comes
+            # after it: go on as if the merge had taken its first operand's sizes.
+            value = self._stand_in(n) if is_merge(n) else None
+            if value is None:
+                raise
+            self.result.broken_merges[n] = exc
         shadow = self._check(n, self._transfer(n, value), value)
         self.result.shadows[n] = shadow
         self.result.values[n] = _shape_of(value)
         return value
+
+    def _stand_in(self, n: torch.fx.Node) -> Optional[torch.Tensor]:
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        tensors = merge_operands(n, args, kwargs)
+        if len(tensors) < 2:
+            return None
+        first = tensors[0]
+        if is_cat(n):
+            dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % first.dim()
+            shape = list(first.shape)
+            shape[dim] = sum(t.shape[dim] if t.dim() == first.dim() else 0 for t in tensors)
+            return torch.empty(shape, device="meta", dtype=first.dtype)
+        rank = max(t.dim() for t in tensors)
+        shape = [1] * rank
+        for t in reversed(tensors):  # broadcasting, but the first operand wins where sizes disagree
+            for i, size in enumerate(t.shape, start=rank - t.dim()):
+                if size != 1:
+                    shape[i] = size
+        return torch.empty(shape, device="meta", dtype=first.dtype)
 
     def _transfer(self, n: torch.fx.Node, value: Any) -> Any:
         if n.op == "placeholder":
@@ -837,6 +900,7 @@ def propagate(graph_module: torch.fx.GraphModule, input_shapes: Sequence[Sequenc
         shadows.append(shadow)
         symbols.update(syms)
     prop = SizeProp(graph_module, shadows, symbols)
+    prop.result.spatial_ndim = max(0, min(3, len(input_shapes[0]) - 2)) if input_shapes else 0
     inputs = [torch.empty(tuple(shape), device="meta") for shape in input_shapes]
     try:
         prop.run(*inputs)

@@ -11,6 +11,7 @@ import functools
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Sequence
 
+import sympy
 import torch
 import torch.nn as nn
 
@@ -71,6 +72,7 @@ class ModelView:
     same_globs: tuple = ()
     _module_inputs: Optional[dict] = field(default=None, repr=False)
     _blocks: dict = field(default_factory=dict, repr=False)
+    _constraints: Optional[list] = field(default=None, repr=False)
 
     # ------------------------------------------------------------ modules
 
@@ -217,3 +219,111 @@ class ModelView:
     def nodes_in(self, analysis: Analysis) -> Iterator[torch.fx.Node]:
         if analysis.sizes is not None:
             yield from analysis.sizes.graph_module.graph.nodes
+
+    @property
+    def sizes(self) -> Optional[sizes.SizeResult]:
+        return self.analysis.sizes
+
+    @property
+    def symbols(self) -> list:
+        """The input's spatial symbols (``H``, ``W``), in order."""
+        return list(self.sizes.symbols) if self.sizes is not None else []
+
+    def spatial(self, node: torch.fx.Node) -> Optional[list[tuple]]:
+        """(expression or None, concrete size) for each spatial dim of a node's tensor, or
+        None when the tensor has no spatial layout (flattened, or not a tensor)."""
+        shadow, value = self.sizes.shadows.get(node), self.sizes.values.get(node)
+        ndim = self.sizes.spatial_ndim
+        if not ndim or not isinstance(shadow, sizes.SymTensor) or not isinstance(value, tuple) or len(value) < ndim + 2:
+            return None
+        return list(zip(shadow.dims[-ndim:], value[-ndim:]))
+
+    def describe(self, node: torch.fx.Node) -> str:
+        """`layer1.0.conv1` (Conv2d), or `add` at line 42."""
+        if node.op == "call_module":
+            return f"`{node.target}` ({type(self.sizes.graph_module.get_submodule(node.target)).__name__})"
+        if node.op == "placeholder":
+            return f"the input `{node.name}`"
+        site = node.meta.get("convlint_site")
+        where = f" (line {site.line})" if site is not None else ""
+        return f"`{node.name}`{where}"
+
+    def constraints(self) -> list["Constraint"]:
+        """What every layer needs of its input, as expressions in the model's input symbols:
+        a kernel no larger than the padded input, reflect padding below the size,
+        circular padding at most the size."""
+        if self._constraints is None:
+            self._constraints = list(_constraints(self)) if self.sizes is not None else []
+        return self._constraints
+
+    def smallest_input(self, symbol, upto: Optional[torch.fx.Node] = None) -> Optional[int]:
+        """Smallest size of input dim ``symbol`` for which every layer (up to ``upto``) runs,
+        the other dims at their example sizes. None: not within 2**20."""
+        order = {n: i for i, n in enumerate(self.sizes.graph_module.graph.nodes)}
+        limit = order[upto] if upto is not None else len(order)
+        relevant = [c for c in self.constraints() if order[c.node] <= limit and symbol in c.expression.free_symbols]
+        example = dict(self.sizes.symbols)
+
+        def runs(n: int) -> bool:
+            env = {**example, symbol: n}
+            return all((sizes.evaluate_int(c.expression, env) or 0) >= c.minimum for c in relevant)
+
+        return samesize.smallest_defined(runs, 1 << 20)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``expression`` (a layer's input size along one dim) must be at least ``minimum``."""
+
+    node: torch.fx.Node
+    axis: int  # spatial axis of the node's input
+    expression: sympy.Expr
+    minimum: int
+    kind: str  # "kernel", "reflect", "circular"
+    padding: int = 0
+
+
+def _pad_amounts(view: ModelView, node: torch.fx.Node) -> Optional[tuple[str, list]]:
+    """(mode, [(left, right) per spatial dim, last dim last]) of a padding node, if it has a limit."""
+    module = view.sizes.graph_module.get_submodule(node.target) if node.op == "call_module" else None
+    if module is not None and type(module).__name__.startswith(("ReflectionPad", "CircularPad")):
+        mode, amounts = ("reflect" if "Reflection" in type(module).__name__ else "circular"), list(module.padding)
+    elif node.op == "call_function" and node.target is torch.nn.functional.pad:
+        mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
+        amounts = [view.sizes.values.get(a, a) if isinstance(a, torch.fx.Node) else a for a in node.args[1]]
+    else:
+        return None
+    if mode not in ("reflect", "circular") or not all(isinstance(a, int) for a in amounts):
+        return None
+    pairs = [(amounts[2 * i], amounts[2 * i + 1]) for i in range(len(amounts) // 2)]
+    return mode, list(reversed(pairs))  # F.pad lists the last dim first
+
+
+def _constraints(view: ModelView) -> Iterator[Constraint]:
+    for node in view.sizes.graph_module.graph.nodes:
+        inputs = [a for a in node.all_input_nodes if isinstance(view.sizes.shadows.get(a), sizes.SymTensor)]
+        if not inputs:
+            continue
+        dims = view.spatial(inputs[0])
+        if dims is None:
+            continue
+        geometry = node.meta.get("convlint_geometry")
+        if geometry is not None and geometry.ndim <= len(dims):
+            for i in range(geometry.ndim):
+                expr = dims[len(dims) - geometry.ndim + i][0]
+                if expr is None:
+                    continue
+                yield Constraint(node, i, expr, geometry.min_input(i), "kernel")
+                left = geometry.padding[i][0]
+                if geometry.padding_mode in ("reflect", "circular") and left:
+                    minimum = left + 1 if geometry.padding_mode == "reflect" else left
+                    yield Constraint(node, i, expr, minimum, geometry.padding_mode, left)
+        pads = _pad_amounts(view, node)
+        if pads is not None:
+            mode, pairs = pads
+            for i, (left, right) in enumerate(pairs):
+                axis = len(dims) - len(pairs) + i
+                expr, biggest = dims[axis][0], max(left, right)
+                if expr is None or axis < 0 or not biggest:
+                    continue
+                yield Constraint(node, axis, expr, biggest + 1 if mode == "reflect" else biggest, mode, biggest)

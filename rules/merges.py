@@ -1,0 +1,336 @@
+"""Merges: where two branches meet (add, sub, mul, div, cat), sizes must agree.
+
+These rules need no annotation: a residual add or a skip concatenation states by itself
+that its operands have one size.
+"""
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from typing import Iterator, Optional
+
+import torch
+
+from convlint import formulas, pretty, samesize, sizes
+from convlint.finding import ERROR, WARNING
+from convlint.registry import Report, Rule
+from convlint.view import ModelView
+
+# ---------------------------------------------------------------- shared
+
+
+def _merges(view: ModelView) -> Iterator[tuple]:
+    """(merge node, [(operand node, spatial dims)]) for every merge with spatial operands."""
+    if view.sizes is None:
+        return
+    for node in view.sizes.graph_module.graph.nodes:
+        if node not in view.sizes.shadows or not sizes.is_merge(node):
+            continue
+        operands = [(a, view.spatial(a)) for a in sizes.merge_operand_nodes(node)]
+        operands = [(a, dims) for a, dims in operands if dims is not None]
+        if len(operands) >= 2:
+            yield node, operands
+
+
+def _size_text(dims) -> str:
+    return "x".join(str(value) for _, value in dims)
+
+
+def _compared(dims_a, dims_b):
+    """Dims where neither operand is 1 (broadcasting is CVL303's business)."""
+    return [i for i, ((_, a), (_, b)) in enumerate(zip(dims_a, dims_b)) if a != 1 and b != 1]
+
+
+# ---------------------------------------------------------------- CVL301
+
+
+def _path(view: ModelView, start: torch.fx.Node, fork: torch.fx.Node, between: set) -> list:
+    """Nodes from just after ``fork`` to ``start``, following the branch back."""
+    path, node = [], start
+    while node is not fork:
+        path.append(node)
+        node = next((a for a in node.all_input_nodes if a is fork or a in between), None)
+        if node is None:
+            break
+    return list(reversed(path))
+
+
+def _ancestors(node: torch.fx.Node) -> set:
+    seen, stack = {node}, [node]
+    while stack:
+        for a in stack.pop().all_input_nodes:
+            if a not in seen:
+                seen.add(a)
+                stack.append(a)
+    return seen
+
+
+def _descendants(node: torch.fx.Node) -> set:
+    seen, stack = {node}, [node]
+    while stack:
+        for u in stack.pop().users:
+            if u not in seen:
+                seen.add(u)
+                stack.append(u)
+    return seen
+
+
+def _unclean(view: ModelView, node: torch.fx.Node) -> Optional[str]:
+    """``224 -> 222`` if the node changes the size other than by a clean stride or scale."""
+    inputs = [a for a in node.all_input_nodes if view.spatial(a) is not None]
+    out = view.spatial(node)
+    if not inputs or out is None:
+        return None
+    before = [v for _, v in view.spatial(inputs[0])]
+    after = [v for _, v in out]
+    if len(before) != len(after) or before == after:
+        return None
+    geometry = node.meta.get("convlint_geometry")
+    if geometry is not None:
+        want = [formulas.same_target(n, geometry.scale_stride(i)) for i, n in enumerate(before[-geometry.ndim :])]
+        if after[-geometry.ndim :] == want:
+            return None
+    else:
+        ratios = {Fraction(a, b) for a, b in zip(after, before) if b}
+        if len(ratios) == 1 and 1 in (next(iter(ratios)).numerator, next(iter(ratios)).denominator):
+            return None  # an exact resampling by one factor
+    return f"{'x'.join(map(str, before))} -> {'x'.join(map(str, after))}"
+
+
+def _parting(view: ModelView, operand: torch.fx.Node, other: torch.fx.Node) -> tuple:
+    """(fork node, first layer on ``operand``'s branch that changes size uncleanly, its change)."""
+    common = _ancestors(operand) & _ancestors(other)
+    order = {n: i for i, n in enumerate(view.sizes.graph_module.graph.nodes)}
+    if not common:
+        return None, None, None
+    fork = max(common, key=order.__getitem__)
+    between = _descendants(fork) & _ancestors(operand)
+    for node in _path(view, operand, fork, between):
+        change = _unclean(view, node)
+        if change:
+            return fork, node, change
+    return fork, None, None
+
+
+def _check_mismatch(view: ModelView) -> Iterator[Report]:
+    for node, operands in _merges(view):
+        if node not in view.sizes.broken_merges:
+            continue
+        texts = [_size_text(dims) for _, dims in operands]
+        listed = ", ".join(f"{t} from {view.describe(a)}" for (a, _), t in zip(operands, texts))
+        # Compare each branch with one of another size: the layer where they part.
+        partings = []
+        for index, ((operand, _), text) in enumerate(zip(operands, texts), start=1):
+            other = next((a for (a, _), t in zip(operands, texts) if t != text), None)
+            if other is None:
+                continue
+            _fork, layer, change = _parting(view, operand, other)
+            if layer is not None and (layer, change) not in [(p[1], p[2]) for p in partings]:
+                partings.append((index, layer, change))
+        where = "; ".join(f"the sizes part at {view.describe(layer)}, {change}, on the branch of operand {index}" for index, layer, change in partings)
+        yield Report(
+            f"`{node.name}` merges tensors of different sizes at the example input: {listed}" + (f"; {where}" if where else ""),
+            site=node.meta.get("convlint_site"),
+        )
+
+
+CVL301 = Rule(
+    code="CVL301",
+    name="merge-size-mismatch",
+    severity=ERROR,
+    summary="A residual add or skip concatenation gets tensors of different sizes",
+    check=_check_mismatch,
+    doc="""\
+## What it does
+Finds the add, sub, mul, div or cat in `forward` whose operands have different spatial
+sizes at the example input (outside the cat dimension), and names, on each branch, the
+layer where the sizes first part.
+
+## Why is this bad?
+PyTorch raises at that line ("Sizes of tensors must match", "The size of tensor a must
+match the size of tensor b"), after everything before it has run.
+
+## Example
+```python
+y = self.conv2(self.conv1(x))   # conv1: padding=1 with dilation=2: 224 -> 222
+return y + x                    # 222 vs 224
+```
+
+## Fix
+Fix the layer it names (its padding, usually), or crop or pad one branch to the other.
+""",
+)
+
+
+# ---------------------------------------------------------------- CVL302
+
+
+def _condition(passes: dict, n0: int, period: int):
+    """The shortest statement of which sizes pass, as a function of the dims' names:
+    ``H and W must be multiples of 16``, ``H % 16 must be in {0, 1}``."""
+    for m in sorted(d for d in range(1, period + 1) if period % d == 0):
+        if all(passes[n] == passes[n0 + (n - n0) % m] for n in passes):
+            residues = sorted({n % m for n in passes if passes[n]})
+            if residues == [0]:
+                return lambda names: f"{' and '.join(names)} must be {'multiples' if len(names) > 1 else 'a multiple'} of {m}"
+            allowed = "{" + ", ".join(map(str, residues)) + "}"
+            return lambda names: f"{' and '.join(f'{n} % {m}' for n in names)} must be in {allowed}"
+    return lambda names: f"{' and '.join(names)} must be one of the sizes that pass"
+
+
+def _failures(view: ModelView, a, b, symbol) -> Optional[tuple]:
+    """(condition templates, smallest failing size, first failing size above the example),
+    or None when the two size expressions agree for every input size."""
+    example = dict(view.sizes.symbols)
+    others = {s: v for s, v in example.items() if s is not symbol}
+    a, b = a.xreplace(others), b.xreplace(others)
+    if symbol not in (a.free_symbols | b.free_symbols) or a == b:
+        return None
+    n0 = view.smallest_input(symbol) or 1
+    period = min(math.lcm(samesize.period_of(a), samesize.period_of(b)), samesize.MAX_PERIOD)
+
+    def agree(n: int) -> bool:
+        return sizes.evaluate_int(a, {symbol: n}) == sizes.evaluate_int(b, {symbol: n})
+
+    passes = {n: agree(n) for n in range(n0, n0 + 2 * period)}
+    if all(passes.values()):
+        return None
+    if all(passes[n] == passes[n + period] for n in range(n0, n0 + period)):
+        templates = _condition({n: passes[n] for n in range(n0, n0 + period)}, n0, period)
+    else:  # different slopes: they agree at a few sizes at most
+        templates = lambda names: f"{' and '.join(names)} must be one of the few sizes where both agree"  # noqa: E731
+    smallest = min(n for n, ok in passes.items() if not ok)
+    start = example[symbol] + 1
+    above = next((n for n in range(start, start + 2 * period + 1) if not agree(n)), None)
+    return templates, smallest, above
+
+
+def _check_some_sizes(view: ModelView) -> Iterator[Report]:
+    for node, operands in _merges(view):
+        if node in view.sizes.broken_merges:
+            continue
+        first_dims = operands[0][1]
+        found: dict = {}  # symbol -> (templates, smallest, above, "H: a vs b")
+        for _operand, dims in operands[1:]:
+            for i in _compared(first_dims, dims):
+                (a, _), (b, _) = first_dims[i], dims[i]
+                if a is None or b is None or i >= len(view.symbols) or view.symbols[i] in found:
+                    continue
+                symbol = view.symbols[i]
+                failure = _failures(view, a, b, symbol)
+                if failure:
+                    found[symbol] = (*failure, f"{symbol}: {pretty.show(a)} vs {pretty.show(b)}")
+        if not found:
+            continue
+        groups: dict = {}  # one condition for all dims that share it
+        for symbol, (condition, *_rest) in found.items():
+            groups.setdefault(condition(["{}"]), (condition, []))[1].append(str(symbol))
+        conditions = [condition(names) for condition, names in groups.values()]
+        first_fail = ", ".join(
+            f"{symbol} = {smallest}" + (f" (and {above}, the first size above the example)" if above and above != smallest else "")
+            for symbol, (_t, smallest, above, _m) in found.items()
+        )
+        maps = "; ".join(m for *_x, m in found.values())
+        yield Report(
+            f"`{node.name}` merges tensors whose sizes agree at the example input but not for every input size "
+            f"({maps}): {'; '.join(conditions)}; it first fails at {first_fail}",
+            site=node.meta.get("convlint_site"),
+        )
+
+
+CVL302 = Rule(
+    code="CVL302",
+    name="merge-holds-for-some-sizes",
+    severity=WARNING,
+    summary="A merge whose operands agree only for some input sizes",
+    check=_check_some_sizes,
+    doc="""\
+## What it does
+At every add, sub, mul, div or cat, compares the operands' sizes as expressions of the
+input size. When they agree at the example input but the expressions differ, it states
+the exact condition on the input (for example "H and W must be multiples of 16") and the
+smallest size that fails. The condition is derived, not guessed: the size maps are
+periodic in the input size with period dividing the product of the strides, so one
+period decides it.
+
+## Why is this bad?
+A U-Net trained on 256x256 crops fails on a 250x250 image at the first skip
+concatenation: the pooled branch rounds down, the upsampled one comes back even.
+
+## Example
+```python
+skip = self.enc(x)                       # H
+y = self.up(self.pool(skip))             # 2*floor(H/2)
+return torch.cat([y, skip], dim=1)       # only for even H
+```
+
+## Fix
+Pad or crop to the skip connection's size (`F.pad(y, ...)` or `F.interpolate(y,
+size=skip.shape[-2:])`), or document and check the input sizes the model takes.
+""",
+)
+
+
+# ---------------------------------------------------------------- CVL303
+
+
+def _check_broadcast(view: ModelView) -> Iterator[Report]:
+    if view.sizes is None:
+        return
+    for node in view.sizes.graph_module.graph.nodes:
+        if node not in view.sizes.shadows:
+            continue
+        elementwise = sizes.is_merge(node) and not sizes.is_cat(node)
+        expand = node.op == "call_method" and node.target in ("expand", "expand_as")
+        out = view.spatial(node)
+        if not (elementwise or expand) or out is None:
+            continue
+        for operand in [a for a in node.all_input_nodes if view.spatial(a) is not None][: 1 if expand else None]:
+            # a 1 made on purpose (adaptive pooling, a mean) is a constant; one that convolutions
+            # shrank to still depends on the input size
+            shrunk = [
+                (i, expr)
+                for i, ((expr, value), (_, stretched)) in enumerate(zip(view.spatial(operand), out))
+                if value == 1 and stretched != 1 and expr is not None and expr.free_symbols
+            ]
+            if not shrunk:
+                continue
+            names = ", ".join(str(view.symbols[i]) if i < len(view.symbols) else str(i) for i, _ in shrunk)
+            over = "x".join(str(v) for _, v in out)
+            maps = "; ".join(f"{view.symbols[i]} -> {pretty.show(e)}" for i, e in shrunk if i < len(view.symbols))
+            yield Report(
+                f"`{node.name}` stretches {view.describe(operand)} over {over} in {names}: it is 1 there only because "
+                f"the layers before it shrank it at the example input ({maps}); "
+                "pool it to 1 on purpose (nn.AdaptiveAvgPool) if a global value is meant",
+                site=node.meta.get("convlint_site"),
+            )
+
+
+CVL303 = Rule(
+    code="CVL303",
+    name="silent-broadcast",
+    severity=WARNING,
+    summary="An elementwise op or expand stretches a dimension that convolutions shrank to 1",
+    check=_check_broadcast,
+    doc="""\
+## What it does
+Finds elementwise ops (add, mul, ...) and `expand`/`expand_as` that broadcast a spatial
+dimension of size 1 over a larger one, where the 1 comes from convolutions and pooling
+shrinking the map (its size still depends on the input), not from adaptive or global
+pooling or a mean (a constant 1, which is not flagged).
+
+## Why is this bad?
+Broadcasting hides the bug: a gate meant to be per-pixel silently becomes one number per
+channel at this input size, and something else at another.
+
+## Example
+```python
+gate = self.squeeze(x)      # four stride-2 convs: 16x16 -> 1x1 here, 2x2 at 32x32
+return x * gate             # broadcast over 16x16
+```
+
+## Fix
+If a global value is meant, pool to 1 on purpose (`nn.AdaptiveAvgPool2d(1)`); otherwise
+make the shapes agree.
+""",
+)
