@@ -261,7 +261,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
         yield CVL901, Report(f"model `{view.name}` {analysis.error}; only layer-level rules ran", "")
         return
     result = analysis.sizes
-    if result.error is not None:
+    if result.error is not None and not _explained(view, result.error[0]):
         node, exc = result.error
         site = node.meta.get("convlint_site") if node is not None else None
         at = f" at `{node.name}`" if node is not None else ""
@@ -276,6 +276,16 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
         )
     for node, exc in result.transfer_errors:
         yield CVL902, Report(f"internal: size rule for `{node.name}` failed: {load.describe(exc)}", "", node.meta.get("convlint_site"))
+
+
+def _explained(view, node) -> bool:
+    """Did the example input break one of the layer's limits (CVL401/CVL402 say so)?"""
+    example = dict(view.sizes.symbols)
+    from convlint import sizes
+
+    return any(
+        c.node is node and (sizes.evaluate_int(c.expression, example) or 0) < c.minimum for c in view.constraints()
+    )
 
 
 def check_model(

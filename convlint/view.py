@@ -308,6 +308,8 @@ def _constraints(view: ModelView) -> Iterator[Constraint]:
         if dims is None:
             continue
         geometry = node.meta.get("convlint_geometry")
+        if geometry is None and node.op == "call_module":  # a layer that raised never got its transfer
+            geometry = layers.geometry_of(view.sizes.graph_module.get_submodule(node.target))
         if geometry is not None and geometry.ndim <= len(dims):
             for i in range(geometry.ndim):
                 expr = dims[len(dims) - geometry.ndim + i][0]

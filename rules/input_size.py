@@ -1,0 +1,118 @@
+"""Inputs too small for a layer: PyTorch would raise at the example input.
+
+Each layer needs of its input a padded size at least its effective kernel (CVL401), and
+reflect or circular padding within the size (CVL402). The finding names the layer, the
+size it gets, and the smallest model input for which it runs.
+"""
+from __future__ import annotations
+
+from typing import Iterator
+
+from convlint import layers, pretty, sizes
+from convlint.finding import ERROR
+from convlint.registry import Report, Rule
+from convlint.view import Constraint, ModelView
+
+
+def violated(view: ModelView, kinds: tuple[str, ...]) -> Iterator[list[tuple[Constraint, int]]]:
+    """Per layer, the constraints of these kinds the example input breaks, each with the
+    size the layer gets there."""
+    example = dict(view.sizes.symbols) if view.sizes is not None else {}
+    by_node: dict = {}
+    for c in view.constraints():
+        if c.kind in kinds:
+            got = sizes.evaluate_int(c.expression, example)
+            if got is not None and got < c.minimum and c.axis not in [x.axis for x, _ in by_node.get(c.node, [])]:
+                by_node.setdefault(c.node, []).append((c, got))
+    yield from by_node.values()
+
+
+def _report(view: ModelView, broken: list[tuple[Constraint, int]], what: str) -> Report:
+    node = broken[0][0].node
+    names = [str(view.symbols[c.axis]) if c.axis < len(view.symbols) else str(c.axis) for c, _ in broken]
+    got = "x".join(str(g) for _, g in broken)
+    maps = ", ".join(f"{n} -> {pretty.show(c.expression)}" for n, (c, _) in zip(names, broken))
+    runs = ", ".join(
+        f"{symbol} >= {n}" if n is not None else f"no {symbol} up to {1 << 20}"
+        for symbol in sorted({s for c, _ in broken for s in c.expression.free_symbols}, key=str)
+        for n in [view.smallest_input(symbol, upto=node)]
+    )
+    module = node.target if node.op == "call_module" else None
+    return Report(
+        f"{view.describe(node)} gets {got} in {', '.join(names)} at the example input ({maps}), {what}; "
+        f"PyTorch raises here. It runs for {runs}",
+        module=module,
+        site=None if module else node.meta.get("convlint_site"),
+    )
+
+
+def _check_kernel(view: ModelView) -> Iterator[Report]:
+    for broken in violated(view, ("kernel",)):
+        node = broken[0][0].node
+        geometry = node.meta.get("convlint_geometry") or layers.geometry_of(view.sizes.graph_module.get_submodule(node.target))
+        spans = "x".join(str(geometry.dilation[c.axis] * (geometry.kernel[c.axis] - 1) + 1) for c, _ in broken)
+        padded = "x".join(str(got + sum(geometry.padding[c.axis])) for c, got in broken)
+        yield _report(view, broken, f"but its kernel spans {spans} and its padded input is {padded}")
+
+
+CVL401 = Rule(
+    code="CVL401",
+    name="kernel-larger-than-input",
+    severity=ERROR,
+    summary="A kernel larger than its padded input at the example size",
+    check=_check_kernel,
+    doc="""\
+## What it does
+Finds the convolution or pooling layer whose padded input, at the example input size,
+is smaller than its effective kernel `dilation*(kernel-1) + 1`, and gives the smallest
+model input for which it (and every layer before it) runs.
+
+## Why is this bad?
+PyTorch raises "Kernel size can't be greater than actual input size" (or "Output size is
+too small") at that layer: the model cannot run on inputs this small.
+
+## Example
+```python
+# five stride-2 stages take 32x32 to 1x1; a 3x3 valid conv after them cannot run
+self.head = nn.Conv2d(512, 512, 3)
+```
+
+## Fix
+Feed larger inputs, pad the layer, or remove a downsampling stage.
+""",
+)
+
+
+def _check_padding(view: ModelView) -> Iterator[Report]:
+    for broken in violated(view, ("reflect", "circular")):
+        c = broken[0][0]
+        rule = "below" if c.kind == "reflect" else "at most"
+        yield _report(view, broken, f"but its {c.kind} padding of {c.padding} must be {rule} the input size")
+
+
+CVL402 = Rule(
+    code="CVL402",
+    name="padding-larger-than-input",
+    severity=ERROR,
+    summary="Reflect or circular padding too large for its input at the example size",
+    check=_check_padding,
+    doc="""\
+## What it does
+Finds reflect padding not smaller than its input, and circular padding larger than its
+input (it would wrap more than once), at the example input size: pad layers, `F.pad`
+and convolutions with `padding_mode="reflect"` or `"circular"`. It gives the smallest
+model input for which the layer runs.
+
+## Why is this bad?
+PyTorch raises ("Padding size should be less than the corresponding input dimension",
+"Padding value causes wrapping around more than once").
+
+## Example
+```python
+nn.Conv2d(64, 64, 7, padding=3, padding_mode="reflect")   # needs an input of at least 4
+```
+
+## Fix
+Use zero or replicate padding for small maps, or feed larger inputs.
+""",
+)
