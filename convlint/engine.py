@@ -444,7 +444,7 @@ def _drop_nested(built: list) -> list:
     return [(c, m) for c, m in built if c.cls is None or c.cls not in contained]
 
 
-def built_models(targets: Sequence[str], options: Options, result: Result) -> Iterator[tuple]:
+def built_models(targets: Sequence[str], options: Options, result: Result, on_file=None) -> Iterator[tuple]:
     """(candidate, model built on meta) for every model the targets name.
 
     Files and targets that do not import, and models that do not build, become findings
@@ -463,7 +463,7 @@ def built_models(targets: Sequence[str], options: Options, result: Result) -> It
             files = load.python_files(target, excluded)
             result.files += len(files)
             # the fast path: a file that cannot define a model is not imported
-            groups = (load.candidates_in_file(f) for f in files if scan.needs_import(f))
+            groups = (_with_callback(on_file, f) or load.candidates_in_file(f) for f in files if scan.needs_import(f))
             explicit = False
         for candidates, load_problems in groups:
             for p in load_problems:
@@ -492,20 +492,50 @@ def visible(findings: Iterable[Finding], select: Sequence[str] = (), ignore: Seq
     return sorted(kept, key=Finding.sort_key)
 
 
+def _with_callback(callback, path: str) -> None:
+    if callback is not None:
+        callback(path)
+
+
+def check_source(path: str, rules: Sequence[Rule]) -> list[Finding]:
+    """Source rules on one file, before it is imported."""
+    findings = []
+    for rule in rules:
+        try:
+            for report in rule.check_source(path):
+                s = report.site
+                findings.append(
+                    Finding(rule.code, report.severity or rule.severity, load.relpath(s.path), s.line, s.column,
+                            s.end_line, s.end_column, report.message, fix=report.fix)
+                )
+        except Exception as exc:  # one broken rule must not hide the others
+            findings.append(Finding("CVL902", ERROR, load.relpath(path), 1, 1, 1, 1, f"internal: rule {rule.code} crashed: {load.describe(exc)}"))
+    return findings
+
+
 def check_paths(targets: Sequence[str], options: Options) -> Result:
     result = Result()
     rules: Optional[list] = None
     calls: dict = {}
-    for candidate, model in built_models(targets, options, result):
+
+    def selected_rules() -> list:
+        nonlocal rules
         if rules is None:  # only now: discovering rules imports them, and torch with them
             rules, result.problems = all_rules()
-            rules = [r for r in rules if r.check is not None and selected(r.code, options.select, options.ignore)]
+            rules = [r for r in rules if selected(r.code, options.select, options.ignore)]
+        return rules
+
+    def on_file(path: str) -> None:
+        result.findings.extend(check_source(path, [r for r in selected_rules() if r.check_source is not None]))
+
+    for candidate, model in built_models(targets, options, result, on_file):
+        selected_rules()
         result.models += 1
         result.findings.extend(
             check_model(
                 model,
                 options.input_shapes,
-                rules=rules,
+                rules=[r for r in rules if r.check is not None],
                 same=options.same,
                 name=candidate.name,
                 path=candidate.path,

@@ -70,6 +70,9 @@ class Rule:
     doc: str
     check: Optional[Callable[..., Iterable[Report]]] = None
     fix: Optional[Callable[[CallSite], Union[Fix, str, None]]] = None
+    # A rule on the source itself (a convlint.fix.Source), run before the file is
+    # imported: it reports even what keeps a model from being built.
+    check_source: Optional[Callable[..., Iterable[Report]]] = None
 
     @property
     def fixable(self) -> bool:

@@ -572,9 +572,12 @@ def _slice_length(n: Dim, item: slice, sitem: Any) -> Dim:
     def bound(value: Any, shadow: Any, default: Dim) -> Dim:
         if value is None:
             return default
+        expr = _dim(shadow)
+        if expr is not None and expr.free_symbols:
+            return expr  # computed from sizes (x[..., d : d + y.size(2)]): keep it symbolic
         if isinstance(value, int) and not isinstance(value, bool):
             return n + value if value < 0 else sympy.Integer(value)
-        return _dim(shadow)
+        return expr
 
     parts = (sitem.start, sitem.stop) if isinstance(sitem, slice) else (None, None)
     start = bound(item.start, parts[0], sympy.Integer(0))
@@ -582,7 +585,7 @@ def _slice_length(n: Dim, item: slice, sitem: Any) -> Dim:
     if start is None or stop is None:
         return None
     # A constant stop past a symbolic end is clamped to the end.
-    if isinstance(item.stop, int) and item.stop >= 0 and n.free_symbols:
+    if not stop.free_symbols and int(stop) >= 0 and n.free_symbols:
         stop = sympy.Min(stop, n)
     length = stop - start
     return length if step == 1 else cdiv(length, step)

@@ -171,6 +171,8 @@ def _condition(passes: dict, n0: int, period: int):
     for m in sorted(d for d in range(1, period + 1) if period % d == 0):
         if all(passes[n] == passes[n0 + (n - n0) % m] for n in passes):
             residues = sorted({n % m for n in passes if passes[n]})
+            if not residues:
+                return lambda names: f"{' and '.join(names)} must be one of the few sizes where both agree"
             if residues == [0]:
                 return lambda names: f"{' and '.join(names)} must be {'multiples' if len(names) > 1 else 'a multiple'} of {m}"
             allowed = "{" + ", ".join(map(str, residues)) + "}"

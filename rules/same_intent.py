@@ -6,7 +6,7 @@ meets it exactly when dilation*(kernel-1) is even and padding = dilation*(kernel
 """
 from __future__ import annotations
 
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 from convlint import fix as fix_mod
 from convlint import formulas, layers, pretty
@@ -137,15 +137,19 @@ def fix_arguments(geometry: layers.Geometry, fix: dict[str, tuple[int, ...]]) ->
 # ---------------------------------------------------------------- fixes
 
 
-def _needs(call_site: CallSite) -> list[tuple]:
+def declared_same(built) -> bool:
+    return bool(built.intent) and built.intent != 'padding="same"'
+
+
+def _needs(call_site: CallSite, wants_same: Callable = declared_same) -> list[tuple]:
     """What each module the call built needs: (module, geometry, fix arguments).
 
-    A module without same intent needs its padding to stay as it is.
+    A module that does not want "same" needs its padding to stay as it is.
     """
     needs = []
     for built in call_site.modules:
         geometry = layers.geometry_of(built.module)
-        if built.intent and built.intent != 'padding="same"':
+        if wants_same(built):
             fix = keeping_padding(geometry)
             if fix is None:
                 raise NoPadding(built.qualname)
@@ -196,9 +200,11 @@ class NoPadding(FixError):
     """A module of the call can keep its size with no padding at all: its finding says so."""
 
 
-def _fix_padding(call_site: CallSite) -> Union[Fix, str, None]:
+def fix_padding(call_site: CallSite, wants_same: Callable = declared_same) -> Union[Fix, str, None]:
+    """The edit that gives every module of the call that wants "same" its padding, and
+    leaves the others as they are."""
     try:
-        needs = _needs(call_site)
+        needs = _needs(call_site, wants_same)
         call = fix_mod.find_call(call_site.site)
         kind = needs[0][1].kind
         values = {tuple(sorted((k, v if isinstance(v, str) else tuple(v)) for k, v in n[2].items())) for n in needs}
@@ -212,7 +218,7 @@ def _fix_padding(call_site: CallSite) -> Union[Fix, str, None]:
         text = _padding_expression(call, kind, needs)
         return Fix(f"Set padding={text}", SAFE, (fix_mod.set_argument(call, "padding", kind, text),))
     except NoPadding as exc:
-        flagged = {b.qualname for b in call_site.modules if b.intent}
+        flagged = {b.qualname for b in call_site.modules if wants_same(b)}
         return None if flagged == {str(exc)} else f"no padding keeps `{exc}`, built by the same call, its size"
     except FixError as exc:
         return str(exc)
@@ -261,7 +267,7 @@ CVL101 = Rule(
     severity=ERROR,
     summary="A layer declared to keep its size does not: its padding is wrong",
     check=_check_layer,
-    fix=_fix_padding,
+    fix=fix_padding,
     doc="""\
 ## What it does
 Checks every convolution and pooling layer that declares "same" intent (a

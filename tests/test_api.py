@@ -17,8 +17,8 @@ class Net(nn.Module):
 
 def test_check_a_class_builds_it_on_meta_and_points_at_the_constructor_calls():
     findings = convlint.check(Net, input_shape=(1, 3, 32, 32))
-    assert [(f.code, f.module) for f in findings] == [("CVL103", "block")]
-    (f,) = findings
+    assert [(f.code, f.module) for f in findings] == [("CVL103", "block"), ("CVL201", "block.1")]
+    f = findings[0]
     assert f.path.endswith("test_api.py") and f.line == 12
     assert "H -> H - 4" in f.message and "`block.1` (H -> H - 4, W -> W - 4)" in f.message
 
@@ -27,7 +27,7 @@ def test_check_an_instance_leaves_it_untouched():
     model = Net().train()
     weight = model.block[0].weight.detach().clone()
     findings = convlint.check(model, input_shape=(1, 3, 20, 20))
-    assert [f.code for f in findings] == ["CVL103"]
+    assert [f.code for f in findings] == ["CVL103", "CVL201"]
     assert model.training and model.block[0].weight.device.type == "cpu"
     assert torch.equal(model.block[0].weight, weight)
 
@@ -75,6 +75,6 @@ def test_assert_clean_passes_a_clean_model_and_fails_with_the_findings_as_text()
         text = str(exc)
     else:
         raise AssertionError("assert_clean did not fail")
-    assert text.startswith("convlint found 1 problem:\n")
+    assert text.startswith("convlint found 2 problems:\n")
     assert "test_api.py:12:" in text and "CVL103 block `block` (Sequential) does not keep its size" in text
-    convlint.assert_clean(Net, input_shape=(1, 3, 32, 32), ignore=["CVL103"])
+    convlint.assert_clean(Net, input_shape=(1, 3, 32, 32), ignore=["CVL103", "CVL2"])

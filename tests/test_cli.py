@@ -35,9 +35,9 @@ def test_clean_model_exits_zero_with_a_summary_on_stderr():
 
 def test_exit_zero_and_select_ignore():
     assert convlint("check", *SEED, "--exit-zero").returncode == 0
-    only_901 = convlint("check", *SEED, "--select", "CVL9")
-    assert [l.split()[1] for l in only_901.stdout.splitlines()] == ["CVL901"]
-    none = convlint("check", *SEED, "--ignore", "CVL1,CVL901")
+    only_301 = convlint("check", *SEED, "--select", "CVL3")
+    assert [l.split()[1] for l in only_301.stdout.splitlines()] == ["CVL301"]
+    none = convlint("check", *SEED, "--ignore", "CVL1,CVL301")
     assert (none.returncode, none.stdout) == (0, "")
     # the longer prefix wins, as in ruff
     back = convlint("check", *SEED, "--select", "CVL101", "--ignore", "CVL1")
@@ -47,7 +47,7 @@ def test_exit_zero_and_select_ignore():
 def test_json_output_has_the_documented_keys():
     run = convlint("check", *SEED, "--format", "json")
     data = json.loads(run.stdout)
-    assert [d["code"] for d in data] == ["CVL101", "CVL901"]
+    assert [d["code"] for d in data] == ["CVL101", "CVL301"]
     keys = {"code", "severity", "path", "line", "column", "end_line", "end_column", "message", "model", "module", "fix"}
     assert all(set(d) == keys for d in data)
     first = data[0]
@@ -67,7 +67,7 @@ def test_a_file_that_does_not_import_is_a_finding_and_the_run_goes_on():
     run = convlint("check", "fixtures/rules/broken_import.py", *SEED)
     assert run.returncode == 1
     codes = [l.split()[1] for l in run.stdout.splitlines()]
-    assert codes == ["CVL900", "CVL101", "CVL901"]
+    assert codes == ["CVL900", "CVL101", "CVL301"]
     assert run.stdout.startswith("fixtures/rules/broken_import.py:4:1: CVL900 cannot import")
 
 
@@ -155,12 +155,12 @@ def test_config_select_ignore_exclude_and_cli_override(tmp_path):
     shutil.copyfile(os.path.join(FIXTURES, "seed.py"), tmp_path / "models" / "aspp.py")
     shutil.copyfile(os.path.join(FIXTURES, "seed.py"), tmp_path / "vendored" / "aspp_copy.py")
     (tmp_path / "pyproject.toml").write_text(
-        '[tool.convlint]\nignore = ["CVL9"]\nexclude = ["vendored"]\ninput-shape = [1, 256, 19, 19]\n'
+        '[tool.convlint]\nignore = ["CVL3"]\nexclude = ["vendored"]\ninput-shape = [1, 256, 19, 19]\n'
     )
     run = convlint("check", ".", cwd=tmp_path)
     assert [(l.split(":")[0], l.split()[1]) for l in run.stdout.splitlines()] == [("models/aspp.py", "CVL101")]
     overridden = convlint("check", ".", "--ignore", "CVL1", cwd=tmp_path)  # the flag replaces the file's ignore
-    assert [l.split()[1] for l in overridden.stdout.splitlines()] == ["CVL901"]
+    assert [l.split()[1] for l in overridden.stdout.splitlines()] == ["CVL301"]
     (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nselect = "CVL1"\n')
     bad = convlint("check", ".", cwd=tmp_path)
     assert bad.returncode == 2 and "[tool.convlint] select must be a list of strings" in bad.stderr

@@ -94,7 +94,7 @@ def test_readme_problem_matcher_reads_file_line_column_code_and_message_from_rea
     assert (seed["line"], seed["column"]) == ("17", "24")
     assert seed["message"].startswith("`branch2` Conv2d(kernel 3, dilation 6, padding 1) does not keep its size")
     assert not seed["message"].startswith("[*]")
-    assert {p["code"] for p in parsed} == {"CVL101", "CVL102", "CVL901"}
+    assert {p["code"] for p in parsed} == {"CVL101", "CVL102", "CVL301", "CVL901"}
 
 
 def test_grouped_format_puts_findings_under_their_file():

@@ -1,0 +1,70 @@
+"""Padding written for dilation 1: the classic slip when a dilation argument is added."""
+from __future__ import annotations
+
+from typing import Iterator
+
+from convlint import layers, pretty
+from convlint.finding import WARNING
+from convlint.registry import Report, Rule
+from convlint.rules.same_intent import declared_same, fix_arguments, fix_padding, keeping_padding, size_map
+from convlint.samesize import layer_verdicts
+from convlint.view import ModelView
+
+
+def forgot_dilation(module) -> bool:
+    """A dilated convolution whose padding is (kernel-1)//2, which keeps the size only
+    without the dilation, in some dim; no same intent declared (that is CVL101's)."""
+    geometry = layers.geometry_of(module)
+    if geometry is None or geometry.kind != layers.CONV or isinstance(geometry.padding_literal, str):
+        return False
+    return any(
+        d > 1 and k > 1 and left == right == (k - 1) // 2 != d * (k - 1) // 2
+        for (left, right), k, d in zip(geometry.padding, geometry.kernel, geometry.dilation)
+    )
+
+
+def _check(view: ModelView) -> Iterator[Report]:
+    for info in view.modules:
+        if declared_same(info) or not forgot_dilation(info.module):
+            continue
+        geometry = layers.geometry_of(info.module)
+        axes = layer_verdicts(geometry)
+        fix = keeping_padding(geometry)
+        advice = f"use {fix_arguments(geometry, fix)}" if fix else 'no symmetric padding keeps it (use padding="same")'
+        yield Report(
+            f"`{view.display(info.qualname)}` {info.type_name}(kernel {pretty.literal(geometry.kernel)}, "
+            f"dilation {pretty.literal(geometry.dilation)}, padding {pretty.literal(geometry.padding_literal)}) "
+            f"has the padding of an undilated kernel: {size_map(axes)}; {advice}",
+            info.qualname,
+        )
+
+
+CVL201 = Rule(
+    code="CVL201",
+    name="padding-for-dilation-1",
+    severity=WARNING,
+    summary="A dilated convolution whose padding is (kernel-1)//2, written for dilation 1",
+    check=_check,
+    fix=lambda call_site: fix_padding(call_site, lambda b: declared_same(b) or forgot_dilation(b.module)),
+    doc="""\
+## What it does
+Finds convolutions with dilation > 1 whose padding is `(kernel-1)//2` in a dimension
+where that no longer keeps the size, with no same intent declared. It needs no
+annotation: that padding says what the author meant.
+
+## Why is this bad?
+`padding=1` keeps a 3x3 convolution's size only at dilation 1; at dilation 4 the map
+shrinks by 6. Real cases: a shared `conv3x3(..., dilation=d)` helper that keeps
+`padding=1`; attention gates with `padding=1, dilation=4`; re-parameterisable blocks that
+take a dilation argument.
+
+## Example
+```python
+def conv3x3(cin, cout, dilation=1):
+    return nn.Conv2d(cin, cout, 3, padding=1, dilation=dilation)
+```
+
+## Fix
+`padding = dilation * (kernel_size - 1) // 2`, as for CVL101: `padding=dilation` here.
+""",
+)

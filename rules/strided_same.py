@@ -1,0 +1,128 @@
+"""`padding="same"` with stride > 1: PyTorch refuses it when the layer is built, so this
+rule reads the source (libcst) rather than the model, which cannot be instantiated."""
+from __future__ import annotations
+
+from typing import Iterator, Optional
+
+from convlint import sites
+from convlint.finding import ERROR
+from convlint.fix import SIGNATURES, FixError, read_source
+from convlint.registry import Report, Rule
+
+_CONV = {"Conv1d": 1, "Conv2d": 2, "Conv3d": 3, "conv1d": 1, "conv2d": 2, "conv3d": 3}
+
+
+def _ints(node) -> Optional[tuple[int, ...]]:
+    """The value of an int or tuple-of-ints literal."""
+    import libcst as cst
+
+    if isinstance(node, cst.Integer):
+        return (int(node.value, 0),)
+    if isinstance(node, (cst.Tuple, cst.List)) and all(isinstance(e.value, cst.Integer) for e in node.elements):
+        return tuple(int(e.value.value, 0) for e in node.elements)
+    return None
+
+
+def _callee(node) -> str:
+    import libcst as cst
+
+    func = node.func
+    return func.attr.value if isinstance(func, cst.Attribute) else func.value if isinstance(func, cst.Name) else ""
+
+
+def _argument(node, name: str, index: Optional[int]):
+    for arg in node.args:
+        if arg.keyword is not None and arg.keyword.value == name:
+            return arg.value
+    positional = [a for a in node.args if a.keyword is None and not a.star]
+    return positional[index].value if index is not None and index < len(positional) else None
+
+
+def _check(path: str) -> Iterator[Report]:
+    import libcst as cst
+
+    try:
+        source = read_source(path)
+        if "same" not in source.text:  # most files: no parse at all
+            return
+        wrapper, positions = source.parsed()
+    except FixError:
+        return  # a file libcst cannot read is reported by its import, if it matters
+    for node in _calls(wrapper.module):
+        name = _callee(node)
+        module_form = name in ("Conv1d", "Conv2d", "Conv3d")
+        padding = _argument(node, "padding", SIGNATURES["conv"].index("padding") if module_form else 4 if name in _CONV else None)
+        if not (isinstance(padding, cst.SimpleString) and padding.evaluated_value == "same"):
+            continue
+        stride_arg = _argument(node, "stride", SIGNATURES["conv"].index("stride") if module_form else 3 if name in _CONV else None)
+        stride = _ints(stride_arg) if stride_arg is not None else (1,)
+        if stride is None or all(s == 1 for s in stride):
+            continue
+        r = positions[node]
+        site = sites.Site(path, r.start.line, r.start.column + 1, r.end.line, r.end.column + 1)
+        yield Report(
+            f'`{name}` with padding="same" and stride {stride[0] if len(set(stride)) == 1 else stride}: PyTorch '
+            f"refuses it {'when the layer is built' if module_form else 'when it is called'} (ValueError); "
+            + _advice(node, name, module_form),
+            site=site,
+        )
+
+
+def _calls(module) -> list:
+    import libcst as cst
+
+    found = []
+
+    class Visitor(cst.CSTVisitor):
+        def visit_Call(self, node: cst.Call) -> None:
+            found.append(node)
+
+    module.visit(Visitor())
+    return found
+
+
+def _advice(node, name: str, module_form: bool) -> str:
+    """The explicit pad that gives ceil(n/s) for every n: d*(k-1) in all, total//2 before."""
+    ndim = _CONV.get(name)
+    kernel = _ints(_argument(node, "kernel_size", 2) if module_form else None)
+    dilation_arg = _argument(node, "dilation", 5) if module_form else None
+    dilation = (1,) if module_form and dilation_arg is None else _ints(dilation_arg) if dilation_arg is not None else None
+    if ndim is None or kernel is None or dilation is None:
+        return "pad explicitly (d*(k-1) in all, half before) and set padding=0"
+    kernel = kernel * ndim if len(kernel) == 1 else kernel
+    dilation = dilation * ndim if len(dilation) == 1 else dilation
+    amounts = []
+    for k, d in reversed(list(zip(kernel, dilation))):  # F.pad order: last dim first
+        total = d * (k - 1)
+        amounts.extend((total // 2, total - total // 2))
+    return f"add nn.ZeroPad{ndim}d({tuple(amounts)}) before it and set padding=0"
+
+
+CVL403 = Rule(
+    code="CVL403",
+    name="strided-same-padding",
+    severity=ERROR,
+    summary='padding="same" with stride > 1, which PyTorch refuses',
+    check_source=_check,
+    doc="""\
+## What it does
+Finds convolutions written with `padding="same"` and a stride above 1, by reading the
+source: PyTorch raises `ValueError` when such a layer is built, so the model cannot be
+instantiated and no other rule can look at it.
+
+## Why is this bad?
+`padding="same"` is only defined at stride 1 in PyTorch (unlike Keras and TensorFlow).
+
+## Example
+```python
+nn.Conv2d(64, 128, 3, stride=2, padding="same")
+```
+
+## Fix
+Pad explicitly: `dilation*(kernel-1)` in all, half before (rounded down) and the rest
+after, then `padding=0`. That gives `ceil(n/stride)` for every input size:
+```python
+nn.Sequential(nn.ZeroPad2d((1, 1, 1, 1)), nn.Conv2d(64, 128, 3, stride=2, padding=0))
+```
+""",
+)
