@@ -8,7 +8,7 @@ from typing import Sequence
 
 __version__ = "0.1.0"
 
-__all__ = ["assert_clean", "check", "same", "__version__"]
+__all__ = ["assert_clean", "check", "same", "shapes", "__version__"]
 
 
 def same(module):
@@ -70,3 +70,21 @@ def assert_clean(
         raise AssertionError(
             f"convlint found {len(findings)} problem{'s' * (len(findings) != 1)}:\n" + report.text(findings)
         )
+
+
+def shapes(model, input_shape: Sequence[int] | Sequence[Sequence[int]] = ()) -> dict:
+    """The shapes report as data: ``{"layers": [...], "requirements": [...]}``, one row per
+    layer in execution order (settings, symbolic and concrete size, receptive field, jump),
+    and what the model needs of its input, as ``convlint shapes --format json`` gives it."""
+    import torch.nn as nn
+
+    from convlint import engine, load, report
+
+    shapes_ = tuple(input_shape)
+    if shapes_ and isinstance(shapes_[0], int):
+        shapes_ = (shapes_,)
+    if not isinstance(model, nn.Module):
+        model = load.build(load.Candidate(getattr(model, "__name__", repr(model)), "", 0, model))
+    with engine.analysing(model) as meta:
+        view, _, _ = engine.build_view(meta, shapes_)
+        return {"layers": report.shape_rows(view), "requirements": view.requirements()}

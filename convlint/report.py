@@ -217,28 +217,42 @@ def _op_name(node) -> str:
     return node.op
 
 
+def _number(value) -> str:
+    return str(value) if not hasattr(value, "denominator") or value.denominator != 1 else str(value.numerator)
+
+
 def shape_rows(view) -> list[dict]:
-    """One row per tensor in the traced graph, in execution order, with its concrete
-    shape and its symbolic sizes (``None`` where a dimension is unknown)."""
+    """One row per layer (every submodule call, and functional convolutions and pooling)
+    in execution order: settings, symbolic and concrete output size, receptive field and
+    jump. ``size`` holds None where a dimension is unknown (listed again in ``unknown``)."""
+    from convlint import pretty, receptive
     from convlint import sizes as sizes_mod
-    from convlint.pretty import show
 
     analysis = view.analysis
     if analysis.sizes is None:
         return []
     leaves = analysis.trace.leaves if analysis.trace else {}
+    fields = receptive.receptive_fields(view)
     rows = []
     for node in analysis.sizes.graph_module.graph.nodes:
         shadow = analysis.sizes.shadows.get(node)
-        if not isinstance(shadow, sizes_mod.SymTensor) or node.op in ("output", "get_attr"):
+        geometry = node.meta.get("convlint_geometry")
+        if not isinstance(shadow, sizes_mod.SymTensor) or not (node.op == "call_module" or geometry is not None or node.op == "placeholder"):
             continue
+        module = analysis.sizes.graph_module.get_submodule(node.target) if node.op == "call_module" else None
+        field = fields.get(node)
         row = {
-            "node": node.name,
-            "op": _op_name(node),
-            "type": type(analysis.sizes.graph_module.get_submodule(node.target)).__name__ if node.op == "call_module" else None,
+            "name": node.name if node.op == "placeholder" else _op_name(node),
+            "type": type(module).__name__ if module is not None else ("input" if node.op == "placeholder" else _op_name(node)),
+            "kernel": list(geometry.kernel) if geometry else None,
+            "stride": list(geometry.stride) if geometry else None,
+            "padding": [list(p) for p in geometry.padding] if geometry else None,
+            "dilation": list(geometry.dilation) if geometry else None,
+            "size": [None if d is None else pretty.show(d) for d in shadow.dims],
             "shape": list(analysis.sizes.values[node]),
-            "size": [None if d is None else show(d) for d in shadow.dims],
             "unknown": [i for i, d in enumerate(shadow.dims) if d is None],
+            "receptive_field": None if field is None else [rf for rf, _ in field],
+            "jump": None if field is None else [_number(j) for _, j in field],
         }
         if node.op == "call_module" and node.target in leaves:
             row["leaf"] = leaves[node.target]
@@ -257,10 +271,25 @@ def shapes_json(views) -> str:
                 "symbols": {str(k): v for k, v in (sizes_.symbols.items() if sizes_ else ())},
                 "leaves": dict(view.analysis.trace.leaves) if view.analysis.trace else {},
                 "error": view.analysis.error,
-                "nodes": shape_rows(view),
+                "layers": shape_rows(view),
+                "requirements": view.requirements(),
             }
         )
     return json.dumps(out, indent=2) + "\n"
+
+
+def _settings(row: dict) -> str:
+    if row["kernel"] is None:
+        return ""
+    pad = [p[0] if p[0] == p[1] else f"{p[0]}/{p[1]}" for p in row["padding"]]
+    parts = [f"k{_compact(row['kernel'])}", f"s{_compact(row['stride'])}", f"p{_compact(pad)}"]
+    if any(d != 1 for d in row["dilation"]):
+        parts.append(f"d{_compact(row['dilation'])}")
+    return " ".join(parts)
+
+
+def _compact(values) -> str:
+    return str(values[0]) if len(set(map(str, values))) == 1 else ",".join(map(str, values))
 
 
 def shapes_text(views) -> str:
@@ -270,11 +299,17 @@ def shapes_text(views) -> str:
         if view.analysis.error:
             lines.append(f"  not analysed: {view.analysis.error}")
         rows = shape_rows(view)
-        width = max([len(r["op"]) + (len(r["type"]) + 3 if r["type"] else 0) for r in rows] + [2])
+        table = [("layer", "type", "settings", "size", "shape", "rf", "jump")]
         for r in rows:
-            op = f"{r['op']} ({r['type']})" if r["type"] else r["op"]
             size = ", ".join("?" if s is None else s for s in r["size"])
+            rf = "global" if r["receptive_field"] is None else _compact(r["receptive_field"])
+            jump = "-" if r["jump"] is None else _compact(r["jump"])
             note = f"  leaf: {r['leaf']}" if "leaf" in r else ""
-            lines.append(f"  {op:<{width}}  {'x'.join(map(str, r['shape'])):<18}  ({size}){note}")
+            table.append((r["name"], r["type"], _settings(r), f"({size})", "x".join(map(str, r["shape"])), rf, jump + note))
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+        for row in table:
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+        if view.requirements():
+            lines.append(f"  Model input: {'; '.join(view.requirements())}.")
         lines.append("")
     return "\n".join(lines)

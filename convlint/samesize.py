@@ -113,3 +113,60 @@ def layer_verdicts(geometry) -> tuple[AxisVerdict, ...]:
         verdict = keeps_same(partial(geometry.out_dim, i), stride, geometry.min_input(i), stride.numerator)
         result.append(AxisVerdict(sym, sympy.sympify(geometry.out_dim(i, sym)), stride, verdict))
     return tuple(result)
+
+
+def condition(passes: dict, n0: int, period: int) -> Callable[[list], str]:
+    """The shortest statement of which sizes pass, as a function of the dims' names:
+    ``H and W must be multiples of 16``, ``H % 16 must be in {0, 1}``."""
+    for m in sorted(d for d in range(1, period + 1) if period % d == 0):
+        if all(passes[n] == passes[n0 + (n - n0) % m] for n in passes):
+            residues = sorted({n % m for n in passes if passes[n]})
+            if not residues:
+                break
+            if residues == [0]:
+                return lambda names: f"{' and '.join(names)} must be {'multiples' if len(names) > 1 else 'a multiple'} of {m}"
+            allowed = "{" + ", ".join(map(str, residues)) + "}"
+            return lambda names: f"{' and '.join(f'{n} % {m}' for n in names)} must be in {allowed}"
+    return lambda names: f"{' and '.join(names)} must be one of the few sizes where both agree"
+
+
+def agreement(example: dict, a, b, symbol, n0: int) -> Optional[tuple]:
+    """Where two size expressions agree, along input dim ``symbol`` (the others at their
+    example sizes), for n >= n0: (condition, smallest failing n, first failing n above the
+    example), or None when they agree for every n. Decided over two periods."""
+    from convlint.sizes import evaluate_int
+
+    others = {s: v for s, v in example.items() if s is not symbol}
+    a, b = a.xreplace(others), b.xreplace(others)
+    if symbol not in (a.free_symbols | b.free_symbols) or a == b:
+        return None
+    period = min(math.lcm(period_of(a), period_of(b)), MAX_PERIOD)
+
+    def agree(n: int) -> bool:
+        return evaluate_int(a, {symbol: n}) == evaluate_int(b, {symbol: n})
+
+    passes = {n: agree(n) for n in range(n0, n0 + 2 * period)}
+    if all(passes.values()):
+        return None
+    if all(passes[n] == passes[n + period] for n in range(n0, n0 + period)):
+        statement = condition({n: passes[n] for n in range(n0, n0 + period)}, n0, period)
+    else:  # different slopes: they meet at a few sizes at most
+        statement = condition({}, n0, 1)
+    smallest = min(n for n, ok in passes.items() if not ok)
+    start = example[symbol] + 1
+    above = next((n for n in range(start, start + 2 * period + 1) if not agree(n)), None)
+    return statement, smallest, above
+
+
+def joint_condition(pairs: list, symbol, n0: int) -> Optional[Callable[[list], str]]:
+    """The condition on dim ``symbol`` under which every pair of expressions (already
+    reduced to that one symbol) agrees; None when they always do."""
+    from convlint.sizes import evaluate_int
+
+    period = 1
+    for a, b in pairs:
+        period = min(math.lcm(period, period_of(a), period_of(b)), MAX_PERIOD)
+    passes = {n: all(evaluate_int(a, {symbol: n}) == evaluate_int(b, {symbol: n}) for a, b in pairs) for n in range(n0, n0 + period)}
+    if all(passes.values()):
+        return None
+    return condition(passes, n0, period)

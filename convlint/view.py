@@ -238,6 +238,46 @@ class ModelView:
             return None
         return list(zip(shadow.dims[-ndim:], value[-ndim:]))
 
+    def merges(self) -> Iterator[tuple]:
+        """(merge node, [(operand node, spatial dims)]) for every add/sub/mul/div/cat whose
+        operands (two at least) have spatial dims."""
+        if self.sizes is None:
+            return
+        for node in self.sizes.graph_module.graph.nodes:
+            if node not in self.sizes.shadows or not sizes.is_merge(node):
+                continue
+            operands = [(a, self.spatial(a)) for a in sizes.merge_operand_nodes(node)]
+            operands = [(a, dims) for a, dims in operands if dims is not None]
+            if len(operands) >= 2:
+                yield node, operands
+
+    def requirements(self) -> list[str]:
+        """What the whole model needs of its input: the smallest size every layer runs on,
+        and the divisibility its merges require: ``["runs for H >= 16, W >= 16",
+        "merges: H and W must be multiples of 16"]``."""
+        if self.sizes is None:
+            return []
+        needs, groups = [], {}
+        example = dict(self.sizes.symbols)
+        for i, symbol in enumerate(self.symbols):
+            n0 = self.smallest_input(symbol)
+            needs.append(f"{symbol} >= {n0}" if n0 is not None else f"no {symbol} up to {1 << 20}")
+            pairs = []
+            for _node, operands in self.merges():
+                (a, av), rest = operands[0][1][i] if i < len(operands[0][1]) else (None, 1), operands[1:]
+                for _operand, dims in rest:
+                    if i >= len(dims):
+                        continue
+                    b, bv = dims[i]
+                    if a is not None and b is not None and av != 1 and bv != 1:
+                        others = {s: v for s, v in example.items() if s is not symbol}
+                        pairs.append((a.xreplace(others), b.xreplace(others)))
+            statement = samesize.joint_condition(pairs, symbol, n0 or 1) if pairs else None
+            if statement is not None:
+                groups.setdefault(statement([""]), (statement, []))[1].append(str(symbol))
+        merge_needs = [statement(names) for statement, names in groups.values()]
+        return [f"runs for {', '.join(needs)}"] + ([f"merges: {'; '.join(merge_needs)}"] if merge_needs else [])
+
     def describe(self, node: torch.fx.Node) -> str:
         """`layer1.0.conv1` (Conv2d), or `add` at line 42."""
         if node.op == "call_module":

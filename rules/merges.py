@@ -5,7 +5,6 @@ that its operands have one size.
 """
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 from typing import Iterator, Optional
 
@@ -17,19 +16,6 @@ from convlint.registry import Report, Rule
 from convlint.view import ModelView
 
 # ---------------------------------------------------------------- shared
-
-
-def _merges(view: ModelView) -> Iterator[tuple]:
-    """(merge node, [(operand node, spatial dims)]) for every merge with spatial operands."""
-    if view.sizes is None:
-        return
-    for node in view.sizes.graph_module.graph.nodes:
-        if node not in view.sizes.shadows or not sizes.is_merge(node):
-            continue
-        operands = [(a, view.spatial(a)) for a in sizes.merge_operand_nodes(node)]
-        operands = [(a, dims) for a, dims in operands if dims is not None]
-        if len(operands) >= 2:
-            yield node, operands
 
 
 def _size_text(dims) -> str:
@@ -113,7 +99,7 @@ def _parting(view: ModelView, operand: torch.fx.Node, other: torch.fx.Node) -> t
 
 
 def _check_mismatch(view: ModelView) -> Iterator[Report]:
-    for node, operands in _merges(view):
+    for node, operands in view.merges():
         if node not in view.sizes.broken_merges:
             continue
         texts = [_size_text(dims) for _, dims in operands]
@@ -165,50 +151,8 @@ Fix the layer it names (its padding, usually), or crop or pad one branch to the 
 # ---------------------------------------------------------------- CVL302
 
 
-def _condition(passes: dict, n0: int, period: int):
-    """The shortest statement of which sizes pass, as a function of the dims' names:
-    ``H and W must be multiples of 16``, ``H % 16 must be in {0, 1}``."""
-    for m in sorted(d for d in range(1, period + 1) if period % d == 0):
-        if all(passes[n] == passes[n0 + (n - n0) % m] for n in passes):
-            residues = sorted({n % m for n in passes if passes[n]})
-            if not residues:
-                return lambda names: f"{' and '.join(names)} must be one of the few sizes where both agree"
-            if residues == [0]:
-                return lambda names: f"{' and '.join(names)} must be {'multiples' if len(names) > 1 else 'a multiple'} of {m}"
-            allowed = "{" + ", ".join(map(str, residues)) + "}"
-            return lambda names: f"{' and '.join(f'{n} % {m}' for n in names)} must be in {allowed}"
-    return lambda names: f"{' and '.join(names)} must be one of the sizes that pass"
-
-
-def _failures(view: ModelView, a, b, symbol) -> Optional[tuple]:
-    """(condition templates, smallest failing size, first failing size above the example),
-    or None when the two size expressions agree for every input size."""
-    example = dict(view.sizes.symbols)
-    others = {s: v for s, v in example.items() if s is not symbol}
-    a, b = a.xreplace(others), b.xreplace(others)
-    if symbol not in (a.free_symbols | b.free_symbols) or a == b:
-        return None
-    n0 = view.smallest_input(symbol) or 1
-    period = min(math.lcm(samesize.period_of(a), samesize.period_of(b)), samesize.MAX_PERIOD)
-
-    def agree(n: int) -> bool:
-        return sizes.evaluate_int(a, {symbol: n}) == sizes.evaluate_int(b, {symbol: n})
-
-    passes = {n: agree(n) for n in range(n0, n0 + 2 * period)}
-    if all(passes.values()):
-        return None
-    if all(passes[n] == passes[n + period] for n in range(n0, n0 + period)):
-        templates = _condition({n: passes[n] for n in range(n0, n0 + period)}, n0, period)
-    else:  # different slopes: they agree at a few sizes at most
-        templates = lambda names: f"{' and '.join(names)} must be one of the few sizes where both agree"  # noqa: E731
-    smallest = min(n for n, ok in passes.items() if not ok)
-    start = example[symbol] + 1
-    above = next((n for n in range(start, start + 2 * period + 1) if not agree(n)), None)
-    return templates, smallest, above
-
-
 def _check_some_sizes(view: ModelView) -> Iterator[Report]:
-    for node, operands in _merges(view):
+    for node, operands in view.merges():
         if node in view.sizes.broken_merges:
             continue
         first_dims = operands[0][1]
@@ -219,7 +163,7 @@ def _check_some_sizes(view: ModelView) -> Iterator[Report]:
                 if a is None or b is None or i >= len(view.symbols) or view.symbols[i] in found:
                     continue
                 symbol = view.symbols[i]
-                failure = _failures(view, a, b, symbol)
+                failure = samesize.agreement(view.sizes.symbols, a, b, symbol, view.smallest_input(symbol) or 1)
                 if failure:
                     found[symbol] = (*failure, f"{symbol}: {pretty.show(a)} vs {pretty.show(b)}")
         if not found:

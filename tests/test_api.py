@@ -78,3 +78,13 @@ def test_assert_clean_passes_a_clean_model_and_fails_with_the_findings_as_text()
     assert text.startswith("convlint found 2 problems:\n")
     assert "test_api.py:12:" in text and "CVL103 block `block` (Sequential) does not keep its size" in text
     convlint.assert_clean(Net, input_shape=(1, 3, 32, 32), ignore=["CVL103", "CVL2"])
+
+
+def test_shapes_api_gives_rows_and_requirements():
+    stack = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3))
+    report = convlint.shapes(stack, input_shape=(1, 3, 64, 64))
+    assert [r["type"] for r in report["layers"]] == ["input", "Conv2d", "MaxPool2d", "Conv2d"]
+    last = report["layers"][-1]
+    assert last["size"][2:] == ["floor((H - 11)/4) + 1", "floor((W - 11)/4) + 1"] and last["shape"] == [1, 8, 14, 14]
+    assert last["receptive_field"] == [19, 19] and last["jump"] == ["4", "4"]
+    assert report["requirements"] == ["runs for H >= 9, W >= 9"]

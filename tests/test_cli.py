@@ -139,10 +139,20 @@ def test_shapes_json_marks_unknown_dimensions_after_a_leaf():
     (model,) = json.loads(run.stdout)
     assert model["symbols"] == {"H": 32, "W": 32}
     assert list(model["leaves"]) == ["dynamic"]
-    rows = {r["node"]: r for r in model["nodes"]}
+    rows = {r["name"]: r for r in model["layers"]}
     assert rows["stem"]["size"] == ["1", "8", "H", "W"] and rows["stem"]["unknown"] == []
+    assert (rows["stem"]["kernel"], rows["stem"]["receptive_field"], rows["stem"]["jump"]) == ([3, 3], [3, 3], ["1", "1"])
     assert rows["dynamic"]["unknown"] == [0, 1, 2, 3] and "control flow" in rows["dynamic"]["leaf"]
     assert rows["head"]["size"] == [None, "8", None, None] and rows["head"]["shape"] == [1, 8, 30, 30]
+
+
+def test_shapes_text_has_the_layer_table_and_what_the_model_needs_of_its_input():
+    run = convlint("shapes", "fixtures/rules/merges.py:TinyUNet", "--input-shape", "1,3,64,48")
+    lines = run.stdout.splitlines()
+    assert lines[1].split() == ["layer", "type", "settings", "size", "shape", "rf", "jump"]
+    pool = next(l for l in lines if l.strip().startswith("pool ") and "1x8x4x3" in l)
+    assert "k2 s2 p0" in pool and "(1, 8, floor(H/16), floor(W/16))" in pool and pool.split()[-2:] == ["48", "16"]
+    assert lines[-1] == "  Model input: runs for H >= 16, W >= 16; merges: H and W must be multiples of 16."
 
 
 def test_config_select_ignore_exclude_and_cli_override(tmp_path):
