@@ -86,5 +86,5 @@ def test_shapes_api_gives_rows_and_requirements():
     assert [r["type"] for r in report["layers"]] == ["input", "Conv2d", "MaxPool2d", "Conv2d"]
     last = report["layers"][-1]
     assert last["size"][2:] == ["floor((H - 11)/4) + 1", "floor((W - 11)/4) + 1"] and last["shape"] == [1, 8, 14, 14]
-    assert last["receptive_field"] == [19, 19] and last["jump"] == ["4", "4"]
+    assert last["receptive_field"] == [13, 13] and last["jump"] == ["4", "4"]  # 3, then 3 + 1*2, then 5 + 2*4
     assert report["requirements"] == ["runs for H >= 9, W >= 9"]
