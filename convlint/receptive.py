@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from convlint import layers
 
 Field = Optional[tuple[tuple[int, Fraction], ...]]  # per spatial dim: (rf, jump); None: global
+UNKNOWN = "unknown"  # after a submodule traced as a leaf: its insides are not seen
 
 
 def _resampling(node: torch.fx.Node, module) -> Optional[tuple[Fraction, int]]:
@@ -47,6 +48,9 @@ def receptive_fields(view) -> dict:
         inputs = [result[a] for a in node.all_input_nodes if a in result]
         if not inputs:
             continue
+        if any(f == UNKNOWN for f in inputs):
+            result[node] = UNKNOWN
+            continue
         if any(f is None for f in inputs):
             result[node] = None
             continue
@@ -54,7 +58,9 @@ def receptive_fields(view) -> dict:
         field = tuple((max(f[i][0] for f in inputs), max(f[i][1] for f in inputs)) for i in range(ndim))
         module = graph_module.get_submodule(node.target) if node.op == "call_module" else None
         geometry = node.meta.get("convlint_geometry")
-        if geometry is not None and geometry.ndim == ndim:
+        if view.analysis.trace is not None and node.op == "call_module" and node.target in view.analysis.trace.leaves:
+            field = UNKNOWN
+        elif geometry is not None and geometry.ndim == ndim:
             field = tuple(_through(geometry, i, rf, jump) for i, (rf, jump) in enumerate(field))
         elif isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
                                  nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):

@@ -251,8 +251,8 @@ def shape_rows(view) -> list[dict]:
             "size": [None if d is None else pretty.show(d) for d in shadow.dims],
             "shape": list(analysis.sizes.values[node]),
             "unknown": [i for i, d in enumerate(shadow.dims) if d is None],
-            "receptive_field": None if field is None else [rf for rf, _ in field],
-            "jump": None if field is None else [_number(j) for _, j in field],
+            "receptive_field": "global" if field is None else field if field == receptive.UNKNOWN else [rf for rf, _ in field],
+            "jump": None if field is None or field == receptive.UNKNOWN else [_number(j) for _, j in field],
         }
         if node.op == "call_module" and node.target in leaves:
             row["leaf"] = leaves[node.target]
@@ -302,7 +302,8 @@ def shapes_text(views) -> str:
         table = [("layer", "type", "settings", "size", "shape", "rf", "jump")]
         for r in rows:
             size = ", ".join("?" if s is None else s for s in r["size"])
-            rf = "global" if r["receptive_field"] is None else _compact(r["receptive_field"])
+            rf = r["receptive_field"] if isinstance(r["receptive_field"], str) else _compact(r["receptive_field"])
+            rf = "?" if rf == "unknown" else rf
             jump = "-" if r["jump"] is None else _compact(r["jump"])
             note = f"  leaf: {r['leaf']}" if "leaf" in r else ""
             table.append((r["name"], r["type"], _settings(r), f"({size})", "x".join(map(str, r["shape"])), rf, jump + note))
