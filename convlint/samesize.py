@@ -130,9 +130,9 @@ def condition(passes: dict, n0: int, period: int) -> Callable[[list], str]:
     return lambda names: f"{' and '.join(names)} must be one of the few sizes where both agree"
 
 
-def agreement(example: dict, a, b, symbol, n0: int) -> Optional[tuple]:
+def agreement(example: dict, a, b, symbol, n0: Callable[[], int]) -> Optional[tuple]:
     """Where two size expressions agree, along input dim ``symbol`` (the others at their
-    example sizes), for n >= n0: (condition, smallest failing n, first failing n above the
+    example sizes), for n >= n0() (the smallest valid size, asked for only when needed): (condition, smallest failing n, first failing n above the
     example), or None when they agree for every n. Decided over two periods."""
     from convlint.sizes import evaluate_int
 
@@ -140,6 +140,7 @@ def agreement(example: dict, a, b, symbol, n0: int) -> Optional[tuple]:
     a, b = a.xreplace(others), b.xreplace(others)
     if symbol not in (a.free_symbols | b.free_symbols) or a == b:
         return None
+    n0 = n0()  # costly: only once the expressions differ
     period = min(math.lcm(period_of(a), period_of(b)), MAX_PERIOD)
 
     def agree(n: int) -> bool:

@@ -12,7 +12,9 @@ disagreement is kept in ``mismatches`` and reported, never ignored.
 """
 from __future__ import annotations
 
+import math
 import operator
+import os
 from fractions import Fraction
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -686,6 +688,57 @@ def reduce_method(call: Call) -> Any:
     return SymTensor(tuple(d for i, d in enumerate(dims) if i not in axes))
 
 
+# Run every op on meta tensors, even those whose output size PyTorch's shape rules give
+# (see SizeProp._passed_through): slower, and the self-check then covers them too.
+FULL_META = os.environ.get("CONVLINT_FULL_META", "") not in ("", "0")
+
+# Modules whose output has exactly their input's size and dtype (see SizeProp._passed_through).
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+_PASS_THROUGH = (
+    *_NORMS, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid,
+    nn.Mish, nn.ELU, nn.PReLU, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity,
+)
+
+
+_ADAPTIVE = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+             nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
+
+
+def _cat_shape(tensors: Sequence[torch.Tensor], dim: int) -> Optional[torch.Tensor]:
+    """torch.cat's output, by its rules: 1-d empty tensors skipped, the rest of one rank
+    and one size outside ``dim``. Raises as torch.cat does."""
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        return None
+    kept = [(i, t) for i, t in enumerate(tensors) if not (t.dim() == 1 and t.shape[0] == 0)]
+    if not kept:
+        return None
+    first = kept[0][1]
+    axis = dim % first.dim()
+    for i, t in kept:
+        if t.dim() != first.dim():
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {first.dim()} and {t.dim()}")
+        for d in range(first.dim()):
+            if d != axis and t.shape[d] != first.shape[d]:
+                raise RuntimeError(
+                    f"Sizes of tensors must match except in dimension {axis}. Expected size {first.shape[d]} "
+                    f"but got size {t.shape[d]} for tensor number {i} in the list."
+                )
+    kept = [t for _, t in kept]
+    shape = list(first.shape)
+    shape[axis] = sum(t.shape[axis] for t in kept)
+    dtype = first.dtype
+    for t in kept[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    return torch.empty(shape, device="meta", dtype=dtype)
+
+
+_UNARY_FUNCTIONS = {
+    F.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.mish, F.elu, F.selu, F.hardswish, F.hardsigmoid, F.hardtanh,
+    F.sigmoid, F.tanh, F.softplus, torch.relu, torch.sigmoid, torch.tanh, F.dropout, F.dropout2d,
+}
+_UNARY_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "contiguous", "clone", "detach"}
+
+
 # ---------------------------------------------------------------- merges
 
 MERGE_FUNCTIONS = {
@@ -784,7 +837,9 @@ class SizeProp(torch.fx.Interpreter):
 
     def run_node(self, n: torch.fx.Node) -> Any:
         try:
-            value = super().run_node(n)
+            value = None if FULL_META else self._passed_through(n)
+            if value is None:
+                value = super().run_node(n)
         except Exception as exc:
             # A merge of mismatched sizes (the bug CVL301 reports) must not hide what comes
             # after it: go on as if the merge had taken its first operand's sizes.
@@ -796,6 +851,68 @@ class SizeProp(torch.fx.Interpreter):
         self.result.shadows[n] = shadow
         self.result.values[n] = _shape_of(value)
         return value
+
+    def _passed_through(self, n: torch.fx.Node) -> Optional[torch.Tensor]:
+        """The output of a few common ops, from PyTorch's shape rules instead of a run.
+
+        Activations, dropout and batch/instance norms whose channel count fits keep their
+        input's size; elementwise merges take ``torch.broadcast_shapes`` (which raises as
+        the op would). Running these on meta tensors is exact but slow: batch norm is
+        decomposed, and the first add, cat or mean imports ``torch._dynamo`` (a second
+        each process). ``CONVLINT_FULL_META=1`` runs every op instead (the tests do).
+        """
+        if n.op in ("call_function", "call_method") and is_merge(n) and not is_cat(n):
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            tensors = merge_operands(n, args, kwargs)
+            scalars_ok = all(isinstance(a, (torch.Tensor, int, float, bool)) for a in [*args, *kwargs.values()])
+            if len(tensors) == 2 and scalars_ok and not kwargs:
+                shape = torch.broadcast_shapes(*(t.shape for t in tensors))  # raises like the op
+                dtype = torch.promote_types(tensors[0].dtype, tensors[1].dtype)
+                return torch.empty(shape, device="meta", dtype=dtype)
+            return None
+        if is_cat(n) and n.target is not torch.stack:
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            return _cat_shape(merge_operands(n, args, kwargs), args[1] if len(args) > 1 else kwargs.get("dim", 0))
+        if not n.args or not isinstance(n.args[0], torch.fx.Node):
+            return None
+        x = self.env.get(n.args[0])
+        if not isinstance(x, torch.Tensor):
+            return None
+        if n.op == "call_function" and n.target in (F.interpolate, F.upsample):
+            return self._resampled(n, x)
+        if any(isinstance(a, torch.fx.Node) for a in [*n.args[1:], *n.kwargs.values()]):
+            return None  # a second tensor could broadcast, or fail to
+        if n.op == "call_module":
+            module = self.fetch_attr(n.target)
+            if isinstance(module, _ADAPTIVE) and len(n.args) == 1 and x.dim() >= 2 and all(x.shape[2:]):
+                ndim = int(type(module).__name__[-2])
+                out = [x.shape[-ndim + i] if s is None else s for i, s in enumerate(layers.ntuple(module.output_size, ndim))]
+                value = torch.empty((*x.shape[: x.dim() - ndim], *out), device="meta", dtype=x.dtype)
+                return (value, value.long()) if getattr(module, "return_indices", False) else value
+            if not isinstance(module, _PASS_THROUGH) or len(n.args) != 1:
+                return None
+            if isinstance(module, _NORMS) and (x.dim() < 2 or x.shape[1] != module.num_features):
+                return None
+            return x if isinstance(module, nn.Identity) else torch.empty_like(x)
+        unary = n.target in _UNARY_FUNCTIONS if n.op == "call_function" else n.op == "call_method" and n.target in _UNARY_METHODS
+        return torch.empty_like(x) if unary else None
+
+    def _resampled(self, n: torch.fx.Node, x: torch.Tensor) -> Optional[torch.Tensor]:
+        """F.interpolate's output size by its own rule: the given size, or floor(n * scale)."""
+        if x.dim() >= 3:
+            args, kwargs = self.fetch_args_kwargs_from_env(n)
+            size, scale = (args[1] if len(args) > 1 else kwargs.get("size")), (args[2] if len(args) > 2 else kwargs.get("scale_factor"))
+            ndim = x.dim() - 2
+            if size is not None:
+                out = list(layers.ntuple(tuple(size) if isinstance(size, (tuple, list, torch.Size)) else size, ndim))
+            elif scale is not None and not kwargs.get("recompute_scale_factor"):
+                out = [math.floor(float(n_) * f) for n_, f in zip(x.shape[2:], layers.ntuple(scale, ndim))]  # PyTorch's rule
+            else:
+                return None
+            if any(o <= 0 for o in out):
+                return None  # let PyTorch raise
+            return torch.empty((*x.shape[:2], *out), device="meta", dtype=x.dtype)
+        return None
 
     def _stand_in(self, n: torch.fx.Node) -> Optional[torch.Tensor]:
         args, kwargs = self.fetch_args_kwargs_from_env(n)

@@ -73,6 +73,7 @@ class ModelView:
     _module_inputs: Optional[dict] = field(default=None, repr=False)
     _blocks: dict = field(default_factory=dict, repr=False)
     _constraints: Optional[list] = field(default=None, repr=False)
+    _smallest: dict = field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------ modules
 
@@ -299,6 +300,12 @@ class ModelView:
     def smallest_input(self, symbol, upto: Optional[torch.fx.Node] = None) -> Optional[int]:
         """Smallest size of input dim ``symbol`` for which every layer (up to ``upto``) runs,
         the other dims at their example sizes. None: not within 2**20."""
+        key = (symbol, upto)
+        if key not in self._smallest:
+            self._smallest[key] = self._smallest_input(symbol, upto)
+        return self._smallest[key]
+
+    def _smallest_input(self, symbol, upto: Optional[torch.fx.Node]) -> Optional[int]:
         order = {n: i for i, n in enumerate(self.sizes.graph_module.graph.nodes)}
         limit = order[upto] if upto is not None else len(order)
         relevant = [c for c in self.constraints() if order[c.node] <= limit and symbol in c.expression.free_symbols]

@@ -163,7 +163,7 @@ def _check_some_sizes(view: ModelView) -> Iterator[Report]:
                 if a is None or b is None or i >= len(view.symbols) or view.symbols[i] in found:
                     continue
                 symbol = view.symbols[i]
-                failure = samesize.agreement(view.sizes.symbols, a, b, symbol, view.smallest_input(symbol) or 1)
+                failure = samesize.agreement(view.sizes.symbols, a, b, symbol, lambda: view.smallest_input(symbol) or 1)
                 if failure:
                     found[symbol] = (*failure, f"{symbol}: {pretty.show(a)} vs {pretty.show(b)}")
         if not found:

@@ -1,7 +1,11 @@
 import os
 import sys
 
-import pytest
+# The self-check runs every op on meta tensors in the tests, also those whose size the fast
+# path takes from PyTorch's shape rules (convlint/sizes.py, FULL_META); set before import.
+os.environ.setdefault("CONVLINT_FULL_META", "1")
+
+import pytest  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "fixtures")

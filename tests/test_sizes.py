@@ -247,3 +247,42 @@ def test_random_stacks_symbolic_sizes_equal_pytorch(layers_, example, others):
             continue  # outside the sizes where every op is defined: expressions make no claim there
         predicted = tuple(sizes.evaluate_int(d, env) for d in out.dims[2:])
         assert predicted == real, (model, spatial, out.dims)
+
+
+def test_fast_path_gives_the_sizes_that_running_every_op_gives(monkeypatch):
+    """The default skips running activations, norms, merges, cat, adaptive pooling and
+    interpolation on meta tensors; with CONVLINT_FULL_META every op runs. Same result."""
+    import importlib.util
+
+    from conftest import FIXTURES
+
+    spec = importlib.util.spec_from_file_location("bench_models", FIXTURES.replace("fixtures", "bench") + "/models.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cases = [(bench.DilatedResNetASPP, (1, 3, 67, 45)), (bench.UNet, (1, 3, 50, 37)), (bench.TCN, (1, 1, 300))]
+    cases += [(cls, example) for cls, example, _ in CASES]
+    for cls, example in cases:
+        with torch.device("meta"):
+            model = cls().eval()
+        results = []
+        for full in (True, False):
+            monkeypatch.setattr(sizes, "FULL_META", full)
+            result = analyse(model, [example]).sizes
+            results.append(({n.name: v for n, v in result.values.items()}, {n.name: s for n, s in result.shadows.items()}))
+        assert results[0] == results[1], cls.__name__
+
+
+def test_fast_path_still_reports_a_broken_merge(monkeypatch):
+    monkeypatch.setattr(sizes, "FULL_META", False)
+
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 3, padding=1)
+
+        def forward(self, x):
+            return torch.cat([self.a(x), self.b(x)], 1) + self.a(x)
+
+    result = analyse(Broken(), [(1, 1, 9, 9)]).sizes
+    assert [n.name for n in result.broken_merges] == ["cat"]
+    assert "Sizes of tensors must match except in dimension 1" in str(result.broken_merges[next(iter(result.broken_merges))])

@@ -1,0 +1,237 @@
+"""convlint's benchmark: speed, memory and scaling, as ratios against what users would
+run instead, all measured in one run on this machine.
+
+    pip install -c constraints.txt -e ".[bench]" && python bench/run.py
+
+Every measurement runs in a fresh process, so its peak memory (the process's maximum
+resident set) is its own; times exclude interpreter start and ``import torch``. The table
+goes to stdout (Markdown) and, with ``--json FILE``, the raw figures to a file.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+GIB = 1 << 30
+
+
+# ---------------------------------------------------------------- one measurement (child process)
+
+
+def _input(model_name: str, size: int) -> tuple:
+    from models import MODELS
+
+    _, lead = MODELS[model_name]
+    return (*lead, size) if model_name == "tcn" else (*lead, size, size)
+
+
+def _build(model_name: str, device: str):
+    import torch
+    from models import MODELS
+
+    factory, _ = MODELS[model_name]
+    with torch.device(device):
+        return factory().eval()
+
+
+def measure(method: str, model_name: str, size: int) -> dict:
+    """Time one analysis (model built, analysed) in this process; the parent reads peak RSS."""
+    import torch
+    import torch.fx as fx
+
+    shape = _input(model_name, size)
+    start = time.perf_counter()
+    if method == "convlint":
+        from convlint import engine, load
+        from models import MODELS
+
+        model = load.build(load.Candidate(model_name, __file__, 1, MODELS[model_name][0]))
+        findings = engine.check_model(model, [shape])
+        assert not [f for f in findings if f.code.startswith("CVL9")], findings
+    elif method == "shapeprop-meta":
+        from torch.fx.passes.shape_prop import ShapeProp
+
+        model = _build(model_name, "meta")
+        ShapeProp(fx.symbolic_trace(model)).propagate(torch.empty(shape, device="meta"))
+    elif method == "shapeprop-real":
+        from torch.fx.passes.shape_prop import ShapeProp
+
+        model = _build(model_name, "cpu")
+        with torch.no_grad():
+            ShapeProp(fx.symbolic_trace(model)).propagate(torch.zeros(shape))
+    elif method == "fake-symbolic":
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.fx.experimental.symbolic_shapes import DimDynamic, ShapeEnv, StatelessSymbolicContext
+        from torch.fx.passes.fake_tensor_prop import FakeTensorProp
+
+        model = _build(model_name, "cpu")
+        mode = FakeTensorMode(shape_env=ShapeEnv(), allow_non_fake_inputs=True)
+        dynamic = [DimDynamic.STATIC] * 2 + [DimDynamic.DYNAMIC] * (len(shape) - 2)
+        x = mode.from_tensor(torch.empty(shape), symbolic_context=StatelessSymbolicContext(dynamic_sizes=dynamic))
+        with torch.no_grad():
+            FakeTensorProp(fx.symbolic_trace(model), mode).propagate(x)
+    elif method == "torchinfo":
+        import torchinfo
+
+        model = _build(model_name, "cpu")
+        torchinfo.summary(model, input_size=shape, device="cpu", verbose=0)
+    else:
+        raise SystemExit(f"unknown method {method}")
+    return {"time": time.perf_counter() - start}
+
+
+def _child(method: str, model_name: str, size: int) -> None:
+    sys.path.insert(0, HERE)
+    import torch  # noqa: F401  (import cost is not the method's)
+
+    result = measure(method, model_name, size)
+    result["peak_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # this process's peak RSS
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def run_child(method: str, model_name: str, size: int, repeat: int = 1) -> dict:
+    """Best time of ``repeat`` fresh processes, and the largest peak RSS among them."""
+    times, peaks = [], []
+    for _ in range(repeat):
+        proc = subprocess.run(
+            [sys.executable, __file__, "--child", method, model_name, str(size)],
+            capture_output=True, text=True, cwd=ROOT, timeout=3600,
+        )
+        if proc.returncode != 0:
+            return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        times.append(result["time"])
+        peaks.append(result["peak_kib"])
+    return {"time": min(times), "peak_gib": max(peaks) / (1 << 20)}
+
+
+def wall(argv: list, repeat: int = 5, cwd: str = ROOT) -> float:
+    """Median wall time of a whole command, interpreter start included."""
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(argv, cwd=cwd, capture_output=True, timeout=600)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+PLAN = [
+    # (method, model, input size, repeats)
+    *[("convlint", "resnet50-aspp-os8", n, 3) for n in (224, 1024, 4096)],
+    *[("shapeprop-meta", "resnet50-aspp-os8", n, 3) for n in (224, 1024, 4096)],
+    ("fake-symbolic", "resnet50-aspp-os8", 224, 1),
+    ("fake-symbolic", "resnet50-os8", 224, 3),
+    ("convlint", "resnet50-os8", 224, 3),
+    ("shapeprop-meta", "resnet50-os8", 224, 3),
+    ("shapeprop-real", "resnet50-aspp-os8", 224, 1),
+    ("shapeprop-real", "resnet50-aspp-os8", 1024, 1),
+    ("torchinfo", "resnet50-aspp-os8", 224, 1),
+    ("torchinfo", "resnet50-aspp-os8", 1024, 1),
+    ("convlint", "unet", 224, 3),
+    ("shapeprop-meta", "unet", 224, 3),
+    ("fake-symbolic", "unet", 224, 1),
+    ("torchinfo", "unet", 224, 1),
+    ("convlint", "tcn", 65536, 3),
+    ("shapeprop-meta", "tcn", 65536, 3),
+    ("torchinfo", "tcn", 65536, 1),
+    *[("convlint", f"plain-{d}", 224, 3) for d in (100, 300, 1000)],
+    *[("shapeprop-meta", f"plain-{d}", 224, 1) for d in (100, 300, 1000)],
+    ("convlint", "billion", 224, 1),
+    ("convlint", "billion", 4096, 1),
+    ("shapeprop-meta", "billion", 224, 1),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs=3, metavar=("METHOD", "MODEL", "SIZE"), help=argparse.SUPPRESS)
+    parser.add_argument("--json", help="also write the raw figures here")
+    args = parser.parse_args()
+    if args.child:
+        _child(args.child[0], args.child[1], int(args.child[2]))
+        return
+
+    figures: dict = {}
+    for method, model, size, repeat in PLAN:
+        key = f"{method}/{model}/{size}"
+        figures[key] = run_child(method, model, size, repeat)
+        print(f"measured {key}: {figures[key]}", file=sys.stderr)
+    py = sys.executable
+    figures["import-torch"] = {"time": wall([py, "-c", "import torch"])}
+    figures["check-file"] = {"time": wall([py, "-m", "convlint", "check", "bench/models.py:DilatedResNetASPP"])}
+    no_model = os.path.join(HERE, "no_model.py")
+    figures["check-no-model"] = {"time": wall([py, "-m", "convlint", "check", no_model])}
+    print(f"measured wall times: {[figures[k] for k in ('import-torch', 'check-file', 'check-no-model')]}", file=sys.stderr)
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"machine": machine(), "figures": figures}, fh, indent=2)
+    print(table(figures))
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(l.split(":", 1)[1].strip() for l in fh if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def table(f: dict) -> str:
+    def t(key):
+        return f[key].get("time") if key in f and "time" in f[key] else None
+
+    def m(key):
+        return f[key].get("peak_gib") if key in f else None
+
+    def ratio(a, b):
+        return a / b if a is not None and b else None
+
+    cl = "convlint/resnet50-aspp-os8/"
+    rows = [
+        ("PyTorch's symbolic propagation (FakeTensor + ShapeEnv) / convlint, dilated ResNet-50 body at 224", ratio(t("fake-symbolic/resnet50-os8/224"), t("convlint/resnet50-os8/224")), ">= 5x"),
+        ("convlint / meta-tensor ShapeProp, dilated ResNet-50 body at 224", ratio(t("convlint/resnet50-os8/224"), t("shapeprop-meta/resnet50-os8/224")), "<= 2x"),
+        ("convlint / meta-tensor ShapeProp, ResNet-50-ASPP at 224", ratio(t(cl + "224"), t("shapeprop-meta/resnet50-aspp-os8/224")), "<= 2x"),
+        ("convlint time, 4096 / 224", ratio(t(cl + "4096"), t(cl + "224")), "<= 1.2x"),
+        ("convlint peak memory, 4096 / 224", ratio(m(cl + "4096"), m(cl + "224")), "<= 1.05x"),
+        ("torchinfo / convlint, ResNet-50-ASPP at 1024", ratio(t("torchinfo/resnet50-aspp-os8/1024"), t(cl + "1024")), "> 20x"),
+        ("real-tensor ShapeProp / convlint, ResNet-50-ASPP at 1024", ratio(t("shapeprop-real/resnet50-aspp-os8/1024"), t(cl + "1024")), "-"),
+        ("FakeTensor / convlint, U-Net at 224", ratio(t("fake-symbolic/unet/224"), t("convlint/unet/224")), "-"),
+        ("torchinfo / convlint, TCN at 65536", ratio(t("torchinfo/tcn/65536"), t("convlint/tcn/65536")), "-"),
+        ("time per layer, 1000 convs / 100 convs", ratio(ratio(t("convlint/plain-1000/224"), 1000), ratio(t("convlint/plain-100/224"), 100)), "<= 1.5x"),
+        ("`convlint check` on one model file / `python -c 'import torch'`", ratio(t("check-file"), t("import-torch")), "<= 1.5x"),
+        ("`convlint check` on a file with no model / `python -c 'import torch'`", ratio(t("check-no-model"), t("import-torch")), "<= 0.2x"),
+    ]
+    out = [f"Machine: {machine()}.", "", "| ratio | measured | target |", "|---|---|---|"]
+    out += [f"| {name} | {'n/a' if value is None else f'{value:.2f}x'} | {target} |" for name, value, target in rows]
+    billion = m("convlint/billion/224")
+    out += ["", "| figure | value | target |", "|---|---|---|"]
+    out.append(f"| convlint peak memory on the 1.2-billion-parameter model (whole process, torch included) | {'n/a' if billion is None else f'{billion:.2f} GiB'} | < 1 GiB |")
+    for key in sorted(k for k in f if "/" in k):
+        entry = f[key]
+        if "error" in entry:
+            out.append(f"| {key} | failed: {entry['error']} | |")
+        else:
+            out.append(f"| {key} | {entry['time']:.3f} s, {entry['peak_gib']:.2f} GiB peak | |")
+    for key in ("import-torch", "check-file", "check-no-model"):
+        out.append(f"| {key} (wall, median of 5) | {f[key]['time']:.3f} s | |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    main()
