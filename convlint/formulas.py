@@ -36,6 +36,8 @@ def fdiv(a: Size, b: int) -> Size:
     """Floor division that stays exact for ints and symbolic for expressions."""
     if is_int(a) and is_int(b):
         return int(a) // int(b)
+    if b == 1:
+        return a  # sizes are integers: nothing to round (and sympy is slow to find that out)
     return sympy.floor(_flatten(a, sympy.floor) / b)
 
 
@@ -43,6 +45,8 @@ def cdiv(a: Size, b: int) -> Size:
     """Ceiling division: -((-a) // b)."""
     if is_int(a) and is_int(b):
         return -(-int(a) // int(b))
+    if b == 1:
+        return a
     return sympy.ceiling(_flatten(a, sympy.ceiling) / b)
 
 

@@ -6,6 +6,7 @@ so a ``Conv2d`` module and an ``F.conv2d`` call with the same numbers behave ali
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Optional, Sequence
@@ -52,6 +53,11 @@ class Geometry:
         return tuple(self.out_dim(i, n) for i, n in enumerate(sizes))
 
     def out_dim(self, i: int, n: Size) -> Size:
+        if isinstance(n, int):
+            return self._out_dim(i, n)
+        return _symbolic_out_dim(self, i, n)  # a ResNet repeats the same few: build each once
+
+    def _out_dim(self, i: int, n: Size) -> Size:
         k, s, d = self.kernel[i], self.stride[i], self.dilation[i]
         left, right = self.padding[i]
         if self.kind == CONV:
@@ -80,6 +86,11 @@ class Geometry:
         if self.kind == AVGPOOL and self.ndim == 3:
             lowest = max(lowest, self.kernel[i])  # avg_pool3d refuses an input smaller than its kernel
         return lowest
+
+
+@functools.lru_cache(maxsize=4096)
+def _symbolic_out_dim(geometry: Geometry, i: int, n) -> Size:
+    return geometry._out_dim(i, n)
 
 
 def _conv_padding(padding, kernel, dilation, n) -> tuple[tuple[int, int], ...]:

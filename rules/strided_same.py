@@ -2,6 +2,7 @@
 rule reads the source (libcst) rather than the model, which cannot be instantiated."""
 from __future__ import annotations
 
+import re
 from typing import Iterator, Optional
 
 from convlint import sites
@@ -9,6 +10,7 @@ from convlint.finding import ERROR
 from convlint.fix import SIGNATURES, FixError, read_source
 from convlint.registry import Report, Rule
 
+_SAME_LITERAL = re.compile(r"""["']same["']""")
 _CONV = {"Conv1d": 1, "Conv2d": 2, "Conv3d": 3, "conv1d": 1, "conv2d": 2, "conv3d": 3}
 
 
@@ -43,7 +45,7 @@ def _check(path: str) -> Iterator[Report]:
 
     try:
         source = read_source(path)
-        if "same" not in source.text:  # most files: no parse at all
+        if not _SAME_LITERAL.search(source.text):  # most files: no parse (and no libcst) at all
             return
         wrapper, positions = source.parsed()
     except FixError:
