@@ -57,7 +57,7 @@ def receptive_fields(view) -> dict:
         # the largest over branches, dim by dim
         field = tuple((max(f[i][0] for f in inputs), max(f[i][1] for f in inputs)) for i in range(ndim))
         module = graph_module.get_submodule(node.target) if node.op == "call_module" else None
-        geometry = node.meta.get("convlint_geometry")
+        geometry = view.geometry(node)
         if view.analysis.trace is not None and node.op == "call_module" and node.target in view.analysis.trace.leaves:
             field = UNKNOWN
         elif geometry is not None and geometry.ndim == ndim:

@@ -236,7 +236,7 @@ def shape_rows(view) -> list[dict]:
     rows = []
     for node in analysis.sizes.graph_module.graph.nodes:
         shadow = analysis.sizes.shadows.get(node)
-        geometry = node.meta.get("convlint_geometry")
+        geometry = view.geometry(node)
         if not isinstance(shadow, sizes_mod.SymTensor) or not (node.op == "call_module" or geometry is not None or node.op == "placeholder"):
             continue
         module = analysis.sizes.graph_module.get_submodule(node.target) if node.op == "call_module" else None

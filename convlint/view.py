@@ -279,6 +279,14 @@ class ModelView:
         merge_needs = [statement(names) for statement, names in groups.values()]
         return [f"runs for {', '.join(needs)}"] + ([f"merges: {'; '.join(merge_needs)}"] if merge_needs else [])
 
+    def geometry(self, node: torch.fx.Node) -> Optional[layers.Geometry]:
+        """Kernel, stride, padding, dilation of a conv or pooling node (module or functional),
+        also for a layer that raised before its sizes were worked out."""
+        geometry = node.meta.get("convlint_geometry")
+        if geometry is None and node.op == "call_module":
+            geometry = layers.geometry_of(self.sizes.graph_module.get_submodule(node.target))
+        return geometry
+
     def describe(self, node: torch.fx.Node) -> str:
         """`layer1.0.conv1` (Conv2d), or `add` at line 42."""
         if node.op == "call_module":
@@ -354,9 +362,7 @@ def _constraints(view: ModelView) -> Iterator[Constraint]:
         dims = view.spatial(inputs[0])
         if dims is None:
             continue
-        geometry = node.meta.get("convlint_geometry")
-        if geometry is None and node.op == "call_module":  # a layer that raised never got its transfer
-            geometry = layers.geometry_of(view.sizes.graph_module.get_submodule(node.target))
+        geometry = view.geometry(node)
         if geometry is not None and geometry.ndim <= len(dims):
             for i in range(geometry.ndim):
                 expr = dims[len(dims) - geometry.ndim + i][0]

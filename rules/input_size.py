@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from convlint import layers, pretty, sizes
+from convlint import pretty, sizes
 from convlint.finding import ERROR
 from convlint.registry import Report, Rule
 from convlint.view import Constraint, ModelView
@@ -49,7 +49,7 @@ def _report(view: ModelView, broken: list[tuple[Constraint, int]], what: str) ->
 def _check_kernel(view: ModelView) -> Iterator[Report]:
     for broken in violated(view, ("kernel",)):
         node = broken[0][0].node
-        geometry = node.meta.get("convlint_geometry") or layers.geometry_of(view.sizes.graph_module.get_submodule(node.target))
+        geometry = view.geometry(node)
         spans = "x".join(str(geometry.dilation[c.axis] * (geometry.kernel[c.axis] - 1) + 1) for c, _ in broken)
         padded = "x".join(str(got + sum(geometry.padding[c.axis])) for c, got in broken)
         yield _report(view, broken, f"but its kernel spans {spans} and its padded input is {padded}")

@@ -71,7 +71,7 @@ def _unclean(view: ModelView, node: torch.fx.Node) -> Optional[str]:
     after = [v for _, v in out]
     if len(before) != len(after) or before == after:
         return None
-    geometry = node.meta.get("convlint_geometry")
+    geometry = view.geometry(node)
     if geometry is not None:
         want = [formulas.same_target(n, geometry.scale_stride(i)) for i, n in enumerate(before[-geometry.ndim :])]
         if after[-geometry.ndim :] == want:
