@@ -619,6 +619,44 @@ def view_method(call: Call) -> Any:
     return SymTensor(tuple(out))
 
 
+@for_modules(nn.Linear)
+def linear_module(call: Call) -> Any:
+    """The last dim becomes out_features; the others pass through (channels-last blocks)."""
+    return SymTensor(call.sargs[0].dims[:-1] + (sympy.Integer(call.module.out_features),))
+
+
+@for_functions(F.linear)
+def linear_function(call: Call) -> Any:
+    return SymTensor(call.sargs[0].dims[:-1] + (sympy.Integer(call.out.shape[-1]),))
+
+
+# Shape-preserving functions of libraries convlint does not import (torchvision.ops,
+# timm), known by name: the symbolic tracer keeps them as calls.
+SHAPE_PRESERVING_NAMES = {"stochastic_depth", "drop_path", "drop_block_2d", "drop_block_fast_2d"}
+
+
+@for_methods("chunk", "split", "unbind", "tensor_split")
+@for_functions(torch.chunk, torch.split, torch.unbind, torch.tensor_split)
+def split_method(call: Call) -> Any:
+    """Pieces along one dim (channels, mostly): the other dims pass through; the split dim
+    is known when it was a constant, else unknown."""
+    source = call.sargs[0]
+    name = getattr(call.target, "__name__", call.target)
+    default = 0
+    dim = call.arg(1 if name == "unbind" else 2, "dim", default)
+    axis = dim % len(source.dims)
+    pieces = []
+    for piece in call.out:
+        dims = list(source.dims)
+        if name == "unbind":
+            del dims[axis]
+        else:
+            split = source.dims[axis]
+            dims[axis] = sympy.Integer(piece.shape[axis]) if split is not None and not split.free_symbols else None
+        pieces.append(SymTensor(tuple(dims)))
+    return tuple(pieces)
+
+
 @for_methods("expand_as", "view_as", "reshape_as")
 def expand_as_method(call: Call) -> Any:
     return call.sargs[1]
@@ -736,7 +774,7 @@ _UNARY_FUNCTIONS = {
     F.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.mish, F.elu, F.selu, F.hardswish, F.hardsigmoid, F.hardtanh,
     F.sigmoid, F.tanh, F.softplus, torch.relu, torch.sigmoid, torch.tanh, F.dropout, F.dropout2d,
 }
-_UNARY_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "contiguous", "clone", "detach"}
+_UNARY_METHODS = {"relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clone", "detach"}
 
 
 # ---------------------------------------------------------------- merges
@@ -950,6 +988,8 @@ class SizeProp(torch.fx.Interpreter):
             rule = module_rule(call.module)
         elif n.op == "call_function":
             rule = FUNCTION_RULES.get(n.target)
+            if rule is None and getattr(n.target, "__name__", None) in SHAPE_PRESERVING_NAMES:
+                rule = same_shape
         else:
             rule = METHOD_RULES.get(n.target)
         if rule is None:

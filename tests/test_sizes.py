@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convlint import sizes
+from convlint import engine, sizes
 from convlint.trace import trace
 from convlint.view import analyse
 
@@ -96,12 +96,52 @@ class Shuffle3D(nn.Module):
         return y.flatten(1, 2)
 
 
+def drop_path(x, p: float = 0.0, training: bool = False):
+    """timm's and torchvision's stochastic depth, known to convlint by name."""
+    return x
+
+
+torch.fx.wrap("drop_path")
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv, channels-last LayerNorm and Linear layers, stochastic depth."""
+
+    def __init__(self, channels: int = 8):
+        super().__init__()
+        self.dw = nn.Conv2d(channels, channels, 7, padding=3, groups=channels)
+        self.norm = nn.LayerNorm(channels)
+        self.fc1, self.fc2 = nn.Linear(channels, 4 * channels), nn.Linear(4 * channels, channels)
+
+    def forward(self, x):
+        y = self.dw(x).permute(0, 2, 3, 1)
+        y = self.fc2(F.gelu(self.fc1(self.norm(y)))).permute(0, 3, 1, 2)
+        return x + drop_path(y, 0.1, self.training)
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's split, shuffle and concatenate."""
+
+    def __init__(self, channels: int = 8):
+        super().__init__()
+        self.branch = nn.Conv2d(channels // 2, channels // 2, 3, stride=1, padding=1)
+
+    def forward(self, x):
+        a, b = x.chunk(2, dim=1)
+        x = torch.cat([a, self.branch(b)], dim=1)
+        n, c, h, w = x.size()
+        x = x.view(n, 2, c // 2, h, w).transpose(1, 2).contiguous()
+        return x.view(n, -1, h, w)
+
+
 CASES = [
     (UNetStage, (1, 3, 40, 36), [(17, 9), (33, 64), (20, 21), (64, 64)]),
     (CausalTCN, (2, 4, 50), [(9,), (100,), (31,)]),
     (ValidWithCrop, (1, 2, 30, 30), [(13, 20), (31, 16), (50, 51)]),
     (Functional, (1, 2, 41, 37), [(20, 20), (33, 47), (64, 9)]),
     (Shuffle3D, (1, 2, 20, 22), [(8, 8), (15, 31), (40, 17)]),
+    (ConvNeXtBlock, (1, 8, 21, 17), [(7, 9), (32, 33)]),
+    (ChannelShuffle, (1, 8, 13, 11), [(5, 6), (30, 31)]),
 ]
 
 
@@ -114,7 +154,8 @@ def real_spatial(model, shape):
 def test_graph_sizes_are_symbolic_everywhere_and_match_pytorch_at_other_sizes(cls, example, others):
     torch.manual_seed(0)
     model = cls()
-    analysis = analyse(model, [example])
+    with engine.analysing(model) as meta:  # a copy on meta; the real model stays on the CPU
+        analysis = analyse(meta, [example])
     result = analysis.sizes
     assert result.error is None and not result.mismatches and not result.transfer_errors
     assert not result.unknown_ops, [n.format_node() for n in result.unknown_ops]
