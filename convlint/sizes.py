@@ -816,6 +816,35 @@ def merge_operand_nodes(node: torch.fx.Node) -> list:
 # ---------------------------------------------------------------- the interpreter
 
 
+def _probe_size_preserving(call: Call) -> Optional[SymTensor]:
+    """A submodule convlint cannot follow (traced as a leaf: attention with control flow,
+    say) that keeps its input's spatial size at the example and at two other sizes
+    (n + 1 and 2n + 1, run on a copy on meta tensors, so a module that caches per-size
+    state is left alone) is taken to keep it everywhere: its output gets its input's
+    size expressions. Anything else stays unknown."""
+    import copy
+
+    args = list(call.args)
+    x, shadow, out = (args[0] if args else None), (call.sargs[0] if call.sargs else None), call.out
+    if not (isinstance(x, torch.Tensor) and isinstance(shadow, SymTensor) and isinstance(out, torch.Tensor)):
+        return None
+    if x.dim() < 3 or out.dim() != x.dim() or tuple(out.shape[2:]) != tuple(x.shape[2:]) or call.kwargs:
+        return None
+    if any(isinstance(a, torch.Tensor) for a in args[1:]):
+        return None
+    try:
+        module = copy.deepcopy(call.module)
+        with torch.no_grad():
+            for grow in (lambda n: n + 1, lambda n: 2 * n + 1):
+                probe = torch.empty((*x.shape[:2], *(grow(n) for n in x.shape[2:])), device="meta", dtype=x.dtype)
+                y = module(probe, *args[1:])
+                if not isinstance(y, torch.Tensor) or tuple(y.shape) != (*out.shape[:2], *probe.shape[2:]):
+                    return None
+    except Exception:
+        return None
+    return SymTensor(tuple(sympy.Integer(d) for d in out.shape[:2]) + shadow.dims[2:])
+
+
 def _fallback(call: Call) -> Any:
     """No transfer function: sizes that depended on the input become unknown."""
     if has_symbols((call.sargs, call.skwargs)):
@@ -993,6 +1022,11 @@ class SizeProp(torch.fx.Interpreter):
         else:
             rule = METHOD_RULES.get(n.target)
         if rule is None:
+            if n.op == "call_module":
+                probed = _probe_size_preserving(call)
+                if probed is not None:
+                    n.meta["convlint_probed"] = True
+                    return probed
             if has_symbols((sargs, skwargs)):
                 self.result.unknown_ops.add(n)
             return _fallback(call)

@@ -327,3 +327,38 @@ def test_fast_path_still_reports_a_broken_merge(monkeypatch):
     result = analyse(Broken(), [(1, 1, 9, 9)]).sizes
     assert [n.name for n in result.broken_merges] == ["cat"]
     assert "Sizes of tensors must match except in dimension 1" in str(result.broken_merges[next(iter(result.broken_merges))])
+
+
+def test_an_untraceable_block_that_keeps_its_size_at_three_sizes_keeps_symbolic_sizes():
+    class Attention(nn.Module):
+        """Control flow on a traced size: a leaf; but it keeps its input's size."""
+
+        def __init__(self):
+            super().__init__()
+            self.calls = 0
+
+        def forward(self, x):
+            self.calls += 1  # state: the probe runs on a copy
+            if x.shape[-1] > 4:
+                return x * torch.softmax(x.flatten(2), -1).view_as(x)
+            return x
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(2, 2, 3, stride=2)
+            self.attention = Attention()
+            self.head = nn.Conv2d(2, 2, 3)
+
+        def forward(self, x):
+            return self.head(self.attention(self.conv(x)))
+
+    model = Model()
+    with engine.analysing(model) as meta:
+        analysis = analyse(meta, [(1, 2, 33, 31)])
+        calls = meta.attention.calls
+    assert list(analysis.trace.leaves) == ["attention"]
+    out = analysis.output
+    assert [sizes.evaluate_int(d, {s: 33 for s in analysis.sizes.symbols}) for d in out.dims[2:]] == [14, 14]
+    assert all(d is not None and d.free_symbols for d in out.dims[2:])
+    assert calls == 2  # one attempt to trace it, one run; the two probes ran on copies
