@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
+import os
+import signal
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -30,13 +35,33 @@ def _torchvision_models():
         yield f"torchvision.segmentation/{name}", (lambda name=name: tvm.get_model(name, weights=None, weights_backbone=None)), (1, 3, 520, 520)
 
 
+def _timm_input(name):
+    import timm
+
+    cfg = timm.get_pretrained_cfg(name)
+    return (1, *(getattr(cfg, "input_size", None) or (3, 224, 224)))
+
+
 def _timm_models(limit):
     import timm
 
-    for name in sorted(timm.list_models())[:limit]:
-        cfg = timm.get_pretrained_cfg(name)
-        size = getattr(cfg, "input_size", (3, 224, 224)) if cfg else (3, 224, 224)
-        yield f"timm/{name}", (lambda name=name: timm.create_model(name, pretrained=False)), (1, *size)
+    names = sorted(timm.list_models())
+    for name in names[:limit] if limit else names:
+        yield f"timm/{name}", (lambda name=name: timm.create_model(name, pretrained=False)), _timm_input(name)
+
+
+# The families whose convolutions become dilated at output stride 8 (timm's ResNet class
+# carries ResNeSt too; ResNetV2 takes the same argument).
+OS8_MODULES = ("resnet", "resnest", "resnetv2")
+
+
+def _timm_os8_models():
+    import timm
+
+    for module in OS8_MODULES:
+        for name in sorted(timm.list_models(module=module)):
+            factory = lambda name=name: timm.create_model(name, pretrained=False, output_stride=8)
+            yield f"timm-os8/{name}", factory, _timm_input(name)
 
 
 def analyse(name, factory, shape) -> dict:
@@ -82,31 +107,95 @@ def analyse(name, factory, shape) -> dict:
     return record
 
 
+ZOOS = {"torchvision": _torchvision_models, "timm": lambda limit: _timm_models(limit), "timm-os8": _timm_os8_models}
+
+
+class Timeout(Exception):
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise Timeout()
+
+
+def run(zoos, limit, only, shard, timeout, out) -> list[dict]:
+    """Analyse this shard's models one by one; each record goes to ``out`` as a JSON line
+    at once, so a run that is stopped keeps what it has."""
+    signal.signal(signal.SIGALRM, _on_alarm)
+    index, count = shard
+    records = []
+    position = 0
+    for zoo in zoos:
+        source = ZOOS[zoo](limit) if zoo == "timm" else ZOOS[zoo]()
+        for name, factory, shape in source:
+            if only and only not in name:
+                continue
+            position += 1
+            if position % count != index:
+                continue
+            signal.alarm(timeout)
+            try:
+                record = analyse(name, factory, shape)
+            except Timeout:
+                record = {"model": name, "status": "timeout", "reason": f"over {timeout} s"}
+            except Exception as exc:  # a crash of convlint itself: the zoo's whole point is to find these
+                record = {"model": name, "status": "crashed", "reason": f"{type(exc).__name__}: {exc}"}
+            finally:
+                signal.alarm(0)
+            records.append(record)
+            if out:
+                out.write(json.dumps(record) + "\n")
+                out.flush()
+            codes = collections.Counter(f["code"] for f in record.get("findings", []))
+            print(f"{record['status']:7} {name:60} {record.get('symbolic_convs', 0)}/{record.get('convs', 0)} symbolic  {dict(codes)}  {record.get('reason', '')[:100]}", flush=True)
+    return records
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--json", help="write every record here")
-    parser.add_argument("--timm", type=int, default=0, help="also the first N timm models (0: none)")
+    parser.add_argument("--json", help="write every record here (one JSON array)")
+    parser.add_argument("--zoo", default="torchvision,timm,timm-os8", help="comma-separated: torchvision, timm, timm-os8")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N timm models (0: all)")
     parser.add_argument("--only", help="substring of the model names to run")
+    parser.add_argument("--jobs", type=int, default=1, help="worker processes")
+    parser.add_argument("--timeout", type=int, default=300, help="seconds per model")
+    parser.add_argument("--shard", help=argparse.SUPPRESS)  # "i/n", set for the workers
+    parser.add_argument("--jsonl", help=argparse.SUPPRESS)
     args = parser.parse_args()
     warnings.simplefilter("ignore")
-    sources = list(_torchvision_models())
-    if args.timm:
-        sources += list(_timm_models(args.timm))
-    records = []
-    for name, factory, shape in sources:
-        if args.only and args.only not in name:
-            continue
-        try:
-            record = analyse(name, factory, shape)
-        except Exception as exc:  # a crash of convlint itself: the zoo's whole point is to find these
-            record = {"model": name, "status": "crashed", "reason": f"{type(exc).__name__}: {exc}"}
-        records.append(record)
-        codes = collections.Counter(f["code"] for f in record.get("findings", []))
-        print(f"{record['status']:7} {name:60} {record.get('symbolic_convs', 0)}/{record.get('convs', 0)} symbolic  {dict(codes)}  {record.get('reason', '')[:100]}", flush=True)
+    zoos = [z for z in args.zoo.split(",") if z]
+    unknown = set(zoos) - set(ZOOS)
+    if unknown:
+        parser.error(f"unknown zoo: {', '.join(sorted(unknown))}")
+    if args.jobs > 1 and not args.shard:
+        records = _parallel(args)
+    else:
+        shard = tuple(int(part) for part in args.shard.split("/")) if args.shard else (0, 1)
+        with open(args.jsonl, "a") if args.jsonl else contextlib.nullcontext() as out:
+            records = run(zoos, args.limit, args.only, shard, args.timeout, out)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(records, fh, indent=2)
-    print(summary(records))
+            json.dump(sorted(records, key=lambda r: r["model"]), fh, indent=1)
+    if not args.shard:
+        print(summary(records))
+
+
+def _parallel(args) -> list[dict]:
+    """Run ``--jobs`` copies of this script on interleaved shards and gather their lines."""
+    with tempfile.TemporaryDirectory() as tmp:
+        workers = []
+        for index in range(args.jobs):
+            path = os.path.join(tmp, f"{index}.jsonl")
+            argv = [sys.executable, __file__, "--zoo", args.zoo, "--limit", str(args.limit), "--timeout", str(args.timeout)]
+            argv += ["--shard", f"{index}/{args.jobs}", "--jsonl", path] + (["--only", args.only] if args.only else [])
+            workers.append((subprocess.Popen(argv), path))
+        records = []
+        for process, path in workers:
+            process.wait()
+            if os.path.exists(path):
+                with open(path) as fh:
+                    records += [json.loads(line) for line in fh if line.strip()]
+    return records
 
 
 def summary(records) -> str:

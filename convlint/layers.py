@@ -43,6 +43,9 @@ class Geometry:
     output_padding: tuple[int, ...] = ()
     padding_literal: object = 0
     padding_mode: str = "zeros"
+    # TensorFlow's "SAME", padded at run time for each input size (timm's Conv2dSame):
+    # the output is ceil(n / s) for every n, whatever ``padding`` says.
+    dynamic_same: bool = False
 
     @property
     def ndim(self) -> int:
@@ -60,6 +63,8 @@ class Geometry:
     def _out_dim(self, i: int, n: Size) -> Size:
         k, s, d = self.kernel[i], self.stride[i], self.dilation[i]
         left, right = self.padding[i]
+        if self.dynamic_same:
+            return formulas.same_target(n, s)
         if self.kind == CONV:
             return formulas.conv_out(n, k, s, left, right, d)
         if self.kind == TRANSPOSED:
@@ -75,11 +80,15 @@ class Geometry:
         pairs = tuple((p, p) for p in padding)
         literal = padding[0] if len(set(padding)) == 1 else tuple(padding)
         extra = {"output_padding": tuple(output_padding)} if output_padding is not None else {}
-        return dataclasses.replace(self, padding=pairs, padding_literal=literal, **extra)
+        return dataclasses.replace(self, padding=pairs, padding_literal=literal, dynamic_same=False, **extra)
+
+    def as_dynamic_same(self) -> "Geometry":
+        """This layer padded at run time to TensorFlow's "SAME" (no static padding)."""
+        return dataclasses.replace(self, padding=((0, 0),) * self.ndim, padding_literal="dynamic same", dynamic_same=True)
 
     def min_input(self, i: int) -> int:
         """Smallest input size for which the layer is defined (output >= 1)."""
-        if self.kind == TRANSPOSED:
+        if self.kind == TRANSPOSED or self.dynamic_same:
             return 1
         left, right = self.padding[i]
         lowest = max(1, formulas.effective_kernel(self.kernel[i], self.dilation[i]) - left - right)

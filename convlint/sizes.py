@@ -179,7 +179,9 @@ def for_methods(*names: str):
 def module_rule(module: nn.Module) -> Optional[Callable[[Call], Any]]:
     for cls in type(module).__mro__:
         if cls in MODULE_RULES:
-            return MODULE_RULES[cls]
+            # A subclass with its own forward (timm's Conv2dSame pads at run time) is not
+            # the layer the rule describes: it is a leaf for the probe to measure.
+            return MODULE_RULES[cls] if type(module).forward is cls.forward else None
     if type(module).__module__ in _SHAPE_PRESERVING_MODULE_FILES and not isinstance(module, nn.MultiheadAttention):
         return same_shape
     return None
@@ -816,33 +818,56 @@ def merge_operand_nodes(node: torch.fx.Node) -> list:
 # ---------------------------------------------------------------- the interpreter
 
 
-def _probe_size_preserving(call: Call) -> Optional[SymTensor]:
-    """A submodule convlint cannot follow (traced as a leaf: attention with control flow,
-    say) that keeps its input's spatial size at the example and at two other sizes
-    (n + 1 and 2n + 1, run on a copy on meta tensors, so a module that caches per-size
-    state is left alone) is taken to keep it everywhere: its output gets its input's
-    size expressions. Anything else stays unknown."""
+def _probe_leaf(call: Call) -> Optional[SymTensor]:
+    """Sizes for a submodule or helper function convlint cannot follow (a leaf: attention
+    with control flow, a convolution padded at run time), from a few candidate size maps,
+    each checked by running a copy of the module on meta tensors at the example and at
+    sizes n + 1 .. n + P and 2n + 1 (P: the product of its strides, one period of the map):
+
+    - a conv or pooling subclass with its own forward: the layer's own formula, then
+      TensorFlow's "SAME" (ceil(n / s), what run-time padding gives);
+    - anything else: its input's size (a block that keeps the spatial size), or a fixed
+      size (a helper that resizes to a set size).
+
+    The first candidate that fits every probe is taken; otherwise the sizes stay unknown.
+    Running a copy leaves a module that caches per-size state alone."""
     import copy
 
     args = list(call.args)
     x, shadow, out = (args[0] if args else None), (call.sargs[0] if call.sargs else None), call.out
     if not (isinstance(x, torch.Tensor) and isinstance(shadow, SymTensor) and isinstance(out, torch.Tensor)):
         return None
-    if x.dim() < 3 or out.dim() != x.dim() or tuple(out.shape[2:]) != tuple(x.shape[2:]) or call.kwargs:
+    others = [*args[1:], *call.kwargs.values()]
+    if x.dim() < 3 or out.dim() != x.dim() or any(isinstance(a, torch.Tensor) for a in others):
         return None
-    if any(isinstance(a, torch.Tensor) for a in args[1:]):
-        return None
+    base = layers.geometry_of(call.module) if call.module is not None else None
+    if base is not None and base.ndim == x.dim() - 2:
+        candidates, period = [base, base.as_dynamic_same()], math.prod(base.stride)
+    else:
+        candidates, period = ["input", "fixed"], 1
+    sizes = [tuple(x.shape[2:])]
+    sizes += [tuple(n + step for n in x.shape[2:]) for step in range(1, period + 1)]
+    sizes += [tuple(2 * n + 1 for n in x.shape[2:])]
     try:
-        module = copy.deepcopy(call.module)
+        run = copy.deepcopy(call.module) if call.module is not None else call.target
+        measured = []
         with torch.no_grad():
-            for grow in (lambda n: n + 1, lambda n: 2 * n + 1):
-                probe = torch.empty((*x.shape[:2], *(grow(n) for n in x.shape[2:])), device="meta", dtype=x.dtype)
-                y = module(probe, *args[1:])
-                if not isinstance(y, torch.Tensor) or tuple(y.shape) != (*out.shape[:2], *probe.shape[2:]):
+            for size in sizes:
+                y = run(torch.empty((*x.shape[:2], *size), device="meta", dtype=x.dtype), *args[1:], **call.kwargs)
+                if not isinstance(y, torch.Tensor) or tuple(y.shape[:2]) != tuple(out.shape[:2]) or y.dim() != x.dim():
                     return None
+                measured.append(tuple(y.shape[2:]))
     except Exception:
         return None
-    return SymTensor(tuple(sympy.Integer(d) for d in out.shape[:2]) + shadow.dims[2:])
+    lead = tuple(sympy.Integer(d) for d in out.shape[:2])
+    for candidate in candidates:
+        if candidate == "input" and measured == sizes:
+            return SymTensor(lead + shadow.dims[2:])
+        if candidate == "fixed" and len(set(measured)) == 1:
+            return SymTensor(lead + tuple(sympy.Integer(d) for d in measured[0]))
+        if isinstance(candidate, layers.Geometry) and all(candidate.out(size) == got for size, got in zip(sizes, measured)):
+            return _geometry_call(call, candidate, out.shape[1])
+    return None
 
 
 def _fallback(call: Call) -> Any:
@@ -1022,8 +1047,9 @@ class SizeProp(torch.fx.Interpreter):
         else:
             rule = METHOD_RULES.get(n.target)
         if rule is None:
-            if n.op == "call_module":
-                probed = _probe_size_preserving(call)
+            # A leaf: a submodule fx could not follow, or a helper function outside torch.
+            if n.op == "call_module" or (n.op == "call_function" and not getattr(n.target, "__module__", "torch").startswith("torch")):
+                probed = _probe_leaf(call)
                 if probed is not None:
                     n.meta["convlint_probed"] = True
                     return probed

@@ -2,11 +2,14 @@
 
 A submodule whose ``forward`` cannot be traced (control flow on traced values,
 ``int(proxy)``, ...) becomes a leaf: one ``call_module`` node that is executed, not
-traced through. Its reason is kept, so the report can say where sizes went unknown.
+traced through. A module-level helper function that stops the top-level ``forward``
+(timm's CrossViT resizes its input in one) becomes a leaf ``call_function`` node the
+same way. Each reason is kept, so the report can say where sizes went unknown.
 Every node remembers the source position of the ``forward`` line that made it.
 """
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import dataclass, field
 
@@ -60,11 +63,78 @@ class _Tracer(torch.fx.Tracer):
 
 def trace(module: nn.Module) -> Trace:
     """Trace ``module``; raises if even its own ``forward`` cannot be traced."""
-    tracer = _Tracer()
-    graph = tracer.trace(module)
+    helpers: dict = {}  # function -> (reason, the globals it is called through)
+    while True:
+        tracer = _Tracer()
+        try:
+            with _helpers_as_leaves(helpers):
+                graph = tracer.trace(module)
+            break
+        except Exception as exc:
+            helper, caller = _failing_helper(exc.__traceback__, tracer._skipped)
+            if helper is None or helper in helpers or len(helpers) >= 8:
+                raise
+            helpers[helper] = (describe(exc), [helper.__globals__, caller])
     name = type(module).__name__
     graph_module = torch.fx.GraphModule(tracer.root, graph, name)
     if tracer.leaves:
         graph_module.graph.eliminate_dead_code()
         graph_module.recompile()
-    return Trace(graph_module, dict(tracer.leaves))
+    leaves = dict(tracer.leaves)
+    leaves.update({f"{fn.__module__}.{fn.__qualname__}()": reason for fn, (reason, _) in helpers.items()})
+    return Trace(graph_module, leaves)
+
+
+def _failing_helper(tb, skipped: tuple[str, ...]) -> tuple:
+    """The module-level function, outside torch, in which tracing stopped, and the
+    globals of its caller; (None, None) if it stopped in a method (that is the submodule
+    fallback's job) or anywhere else."""
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for i in range(len(frames) - 1, 0, -1):
+        frame = frames[i]
+        if frame.f_code.co_filename.startswith(skipped):
+            continue
+        fn = frame.f_globals.get(frame.f_code.co_name)
+        if getattr(fn, "__code__", None) is frame.f_code:
+            return fn, frames[i - 1].f_globals
+        break
+    return None, None
+
+
+class _helpers_as_leaves:
+    """While tracing, a call of one of ``helpers`` with a traced value becomes a single
+    ``call_function`` node (like ``torch.fx.wrap``, but for functions found only after a
+    trace failed in them): the name is swapped in its module's globals, then restored."""
+
+    def __init__(self, helpers: dict) -> None:
+        self.helpers = helpers
+        self.saved: list = []
+
+    def __enter__(self):
+        for fn, (_, namespaces) in self.helpers.items():
+            leaf = _leaf_function(fn)
+            for namespace in namespaces:
+                for name in [name for name, value in namespace.items() if value is fn]:
+                    self.saved.append((namespace, name, fn))
+                    namespace[name] = leaf
+        return self
+
+    def __exit__(self, *exc):
+        for namespace, name, fn in reversed(self.saved):
+            namespace[name] = fn
+        return False
+
+
+def _leaf_function(fn):
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        proxies: list = []
+        torch.fx.node.map_aggregate((args, kwargs), lambda a: proxies.append(a) if isinstance(a, torch.fx.Proxy) else None)
+        if proxies:
+            return proxies[0].tracer.create_proxy("call_function", fn, args, kwargs)
+        return fn(*args, **kwargs)
+
+    return call

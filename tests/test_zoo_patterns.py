@@ -1,0 +1,222 @@
+"""Patterns from torchvision and timm that once tripped convlint, in our own words.
+
+The zoo run (bench/zoo.py) needs torchvision and timm, which CI does not install; these
+small models keep its fixes fixed. Each must come out with symbolic sizes for every
+layer that agree with real PyTorch at other input sizes, and with no finding.
+"""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from convlint import engine, sizes
+from convlint.view import analyse
+
+
+def tf_same_pad(x, kernel, stride, dilation, value=0.0):
+    """TensorFlow's "SAME": pad so that the output is ceil(n / s), worked out per call
+    from the input's size (``max`` of a traced size is control flow: fx cannot follow)."""
+    pads = []
+    for n, k, s, d in reversed(list(zip(x.shape[-2:], kernel, stride, dilation))):
+        total = max((math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0)
+        pads += [total // 2, total - total // 2]
+    return F.pad(x, pads, value=value)
+
+
+class SameConv2d(nn.Conv2d):
+    """A convolution padded at run time (timm's Conv2dSame): padding=0 on the layer."""
+
+    def forward(self, x):
+        return F.conv2d(tf_same_pad(x, self.kernel_size, self.stride, self.dilation), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class SameMaxPool2d(nn.MaxPool2d):
+    def forward(self, x):
+        x = tf_same_pad(x, (self.kernel_size,) * 2, (self.stride,) * 2, (1, 1), value=-float("inf"))
+        return F.max_pool2d(x, self.kernel_size, self.stride, 0)
+
+
+class SameAvgPool2d(nn.AvgPool2d):
+    def forward(self, x):
+        x = tf_same_pad(x, (self.kernel_size,) * 2, (self.stride,) * 2, (1, 1))
+        return F.avg_pool2d(x, self.kernel_size, self.stride, 0, self.ceil_mode, self.count_include_pad)
+
+
+class TFStem(nn.Module):
+    """EfficientNet ported from TensorFlow: strided, even-kernel and depthwise convolutions
+    with run-time "same" padding, a "same" max pool, and a residual add after them."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = SameConv2d(3, 8, 3, stride=2)
+        self.pool = SameMaxPool2d(3, stride=2)
+        self.dw = SameConv2d(8, 8, 5, stride=1, groups=8)
+        self.even = SameConv2d(8, 8, 4, stride=1, dilation=1)
+        self.down = SameConv2d(8, 16, 5, stride=2, dilation=1)
+
+    def forward(self, x):
+        x = self.pool(self.stem(x))
+        x = x + self.even(self.dw(x))
+        return self.down(x)
+
+
+class DilatedResNetDDownsample(nn.Module):
+    """A ResNet-D block at output stride 8: the shortcut's 2x2 average pool keeps stride
+    1 and pads at run time ("same"), so that it lines up with the dilated 3x3."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 8, 3, padding=2, dilation=2)
+        self.shortcut = nn.Sequential(SameAvgPool2d(2, stride=1, ceil_mode=True, count_include_pad=False), nn.Conv2d(4, 8, 1))
+
+    def forward(self, x):
+        return self.conv(x) + self.shortcut(x)
+
+
+class SqueezeExcite(nn.Module):
+    """A squeeze-and-excitation gate: global mean, two 1x1 convs, sigmoid, broadcast product."""
+
+    def __init__(self, channels=8):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
+        self.reduce = nn.Conv2d(channels, channels // 4, 1)
+        self.expand = nn.Conv2d(channels // 4, channels, 1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        gate = self.expand(F.relu(self.reduce(x.mean((2, 3), keepdim=True))))
+        return x * gate.sigmoid()
+
+
+class FeaturePyramid(nn.Module):
+    """A top-down pathway: the coarse map resized with F.interpolate to the skip's size."""
+
+    def __init__(self):
+        super().__init__()
+        self.c3 = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.c4 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.c5 = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        c3 = self.c3(x)
+        c4 = self.c4(c3)
+        p4 = c4 + F.interpolate(self.c5(c4), size=c4.shape[-2:], mode="nearest")
+        return c3 + F.interpolate(p4, size=c3.shape[-2:], mode="bilinear", align_corners=False)
+
+
+CASES = [
+    (TFStem, (1, 3, 224, 224), [(1, 1), (7, 9), (31, 32), (33, 65), (101, 100)]),
+    (DilatedResNetDDownsample, (1, 4, 28, 28), [(3, 3), (17, 12), (29, 30)]),
+    (SqueezeExcite, (1, 8, 56, 56), [(1, 1), (7, 9), (33, 64)]),
+    (FeaturePyramid, (1, 3, 224, 224), [(5, 7), (33, 65), (100, 99)]),
+]
+
+
+@pytest.mark.parametrize("cls,example,others", CASES, ids=[c[0].__name__ for c in CASES])
+def test_zoo_pattern_has_symbolic_sizes_that_match_pytorch(cls, example, others):
+    torch.manual_seed(0)
+    model = cls().eval()
+    with engine.analysing(model) as meta:
+        analysis = analyse(meta, [example])
+    result = analysis.sizes
+    assert result.error is None and not result.mismatches and not result.transfer_errors
+    assert not result.unknown_ops, [n.format_node() for n in result.unknown_ops]
+    assert all(d is not None for d in analysis.output.dims)
+    symbols = list(result.symbols)
+    for spatial in others:
+        predicted = tuple(sizes.evaluate_int(d, dict(zip(symbols, spatial))) for d in analysis.output.dims[2:])
+        with torch.no_grad():
+            real = tuple(model(torch.zeros((*example[:2], *spatial))).shape[2:])
+        assert predicted == real, (spatial, analysis.output.dims)
+
+
+@pytest.mark.parametrize("cls,example,others", CASES, ids=[c[0].__name__ for c in CASES])
+def test_zoo_pattern_has_no_finding_at_any_size(cls, example, others):
+    for spatial in [example[2:], *others]:
+        findings = engine.check_model(cls(), [(*example[:2], *spatial)])
+        assert findings == [], (spatial, [f.message for f in findings])
+
+
+def test_run_time_same_padding_is_measured_not_taken_from_the_padding_attribute():
+    """padding=0 on the layer, yet the output is ceil(n / s): the layer is a leaf (its
+    forward cannot be traced), so its size map is found by running it at one full period
+    of sizes, and the shapes report shows the padding it really has."""
+    with engine.analysing(TFStem()) as meta:
+        analysis = analyse(meta, [(1, 3, 64, 64)])
+    assert set(analysis.trace.leaves) == {"stem", "pool", "dw", "even", "down"}
+    geometry = {n.target: n.meta.get("convlint_geometry") for n in analysis.sizes.graph_module.graph.nodes if n.op == "call_module"}
+    assert all(g is not None and g.dynamic_same and g.padding_literal == "dynamic same" for g in geometry.values())
+    assert str(analysis.output.dims[2]) == "ceiling(H/8)"
+
+
+def test_a_conv_subclass_whose_own_forward_changes_sizes_otherwise_stays_unknown():
+    """Neither the layer's formula nor "same" fits: unknown from there on, never a guess
+    (and no internal-consistency error)."""
+
+    class CropToEven(nn.Conv2d):
+        def forward(self, x):
+            if x.shape[-1] % 2:
+                x = x[..., :-1]
+            return super().forward(x)
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = CropToEven(2, 2, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    with engine.analysing(Model()) as meta:
+        analysis = analyse(meta, [(1, 2, 21, 21)])
+    assert list(analysis.trace.leaves) == ["conv"]
+    assert not analysis.sizes.mismatches
+    assert analysis.output.dims[2:] == (None, None)
+
+
+def resize_to(x, size):
+    """A helper with control flow on the input's size (timm's CrossViT scales its input
+    to the size each branch was trained at, in a function like this)."""
+    if x.shape[-2] != size[0] or x.shape[-1] != size[1]:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+    return x
+
+
+def normalise(x):
+    if x.shape[-1] > 1:  # control flow, but the size stays
+        x = x - x.mean((2, 3), keepdim=True)
+    return x
+
+
+scale_input = resize_to  # called through another name, as an import would bind it
+
+
+class TwoScales(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.small = nn.Conv2d(3, 4, 8, stride=8)
+        self.large = nn.Conv2d(3, 4, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        a = self.small(scale_input(x, (96, 96)))
+        b = self.large(normalise(x))
+        return a.mean((2, 3)) + b.mean((2, 3)), b
+
+
+def test_a_helper_function_that_stops_the_top_level_trace_becomes_a_leaf_node():
+    with engine.analysing(TwoScales()) as meta:
+        analysis = analyse(meta, [(1, 3, 240, 200)])
+    assert set(analysis.trace.leaves) == {f"{__name__}.resize_to()", f"{__name__}.normalise()"}
+    assert "control flow" in analysis.trace.leaves[f"{__name__}.resize_to()"]
+    assert scale_input is resize_to and globals()["resize_to"].__code__ is resize_to.__code__  # names restored
+    nodes = {n.target: analysis.sizes.shadows[n] for n in analysis.sizes.graph_module.graph.nodes if n.op == "call_module"}
+    assert nodes["small"].dims[2:] == (12, 12)  # a fixed size after the resize, at every input size
+    (h, w) = analysis.sizes.symbols
+    assert nodes["large"].dims[2].free_symbols == {h}  # normalise keeps its input's size
+    b = nodes["large"]
+    for spatial in [(31, 47), (96, 96), (100, 7)]:
+        with torch.no_grad():
+            real = TwoScales()(torch.zeros(1, 3, *spatial))[1].shape[2:]
+        assert tuple(sizes.evaluate_int(d, dict(zip((h, w), spatial))) for d in b.dims[2:]) == tuple(real)
