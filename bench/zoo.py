@@ -18,6 +18,7 @@ import collections
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -64,7 +65,7 @@ def _timm_os8_models():
             yield f"timm-os8/{name}", factory, _timm_input(name)
 
 
-def analyse(name, factory, shape) -> dict:
+def analyse(name, factory, shape, verify: bool = True) -> dict:
     import torch
     import torch.nn as nn
 
@@ -96,15 +97,41 @@ def analyse(name, factory, shape) -> dict:
         record["reason"] = analysis.error or input_error or load.describe(analysis.sizes.error[1])
     else:
         status = "leaves" if leaves else "full"
-    record.update(
-        status=status,
-        leaves=leaves,
-        convs=convs,
-        symbolic_convs=symbolic,
-        findings=[{"code": f.code, "severity": f.severity, "module": f.module, "message": f.message} for f in findings],
-        seconds=round(time.perf_counter() - start, 3),
-    )
+    records = [{"code": f.code, "severity": f.severity, "module": f.module, "message": f.message} for f in findings]
+    record.update(status=status, leaves=leaves, convs=convs, symbolic_convs=symbolic, findings=records)
+    record["seconds"] = round(time.perf_counter() - start, 3)
+    if verify:
+        symbols = [str(s) for s in (analysis.sizes.symbols if analysis.sizes is not None else ())]
+        outcomes: dict = {}  # one real run per distinct failing input
+        for finding in records:
+            if finding["code"] == "CVL302":
+                failing = _failing_shape(finding["message"], shape, symbols)
+                if failing not in outcomes:
+                    outcomes[failing] = _run_real(factory, failing)
+                finding["verified"] = outcomes[failing]
     return record
+
+
+def _failing_shape(message: str, shape, symbols) -> tuple:
+    """The input CVL302 says breaks the model: each named size at its first failing
+    value above the example (the smallest one if there is none above)."""
+    failing = list(shape)
+    for symbol, smallest, above in re.findall(r"(\w+) = (\d+)(?: \(and (\d+), the first size above the example\))?", message.split("it first fails at ")[-1]):
+        failing[2 + symbols.index(symbol)] = int(above or smallest)
+    return tuple(failing)
+
+
+def _run_real(factory, shape) -> str:
+    """PyTorch as the oracle: run the real model (random weights, CPU) at ``shape``."""
+    import torch
+
+    try:
+        model = factory().eval()
+        with torch.no_grad():
+            model(torch.randn(shape))
+    except Exception as exc:
+        return f"raises at {list(shape)[2:]}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
+    return f"runs at {list(shape)[2:]}"
 
 
 ZOOS = {"torchvision": _torchvision_models, "timm": lambda limit: _timm_models(limit), "timm-os8": _timm_os8_models}
@@ -118,7 +145,7 @@ def _on_alarm(signum, frame):
     raise Timeout()
 
 
-def run(zoos, limit, only, shard, timeout, out) -> list[dict]:
+def run(zoos, limit, only, shard, timeout, out, verify=True) -> list[dict]:
     """Analyse this shard's models one by one; each record goes to ``out`` as a JSON line
     at once, so a run that is stopped keeps what it has."""
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -135,7 +162,7 @@ def run(zoos, limit, only, shard, timeout, out) -> list[dict]:
                 continue
             signal.alarm(timeout)
             try:
-                record = analyse(name, factory, shape)
+                record = analyse(name, factory, shape, verify)
             except Timeout:
                 record = {"model": name, "status": "timeout", "reason": f"over {timeout} s"}
             except Exception as exc:  # a crash of convlint itself: the zoo's whole point is to find these
@@ -159,6 +186,7 @@ def main() -> None:
     parser.add_argument("--only", help="substring of the model names to run")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per model")
+    parser.add_argument("--no-verify", action="store_true", help="do not run the real model where CVL302 says it breaks")
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # "i/n", set for the workers
     parser.add_argument("--jsonl", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -172,7 +200,7 @@ def main() -> None:
     else:
         shard = tuple(int(part) for part in args.shard.split("/")) if args.shard else (0, 1)
         with open(args.jsonl, "a") if args.jsonl else contextlib.nullcontext() as out:
-            records = run(zoos, args.limit, args.only, shard, args.timeout, out)
+            records = run(zoos, args.limit, args.only, shard, args.timeout, out, not args.no_verify)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(sorted(records, key=lambda r: r["model"]), fh, indent=1)
@@ -188,6 +216,7 @@ def _parallel(args) -> list[dict]:
             path = os.path.join(tmp, f"{index}.jsonl")
             argv = [sys.executable, __file__, "--zoo", args.zoo, "--limit", str(args.limit), "--timeout", str(args.timeout)]
             argv += ["--shard", f"{index}/{args.jobs}", "--jsonl", path] + (["--only", args.only] if args.only else [])
+            argv += ["--no-verify"] if args.no_verify else []
             workers.append((subprocess.Popen(argv), path))
         records = []
         for process, path in workers:

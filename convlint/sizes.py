@@ -1046,6 +1046,8 @@ class SizeProp(torch.fx.Interpreter):
                 rule = same_shape
         else:
             rule = METHOD_RULES.get(n.target)
+        if rule is None and value is None:
+            return None  # an op that returns nothing (fx's guards on specialised arguments)
         if rule is None:
             # A leaf: a submodule fx could not follow, or a helper function outside torch.
             if n.op == "call_module" or (n.op == "call_function" and not getattr(n.target, "__module__", "torch").startswith("torch")):

@@ -10,8 +10,10 @@ Every node remembers the source position of the ``forward`` line that made it.
 from __future__ import annotations
 
 import functools
+import inspect
 import sys
 from dataclasses import dataclass, field
+from typing import Optional
 
 import torch
 import torch.fx
@@ -61,14 +63,18 @@ class _Tracer(torch.fx.Tracer):
         return node
 
 
-def trace(module: nn.Module) -> Trace:
-    """Trace ``module``; raises if even its own ``forward`` cannot be traced."""
+def trace(module: nn.Module, inputs: Optional[int] = None) -> Trace:
+    """Trace ``module``; raises if even its own ``forward`` cannot be traced.
+
+    Arguments of ``forward`` past the first ``inputs`` (all that have one, if None) are
+    traced at their default value: ``mask=None`` is no mask, not a traced tensor."""
     helpers: dict = {}  # function -> (reason, the globals it is called through)
+    defaults = _defaults(module, inputs)
     while True:
         tracer = _Tracer()
         try:
             with _helpers_as_leaves(helpers):
-                graph = tracer.trace(module)
+                graph = tracer.trace(module, concrete_args=defaults or None)
             break
         except Exception as exc:
             helper, caller = _failing_helper(exc.__traceback__, tracer._skipped)
@@ -83,6 +89,22 @@ def trace(module: nn.Module) -> Trace:
     leaves = dict(tracer.leaves)
     leaves.update({f"{fn.__module__}.{fn.__qualname__}()": reason for fn, (reason, _) in helpers.items()})
     return Trace(graph_module, leaves)
+
+
+def _defaults(module: nn.Module, inputs: Optional[int]) -> dict:
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        return {}
+    simple = (type(None), bool, int, float, str)
+    return {
+        p.name: p.default
+        for i, p in enumerate(parameters)
+        if i >= (inputs or 0)
+        and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        and p.default is not p.empty
+        and isinstance(p.default, simple)
+    }
 
 
 def _failing_helper(tb, skipped: tuple[str, ...]) -> tuple:

@@ -43,7 +43,7 @@ class Analysis:
 
 def analyse(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> Analysis:
     try:
-        traced = trace(module)
+        traced = trace(module, len(input_shapes))
     except Exception as exc:
         return Analysis(error=f"cannot be traced: {describe(exc)}")
     result = sizes.propagate(traced.graph_module, input_shapes)

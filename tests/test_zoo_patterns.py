@@ -106,11 +106,31 @@ class FeaturePyramid(nn.Module):
         return c3 + F.interpolate(p4, size=c3.shape[-2:], mode="bilinear", align_corners=False)
 
 
+class MaskedEncoder(nn.Module):
+    """Optional arguments (timm's Hiera: ``forward(x, mask=None)``): traced at their
+    defaults, not as extra traced inputs that the size pass would have to invent."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Conv2d(3, 8, 4, stride=4)
+        self.mix = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x, mask=None, return_intermediates=False):
+        x = self.embed(x)
+        if mask is not None:
+            x = x * mask.view(x.shape[0], 1, *x.shape[2:])
+        y = self.mix(x)
+        if return_intermediates:
+            return y, [x]
+        return y
+
+
 CASES = [
     (TFStem, (1, 3, 224, 224), [(1, 1), (7, 9), (31, 32), (33, 65), (101, 100)]),
     (DilatedResNetDDownsample, (1, 4, 28, 28), [(3, 3), (17, 12), (29, 30)]),
     (SqueezeExcite, (1, 8, 56, 56), [(1, 1), (7, 9), (33, 64)]),
     (FeaturePyramid, (1, 3, 224, 224), [(5, 7), (33, 65), (100, 99)]),
+    (MaskedEncoder, (1, 3, 224, 224), [(4, 4), (33, 65), (100, 99)]),
 ]
 
 
