@@ -22,9 +22,21 @@ def _size_text(dims) -> str:
     return "x".join(str(value) for _, value in dims)
 
 
-def _compared(dims_a, dims_b):
-    """Dims where neither operand is 1 (broadcasting is CVL303's business)."""
-    return [i for i, ((_, a), (_, b)) in enumerate(zip(dims_a, dims_b)) if a != 1 and b != 1]
+def _compared(dims_a, dims_b, skip=None):
+    """Dims where neither operand is 1 (broadcasting is CVL303's business), but for
+    ``skip`` (a cat's own dimension, where sizes add up instead of agreeing)."""
+    return [i for i, ((_, a), (_, b)) in enumerate(zip(dims_a, dims_b)) if a != 1 and b != 1 and i != skip]
+
+
+def _cat_axis(view: ModelView, node: torch.fx.Node) -> Optional[int]:
+    """Index among the spatial dims of the dimension a cat joins along, if it is one."""
+    shape = view.sizes.values.get(node)
+    if not sizes.is_cat(node) or node.target is torch.stack or not isinstance(shape, tuple):
+        return None
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    if not isinstance(dim, int) or not shape:
+        return None
+    return dim % len(shape) - (len(shape) - view.sizes.spatial_ndim)
 
 
 # ---------------------------------------------------------------- CVL301
@@ -155,10 +167,10 @@ def _check_some_sizes(view: ModelView) -> Iterator[Report]:
     for node, operands in view.merges():
         if node in view.sizes.broken_merges:
             continue
-        first_dims = operands[0][1]
+        first_dims, skip = operands[0][1], _cat_axis(view, node)
         found: dict = {}  # symbol -> (templates, smallest, above, "H: a vs b")
         for _operand, dims in operands[1:]:
-            for i in _compared(first_dims, dims):
+            for i in _compared(first_dims, dims, skip):
                 (a, _), (b, _) = first_dims[i], dims[i]
                 if a is None or b is None or i >= len(view.symbols) or view.symbols[i] in found:
                     continue

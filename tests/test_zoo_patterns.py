@@ -125,12 +125,39 @@ class MaskedEncoder(nn.Module):
         return y
 
 
+class RotaryPrefixTokens(nn.Module):
+    """A ViT with rotary position embedding on the patch tokens only: the prefix tokens
+    (none, or two register tokens) are split off and joined back with a cat along the
+    token dimension, whose sizes add up and need not agree."""
+
+    def __init__(self, prefix=0):
+        super().__init__()
+        self.prefix = prefix
+        self.patch = nn.Conv2d(3, 16, 14, stride=14)
+        self.tokens = nn.Parameter(torch.zeros(1, prefix, 16))
+
+    def forward(self, x):
+        x = self.patch(x).flatten(2).transpose(1, 2)
+        x = torch.cat([self.tokens.expand(x.shape[0], -1, -1), x], dim=1)
+        q = x.view(x.shape[0], x.shape[1], 2, 8).transpose(1, 2)  # (B, heads, tokens, dim)
+        rotated = torch.cat([-q[..., 4:], q[..., :4]], dim=-1)
+        q = torch.cat([q[:, :, : self.prefix], rotated[:, :, self.prefix :]], dim=2)
+        return q.transpose(1, 2).flatten(2).mean(1)
+
+
+class RegisterTokens(RotaryPrefixTokens):
+    def __init__(self):
+        super().__init__(prefix=2)
+
+
 CASES = [
     (TFStem, (1, 3, 224, 224), [(1, 1), (7, 9), (31, 32), (33, 65), (101, 100)]),
     (DilatedResNetDDownsample, (1, 4, 28, 28), [(3, 3), (17, 12), (29, 30)]),
     (SqueezeExcite, (1, 8, 56, 56), [(1, 1), (7, 9), (33, 64)]),
     (FeaturePyramid, (1, 3, 224, 224), [(5, 7), (33, 65), (100, 99)]),
     (MaskedEncoder, (1, 3, 224, 224), [(4, 4), (33, 65), (100, 99)]),
+    (RotaryPrefixTokens, (1, 3, 224, 224), [(14, 28), (33, 65), (100, 99)]),
+    (RegisterTokens, (1, 3, 224, 224), [(14, 28), (33, 65), (100, 99)]),
 ]
 
 
