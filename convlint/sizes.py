@@ -592,7 +592,7 @@ def _slice_length(n: Dim, item: slice, sitem: Any) -> Dim:
     if not stop.free_symbols and int(stop) >= 0 and n.free_symbols:
         stop = sympy.Min(stop, n)
     length = stop - start
-    return length if step == 1 else cdiv(length, step)
+    return length if step == 1 else sympy.sympify(cdiv(length, step))  # cdiv of a number is an int
 
 
 @for_methods("view", "reshape", "expand", "new_empty", "new_zeros", "new_ones")

@@ -150,6 +150,19 @@ class RegisterTokens(RotaryPrefixTokens):
         super().__init__(prefix=2)
 
 
+class InterleavedHalves(nn.Module):
+    """Even and odd columns of a fixed-size map, added (EdgeNeXt's positional encoding
+    splits a fixed grid this way): slices with a step of a constant size."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        grid = F.adaptive_avg_pool2d(self.conv(x), 8)
+        return grid[..., 0::2] + grid[..., 1::2]
+
+
 CASES = [
     (TFStem, (1, 3, 224, 224), [(1, 1), (7, 9), (31, 32), (33, 65), (101, 100)]),
     (DilatedResNetDDownsample, (1, 4, 28, 28), [(3, 3), (17, 12), (29, 30)]),
@@ -158,6 +171,7 @@ CASES = [
     (MaskedEncoder, (1, 3, 224, 224), [(4, 4), (33, 65), (100, 99)]),
     (RotaryPrefixTokens, (1, 3, 224, 224), [(14, 28), (33, 65), (100, 99)]),
     (RegisterTokens, (1, 3, 224, 224), [(14, 28), (33, 65), (100, 99)]),
+    (InterleavedHalves, (1, 3, 64, 64), [(8, 9), (33, 65)]),
 ]
 
 
