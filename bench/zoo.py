@@ -149,7 +149,7 @@ def _on_alarm(signum, frame):
     raise Timeout()
 
 
-def run(zoos, limit, only, shard, timeout, out, verify=True) -> list[dict]:
+def run(zoos, limit, only, shard, timeout, out, verify=True, names=None) -> list[dict]:
     """Analyse this shard's models one by one; each record goes to ``out`` as a JSON line
     at once, so a run that is stopped keeps what it has."""
     signal.signal(signal.SIGALRM, _on_alarm)
@@ -159,7 +159,7 @@ def run(zoos, limit, only, shard, timeout, out, verify=True) -> list[dict]:
     for zoo in zoos:
         source = ZOOS[zoo](limit) if zoo == "timm" else ZOOS[zoo]()
         for name, factory, shape in source:
-            if only and only not in name:
+            if (only and only not in name) or (names is not None and name not in names):
                 continue
             position += 1
             if position % count != index:
@@ -192,6 +192,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=300, help="seconds per model")
     parser.add_argument("--markdown", help="write the summary page (docs/zoo.md) here")
     parser.add_argument("--from-json", help="no run: read the records of an earlier --json")
+    parser.add_argument("--rerun", help="run again every model of this --json that was not clean (not analysed fully, or with findings), and merge")
     parser.add_argument("--no-verify", action="store_true", help="do not run the real model where CVL302 says it breaks")
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # "i/n", set for the workers
     parser.add_argument("--jsonl", help=argparse.SUPPRESS)
@@ -204,12 +205,18 @@ def main() -> None:
     if args.from_json:
         with open(args.from_json) as fh:
             records = json.load(fh)
+    elif args.rerun and not args.shard:
+        with open(args.rerun) as fh:
+            merged = {r["model"]: r for r in json.load(fh)}
+        fresh = _parallel(args) if args.jobs > 1 else run(zoos, args.limit, args.only, (0, 1), args.timeout, None, not args.no_verify, _to_rerun(args.rerun))
+        merged.update({r["model"]: r for r in fresh})
+        records = list(merged.values())
     elif args.jobs > 1 and not args.shard:
         records = _parallel(args)
     else:
         shard = tuple(int(part) for part in args.shard.split("/")) if args.shard else (0, 1)
         with open(args.jsonl, "a") if args.jsonl else contextlib.nullcontext() as out:
-            records = run(zoos, args.limit, args.only, shard, args.timeout, out, not args.no_verify)
+            records = run(zoos, args.limit, args.only, shard, args.timeout, out, not args.no_verify, _to_rerun(args.rerun))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(sorted(records, key=lambda r: r["model"]), fh, indent=1)
@@ -232,6 +239,13 @@ def _versions() -> str:
     return ", ".join(found)
 
 
+def _to_rerun(path):
+    if not path:
+        return None
+    with open(path) as fh:
+        return {r["model"] for r in json.load(fh) if r["status"] != "full" or r.get("findings")}
+
+
 def _parallel(args) -> list[dict]:
     """Run ``--jobs`` copies of this script on interleaved shards and gather their lines."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -241,6 +255,7 @@ def _parallel(args) -> list[dict]:
             argv = [sys.executable, __file__, "--zoo", args.zoo, "--limit", str(args.limit), "--timeout", str(args.timeout)]
             argv += ["--shard", f"{index}/{args.jobs}", "--jsonl", path] + (["--only", args.only] if args.only else [])
             argv += ["--no-verify"] if args.no_verify else []
+            argv += ["--rerun", args.rerun] if args.rerun else []
             workers.append((subprocess.Popen(argv), path))
         records = []
         for process, path in workers:
