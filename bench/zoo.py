@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import json
 import os
 import re
@@ -101,7 +100,11 @@ def analyse(name, factory, shape, verify: bool = True) -> dict:
     records = [{"code": f.code, "severity": f.severity, "module": f.module, "message": f.message} for f in findings]
     record.update(status=status, leaves=leaves, convs=convs, symbolic_convs=symbolic, findings=records)
     record["seconds"] = round(time.perf_counter() - start, 3)
-    if verify:
+    if verify and sum(p.numel() for p in model.parameters()) > VERIFY_MAX_PARAMETERS:
+        for finding in records:
+            if finding["code"] == "CVL302":
+                finding["verified"] = f"not run: over {VERIFY_MAX_PARAMETERS:.0e} parameters, too large to build on this machine"
+    elif verify:
         symbols = [str(s) for s in (analysis.sizes.symbols if analysis.sizes is not None else ())]
         outcomes: dict = {}  # one real run per distinct failing input
         for finding in records:
@@ -111,6 +114,9 @@ def analyse(name, factory, shape, verify: bool = True) -> dict:
                     outcomes[failing] = _run_real(factory, failing)
                 finding["verified"] = outcomes[failing]
     return record
+
+
+VERIFY_MAX_PARAMETERS = 1.5e9  # a real build in float32 takes 4 bytes each, per worker
 
 
 def _failing_shape(message: str, shape, symbols) -> tuple:
@@ -149,30 +155,57 @@ def _on_alarm(signum, frame):
     raise Timeout()
 
 
-def run(zoos, limit, only, shard, timeout, out, verify=True, names=None) -> list[dict]:
-    """Analyse this shard's models one by one; each record goes to ``out`` as a JSON line
-    at once, so a run that is stopped keeps what it has."""
+RECYCLE = 3  # a worker's exit code after --max-models models: start a fresh one
+
+
+def _done(path) -> tuple[set, set]:
+    """Models with a record in a worker's file, and those only started (the process
+    died while analysing them)."""
+    finished, started = set(), set()
+    if path and os.path.exists(path):
+        with open(path) as fh:
+            for line in fh:
+                if line.strip():
+                    record = json.loads(line)
+                    (started if record["status"] == "started" else finished).add(record["model"])
+    return finished, started - finished
+
+
+def run(zoos, limit, only, shard, timeout, out_path=None, verify=True, names=None, max_models=0) -> list[dict]:
+    """Analyse this shard's models one by one; each record goes to ``out_path`` as a JSON
+    line at once, so a run that is stopped keeps what it has, and a worker started again
+    on the same file goes on where the last one stopped."""
     signal.signal(signal.SIGALRM, _on_alarm)
     index, count = shard
-    records = []
-    position = 0
+    finished, died = _done(out_path)
+    out = open(out_path, "a") if out_path else None
+    records, position, analysed = [], 0, 0
     for zoo in zoos:
         source = ZOOS[zoo](limit) if zoo == "timm" else ZOOS[zoo]()
         for name, factory, shape in source:
             if (only and only not in name) or (names is not None and name not in names):
                 continue
             position += 1
-            if position % count != index:
+            if position % count != index or name in finished:
                 continue
-            signal.alarm(timeout)
-            try:
-                record = analyse(name, factory, shape, verify)
-            except Timeout:
-                record = {"model": name, "status": "timeout", "reason": f"over {timeout} s"}
-            except Exception as exc:  # a crash of convlint itself: the zoo's whole point is to find these
-                record = {"model": name, "status": "crashed", "reason": f"{type(exc).__name__}: {exc}"}
-            finally:
-                signal.alarm(0)
+            if max_models and analysed >= max_models:
+                sys.exit(RECYCLE)  # memory grows over hundreds of models: a fresh process goes on
+            analysed += 1
+            if name in died:
+                record = {"model": name, "status": "crashed", "reason": "the worker process died while analysing it (out of memory?)"}
+            else:
+                if out:
+                    out.write(json.dumps({"model": name, "status": "started"}) + "\n")
+                    out.flush()
+                signal.alarm(timeout)
+                try:
+                    record = analyse(name, factory, shape, verify)
+                except Timeout:
+                    record = {"model": name, "status": "timeout", "reason": f"over {timeout} s"}
+                except Exception as exc:  # a crash of convlint itself: the zoo's whole point is to find these
+                    record = {"model": name, "status": "crashed", "reason": f"{type(exc).__name__}: {exc}"}
+                finally:
+                    signal.alarm(0)
             records.append(record)
             if out:
                 out.write(json.dumps(record) + "\n")
@@ -194,6 +227,7 @@ def main() -> None:
     parser.add_argument("--from-json", help="no run: read the records of an earlier --json")
     parser.add_argument("--rerun", help="run again every model of this --json that was not clean (not analysed fully, or with findings), and merge")
     parser.add_argument("--no-verify", action="store_true", help="do not run the real model where CVL302 says it breaks")
+    parser.add_argument("--max-models", type=int, default=100, help="with --jobs: a fresh worker process after this many models")
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # "i/n", set for the workers
     parser.add_argument("--jsonl", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -215,14 +249,16 @@ def main() -> None:
         records = _parallel(args)
     else:
         shard = tuple(int(part) for part in args.shard.split("/")) if args.shard else (0, 1)
-        with open(args.jsonl, "a") if args.jsonl else contextlib.nullcontext() as out:
-            records = run(zoos, args.limit, args.only, shard, args.timeout, out, not args.no_verify, _to_rerun(args.rerun))
+        recycle = args.max_models if args.shard else 0  # only a supervised worker may stop early
+        records = run(zoos, args.limit, args.only, shard, args.timeout, args.jsonl, not args.no_verify, _to_rerun(args.rerun), recycle)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(sorted(records, key=lambda r: r["model"]), fh, indent=1)
     if args.markdown:
+        records = sorted(records, key=lambda r: r["model"])
         with open(args.markdown, "w") as fh:
-            fh.write(markdown(sorted(records, key=lambda r: r["model"]), _versions()))
+            fh.write(markdown(records, _versions()))
+        update_readme(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md"), records)
     if not args.shard:
         print(summary(records))
 
@@ -247,22 +283,40 @@ def _to_rerun(path):
 
 
 def _parallel(args) -> list[dict]:
-    """Run ``--jobs`` copies of this script on interleaved shards and gather their lines."""
+    """Run ``--jobs`` workers on interleaved shards; a worker that exits (recycled, or
+    killed) is started again on its shard until the shard is done; gather their lines."""
     with tempfile.TemporaryDirectory() as tmp:
-        workers = []
-        for index in range(args.jobs):
-            path = os.path.join(tmp, f"{index}.jsonl")
+        paths = [os.path.join(tmp, f"{index}.jsonl") for index in range(args.jobs)]
+
+        def start(index):
             argv = [sys.executable, __file__, "--zoo", args.zoo, "--limit", str(args.limit), "--timeout", str(args.timeout)]
-            argv += ["--shard", f"{index}/{args.jobs}", "--jsonl", path] + (["--only", args.only] if args.only else [])
+            argv += ["--shard", f"{index}/{args.jobs}", "--jsonl", paths[index], "--max-models", str(args.max_models)]
+            argv += ["--only", args.only] if args.only else []
             argv += ["--no-verify"] if args.no_verify else []
             argv += ["--rerun", args.rerun] if args.rerun else []
-            workers.append((subprocess.Popen(argv), path))
+            return subprocess.Popen(argv)
+
+        def progress(index):
+            return sum(len(part) for part in _done(paths[index]))
+
+        running = {index: start(index) for index in range(args.jobs)}
+        seen = {index: -1 for index in running}
+        while running:
+            time.sleep(1)
+            for index, process in list(running.items()):
+                code = process.poll()
+                if code is None:
+                    continue
+                if code == 0 or (code != RECYCLE and progress(index) == seen[index]):
+                    del running[index]  # done, or dies before getting anywhere
+                else:  # recycled, or died (the model it was on is recorded as crashed)
+                    seen[index] = progress(index)
+                    running[index] = start(index)
         records = []
-        for process, path in workers:
-            process.wait()
+        for path in paths:
             if os.path.exists(path):
                 with open(path) as fh:
-                    records += [json.loads(line) for line in fh if line.strip()]
+                    records += [r for r in map(json.loads, filter(str.strip, fh)) if r["status"] != "started"]
     return records
 
 
@@ -290,10 +344,22 @@ def summary(records) -> str:
     )
 
 
-def markdown(records, versions: str) -> str:
-    """docs/zoo.md: the table per zoo, then every model that is not clean, with why."""
-    lines = ["# convlint on the model zoos", "", f"Generated by `bench/zoo.py --markdown` from `bench/zoo.json` ({versions}).", ""]
-    lines += ["| zoo | models | analysed fully | with leaves | failed | every conv symbolic | findings by code | error-severity | median time |"]
+README_START, README_END = "<!-- zoo -->", "<!-- /zoo -->"
+
+
+def update_readme(path: str, records) -> None:
+    """Put the table between the README's zoo markers."""
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    head, rest = text.split(README_START, 1)
+    _old, tail = rest.split(README_END, 1)
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(f"{head}{README_START}\n{table(records)}\n{README_END}{tail}")
+
+
+def table(records) -> str:
+    """One row per zoo and one for all: the table the README shows."""
+    lines = ["| zoo | models | analysed fully | with leaves | failed | every conv symbolic | findings by code | error-severity | median time |"]
     lines += ["|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     zoos = sorted({_zoo_of(r) for r in records}, key=lambda z: list(ZOOS).index(z) if z in ZOOS else 99)
     for zoo in zoos + ["all"]:
@@ -310,6 +376,14 @@ def markdown(records, versions: str) -> str:
             f"{status['failed'] + status['crashed'] + status['timeout']} | {symbolic} ({100 * symbolic / max(len(group), 1):.1f}%) | "
             f"{found} | {errors} | {median} |"
         )
+    return "\n".join(lines)
+
+
+def markdown(records, versions: str) -> str:
+    """docs/zoo.md: the table per zoo, every warning with the real run behind it, and
+    every model that is not fully symbolic, with why."""
+    lines = ["# convlint on the model zoos", "", f"Generated by `bench/zoo.py --markdown` from `bench/zoo.json` ({versions}).", ""]
+    lines += table(records).splitlines()
     lines += ["", "## Warnings, each checked on the real model", ""]
     lines += ["Every CVL302 names an input size where a merge breaks; the zoo run builds the real model", "(random weights, CPU) and runs it at that size. \"raises\" means the warning is true.", ""]
     lines += ["| model | findings | where it breaks (real PyTorch) |", "|---|---|---|"]
