@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from convlint import layers
-from convlint.formulas import cdiv, fdiv
+from convlint.formulas import cdiv, fdiv, mod
 
 Dim = Optional[sympy.Expr]  # None: unknown, the concrete size is all there is
 
@@ -417,6 +417,28 @@ def same_shape(call: Call) -> Any:
     return result
 
 
+@for_functions(torch.matmul, operator.matmul, torch.bmm)
+@for_methods("matmul", "bmm", "__matmul__")
+def matmul(call: Call) -> Any:
+    """(..., n, k) @ (..., k, m) -> (..., n, m), the batch dims broadcast (attention)."""
+    (a, b), (sa, sb) = call.args[:2], call.sargs[:2]
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() >= 2 and b.dim() >= 2):
+        return _fallback(call)
+    batch = broadcast([SymTensor(sa.dims[:-2]), SymTensor(sb.dims[:-2])], [tuple(a.shape[:-2]), tuple(b.shape[:-2])], call.node)
+    return SymTensor(batch.dims + (sa.dims[-2], sb.dims[-1]))
+
+
+if hasattr(F, "scaled_dot_product_attention"):
+
+    @for_functions(F.scaled_dot_product_attention)
+    def attention(call: Call) -> Any:
+        """softmax(q k^T) v: the query's dims with the value's last one."""
+        q, v = call.arg(0, "query", shadow=True), call.arg(2, "value", shadow=True)
+        if not (isinstance(q, SymTensor) and isinstance(v, SymTensor)):
+            return _fallback(call)
+        return SymTensor(q.dims[:-1] + v.dims[-1:])
+
+
 def _flat(args: Sequence[Any], kwargs: dict) -> list:
     return list(args) + list(kwargs.values())
 
@@ -426,6 +448,7 @@ _SCALAR_OPS = {
     operator.sub: operator.sub,
     operator.mul: operator.mul,
     operator.floordiv: fdiv,
+    operator.mod: mod,  # pad to a multiple: (p - W % p) % p
     operator.neg: operator.neg,
 }
 
@@ -1154,7 +1177,7 @@ def _exact(expr, env: dict):
             result = result * a
         return result
     if expr.is_Pow:
-        return args[0] ** args[1]
+        return Fraction(args[0]) ** args[1]  # an int to a negative power stays exact
     if isinstance(expr, sympy.floor):
         return _math.floor(args[0])
     if isinstance(expr, sympy.ceiling):

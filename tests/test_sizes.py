@@ -362,3 +362,14 @@ def test_an_untraceable_block_that_keeps_its_size_at_three_sizes_keeps_symbolic_
     assert [sizes.evaluate_int(d, {s: 33 for s in analysis.sizes.symbols}) for d in out.dims[2:]] == [14, 14]
     assert all(d is not None and d.free_symbols for d in out.dims[2:])
     assert calls == 2  # one attempt to trace it, one run; the two probes ran on copies
+
+
+def test_evaluation_is_exact_with_negative_powers():
+    """A view's -1 is a quotient of size products: an int to a negative power must stay a
+    fraction (a float truncated to 0 once made a whole model's sizes disagree)."""
+    import sympy
+
+    h = sympy.Symbol("H", integer=True, positive=True)
+    assert sizes.evaluate_int(49 / (h * h), {h: 7}) == 1
+    assert sizes.evaluate_int(49 / (h * h), {h: 14}) is None  # 1/4: not a size
+    assert sizes.evaluate_int(3136 * sympy.floor(h / 8) ** -2, {h: 449}) == 1

@@ -163,6 +163,51 @@ class InterleavedHalves(nn.Module):
         return grid[..., 0::2] + grid[..., 1::2]
 
 
+class PadToMultiple(nn.Module):
+    """Pad up to a multiple of the patch size, then patchify (DaViT, Swin): the pad
+    amounts are computed with % from the input's size."""
+
+    def __init__(self, patch=4):
+        super().__init__()
+        self.patch = patch
+        self.embed = nn.Conv2d(3, 8, patch, stride=patch)
+        self.mix = nn.Conv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        _, _, h, w = x.shape
+        x = F.pad(x, (0, (self.patch - w % self.patch) % self.patch, 0, (self.patch - h % self.patch) % self.patch))
+        x = self.embed(x)
+        return x + self.mix(x)
+
+
+class WindowAttention(nn.Module):
+    """Swin/DaViT: pad the map to a multiple of the window (amounts with %), cut it into
+    windows with view/permute, attend within each (matmul and scaled_dot_product_attention),
+    put the windows back and crop the padding off, then a residual conv."""
+
+    def __init__(self, window=7, channels=8):
+        super().__init__()
+        self.window = window
+        self.embed = nn.Conv2d(3, channels, 4, stride=4)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.mix = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x):
+        x = self.embed(x)
+        b, c, h, w = x.shape
+        ws = self.window
+        pad_b, pad_r = (ws - h % ws) % ws, (ws - w % ws) % ws
+        y = F.pad(x, (0, pad_r, 0, pad_b)).permute(0, 2, 3, 1)
+        hp, wp = y.shape[1], y.shape[2]
+        windows = y.view(b, hp // ws, ws, wp // ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)
+        q, k, v = self.qkv(windows).chunk(3, dim=-1)
+        mixed = (q @ k.transpose(-2, -1)).softmax(-1) @ v
+        mixed = mixed + F.scaled_dot_product_attention(q, k, v)
+        y = mixed.view(b, hp // ws, wp // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
+        y = y[:, :h, :w, :].permute(0, 3, 1, 2)
+        return y + self.mix(x)
+
+
 CASES = [
     (TFStem, (1, 3, 224, 224), [(1, 1), (7, 9), (31, 32), (33, 65), (101, 100)]),
     (DilatedResNetDDownsample, (1, 4, 28, 28), [(3, 3), (17, 12), (29, 30)]),
@@ -172,6 +217,8 @@ CASES = [
     (RotaryPrefixTokens, (1, 3, 224, 224), [(14, 28), (33, 65), (100, 99)]),
     (RegisterTokens, (1, 3, 224, 224), [(14, 28), (33, 65), (100, 99)]),
     (InterleavedHalves, (1, 3, 64, 64), [(8, 9), (33, 65)]),
+    (PadToMultiple, (1, 3, 224, 224), [(1, 2), (5, 7), (33, 65), (101, 98)]),
+    (WindowAttention, (1, 3, 224, 224), [(4, 8), (60, 33), (101, 98)]),
 ]
 
 
