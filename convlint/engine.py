@@ -370,7 +370,8 @@ def plan_fixes(findings: Sequence[Finding], calls: dict, rules: Sequence[Rule]) 
 
 @contextlib.contextmanager
 def analysing(model):
-    """The model as analysis wants it: on meta, in eval mode, PyTorch's warnings muted.
+    """The model as analysis wants it: on meta, in eval mode, without autograd, PyTorch's
+    warnings muted.
 
     A model with real weights is copied to meta (the caller's stays as it was); eval
     mode because batch norm in training mode costs far more on meta tensors and changes
@@ -385,11 +386,13 @@ def analysing(model):
             # copies, deprecated arguments) are not the user's findings.
             warnings.simplefilter("ignore")
             model.eval()
-            if any(p.device.type != "meta" for p in [*model.parameters(), *model.buffers()]):
-                with torch.no_grad():
+            # No autograd: nothing here needs gradients, and a tensor a module caches
+            # while it runs stays a plain one that the leaf probe can copy.
+            with torch.no_grad():
+                if any(p.device.type != "meta" for p in [*model.parameters(), *model.buffers()]):
                     yield copy.deepcopy(model).to("meta")
-            else:
-                yield model
+                else:
+                    yield model
     finally:
         for m, flag in training:
             m.training = flag

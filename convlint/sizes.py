@@ -475,6 +475,7 @@ ELEMENTWISE_FUNCTIONS = (
     torch.relu, torch.sigmoid, torch.tanh, torch.exp, torch.log, torch.abs, torch.neg, torch.sqrt, torch.rsqrt,
     torch.pow, torch.clamp, torch.clip, torch.sin, torch.cos, torch.erf, torch.softmax, torch.log_softmax,
     torch.sign, torch.square, torch.reciprocal, torch.lerp, torch.addcmul,
+    torch.cumsum, torch.cumprod, torch.flip, torch.roll, operator.invert, torch.logical_not,
     F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish, F.hardsigmoid,
     F.hardtanh, F.softplus, F.softsign, F.tanhshrink, F.sigmoid, F.tanh, F.logsigmoid, F.prelu, F.rrelu,
     F.softmax, F.log_softmax, F.softmin, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
@@ -493,6 +494,7 @@ ELEMENTWISE_METHODS = (
     "log_softmax", "masked_fill", "masked_fill_", "maximum", "minimum", "sign", "square", "reciprocal", "cpu",
     "cuda", "requires_grad_", "__add__", "__mul__", "__sub__", "__truediv__", "__radd__", "__rmul__", "lerp",
     "where", "sin", "cos", "erf", "exp_", "tanh_", "fill_", "zero_", "normal_", "uniform_",
+    "cumsum", "cumprod", "flip", "roll", "logical_not", "bitwise_not", "__invert__",
 )
 for _name in ELEMENTWISE_METHODS:
     METHOD_RULES.setdefault(_name, same_shape)
@@ -642,6 +644,45 @@ def view_method(call: Call) -> Any:
         else:
             out.append(d)
     return SymTensor(tuple(out))
+
+
+@for_functions(torch.zeros, torch.ones, torch.empty, torch.rand, torch.randn, torch.full)
+def factory_function(call: Call) -> Any:
+    """A new tensor of a given size (a positional encoding for this map: zeros(B, H, W))."""
+    count = len(call.args) - 1 if call.target is torch.full else len(call.args)
+    sizes = call.sargs[:count]
+    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
+        sizes = tuple(sizes[0])
+    if "size" in call.skwargs:
+        sizes = tuple(call.skwargs["size"])
+    dims = tuple(_dim(s) for s in sizes)
+    return SymTensor(dims) if len(dims) == call.out.dim() else _fallback(call)
+
+
+@for_methods("repeat")
+def repeat(call: Call) -> Any:
+    """x.repeat(a, b, ...): each dim times its count (the input's dims padded with 1s)."""
+    counts = call.sargs[1:]
+    if len(counts) == 1 and isinstance(counts[0], (tuple, list)):
+        counts = tuple(counts[0])
+    counts = [_dim(c) for c in counts]
+    source = (sympy.Integer(1),) * (len(counts) - len(call.sargs[0].dims)) + call.sargs[0].dims
+    if len(counts) != call.out.dim() or len(source) != len(counts):
+        return _fallback(call)
+    return SymTensor(tuple(None if d is None or c is None else d * c for d, c in zip(source, counts)))
+
+
+@for_functions(torch.arange)
+def arange(call: Call) -> Any:
+    """arange(end), arange(start, end[, step]): ceil((end - start) / step) numbers."""
+    bounds = [_dim(s) for s in call.sargs[:3]]
+    if len(bounds) == 1:
+        bounds = [sympy.Integer(0)] + bounds
+    start, end = bounds[0], bounds[1] if len(bounds) > 1 else None
+    step = bounds[2] if len(bounds) > 2 else _dim(call.skwargs.get("step", 1))
+    if start is None or end is None or step is None or not step.is_Integer or int(step) <= 0:
+        return _fallback(call)
+    return SymTensor((sympy.sympify(cdiv(end - start, int(step))),))
 
 
 @for_modules(nn.Linear)
@@ -841,6 +882,22 @@ def merge_operand_nodes(node: torch.fx.Node) -> list:
 # ---------------------------------------------------------------- the interpreter
 
 
+def _declared_geometry(module: Optional[nn.Module], ndim: int) -> Optional[layers.Geometry]:
+    """The geometry a leaf declares: a conv or pooling layer's, or, for a conv-like module
+    of a library (timm's CondConv2d), its kernel_size, stride, padding and dilation. Only
+    a candidate: the probe checks it."""
+    if module is None:
+        return None
+    geometry = layers.geometry_of(module)
+    if geometry is None and hasattr(module, "kernel_size") and hasattr(module, "stride"):
+        padding = getattr(module, "padding", 0)
+        try:
+            geometry = layers.conv_geometry(ndim, module.kernel_size, module.stride, padding if not isinstance(padding, str) else 0, getattr(module, "dilation", 1))
+        except (TypeError, ValueError):
+            return None
+    return geometry if geometry is not None and geometry.ndim == ndim else None
+
+
 def _probe_leaf(call: Call) -> Optional[SymTensor]:
     """Sizes for a submodule or helper function convlint cannot follow (a leaf: attention
     with control flow, a convolution padded at run time), from a few candidate size maps,
@@ -860,35 +917,44 @@ def _probe_leaf(call: Call) -> Optional[SymTensor]:
     x, shadow, out = (args[0] if args else None), (call.sargs[0] if call.sargs else None), call.out
     if not (isinstance(x, torch.Tensor) and isinstance(shadow, SymTensor) and isinstance(out, torch.Tensor)):
         return None
-    others = [*args[1:], *call.kwargs.values()]
-    if x.dim() < 3 or out.dim() != x.dim() or any(isinstance(a, torch.Tensor) for a in others):
+    # Other tensor arguments (CondConv's routing weights) must not depend on the input size.
+    if x.dim() < 3 or out.dim() != x.dim() or has_symbols((call.sargs[1:], call.skwargs)):
         return None
-    base = layers.geometry_of(call.module) if call.module is not None else None
-    if base is not None and base.ndim == x.dim() - 2:
+    base = _declared_geometry(call.module, x.dim() - 2)
+    if base is not None:
         candidates, period = [base, base.as_dynamic_same()], math.prod(base.stride)
+        axes = list(range(2, x.dim()))
     else:
+        # The axes whose sizes come from the input's: the spatial ones, channels-last too.
         candidates, period = ["input", "fixed"], 1
-    sizes = [tuple(x.shape[2:])]
-    sizes += [tuple(n + step for n in x.shape[2:]) for step in range(1, period + 1)]
-    sizes += [tuple(2 * n + 1 for n in x.shape[2:])]
+        axes = [i for i, d in enumerate(shadow.dims) if d is not None and d.free_symbols]
+        if not axes:
+            return None
+
+    def resized(grow) -> tuple:
+        return tuple(grow(n) if i in axes else n for i, n in enumerate(x.shape))
+
+    shapes = [tuple(x.shape)] + [resized(lambda n, k=k: n + k) for k in range(1, period + 1)] + [resized(lambda n: 2 * n + 1)]
     try:
         run = copy.deepcopy(call.module) if call.module is not None else call.target
         measured = []
         with torch.no_grad():
-            for size in sizes:
-                y = run(torch.empty((*x.shape[:2], *size), device="meta", dtype=x.dtype), *args[1:], **call.kwargs)
-                if not isinstance(y, torch.Tensor) or tuple(y.shape[:2]) != tuple(out.shape[:2]) or y.dim() != x.dim():
+            for shape in shapes:
+                y = run(torch.empty(shape, device="meta", dtype=x.dtype), *args[1:], **call.kwargs)
+                if not isinstance(y, torch.Tensor) or y.dim() != x.dim():
                     return None
-                measured.append(tuple(y.shape[2:]))
+                if any(y.shape[i] != out.shape[i] for i in range(x.dim()) if i not in axes):
+                    return None
+                measured.append(tuple(y.shape[i] for i in axes))
     except Exception:
         return None
-    lead = tuple(sympy.Integer(d) for d in out.shape[:2])
+    given = [tuple(shape[i] for i in axes) for shape in shapes]
     for candidate in candidates:
-        if candidate == "input" and measured == sizes:
-            return SymTensor(lead + shadow.dims[2:])
+        if candidate == "input" and measured == given:
+            return SymTensor(tuple(shadow.dims[i] if i in axes else sympy.Integer(d) for i, d in enumerate(out.shape)))
         if candidate == "fixed" and len(set(measured)) == 1:
-            return SymTensor(lead + tuple(sympy.Integer(d) for d in measured[0]))
-        if isinstance(candidate, layers.Geometry) and all(candidate.out(size) == got for size, got in zip(sizes, measured)):
+            return constant_shadow(out)
+        if isinstance(candidate, layers.Geometry) and all(candidate.out(size) == got for size, got in zip(given, measured)):
             return _geometry_call(call, candidate, out.shape[1])
     return None
 

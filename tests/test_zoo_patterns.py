@@ -208,6 +208,25 @@ class WindowAttention(nn.Module):
         return y + self.mix(x)
 
 
+class SinePositions(nn.Module):
+    """A positional encoding built for this map's size (XCiT, EdgeNeXt): zeros(B, H, W),
+    cumsum along H and W, arange over channels, repeat to the grid, added to the map."""
+
+    def __init__(self, channels=8):
+        super().__init__()
+        self.embed = nn.Conv2d(3, channels, 4, stride=4)
+
+    def forward(self, x):
+        x = self.embed(x)
+        b, c, h, w = x.shape
+        mask = torch.zeros((b, h, w), dtype=torch.bool, device=x.device)  # a tuple: fx cannot trace zeros(b, h, w)
+        rows = (~mask).cumsum(1, dtype=torch.float32)
+        cols = torch.arange(1, w + 1, dtype=torch.float32, device=x.device).view(1, 1, w).repeat(b, h, 1)
+        scale = torch.arange(c // 2, dtype=torch.float32, device=x.device) + 1
+        pos = torch.cat([rows[..., None] / scale, cols[..., None] / scale], dim=3).permute(0, 3, 1, 2)
+        return x + pos
+
+
 CASES = [
     (TFStem, (1, 3, 224, 224), [(1, 1), (7, 9), (31, 32), (33, 65), (101, 100)]),
     (DilatedResNetDDownsample, (1, 4, 28, 28), [(3, 3), (17, 12), (29, 30)]),
@@ -219,6 +238,7 @@ CASES = [
     (InterleavedHalves, (1, 3, 64, 64), [(8, 9), (33, 65)]),
     (PadToMultiple, (1, 3, 224, 224), [(1, 2), (5, 7), (33, 65), (101, 98)]),
     (WindowAttention, (1, 3, 224, 224), [(4, 8), (60, 33), (101, 98)]),
+    (SinePositions, (1, 3, 224, 224), [(4, 8), (60, 33), (101, 98)]),
 ]
 
 
@@ -328,3 +348,64 @@ def test_a_helper_function_that_stops_the_top_level_trace_becomes_a_leaf_node():
         with torch.no_grad():
             real = TwoScales()(torch.zeros(1, 3, *spatial))[1].shape[2:]
         assert tuple(sizes.evaluate_int(d, dict(zip((h, w), spatial))) for d in b.dims[2:]) == tuple(real)
+
+
+class CachedBiasAttention(nn.Module):
+    """Channels-last (B, H, W, C) attention that caches a bias per size (TinyViT): a leaf
+    (control flow on the size), probed on a copy along the axes that carry H and W."""
+
+    def __init__(self, channels=8):
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(channels))
+        self.cache = {}
+
+    def forward(self, x):
+        key = tuple(x.shape[1:3])
+        if key not in self.cache:  # computed from a parameter: not a plain tensor under autograd
+            self.cache[key] = self.scale * 2
+        return x * self.cache[key]
+
+
+class RoutedConv(nn.Module):
+    """A conv-like module that is not an nn.Conv2d (timm's CondConv2d): it mixes expert
+    kernels with per-sample routing weights, a second tensor argument, and pads to "same"
+    at run time."""
+
+    def __init__(self, channels=8, experts=4, stride=2):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding, self.dilation = (3, 3), (stride, stride), (0, 0), (1, 1)
+        self.weight = nn.Parameter(torch.randn(experts, channels * channels * 9))
+        self.channels = channels
+
+    def forward(self, x, routing):
+        kernel = (routing @ self.weight).view(self.channels, self.channels, 3, 3)
+        return F.conv2d(tf_same_pad(x, self.kernel_size, self.stride, self.dilation), kernel, None, self.stride)
+
+
+class ChannelsLastAndRouted(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.attention = CachedBiasAttention()
+        self.route = nn.Linear(8, 4)
+        self.routed = RoutedConv()
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.attention(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        routing = self.route(x.mean((2, 3))).sigmoid()
+        return self.routed(x, routing)
+
+
+def test_leaves_that_cache_tensors_are_channels_last_or_take_routing_weights_keep_symbolic_sizes():
+    model = ChannelsLastAndRouted().eval()
+    with engine.analysing(model) as meta:
+        analysis = analyse(meta, [(1, 3, 64, 64)])
+    assert set(analysis.trace.leaves) == {"attention", "routed"}
+    result = analysis.sizes
+    assert not result.mismatches and not result.unknown_ops
+    (h, w) = result.symbols
+    for spatial in [(9, 9), (31, 64), (100, 7)]:
+        with torch.no_grad():
+            real = tuple(model(torch.zeros(1, 3, *spatial)).shape[2:])
+        assert tuple(sizes.evaluate_int(d, {h: spatial[0], w: spatial[1]}) for d in analysis.output.dims[2:]) == real
