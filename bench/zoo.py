@@ -1,15 +1,17 @@
-"""convlint across model zoos: torchvision (and timm, where installed), no weights.
+"""convlint across model zoos: torchvision and timm, no weights.
 
 Runs in its own environment, never in CI (torchvision from pip needs torch 2.14.1, a
-CUDA build of several GB that runs on the CPU):
+CUDA build of several GB that runs on the CPU); the README's "Model zoos" has the command:
 
-    python -m venv .venv-zoo && .venv-zoo/bin/pip install torch==2.14.1 torchvision==0.29.1 timm
-    .venv-zoo/bin/pip install -e . && .venv-zoo/bin/python bench/zoo.py --json bench/zoo.json
+    .venv-zoo/bin/python bench/zoo.py --jobs 2 --json bench/zoo.json --markdown docs/zoo.md
 
 Each model is built on the meta device with ``weights=None`` / ``pretrained=False`` and
-checked at its default input size. For each: analysed fully, with some submodules as
-leaves, or failed (with the reason); the share of convolutions whose output sizes are
-symbolic; findings by code; time.
+checked at its default input size: every torchvision classification and segmentation
+model, every timm model, and timm's ResNet, ResNeSt and ResNetV2 families again at output
+stride 8. For each: analysed fully, with some submodules as leaves, or failed (with the
+reason); the share of convolutions whose output sizes are symbolic; findings by code;
+time. Every CVL302 warning is checked on the real model (random weights, CPU) at the
+input size it says breaks the model.
 """
 from __future__ import annotations
 

@@ -477,15 +477,27 @@ ELEMENTWISE_FUNCTIONS = (
     torch.sign, torch.square, torch.reciprocal, torch.lerp, torch.addcmul,
     torch.cumsum, torch.cumprod, torch.flip, torch.roll, operator.invert, torch.logical_not,
     F.relu, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu, F.silu, F.mish, F.hardswish, F.hardsigmoid,
-    F.hardtanh, F.softplus, F.softsign, F.tanhshrink, F.sigmoid, F.tanh, F.logsigmoid, F.prelu, F.rrelu,
+    F.hardtanh, F.softplus, F.softsign, F.tanhshrink, F.sigmoid, F.tanh, F.logsigmoid, F.rrelu,
     F.softmax, F.log_softmax, F.softmin, F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout,
-    F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.local_response_norm, F.normalize,
-    torch.nn.functional.threshold, torch.batch_norm, torch.layer_norm, torch.group_norm, torch.instance_norm,
+    torch.nn.functional.threshold,
 )
 for _fn in ELEMENTWISE_FUNCTIONS:
     FUNCTION_RULES.setdefault(_fn, same_shape)
-if hasattr(F, "rms_norm"):
-    FUNCTION_RULES[F.rms_norm] = same_shape
+
+# The input's shape, whatever the other tensors: a norm's weight and running statistics
+# (C,) do not broadcast against the input's last dim, nor does prelu's weight.
+INPUT_SHAPED_FUNCTIONS = (
+    F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.local_response_norm, F.normalize, F.prelu,
+    torch.batch_norm, torch.layer_norm, torch.group_norm, torch.instance_norm, *([F.rms_norm] if hasattr(F, "rms_norm") else []),
+)
+
+
+def input_shaped(call: Call) -> Any:
+    return call.sargs[0] if call.sargs and isinstance(call.sargs[0], SymTensor) else _fallback(call)
+
+
+for _fn in INPUT_SHAPED_FUNCTIONS:
+    FUNCTION_RULES[_fn] = input_shaped
 
 ELEMENTWISE_METHODS = (
     "add", "sub", "mul", "div", "true_divide", "pow", "neg", "abs", "exp", "log", "sqrt", "rsqrt", "sigmoid",

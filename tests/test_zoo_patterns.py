@@ -227,6 +227,22 @@ class SinePositions(nn.Module):
         return x + pos
 
 
+class PooledNormHead(nn.Module):
+    """A norm after global pooling, called as F.batch_norm (MobileNetV4's head): its
+    (C,) statistics must not broadcast against the pooled map's last dim of 1."""
+
+    def __init__(self, channels=8):
+        super().__init__()
+        self.conv = nn.Conv2d(3, channels, 3, stride=2, padding=1)
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("var", torch.ones(channels))
+        self.alpha = nn.Parameter(torch.full((channels,), 0.25))
+
+    def forward(self, x):
+        x = self.conv(x).mean((2, 3), keepdim=True)
+        return F.prelu(F.batch_norm(x, self.mean, self.var), self.alpha)
+
+
 CASES = [
     (TFStem, (1, 3, 224, 224), [(1, 1), (7, 9), (31, 32), (33, 65), (101, 100)]),
     (DilatedResNetDDownsample, (1, 4, 28, 28), [(3, 3), (17, 12), (29, 30)]),
@@ -239,6 +255,7 @@ CASES = [
     (PadToMultiple, (1, 3, 224, 224), [(1, 2), (5, 7), (33, 65), (101, 98)]),
     (WindowAttention, (1, 3, 224, 224), [(4, 8), (60, 33), (101, 98)]),
     (SinePositions, (1, 3, 224, 224), [(4, 8), (60, 33), (101, 98)]),
+    (PooledNormHead, (1, 3, 224, 224), [(1, 1), (60, 33)]),
 ]
 
 
