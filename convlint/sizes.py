@@ -918,8 +918,9 @@ def _probe_leaf(call: Call) -> Optional[SymTensor]:
 
     - a conv or pooling subclass with its own forward: the layer's own formula, then
       TensorFlow's "SAME" (ceil(n / s), what run-time padding gives);
-    - anything else: its input's size (a block that keeps the spatial size), or a fixed
-      size (a helper that resizes to a set size).
+    - anything else: its input's size (a block that keeps the spatial size), a fixed
+      size (a helper that resizes to a set size), or its input's size rounded up or down
+      to a multiple of 2 .. 8 (a block that pads or crops to its patch size).
 
     The first candidate that fits every probe is taken; otherwise the sizes stay unknown.
     Running a copy leaves a module that caches per-size state alone."""
@@ -946,19 +947,32 @@ def _probe_leaf(call: Call) -> Optional[SymTensor]:
     def resized(grow) -> tuple:
         return tuple(grow(n) if i in axes else n for i, n in enumerate(x.shape))
 
-    shapes = [tuple(x.shape)] + [resized(lambda n, k=k: n + k) for k in range(1, period + 1)] + [resized(lambda n: 2 * n + 1)]
-    try:
-        run = copy.deepcopy(call.module) if call.module is not None else call.target
+    run = call.target
+    if call.module is not None:
+        try:
+            run = copy.deepcopy(call.module)
+        except Exception:
+            return None
+
+    def measure(shapes) -> Optional[list]:
+        """The output sizes along ``axes`` at each input shape; None if one run fails."""
         measured = []
-        with torch.no_grad():
-            for shape in shapes:
-                y = run(torch.empty(shape, device="meta", dtype=x.dtype), *args[1:], **call.kwargs)
-                if not isinstance(y, torch.Tensor) or y.dim() != x.dim():
-                    return None
-                if any(y.shape[i] != out.shape[i] for i in range(x.dim()) if i not in axes):
-                    return None
-                measured.append(tuple(y.shape[i] for i in axes))
-    except Exception:
+        try:
+            with torch.no_grad():
+                for shape in shapes:
+                    y = run(torch.empty(shape, device="meta", dtype=x.dtype), *args[1:], **call.kwargs)
+                    if not isinstance(y, torch.Tensor) or y.dim() != x.dim():
+                        return None
+                    if any(y.shape[i] != out.shape[i] for i in range(x.dim()) if i not in axes):
+                        return None
+                    measured.append(tuple(y.shape[i] for i in axes))
+        except Exception:
+            return None
+        return measured
+
+    shapes = [tuple(x.shape)] + [resized(lambda n, k=k: n + k) for k in range(1, period + 1)] + [resized(lambda n: 2 * n + 1)]
+    measured = measure(shapes)
+    if measured is None:
         return None
     given = [tuple(shape[i] for i in axes) for shape in shapes]
     for candidate in candidates:
@@ -968,7 +982,32 @@ def _probe_leaf(call: Call) -> Optional[SymTensor]:
             return constant_shadow(out)
         if isinstance(candidate, layers.Geometry) and all(candidate.out(size) == got for size, got in zip(given, measured)):
             return _geometry_call(call, candidate, out.shape[1])
+    if base is None:
+        return _probe_rounding(call, shadow, axes, resized, measure)
     return None
+
+
+def _probe_rounding(call: Call, shadow: SymTensor, axes: list, resized, measure) -> Optional[SymTensor]:
+    """A leaf that rounds each size up or down to a multiple of m <= 8 (MobileViTv2's
+    block resizes to a multiple of its patch size): checked at n .. n + 8 and 2n + 1."""
+    shapes = [resized(lambda n, k=k: n + k) for k in range(0, 9)] + [resized(lambda n: 2 * n + 1)]
+    measured = measure(shapes)
+    if measured is None:
+        return None
+    dims = list(shadow.dims)
+    for j, axis in enumerate(axes):
+        pairs = [(shape[axis], got[j]) for shape, got in zip(shapes, measured)]
+        fits = [
+            (m, rounding)
+            for m in range(2, 9)
+            for rounding in (cdiv, fdiv)
+            if all(out == rounding(n, m) * m for n, out in pairs)
+        ]
+        if not fits:
+            return None
+        m, rounding = fits[0]
+        dims[axis] = sympy.sympify(rounding(shadow.dims[axis], m) * m)
+    return SymTensor(tuple(d if i in axes else sympy.Integer(v) for i, (d, v) in enumerate(zip(dims, call.out.shape))))
 
 
 def _fallback(call: Call) -> Any:

@@ -243,6 +243,34 @@ class PooledNormHead(nn.Module):
         return F.prelu(F.batch_norm(x, self.mean, self.var), self.alpha)
 
 
+class PatchRounding(nn.Module):
+    """MobileViTv2: a block that resizes its input up to a multiple of its patch size
+    (control flow: a leaf), unfolds patches, and leaves the map at the rounded size."""
+
+    def __init__(self, patch=2):
+        super().__init__()
+        self.patch = patch
+        self.mix = nn.Conv2d(8, 8, 1)
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        size = (math.ceil(h / self.patch) * self.patch, math.ceil(w / self.patch) * self.patch)
+        if size != (h, w):
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+        return self.mix(x)
+
+
+class RoundingStage(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.block = PatchRounding()
+        self.head = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.head(self.block(self.down(x)))
+
+
 CASES = [
     (TFStem, (1, 3, 224, 224), [(1, 1), (7, 9), (31, 32), (33, 65), (101, 100)]),
     (DilatedResNetDDownsample, (1, 4, 28, 28), [(3, 3), (17, 12), (29, 30)]),
@@ -256,6 +284,7 @@ CASES = [
     (WindowAttention, (1, 3, 224, 224), [(4, 8), (60, 33), (101, 98)]),
     (SinePositions, (1, 3, 224, 224), [(4, 8), (60, 33), (101, 98)]),
     (PooledNormHead, (1, 3, 224, 224), [(1, 1), (60, 33)]),
+    (RoundingStage, (1, 3, 224, 224), [(3, 5), (30, 33), (101, 98)]),
 ]
 
 
