@@ -32,10 +32,15 @@ def _flatten(a, rounding) -> sympy.Expr:
     return a
 
 
+def _number(a: Size, value: int) -> Size:
+    """``value`` as the same kind of number as ``a``: a sympy size stays a sympy size."""
+    return sympy.Integer(value) if isinstance(a, sympy.Basic) else value
+
+
 def fdiv(a: Size, b: int) -> Size:
     """Floor division that stays exact for ints and symbolic for expressions."""
     if is_int(a) and is_int(b):
-        return int(a) // int(b)
+        return _number(a, int(a) // int(b))
     if b == 1:
         return a  # sizes are integers: nothing to round (and sympy is slow to find that out)
     return sympy.floor(_flatten(a, sympy.floor) / b)
@@ -44,7 +49,7 @@ def fdiv(a: Size, b: int) -> Size:
 def cdiv(a: Size, b: int) -> Size:
     """Ceiling division: -((-a) // b)."""
     if is_int(a) and is_int(b):
-        return -(-int(a) // int(b))
+        return _number(a, -(-int(a) // int(b)))
     if b == 1:
         return a
     return sympy.ceiling(_flatten(a, sympy.ceiling) / b)
@@ -52,7 +57,7 @@ def cdiv(a: Size, b: int) -> Size:
 
 def mod(a: Size, b: int) -> Size:
     if is_int(a) and is_int(b):
-        return int(a) % int(b)
+        return _number(a, int(a) % int(b))
     return sympy.Mod(a, b)
 
 

@@ -629,15 +629,20 @@ def _slice_length(n: Dim, item: slice, sitem: Any) -> Dim:
     if not stop.free_symbols and int(stop) >= 0 and n.free_symbols:
         stop = sympy.Min(stop, n)
     length = stop - start
-    return length if step == 1 else sympy.sympify(cdiv(length, step))  # cdiv of a number is an int
+    return length if step == 1 else cdiv(length, step)
+
+
+def _size_args(values: Sequence[Any]) -> tuple:
+    """Sizes given one by one (``view(b, -1)``) or as one tuple (``view((b, -1))``)."""
+    if len(values) == 1 and isinstance(values[0], (tuple, list)):
+        return tuple(values[0])
+    return tuple(values)
 
 
 @for_methods("view", "reshape", "expand", "new_empty", "new_zeros", "new_ones")
 @for_functions(torch.reshape)
 def view_method(call: Call) -> Any:
-    sizes = call.sargs[1:] if call.target not in (torch.reshape,) else (call.sargs[1],)
-    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
-        sizes = tuple(sizes[0])
+    sizes = _size_args(call.sargs[1:] if call.target not in (torch.reshape,) else (call.sargs[1],))
     if "size" in call.skwargs or "shape" in call.skwargs:
         sizes = tuple(call.skwargs.get("size", call.skwargs.get("shape")))
     dims = [_dim(s) for s in sizes]
@@ -662,9 +667,7 @@ def view_method(call: Call) -> Any:
 def factory_function(call: Call) -> Any:
     """A new tensor of a given size (a positional encoding for this map: zeros(B, H, W))."""
     count = len(call.args) - 1 if call.target is torch.full else len(call.args)
-    sizes = call.sargs[:count]
-    if len(sizes) == 1 and isinstance(sizes[0], (tuple, list)):
-        sizes = tuple(sizes[0])
+    sizes = _size_args(call.sargs[:count])
     if "size" in call.skwargs:
         sizes = tuple(call.skwargs["size"])
     dims = tuple(_dim(s) for s in sizes)
@@ -674,10 +677,7 @@ def factory_function(call: Call) -> Any:
 @for_methods("repeat")
 def repeat(call: Call) -> Any:
     """x.repeat(a, b, ...): each dim times its count (the input's dims padded with 1s)."""
-    counts = call.sargs[1:]
-    if len(counts) == 1 and isinstance(counts[0], (tuple, list)):
-        counts = tuple(counts[0])
-    counts = [_dim(c) for c in counts]
+    counts = [_dim(c) for c in _size_args(call.sargs[1:])]
     source = (sympy.Integer(1),) * (len(counts) - len(call.sargs[0].dims)) + call.sargs[0].dims
     if len(counts) != call.out.dim() or len(source) != len(counts):
         return _fallback(call)
@@ -694,7 +694,7 @@ def arange(call: Call) -> Any:
     step = bounds[2] if len(bounds) > 2 else _dim(call.skwargs.get("step", 1))
     if start is None or end is None or step is None or not step.is_Integer or int(step) <= 0:
         return _fallback(call)
-    return SymTensor((sympy.sympify(cdiv(end - start, int(step))),))
+    return SymTensor((cdiv(end - start, int(step)),))
 
 
 @for_modules(nn.Linear)
@@ -1006,7 +1006,7 @@ def _probe_rounding(call: Call, shadow: SymTensor, axes: list, resized, measure)
         if not fits:
             return None
         m, rounding = fits[0]
-        dims[axis] = sympy.sympify(rounding(shadow.dims[axis], m) * m)
+        dims[axis] = rounding(shadow.dims[axis], m) * m
     return SymTensor(tuple(d if i in axes else sympy.Integer(v) for i, (d, v) in enumerate(zip(dims, call.out.shape))))
 
 
@@ -1193,7 +1193,6 @@ class SizeProp(torch.fx.Interpreter):
             if n.op == "call_module" or (n.op == "call_function" and not getattr(n.target, "__module__", "torch").startswith("torch")):
                 probed = _probe_leaf(call)
                 if probed is not None:
-                    n.meta["convlint_probed"] = True
                     return probed
             if has_symbols((sargs, skwargs)):
                 self.result.unknown_ops.add(n)
