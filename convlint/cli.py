@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Optional, Sequence
 
 from convlint import __version__
@@ -31,12 +32,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     check.add_argument("--fix", action="store_true", help="apply safe fixes to the source, then report what remains")
     check.add_argument("--unsafe-fixes", action="store_true", help="also apply (and mark) unsafe fixes")
     check.add_argument("--diff", action="store_true", help="print a diff of what --fix would change; write nothing")
+    check.add_argument("-v", "--verbose", action="store_true", help="also show the warnings raised while models were imported, built and run")
 
     shapes = commands.add_parser("shapes", help="print every tensor's concrete and symbolic sizes")
     shapes.add_argument("targets", nargs="+", help="files, pkg.module:NAME or path/file.py:NAME")
     shapes.add_argument("--input-shape", action="append", default=[], metavar="N,C,H,W")
     shapes.add_argument("--format", choices=["text", "json"], default="text")
     shapes.add_argument("--config", default=None)
+    shapes.add_argument("-v", "--verbose", action="store_true", help="also show the warnings raised while models were imported, built and run")
 
     rules = commands.add_parser("rules", help="list the rules, or explain one")
     rules.add_argument("code", nargs="?")
@@ -194,6 +197,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         args = parser.parse_args(argv)
     args.argv = argv
+    # Warnings from torch's import (its NumPy warning where numpy is absent), from the
+    # user's code and from deprecations are not convlint's report: collected, and shown
+    # on stderr only with --verbose.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _run(args)
+        finally:
+            if getattr(args, "verbose", False):
+                for w in caught:
+                    print(f"convlint: note: {w.filename}:{w.lineno}: {w.category.__name__}: {w.message}", file=sys.stderr)
+
+
+def _run(args) -> int:
     try:
         if args.command == "check":
             return _check(args)
