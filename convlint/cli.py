@@ -32,6 +32,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     check.add_argument("--fix", action="store_true", help="apply safe fixes to the source, then report what remains")
     check.add_argument("--unsafe-fixes", action="store_true", help="also apply (and mark) unsafe fixes")
     check.add_argument("--diff", action="store_true", help="print a diff of what --fix would change; write nothing")
+    check.add_argument(
+        "--run-every-op", action="store_true",
+        help="run every op on meta tensors, also those whose sizes convlint predicts (slower; a stronger self-check)",
+    )
     check.add_argument("-v", "--verbose", action="store_true", help="also show the warnings raised while models were imported, built and run")
 
     shapes = commands.add_parser("shapes", help="print every tensor's concrete and symbolic sizes")
@@ -39,6 +43,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     shapes.add_argument("--input-shape", action="append", default=[], metavar="N,C,H,W")
     shapes.add_argument("--format", choices=["text", "json"], default="text")
     shapes.add_argument("--config", default=None)
+    shapes.add_argument(
+        "--run-every-op", action="store_true",
+        help="run every op on meta tensors, also those whose sizes convlint predicts (slower; a stronger self-check)",
+    )
     shapes.add_argument("-v", "--verbose", action="store_true", help="also show the warnings raised while models were imported, built and run")
 
     rules = commands.add_parser("rules", help="list the rules, or explain one")
@@ -71,20 +79,13 @@ def _check(args) -> int:
         select=_codes(args.select, config.select),
         ignore=_codes(args.ignore, config.ignore),
         exclude=config.exclude,
+        run_every_op=args.run_every_op or config.run_every_op,
     )
-    targets = list(args.targets)
-    result = engine.Result()
-    if not targets and config.models:
-        for entry in config.models:
-            one = engine.check_paths([entry.target], _with_shapes(options, entry.input_shapes))
-            result.findings.extend(one.findings)
-            result.models += one.models
-            result.problems = one.problems
-    elif not targets:
+    targets = list(args.targets) or [engine.Target(e.target, e.input_shapes) for e in config.models]
+    if not targets:
         print("convlint: error: no targets given (and no [tool.convlint] models)", file=sys.stderr)
         return EXIT_ERROR
-    else:
-        result = engine.check_paths(targets, options)
+    result = engine.check_paths(targets, options)
     for problem in result.problems:
         print(f"convlint: warning: {problem}", file=sys.stderr)
     if args.diff or args.fix:
@@ -134,12 +135,6 @@ def _fix(args, result) -> int:
     return subprocess.run([sys.executable, "-m", "convlint", *again]).returncode
 
 
-def _with_shapes(options, shapes):
-    import dataclasses
-
-    return dataclasses.replace(options, input_shapes=shapes or options.input_shapes)
-
-
 def _shapes(args) -> int:
     from convlint import config as config_mod
 
@@ -153,10 +148,13 @@ def _shapes(args) -> int:
 
     result = engine.Result()
     views = []
-    options = engine.Options(input_shapes=shapes, same=config.same, exclude=config.exclude)
-    for candidate, model in engine.built_models(args.targets, options, result):
+    every_op = args.run_every_op or config.run_every_op
+    options = engine.Options(input_shapes=shapes, same=config.same, exclude=config.exclude, run_every_op=every_op)
+    for candidate, model, _shapes in engine.built_models(args.targets, options, result):
         with engine.analysing(model) as model:
-            view, _, _ = engine.build_view(model, shapes, name=candidate.name, path=candidate.path, line=candidate.line)
+            view, _, _ = engine.build_view(
+                model, shapes, name=candidate.name, path=candidate.path, line=candidate.line, run_every_op=every_op
+            )
             views.append(view)
     sys.stdout.write((report.shapes_json if args.format == "json" else report.shapes_text)(views))
     sys.stdout.flush()

@@ -30,6 +30,7 @@ class Config:
     exclude: tuple[str, ...] = ()
     models: tuple[ModelEntry, ...] = ()
     input_shapes: tuple = ()
+    run_every_op: bool = False
     extra: dict = field(default_factory=dict)
 
 
@@ -37,6 +38,12 @@ def _strings(key: str, value) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"[tool.convlint] {key} must be a list of strings, got {value!r}")
     return tuple(value)
+
+
+def _bool(key: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"[tool.convlint] {key} must be true or false, got {value!r}")
+    return value
 
 
 def parse_shape(text) -> tuple[int, ...]:
@@ -89,6 +96,7 @@ _KEYS = {
     "exclude": lambda v: ("exclude", _strings("exclude", v)),
     "models": lambda v: ("models", _models(v)),
     "input-shape": lambda v: ("input_shapes", _shapes("input-shape", v)),
+    "run-every-op": lambda v: ("run_every_op", _bool("run-every-op", v)),
 }
 
 

@@ -18,6 +18,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 from convlint import comments, load, registry, scan
 from convlint.finding import ERROR, Finding
+from convlint.options import Options
 from convlint.registry import Report, Rule
 
 # Default spatial sizes when no --input-shape is given (batch 1; channels from the
@@ -75,15 +76,6 @@ ENGINE_RULES = (CVL900, CVL901, CVL902)
 
 class InputError(Exception):
     """The model's inputs cannot be inferred; the message says how to declare them."""
-
-
-@dataclass
-class Options:
-    input_shapes: tuple = ()  # one shape per forward input; () to infer
-    same: tuple = ()
-    select: tuple = ()
-    ignore: tuple = ()
-    exclude: tuple = ()
 
 
 @dataclass
@@ -298,6 +290,7 @@ def check_model(
     path: Optional[str] = None,
     line: Optional[int] = None,
     calls: Optional[dict] = None,
+    run_every_op: Optional[bool] = None,
 ) -> list[Finding]:
     """Run every rule on one built model; findings sorted by location.
 
@@ -311,7 +304,9 @@ def check_model(
     plan_here = calls is None
     calls = {} if calls is None else calls
     with analysing(model) as model:
-        view, where, input_error = build_view(model, input_shapes, same=same, name=name, path=path, line=line)
+        view, where, input_error = build_view(
+            model, input_shapes, same=same, name=name, path=path, line=line, run_every_op=run_every_op
+        )
         _collect_calls(view, calls)
         findings = [_finding(rule, report, view, where) for rule, report in _engine_reports(view, input_error)]
         for rule in rules:
@@ -398,7 +393,7 @@ def analysing(model):
             m.training = flag
 
 
-def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=None):
+def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=None, run_every_op=None):
     """Trace and size one model: (view, where findings about it point, input error)."""
     from convlint import sizes
     from convlint.trace import trace
@@ -408,7 +403,7 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
     input_error = None
     shapes = tuple(tuple(s) for s in input_shapes)
     if shapes:
-        analysis = analyse(model, shapes)
+        analysis = analyse(model, shapes, run_every_op)
     else:
         try:
             traced, trace_error = trace(model), None
@@ -423,8 +418,9 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
         elif traced is None:
             analysis = Analysis(error=trace_error)
         else:
-            analysis = Analysis(traced, sizes.propagate(traced.graph_module, shapes))
-    return ModelView(where.name, where.path, model, shapes, analysis, tuple(same)), where, input_error
+            analysis = Analysis(traced, sizes.propagate(traced.graph_module, shapes, run_every_op=run_every_op))
+    view = ModelView(where.name, where.path, model, shapes, analysis, tuple(same), run_every_op=run_every_op)
+    return view, where, input_error
 
 
 # ---------------------------------------------------------------- files and targets
@@ -447,15 +443,28 @@ def _drop_nested(built: list) -> list:
     return [(c, m) for c, m in built if c.cls is None or c.cls not in contained]
 
 
-def built_models(targets: Sequence[str], options: Options, result: Result, on_file=None) -> Iterator[tuple]:
-    """(candidate, model built on meta) for every model the targets name.
+@dataclass(frozen=True)
+class Target:
+    """What to check: a file, a directory or a ``module:NAME`` / ``path.py:NAME`` target,
+    with its own input shapes (a ``[tool.convlint] models`` entry's) or () for the run's."""
 
-    Files and targets that do not import, and models that do not build, become findings
-    in ``result``; the others are yielded one file at a time.
+    target: str
+    input_shapes: tuple = ()
+
+
+def built_models(targets: Sequence, options: Options, result: Result, on_file=None) -> Iterator[tuple]:
+    """(candidate, model built on meta, input shapes) for every model the targets name.
+
+    ``targets`` are strings or ``Target``s. Files and targets that do not import, and
+    models that do not build, become findings in ``result``; the others are yielded one
+    file at a time.
     """
 
     excluded = _excluded(options.exclude)
-    for target in targets:
+    files_of_targets: set = set()
+    for item in targets:
+        target, shapes = (item.target, item.input_shapes) if isinstance(item, Target) else (item, ())
+        shapes = shapes or options.input_shapes
         if ":" in target and not os.path.exists(target):
             groups = [load.candidate_for_target(target)]
             explicit = True
@@ -473,13 +482,16 @@ def built_models(targets: Sequence[str], options: Options, result: Result, on_fi
                 result.findings.append(Finding("CVL900", ERROR, p.path, p.line, p.column, p.line, p.column, p.message, p.model))
             built = []
             for candidate in candidates:
+                if explicit and candidate.path and candidate.path not in files_of_targets:
+                    files_of_targets.add(candidate.path)
+                    result.files += 1
                 try:
                     built.append((candidate, load.build(candidate)))
                 except Exception as exc:
                     message = f"model `{candidate.name}` cannot be built: {load.describe(exc)}"
                     path, line = load.relpath(candidate.path), candidate.line
                     result.findings.append(Finding("CVL901", ERROR, path, line, 1, line, 1, message, candidate.name))
-            yield from (built if explicit else _drop_nested(built))
+            yield from ((c, m, shapes) for c, m in (built if explicit else _drop_nested(built)))
 
 
 def visible(findings: Iterable[Finding], select: Sequence[str] = (), ignore: Sequence[str] = ()) -> list[Finding]:
@@ -516,7 +528,9 @@ def check_source(path: str, rules: Sequence[Rule]) -> list[Finding]:
     return findings
 
 
-def check_paths(targets: Sequence[str], options: Options) -> Result:
+def check_paths(targets: Sequence, options: Options) -> Result:
+    """Check every model the targets name, in one run: fixes are planned once, over every
+    module each constructor call built in any of the models."""
     result = Result()
     rules: Optional[list] = None
     calls: dict = {}
@@ -531,19 +545,20 @@ def check_paths(targets: Sequence[str], options: Options) -> Result:
     def on_file(path: str) -> None:
         result.findings.extend(check_source(path, [r for r in selected_rules() if r.check_source is not None]))
 
-    for candidate, model in built_models(targets, options, result, on_file):
+    for candidate, model, shapes in built_models(targets, options, result, on_file):
         selected_rules()
         result.models += 1
         result.findings.extend(
             check_model(
                 model,
-                options.input_shapes,
+                shapes,
                 rules=[r for r in rules if r.check is not None],
                 same=options.same,
                 name=candidate.name,
                 path=candidate.path,
                 line=candidate.line,
                 calls=calls,
+                run_every_op=options.run_every_op,
             )
         )
     findings = plan_fixes(result.findings, calls, rules or [])

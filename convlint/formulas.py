@@ -8,7 +8,7 @@ padding. The formulas follow PyTorch's documentation and its C++ shape functions
 from __future__ import annotations
 
 from fractions import Fraction
-from typing import Union
+from typing import Sequence, Union
 
 import sympy
 
@@ -117,3 +117,20 @@ def same_total_padding(kernel: int, dilation: int) -> int:
 def split_padding(total: int) -> tuple[int, int]:
     """PyTorch's split of an asymmetric "same" pad: total//2 left, the rest right."""
     return total // 2, total - total // 2
+
+
+def pad_pairs(amounts: Sequence[Size]) -> list[tuple[Size, Size]]:
+    """F.pad's flat argument (the last dim's left, right first) as (left, right) pairs in
+    dim order, first dim first: ``(1, 2, 3, 4)`` -> ``[(3, 4), (1, 2)]``."""
+    pairs = [(amounts[2 * i], amounts[2 * i + 1]) for i in range(len(amounts) // 2)]
+    return list(reversed(pairs))
+
+
+def pad_argument(pairs: Sequence[tuple[Size, Size]]) -> tuple[Size, ...]:
+    """(left, right) pairs in dim order as F.pad's flat argument (last dim first)."""
+    return tuple(a for pair in reversed(pairs) for a in pair)
+
+
+def same_pad_argument(kernel: Sequence[int], dilation: Sequence[int]) -> tuple[int, ...]:
+    """F.pad amounts that give "same" sizes before an unpadded layer (PyTorch's split)."""
+    return pad_argument([split_padding(same_total_padding(k, d)) for k, d in zip(kernel, dilation)])

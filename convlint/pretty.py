@@ -4,6 +4,8 @@ from __future__ import annotations
 import sympy
 from sympy.printing.str import StrPrinter
 
+from convlint import formulas
+
 
 class _Printer(StrPrinter):
     def _print_floor(self, expr) -> str:
@@ -32,3 +34,21 @@ def literal(values) -> str:
     if len(set(values)) == 1:
         return repr(values[0])
     return repr(values)
+
+
+def axes_map(axes) -> str:
+    """``H -> H - 10, W -> W - 10`` for per-dim verdicts, with what "same" would be at a stride."""
+    text = size_map([a.symbol for a in axes], [a.expression for a in axes])
+    strides = [a.stride for a in axes]
+    if any(s not in (1, None) for s in strides):
+        want = ", ".join(show(formulas.same_target(a.symbol, a.stride)) for a in axes)
+        text += f" (same would be {want})"
+    return text
+
+
+def fix_arguments(geometry, fix: dict[str, tuple[int, ...]]) -> str:
+    """``padding=6`` or ``padding=1, output_padding=1``: only what changes beyond padding."""
+    text = f"padding={literal(fix['padding'])}"
+    if "output_padding" in fix and tuple(fix["output_padding"]) != tuple(geometry.output_padding):
+        text += f", output_padding={literal(fix['output_padding'])}"
+    return text

@@ -171,3 +171,54 @@ def joint_condition(pairs: list, symbol, n0: int) -> Optional[Callable[[list], s
     if all(passes.values()):
         return None
     return condition(passes, n0, period)
+
+
+# ---------------------------------------------------------------- the padding that keeps "same"
+
+
+def odd_axes(geometry) -> list[int]:
+    """Dims where no symmetric padding works (a transposed conv has output_padding to even it out)."""
+    from convlint import layers
+
+    if geometry.kind == layers.TRANSPOSED:
+        return []
+    return [i for i in range(geometry.ndim) if (geometry.dilation[i] * (geometry.kernel[i] - 1)) % 2]
+
+
+def keeping_padding(geometry) -> Optional[dict[str, tuple[int, ...]]]:
+    """The arguments that keep the size for every input, checked: ``{"padding": (6, 6)}``,
+    with ``output_padding`` too for a transposed convolution; None when there are none."""
+    from convlint import layers as layers_mod
+
+    if odd_axes(geometry):
+        return None
+    if geometry.kind == layers_mod.TRANSPOSED:
+        fix = transposed_padding(geometry)
+        if fix is None:
+            return None
+        fixed = geometry.with_padding(fix["padding"], fix["output_padding"])
+    else:
+        padding = tuple(geometry.dilation[i] * (geometry.kernel[i] - 1) // 2 for i in range(geometry.ndim))
+        if geometry.kind != layers_mod.CONV and any(p > k // 2 for p, k in zip(padding, geometry.kernel)):
+            return None  # pooling refuses padding above half the kernel
+        fix, fixed = {"padding": padding}, geometry.with_padding(padding)
+    if all(a.verdict.keeps for a in layer_verdicts(fixed)):
+        return fix
+    return None
+
+
+def transposed_padding(geometry) -> Optional[dict[str, tuple[int, ...]]]:
+    """Output n*s needs 2p - output_padding = d(k-1) + 1 - s; keep output_padding if it can."""
+    padding, output_padding = [], []
+    for i in range(geometry.ndim):
+        s, d, k = geometry.stride[i], geometry.dilation[i], geometry.kernel[i]
+        allowed = [geometry.output_padding[i]] + [op for op in range(max(s, d)) if op != geometry.output_padding[i]]
+        need = d * (k - 1) + 1 - s
+        for op in allowed:
+            if need + op >= 0 and (need + op) % 2 == 0:
+                padding.append((need + op) // 2)
+                output_padding.append(op)
+                break
+        else:
+            return None
+    return {"padding": tuple(padding), "output_padding": tuple(output_padding)}

@@ -41,12 +41,12 @@ class Analysis:
         return shadow if isinstance(shadow, sizes.SymTensor) else None
 
 
-def analyse(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> Analysis:
+def analyse(module: nn.Module, input_shapes: Sequence[Sequence[int]], run_every_op: Optional[bool] = None) -> Analysis:
     try:
         traced = trace(module, len(input_shapes))
     except Exception as exc:
         return Analysis(error=f"cannot be traced: {describe(exc)}")
-    result = sizes.propagate(traced.graph_module, input_shapes)
+    result = sizes.propagate(traced.graph_module, input_shapes, run_every_op=run_every_op)
     return Analysis(traced, result)
 
 
@@ -61,6 +61,11 @@ class ModuleInfo:
     def type_name(self) -> str:
         return type(self.module).__name__
 
+    @property
+    def uncalled_container(self) -> bool:
+        """A ModuleList/ModuleDict: never called itself; its members carry its intent."""
+        return self.type_name in intent.UNCALLED_CONTAINERS
+
 
 @dataclass
 class ModelView:
@@ -70,6 +75,7 @@ class ModelView:
     input_shapes: tuple
     analysis: Analysis
     same_globs: tuple = ()
+    run_every_op: Optional[bool] = None  # see convlint.options.Options
     _module_inputs: Optional[dict] = field(default=None, repr=False)
     _blocks: dict = field(default_factory=dict, repr=False)
     _constraints: Optional[list] = field(default=None, repr=False)
@@ -136,7 +142,7 @@ class ModelView:
         if not shapes:
             return None, (), "it was never called at the example input"
         module = self.module(qualname).module
-        analysis = analyse(module, shapes)
+        analysis = analyse(module, shapes, self.run_every_op)
         if analysis.error or analysis.sizes.error:
             reason = analysis.error or describe(analysis.sizes.error[1])
             return analysis, (), reason
@@ -217,6 +223,39 @@ class ModelView:
 
     # ------------------------------------------------------------ nodes
 
+    @property
+    def nodes(self) -> list:
+        """The graph's nodes in execution order (empty when the model was not analysed)."""
+        return list(self.sizes.graph_module.graph.nodes) if self.sizes is not None else []
+
+    @property
+    def example(self) -> dict:
+        """The input's symbols at their example sizes: ``{H: 224, W: 224}``."""
+        return dict(self.sizes.symbols) if self.sizes is not None else {}
+
+    @staticmethod
+    def site_of(node: torch.fx.Node) -> Optional[sites.Site]:
+        """The ``forward`` line that made a node."""
+        return node.meta.get("convlint_site")
+
+    def sized(self, node: torch.fx.Node) -> bool:
+        """Did the analysis reach this node (execution stops at an error)?"""
+        return self.sizes is not None and node in self.sizes.shadows
+
+    def broken_merge(self, node: torch.fx.Node) -> Optional[Exception]:
+        """The error PyTorch raised at a merge of mismatched sizes, if it did."""
+        return self.sizes.broken_merges.get(node) if self.sizes is not None else None
+
+    @staticmethod
+    def is_elementwise_merge(node: torch.fx.Node) -> bool:
+        """add, sub, mul, div (any spelling): operands that broadcast."""
+        return sizes.is_merge(node) and not sizes.is_cat(node)
+
+    @staticmethod
+    def submodule(analysis: Analysis, node: torch.fx.Node) -> nn.Module:
+        """The module a ``call_module`` node of ``analysis`` calls."""
+        return analysis.sizes.graph_module.get_submodule(node.target)
+
     def nodes_in(self, analysis: Analysis) -> Iterator[torch.fx.Node]:
         if analysis.sizes is not None:
             yield from analysis.sizes.graph_module.graph.nodes
@@ -247,10 +286,31 @@ class ModelView:
         for node in self.sizes.graph_module.graph.nodes:
             if node not in self.sizes.shadows or not sizes.is_merge(node):
                 continue
-            operands = [(a, self.spatial(a)) for a in sizes.merge_operand_nodes(node)]
+            operands = [(a, self.spatial(a)) for a in sizes.merge_operands(node, node.args, node.kwargs)]
             operands = [(a, dims) for a, dims in operands if dims is not None]
             if len(operands) >= 2:
                 yield node, operands
+
+    def cat_axis(self, node: torch.fx.Node) -> Optional[int]:
+        """Index among the spatial dims of the dimension a cat joins along, if it is one."""
+        shape = self.sizes.values.get(node)
+        if not sizes.is_cat(node) or node.target is torch.stack or not isinstance(shape, tuple) or not shape:
+            return None
+        dim = sizes.cat_dim(node)
+        if not isinstance(dim, int):
+            return None
+        return dim % len(shape) - (len(shape) - self.sizes.spatial_ndim)
+
+    def merge_pairs(self, node: torch.fx.Node, operands: list) -> Iterator[tuple[int, Optional[sympy.Expr], Optional[sympy.Expr]]]:
+        """(spatial dim, first operand's size, other operand's size) for each dim where a
+        merge needs its operands to agree: each operand against the first, in the dims
+        where neither is 1 (broadcasting is CVL303's business), but for a cat's own
+        dimension, where sizes add up instead."""
+        first, skip = operands[0][1], self.cat_axis(node)
+        for _operand, dims in operands[1:]:
+            for i, ((a, av), (b, bv)) in enumerate(zip(first, dims)):
+                if av != 1 and bv != 1 and i != skip:
+                    yield i, a, b
 
     def requirements(self) -> list[str]:
         """What the whole model needs of its input: the smallest size every layer runs on,
@@ -260,19 +320,16 @@ class ModelView:
             return []
         needs, groups = [], {}
         example = dict(self.sizes.symbols)
+        pairs_by_dim: dict[int, list] = {}
+        for node, operands in self.merges():
+            for i, a, b in self.merge_pairs(node, operands):
+                if a is not None and b is not None:
+                    pairs_by_dim.setdefault(i, []).append((a, b))
         for i, symbol in enumerate(self.symbols):
             n0 = self.smallest_input(symbol)
             needs.append(f"{symbol} >= {n0}" if n0 is not None else f"no {symbol} up to {1 << 20}")
-            pairs = []
-            for _node, operands in self.merges():
-                (a, av), rest = operands[0][1][i] if i < len(operands[0][1]) else (None, 1), operands[1:]
-                for _operand, dims in rest:
-                    if i >= len(dims):
-                        continue
-                    b, bv = dims[i]
-                    if a is not None and b is not None and av != 1 and bv != 1:
-                        others = {s: v for s, v in example.items() if s is not symbol}
-                        pairs.append((a.xreplace(others), b.xreplace(others)))
+            others = {s: v for s, v in example.items() if s is not symbol}
+            pairs = [(a.xreplace(others), b.xreplace(others)) for a, b in pairs_by_dim.get(i, [])]
             statement = samesize.joint_condition(pairs, symbol, n0 or 1) if pairs else None
             if statement is not None:
                 groups.setdefault(statement([""]), (statement, []))[1].append(str(symbol))
@@ -282,7 +339,7 @@ class ModelView:
     def geometry(self, node: torch.fx.Node) -> Optional[layers.Geometry]:
         """Kernel, stride, padding, dilation of a conv or pooling node (module or functional),
         also for a layer that raised before its sizes were worked out."""
-        geometry = node.meta.get("convlint_geometry")
+        geometry = self.sizes.geometries.get(node)
         if geometry is None and node.op == "call_module":
             geometry = layers.geometry_of(self.sizes.graph_module.get_submodule(node.target))
         return geometry

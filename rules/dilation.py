@@ -3,19 +3,28 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from convlint import layers, pretty
-from convlint.finding import WARNING
-from convlint.registry import Report, Rule
-from convlint.rules.same_intent import declared_same, fix_arguments, fix_padding, keeping_padding, size_map
-from convlint.samesize import layer_verdicts
-from convlint.view import ModelView
+from convlint.rule_api import (
+    CONV,
+    WARNING,
+    ModelView,
+    Report,
+    Rule,
+    axes_map,
+    declared_same,
+    fix_arguments,
+    fix_padding,
+    geometry_of,
+    keeping_padding,
+    layer_verdicts,
+    literal,
+)
 
 
 def forgot_dilation(module) -> bool:
     """A dilated convolution whose padding is (kernel-1)//2, which keeps the size only
     without the dilation, in some dim; no same intent declared (that is CVL101's)."""
-    geometry = layers.geometry_of(module)
-    if geometry is None or geometry.kind != layers.CONV or isinstance(geometry.padding_literal, str):
+    geometry = geometry_of(module)
+    if geometry is None or geometry.kind != CONV or isinstance(geometry.padding_literal, str):
         return False
     return any(
         d > 1 and k > 1 and left == right == (k - 1) // 2 != d * (k - 1) // 2
@@ -27,14 +36,14 @@ def _check(view: ModelView) -> Iterator[Report]:
     for info in view.modules:
         if declared_same(info) or not forgot_dilation(info.module):
             continue
-        geometry = layers.geometry_of(info.module)
+        geometry = geometry_of(info.module)
         axes = layer_verdicts(geometry)
         fix = keeping_padding(geometry)
         advice = f"use {fix_arguments(geometry, fix)}" if fix else 'no symmetric padding keeps it (use padding="same")'
         yield Report(
-            f"`{view.display(info.qualname)}` {info.type_name}(kernel {pretty.literal(geometry.kernel)}, "
-            f"dilation {pretty.literal(geometry.dilation)}, padding {pretty.literal(geometry.padding_literal)}) "
-            f"has the padding of an undilated kernel: {size_map(axes)}; {advice}",
+            f"`{view.display(info.qualname)}` {info.type_name}(kernel {literal(geometry.kernel)}, "
+            f"dilation {literal(geometry.dilation)}, padding {literal(geometry.padding_literal)}) "
+            f"has the padding of an undilated kernel: {axes_map(axes)}; {advice}",
             info.qualname,
         )
 

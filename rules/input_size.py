@@ -8,20 +8,17 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from convlint import pretty, sizes
-from convlint.finding import ERROR
-from convlint.registry import Report, Rule
-from convlint.view import Constraint, ModelView
+from convlint.rule_api import ERROR, Constraint, ModelView, Report, Rule, evaluate_int, show
 
 
 def violated(view: ModelView, kinds: tuple[str, ...]) -> Iterator[list[tuple[Constraint, int]]]:
     """Per layer, the constraints of these kinds the example input breaks, each with the
     size the layer gets there."""
-    example = dict(view.sizes.symbols) if view.sizes is not None else {}
+    example = view.example
     by_node: dict = {}
     for c in view.constraints():
         if c.kind in kinds:
-            got = sizes.evaluate_int(c.expression, example)
+            got = evaluate_int(c.expression, example)
             if got is not None and got < c.minimum and c.axis not in [x.axis for x, _ in by_node.get(c.node, [])]:
                 by_node.setdefault(c.node, []).append((c, got))
     yield from by_node.values()
@@ -31,7 +28,7 @@ def _report(view: ModelView, broken: list[tuple[Constraint, int]], what: str) ->
     node = broken[0][0].node
     names = [str(view.symbols[c.axis]) if c.axis < len(view.symbols) else str(c.axis) for c, _ in broken]
     got = "x".join(str(g) for _, g in broken)
-    maps = ", ".join(f"{n} -> {pretty.show(c.expression)}" for n, (c, _) in zip(names, broken))
+    maps = ", ".join(f"{n} -> {show(c.expression)}" for n, (c, _) in zip(names, broken))
     runs = ", ".join(
         f"{symbol} >= {n}" if n is not None else f"no {symbol} up to {1 << 20}"
         for symbol in sorted({s for c, _ in broken for s in c.expression.free_symbols}, key=str)
@@ -42,7 +39,7 @@ def _report(view: ModelView, broken: list[tuple[Constraint, int]], what: str) ->
         f"{view.describe(node)} gets {got} in {', '.join(names)} at the example input ({maps}), {what}; "
         f"PyTorch raises here. It runs for {runs}",
         module=module,
-        site=None if module else node.meta.get("convlint_site"),
+        site=None if module else view.site_of(node),
     )
 
 

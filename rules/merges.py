@@ -10,33 +10,13 @@ from typing import Iterator, Optional
 
 import torch
 
-from convlint import formulas, pretty, samesize, sizes
-from convlint.finding import ERROR, WARNING
-from convlint.registry import Report, Rule
-from convlint.view import ModelView
+from convlint.rule_api import ERROR, WARNING, ModelView, Report, Rule, agreement, same_target, show
 
 # ---------------------------------------------------------------- shared
 
 
 def _size_text(dims) -> str:
     return "x".join(str(value) for _, value in dims)
-
-
-def _compared(dims_a, dims_b, skip=None):
-    """Dims where neither operand is 1 (broadcasting is CVL303's business), but for
-    ``skip`` (a cat's own dimension, where sizes add up instead of agreeing)."""
-    return [i for i, ((_, a), (_, b)) in enumerate(zip(dims_a, dims_b)) if a != 1 and b != 1 and i != skip]
-
-
-def _cat_axis(view: ModelView, node: torch.fx.Node) -> Optional[int]:
-    """Index among the spatial dims of the dimension a cat joins along, if it is one."""
-    shape = view.sizes.values.get(node)
-    if not sizes.is_cat(node) or node.target is torch.stack or not isinstance(shape, tuple):
-        return None
-    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
-    if not isinstance(dim, int) or not shape:
-        return None
-    return dim % len(shape) - (len(shape) - view.sizes.spatial_ndim)
 
 
 # ---------------------------------------------------------------- CVL301
@@ -85,7 +65,7 @@ def _unclean(view: ModelView, node: torch.fx.Node) -> Optional[str]:
         return None
     geometry = view.geometry(node)
     if geometry is not None:
-        want = [formulas.same_target(n, geometry.scale_stride(i)) for i, n in enumerate(before[-geometry.ndim :])]
+        want = [same_target(n, geometry.scale_stride(i)) for i, n in enumerate(before[-geometry.ndim :])]
         if after[-geometry.ndim :] == want:
             return None
     else:
@@ -98,7 +78,7 @@ def _unclean(view: ModelView, node: torch.fx.Node) -> Optional[str]:
 def _parting(view: ModelView, operand: torch.fx.Node, other: torch.fx.Node) -> tuple:
     """(fork node, first layer on ``operand``'s branch that changes size uncleanly, its change)."""
     common = _ancestors(operand) & _ancestors(other)
-    order = {n: i for i, n in enumerate(view.sizes.graph_module.graph.nodes)}
+    order = {n: i for i, n in enumerate(view.nodes)}
     if not common:
         return None, None, None
     fork = max(common, key=order.__getitem__)
@@ -112,7 +92,7 @@ def _parting(view: ModelView, operand: torch.fx.Node, other: torch.fx.Node) -> t
 
 def _check_mismatch(view: ModelView) -> Iterator[Report]:
     for node, operands in view.merges():
-        if node not in view.sizes.broken_merges:
+        if view.broken_merge(node) is None:
             continue
         texts = [_size_text(dims) for _, dims in operands]
         listed = ", ".join(f"{t} from {view.describe(a)}" for (a, _), t in zip(operands, texts))
@@ -128,7 +108,7 @@ def _check_mismatch(view: ModelView) -> Iterator[Report]:
         where = "; ".join(f"the sizes part at {view.describe(layer)}, {change}, on the branch of operand {index}" for index, layer, change in partings)
         yield Report(
             f"`{node.name}` merges tensors of different sizes at the example input: {listed}" + (f"; {where}" if where else ""),
-            site=node.meta.get("convlint_site"),
+            site=view.site_of(node),
         )
 
 
@@ -165,19 +145,16 @@ Fix the layer it names (its padding, usually), or crop or pad one branch to the 
 
 def _check_some_sizes(view: ModelView) -> Iterator[Report]:
     for node, operands in view.merges():
-        if node in view.sizes.broken_merges:
+        if view.broken_merge(node) is not None:
             continue
-        first_dims, skip = operands[0][1], _cat_axis(view, node)
         found: dict = {}  # symbol -> (templates, smallest, above, "H: a vs b")
-        for _operand, dims in operands[1:]:
-            for i in _compared(first_dims, dims, skip):
-                (a, _), (b, _) = first_dims[i], dims[i]
-                if a is None or b is None or i >= len(view.symbols) or view.symbols[i] in found:
-                    continue
-                symbol = view.symbols[i]
-                failure = samesize.agreement(view.sizes.symbols, a, b, symbol, lambda: view.smallest_input(symbol) or 1)
-                if failure:
-                    found[symbol] = (*failure, f"{symbol}: {pretty.show(a)} vs {pretty.show(b)}")
+        for i, a, b in view.merge_pairs(node, operands):
+            if a is None or b is None or i >= len(view.symbols) or view.symbols[i] in found:
+                continue
+            symbol = view.symbols[i]
+            failure = agreement(view.example, a, b, symbol, lambda: view.smallest_input(symbol) or 1)
+            if failure:
+                found[symbol] = (*failure, f"{symbol}: {show(a)} vs {show(b)}")
         if not found:
             continue
         groups: dict = {}  # one condition for all dims that share it
@@ -192,7 +169,7 @@ def _check_some_sizes(view: ModelView) -> Iterator[Report]:
         yield Report(
             f"`{node.name}` merges tensors whose sizes agree at the example input but not for every input size "
             f"({maps}): {'; '.join(conditions)}; it first fails at {first_fail}",
-            site=node.meta.get("convlint_site"),
+            site=view.site_of(node),
         )
 
 
@@ -233,12 +210,10 @@ size=skip.shape[-2:])`), or document and check the input sizes the model takes.
 
 
 def _check_broadcast(view: ModelView) -> Iterator[Report]:
-    if view.sizes is None:
-        return
-    for node in view.sizes.graph_module.graph.nodes:
-        if node not in view.sizes.shadows:
+    for node in view.nodes:
+        if not view.sized(node):
             continue
-        elementwise = sizes.is_merge(node) and not sizes.is_cat(node)
+        elementwise = view.is_elementwise_merge(node)
         expand = node.op == "call_method" and node.target in ("expand", "expand_as")
         out = view.spatial(node)
         if not (elementwise or expand) or out is None:
@@ -255,12 +230,12 @@ def _check_broadcast(view: ModelView) -> Iterator[Report]:
                 continue
             names = ", ".join(str(view.symbols[i]) if i < len(view.symbols) else str(i) for i, _ in shrunk)
             over = "x".join(str(v) for _, v in out)
-            maps = "; ".join(f"{view.symbols[i]} -> {pretty.show(e)}" for i, e in shrunk if i < len(view.symbols))
+            maps = "; ".join(f"{view.symbols[i]} -> {show(e)}" for i, e in shrunk if i < len(view.symbols))
             yield Report(
                 f"`{node.name}` stretches {view.describe(operand)} over {over} in {names}: it is 1 there only because "
                 f"the layers before it shrank it at the example input ({maps}); "
                 "pool it to 1 on purpose (nn.AdaptiveAvgPool) if a global value is meant",
-                site=node.meta.get("convlint_site"),
+                site=view.site_of(node),
             )
 
 

@@ -3,11 +3,7 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from convlint import intent, layers, pretty
-from convlint.finding import ERROR, INFO
-from convlint.registry import Report, Rule
-from convlint.rules.same_intent import size_map
-from convlint.view import ModelView
+from convlint.rule_api import ERROR, INFO, ModelView, Report, Rule, axes_map, geometry_of, size_map
 
 def _responsible(view: ModelView, qualname: str, analysis) -> list[str]:
     """Layers inside the block that do not keep "same" on their own."""
@@ -16,21 +12,21 @@ def _responsible(view: ModelView, qualname: str, analysis) -> list[str]:
     for node in view.nodes_in(analysis):
         if node.op != "call_module":
             continue
-        module = analysis.sizes.graph_module.get_submodule(node.target)
-        geometry = layers.geometry_of(module)
+        module = view.submodule(analysis, node)
+        geometry = geometry_of(module)
         if geometry is None:
             continue
         axes = view.layer_axes(geometry)
         if not all(a.verdict.keeps for a in axes):
-            names.append(f"`{prefix}{node.target}` ({pretty.size_map([a.symbol for a in axes], [a.expression for a in axes])})")
+            names.append(f"`{prefix}{node.target}` ({size_map([a.symbol for a in axes], [a.expression for a in axes])})")
     return names
 
 
 def _check_block(view: ModelView) -> Iterator[Report]:
     for info in view.modules:
-        if not info.intent or layers.geometry_of(info.module) is not None:
+        if not info.intent or geometry_of(info.module) is not None:
             continue
-        if info.type_name in intent.UNCALLED_CONTAINERS:
+        if info.uncalled_container:
             continue  # never called itself; its members carry the intent
         name = view.display(info.qualname)
         analysis, axes, reason = view.block(info.qualname)
@@ -42,7 +38,7 @@ def _check_block(view: ModelView) -> Iterator[Report]:
             continue
         known = all(a.expression is not None for a in axes)
         if known:
-            change = size_map(axes)
+            change = axes_map(axes)
         else:
             broken = next(a for a in axes if not a.verdict.keeps)
             change = f"at {broken.symbol} = {broken.verdict.counterexample} it gives {broken.verdict.got}"

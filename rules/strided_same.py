@@ -5,10 +5,7 @@ from __future__ import annotations
 import re
 from typing import Iterator, Optional
 
-from convlint import sites
-from convlint.finding import ERROR
-from convlint.fix import SIGNATURES, FixError, read_source
-from convlint.registry import Report, Rule
+from convlint.rule_api import ERROR, SIGNATURES, FixError, Report, Rule, Site, argument, read_source, same_pad_argument
 
 _SAME_LITERAL = re.compile(r"""["']same["']""")
 _CONV = {"Conv1d": 1, "Conv2d": 2, "Conv3d": 3, "conv1d": 1, "conv2d": 2, "conv3d": 3}
@@ -33,11 +30,8 @@ def _callee(node) -> str:
 
 
 def _argument(node, name: str, index: Optional[int]):
-    for arg in node.args:
-        if arg.keyword is not None and arg.keyword.value == name:
-            return arg.value
-    positional = [a for a in node.args if a.keyword is None and not a.star]
-    return positional[index].value if index is not None and index < len(positional) else None
+    arg = argument(node, name, index)
+    return arg.value if arg is not None else None
 
 
 def _check(path: str) -> Iterator[Report]:
@@ -61,7 +55,7 @@ def _check(path: str) -> Iterator[Report]:
         if stride is None or all(s == 1 for s in stride):
             continue
         r = positions[node]
-        site = sites.Site(path, r.start.line, r.start.column + 1, r.end.line, r.end.column + 1)
+        site = Site(path, r.start.line, r.start.column + 1, r.end.line, r.end.column + 1)
         yield Report(
             f'`{name}` with padding="same" and stride {stride[0] if len(set(stride)) == 1 else stride}: PyTorch '
             f"refuses it {'when the layer is built' if module_form else 'when it is called'} (ValueError); "
@@ -93,11 +87,7 @@ def _advice(node, name: str, module_form: bool) -> str:
         return "pad explicitly (d*(k-1) in all, half before) and set padding=0"
     kernel = kernel * ndim if len(kernel) == 1 else kernel
     dilation = dilation * ndim if len(dilation) == 1 else dilation
-    amounts = []
-    for k, d in reversed(list(zip(kernel, dilation))):  # F.pad order: last dim first
-        total = d * (k - 1)
-        amounts.extend((total // 2, total - total // 2))
-    return f"add nn.ZeroPad{ndim}d({tuple(amounts)}) before it and set padding=0"
+    return f"add nn.ZeroPad{ndim}d({same_pad_argument(kernel, dilation)}) before it and set padding=0"
 
 
 CVL403 = Rule(

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from convlint import layers, sizes
 from convlint.samesize import layer_verdicts
 from convlint.formulas import same_target
-from convlint.rules.same_intent import keeping_padding
+from convlint.samesize import keeping_padding
 
 SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -204,7 +204,7 @@ def test_a_wrong_formula_is_reported_as_a_mismatch_not_ignored(monkeypatch):
         def forward(self, x):
             return self.conv(x) + 1
 
-    monkeypatch.setitem(sizes.MODULE_RULES, nn.Conv2d, lambda call: call.sargs[0])  # wrong on purpose
+    monkeypatch.setitem(sizes.transfer.MODULE_TRANSFERS, nn.Conv2d, lambda call: call.sargs[0])  # wrong on purpose
     result = sizes.propagate(trace(Model()).graph_module, [(1, 1, 9, 9)])
     assert [(m.node.name, m.axis, m.expected, m.actual) for m in result.mismatches] == [("conv", 2, 7, 9), ("conv", 3, 7, 9)]
     out = result.shadows[next(n for n in result.graph_module.graph.nodes if n.op == "output")]
@@ -290,9 +290,9 @@ def test_random_stacks_symbolic_sizes_equal_pytorch(layers_, example, others):
         assert predicted == real, (model, spatial, out.dims)
 
 
-def test_fast_path_gives_the_sizes_that_running_every_op_gives(monkeypatch):
+def test_fast_path_gives_the_sizes_that_running_every_op_gives():
     """The default skips running activations, norms, merges, cat, adaptive pooling and
-    interpolation on meta tensors; with CONVLINT_FULL_META every op runs. Same result."""
+    interpolation on meta tensors; with run_every_op every op runs. Same result."""
     import importlib.util
 
     from conftest import FIXTURES
@@ -307,14 +307,12 @@ def test_fast_path_gives_the_sizes_that_running_every_op_gives(monkeypatch):
             model = cls().eval()
         results = []
         for full in (True, False):
-            monkeypatch.setattr(sizes, "FULL_META", full)
-            result = analyse(model, [example]).sizes
+            result = analyse(model, [example], run_every_op=full).sizes
             results.append(({n.name: v for n, v in result.values.items()}, {n.name: s for n, s in result.shadows.items()}))
         assert results[0] == results[1], cls.__name__
 
 
-def test_fast_path_still_reports_a_broken_merge(monkeypatch):
-    monkeypatch.setattr(sizes, "FULL_META", False)
+def test_fast_path_still_reports_a_broken_merge():
 
     class Broken(nn.Module):
         def __init__(self):
@@ -324,7 +322,7 @@ def test_fast_path_still_reports_a_broken_merge(monkeypatch):
         def forward(self, x):
             return torch.cat([self.a(x), self.b(x)], 1) + self.a(x)
 
-    result = analyse(Broken(), [(1, 1, 9, 9)]).sizes
+    result = analyse(Broken(), [(1, 1, 9, 9)], run_every_op=False).sizes
     assert [n.name for n in result.broken_merges] == ["cat"]
     assert "Sizes of tensors must match except in dimension 1" in str(result.broken_merges[next(iter(result.broken_merges))])
 

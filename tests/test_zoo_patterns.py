@@ -320,7 +320,7 @@ def test_run_time_same_padding_is_measured_not_taken_from_the_padding_attribute(
     with engine.analysing(TFStem()) as meta:
         analysis = analyse(meta, [(1, 3, 64, 64)])
     assert set(analysis.trace.leaves) == {"stem", "pool", "dw", "even", "down"}
-    geometry = {n.target: n.meta.get("convlint_geometry") for n in analysis.sizes.graph_module.graph.nodes if n.op == "call_module"}
+    geometry = {n.target: analysis.sizes.geometries.get(n) for n in analysis.sizes.graph_module.graph.nodes if n.op == "call_module"}
     assert all(g is not None and g.dynamic_same and g.padding_literal == "dynamic same" for g in geometry.values())
     assert str(analysis.output.dims[2]) == "ceiling(H/8)"
 

@@ -16,7 +16,7 @@ import os
 import stat
 import tempfile
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Optional, Sequence
 
 from convlint.finding import Edit, Finding
 
@@ -110,14 +110,20 @@ class CallRef:
 
     def argument(self, name: str, kind: str):
         """The argument node for parameter ``name``: keyword, or positional by signature."""
-        for arg in self.node.args:
-            if arg.keyword is not None and arg.keyword.value == name:
-                return arg
-        if any(arg.star for arg in self.node.args):
-            raise FixError("the call passes *args or **kwargs")
-        positional = [arg for arg in self.node.args if arg.keyword is None]
-        index = SIGNATURES[kind].index(name)
-        return positional[index] if index < len(positional) else None
+        return argument(self.node, name, SIGNATURES[kind].index(name), strict=True)
+
+
+def argument(node, name: str, index: Optional[int], strict: bool = False):
+    """The ``libcst.Arg`` of a call that gives parameter ``name``: by keyword, or the
+    ``index``-th positional one. ``strict``: a call with ``*args``/``**kwargs`` is a
+    ``FixError`` (the argument could be anywhere); otherwise they are passed over."""
+    for arg in node.args:
+        if arg.keyword is not None and arg.keyword.value == name:
+            return arg
+    if strict and any(arg.star for arg in node.args):
+        raise FixError("the call passes *args or **kwargs")
+    positional = [arg for arg in node.args if arg.keyword is None and not arg.star]
+    return positional[index] if index is not None and index < len(positional) else None
 
 
 def find_call(site) -> CallRef:

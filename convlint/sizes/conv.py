@@ -1,0 +1,115 @@
+"""Transfer functions of convolution and pooling: modules, functions, adaptive pooling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sympy
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from convlint import layers
+from convlint.sizes.symbolic import SymTensor, as_dim, spatial, with_spatial
+from convlint.sizes.transfer import Call, FUNCTION_TRANSFERS, for_functions, for_modules, geometry_call
+
+
+def _maybe_indices(call: Call, out: SymTensor, returns_indices: bool) -> Any:
+    """Max pooling with ``return_indices`` gives (values, indices) of one shape."""
+    return (out, out) if returns_indices or isinstance(call.out, tuple) else out
+
+
+@for_modules(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
+@for_modules(nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+def conv_module(call: Call) -> Any:
+    geometry = layers.geometry_of(call.module)
+    out = geometry_call(call, geometry, getattr(call.module, "out_channels", "keep"))
+    return _maybe_indices(call, out, getattr(call.module, "return_indices", False))
+
+
+@for_modules(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+def conv_transpose_module(call: Call) -> Any:
+    geometry = layers.geometry_of(call.module)
+    output_size = call.arg(1, "output_size", shadow=True)
+    if output_size is None:
+        return geometry_call(call, geometry, call.module.out_channels)
+    call.geometry = geometry
+    dims = [as_dim(s) for s in tuple(output_size)[-geometry.ndim :]]
+    return with_spatial(call.sargs[0], geometry.ndim, dims, call.module.out_channels)
+
+
+def _conv_function(ndim: int, transposed: bool):
+    if transposed:
+        names, defaults = ("stride", "padding", "output_padding", "groups", "dilation"), (1, 0, 0, 1, 1)
+    else:
+        names, defaults = ("stride", "padding", "dilation", "groups"), (1, 0, 1, 1)
+
+    def transfer(call: Call) -> Any:
+        weight = call.arg(1, "weight")
+        values = {n: call.arg(3 + i, n, d) for i, (n, d) in enumerate(zip(names, defaults))}
+        geometry = layers.conv_geometry(
+            ndim,
+            tuple(weight.shape[2:]),
+            values["stride"],
+            values["padding"],
+            values["dilation"],
+            transposed=transposed,
+            output_padding=values.get("output_padding", 0),
+        )
+        channels = weight.shape[1] * values["groups"] if transposed else weight.shape[0]
+        return geometry_call(call, geometry, channels)
+
+    return transfer
+
+
+def _pool_function(ndim: int, kind: str):
+    def transfer(call: Call) -> Any:
+        if kind == layers.MAXPOOL:
+            dilation, ceil_mode = call.arg(4, "dilation", 1), call.arg(5, "ceil_mode", False)
+        else:
+            dilation, ceil_mode = 1, call.arg(4, "ceil_mode", False)
+        kernel, stride, padding = call.arg(1, "kernel_size"), call.arg(2, "stride"), call.arg(3, "padding", 0)
+        geometry = layers.pool_geometry(ndim, kind, kernel, stride, padding, dilation, ceil_mode)
+        return _maybe_indices(call, geometry_call(call, geometry), False)
+
+    return transfer
+
+
+for _n in (1, 2, 3):
+    FUNCTION_TRANSFERS[getattr(F, f"conv{_n}d")] = _conv_function(_n, False)
+    FUNCTION_TRANSFERS[getattr(F, f"conv_transpose{_n}d")] = _conv_function(_n, True)
+    FUNCTION_TRANSFERS[getattr(F, f"max_pool{_n}d")] = _pool_function(_n, layers.MAXPOOL)
+    FUNCTION_TRANSFERS[getattr(torch, f"max_pool{_n}d")] = _pool_function(_n, layers.MAXPOOL)
+    FUNCTION_TRANSFERS[getattr(F, f"avg_pool{_n}d")] = _pool_function(_n, layers.AVGPOOL)
+
+
+# ---------------------------------------------------------------- adaptive pooling
+
+# The one list of adaptive pooling layers and functions, with their spatial rank.
+ADAPTIVE_MODULES = {
+    nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
+    nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
+}  # fmt: skip
+ADAPTIVE_FUNCTIONS = {
+    F.adaptive_avg_pool1d: 1, F.adaptive_avg_pool2d: 2, F.adaptive_avg_pool3d: 3,
+    F.adaptive_max_pool1d: 1, F.adaptive_max_pool2d: 2, F.adaptive_max_pool3d: 3,
+}  # fmt: skip
+
+
+def _adaptive(call: Call, output_size: Any, ndim: int, returns_indices: bool) -> Any:
+    x = call.sargs[0]
+    sizes = layers.ntuple(output_size, ndim)
+    dims = [n if s is None else sympy.Integer(s) for s, n in zip(sizes, spatial(x, ndim))]
+    return _maybe_indices(call, with_spatial(x, ndim, dims), returns_indices)
+
+
+@for_modules(*ADAPTIVE_MODULES, fast=True)
+def adaptive_module(call: Call) -> Any:
+    module = call.module
+    ndim = next(n for cls, n in ADAPTIVE_MODULES.items() if isinstance(module, cls))
+    return _adaptive(call, module.output_size, ndim, getattr(module, "return_indices", False))
+
+
+@for_functions(*ADAPTIVE_FUNCTIONS)
+def adaptive_function(call: Call) -> Any:
+    return _adaptive(call, call.arg(1, "output_size"), ADAPTIVE_FUNCTIONS[call.target], call.arg(2, "return_indices", False))

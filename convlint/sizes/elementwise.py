@@ -1,0 +1,258 @@
+"""Transfer functions of elementwise ops and merges: activations, norms, arithmetic on
+tensors and on sizes, broadcasting, matmul and attention, cat and stack; and which
+nodes are merges (where two branches meet)."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any, Sequence
+
+import sympy
+import torch
+import torch.fx
+import torch.nn as nn
+import torch.nn.functional as F
+
+from convlint.formulas import fdiv, mod
+from convlint.sizes.symbolic import SymTensor, as_dim, unknown_shadow
+from convlint.sizes.transfer import (
+    FUNCTION_TRANSFERS,
+    METHOD_TRANSFERS,
+    Call,
+    Unpredictable,
+    fallback,
+    for_functions,
+    for_methods,
+    for_modules,
+)
+
+
+# ---------------------------------------------------------------- merges
+
+MERGE_FUNCTIONS = {
+    operator.add, operator.sub, operator.mul, operator.truediv, operator.iadd, operator.isub, operator.imul,
+    operator.itruediv, torch.add, torch.sub, torch.mul, torch.div, torch.maximum, torch.minimum,
+}  # fmt: skip
+MERGE_METHODS = {"add", "sub", "mul", "div", "add_", "sub_", "mul_", "div_", "maximum", "minimum"}
+CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate, torch.stack}
+
+
+def is_cat(node: torch.fx.Node) -> bool:
+    return node.op == "call_function" and node.target in CAT_FUNCTIONS
+
+
+def is_merge(node: torch.fx.Node) -> bool:
+    """add, sub, mul, div (any spelling) or cat/stack: where two branches meet."""
+    if node.op == "call_function":
+        return node.target in MERGE_FUNCTIONS or node.target in CAT_FUNCTIONS
+    return node.op == "call_method" and node.target in MERGE_METHODS
+
+
+def merge_operands(node: torch.fx.Node, args: Sequence[Any], kwargs: dict) -> list:
+    """The operands of a merge, in order (the list of a cat, or the tensor arguments)."""
+    if is_cat(node):
+        return list(args[0] if args else kwargs.get("tensors", ()))
+    return [a for a in [*args, *kwargs.values()] if isinstance(a, (torch.Tensor, torch.fx.Node))]
+
+
+def cat_dim(node: torch.fx.Node) -> Any:
+    """The ``dim`` argument of a cat or stack node (0 when not given)."""
+    return node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+
+
+# ---------------------------------------------------------------- elementwise
+
+
+def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple]) -> SymTensor:
+    """Broadcasting: per aligned dim, the operand whose size is not 1 decides (the first
+    one where several are not 1; merge rules compare the operands themselves)."""
+    rank = max(len(s) for s in shapes)
+    dims = []
+    for axis in range(rank):
+        chosen = None
+        for shadow, shape in zip(shadows, shapes):
+            offset = axis - (rank - len(shape))
+            if offset < 0:
+                continue
+            if chosen is None or (chosen[1] == 1 and shape[offset] != 1):
+                chosen = (shadow.dims[offset], shape[offset])
+        dims.append(chosen[0] if chosen else sympy.Integer(1))
+    return SymTensor(tuple(dims))
+
+
+def _flat(args: Sequence[Any], kwargs: dict) -> list:
+    return list(args) + list(kwargs.values())
+
+
+def same_shape(call: Call) -> Any:
+    """Elementwise ops, activations, norms: operands broadcast, sizes pass through."""
+    pairs = zip(_flat(call.args, call.kwargs), _flat(call.sargs, call.skwargs))
+    tensors = [(s, a.shape) for a, s in pairs if isinstance(a, torch.Tensor)]
+    if call.out is None:
+        if call.kwargs or not tensors or not all(isinstance(a, (torch.Tensor, int, float, bool)) for a in call.args):
+            raise Unpredictable(call.target)
+        if len(tensors) == 1 and (call.target in MERGE_FUNCTIONS or call.target in MERGE_METHODS):
+            raise Unpredictable(call.target)  # a tensor and a scalar: the dtype may change
+        torch.broadcast_shapes(*(shape for _, shape in tensors))  # raises as the op would
+    elif not tensors or not isinstance(call.out, torch.Tensor):
+        return _scalar_arith(call)
+    shadows, shapes = zip(*tensors)
+    result = broadcast(shadows, shapes)
+    if call.out is not None and len(result) != call.out.dim():
+        return unknown_shadow(call.out)
+    return result
+
+
+_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
+_ACTIVATIONS = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid,
+    nn.Mish, nn.ELU, nn.PReLU, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.Identity,
+)  # fmt: skip
+for_modules(*_ACTIVATIONS, fast=True)(same_shape)
+
+
+@for_modules(*_NORMS, fast=True)
+def norm_module(call: Call) -> Any:
+    """A batch or instance norm keeps its input's shape, if its channels fit."""
+    x = call.args[0] if call.args else None
+    if call.out is None and (
+        len(call.args) != 1 or not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[1] != call.module.num_features
+    ):
+        raise Unpredictable(call.target)  # let PyTorch raise, or decide
+    return same_shape(call)
+
+
+@for_functions(torch.matmul, operator.matmul, torch.bmm)
+@for_methods("matmul", "bmm", "__matmul__")
+def matmul(call: Call) -> Any:
+    """(..., n, k) @ (..., k, m) -> (..., n, m), the batch dims broadcast (attention)."""
+    (a, b), (sa, sb) = call.args[:2], call.sargs[:2]
+    if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() >= 2 and b.dim() >= 2):
+        return fallback(call)
+    batch = broadcast([SymTensor(sa.dims[:-2]), SymTensor(sb.dims[:-2])], [tuple(a.shape[:-2]), tuple(b.shape[:-2])])
+    return SymTensor(batch.dims + (sa.dims[-2], sb.dims[-1]))
+
+
+if hasattr(F, "scaled_dot_product_attention"):
+
+    @for_functions(F.scaled_dot_product_attention)
+    def attention(call: Call) -> Any:
+        """softmax(q k^T) v: the query's dims with the value's last one."""
+        q, v = call.arg(0, "query", shadow=True), call.arg(2, "value", shadow=True)
+        if not (isinstance(q, SymTensor) and isinstance(v, SymTensor)):
+            return fallback(call)
+        return SymTensor(q.dims[:-1] + v.dims[-1:])
+
+
+_SCALAR_OPS = {
+    operator.add: operator.add,
+    operator.sub: operator.sub,
+    operator.mul: operator.mul,
+    operator.floordiv: fdiv,
+    operator.mod: mod,  # pad to a multiple: (p - W % p) % p
+    operator.neg: operator.neg,
+}
+
+
+def _scalar_arith(call: Call) -> Any:
+    """Arithmetic on sizes (``skip.size(2) - x.size(2)``) stays symbolic."""
+    fn = _SCALAR_OPS.get(call.target)
+    operands = [as_dim(s) for s in call.sargs]
+    if fn is not None and isinstance(call.out, int) and not isinstance(call.out, bool):
+        return None if None in operands else sympy.sympify(fn(*operands))
+    if call.target is operator.truediv and None not in operands:
+        return operands[0] / operands[1]
+    return fallback(call)
+
+
+# Fast: the output has the input's size and dtype, and PyTorch's shape rule is
+# broadcasting, so the fast path may predict it.
+_UNARY_FUNCTIONS = (
+    F.relu, F.relu6, F.leaky_relu, F.gelu, F.silu, F.mish, F.elu, F.selu, F.hardswish, F.hardsigmoid, F.hardtanh,
+    F.sigmoid, F.tanh, F.softplus, torch.relu, torch.sigmoid, torch.tanh, F.dropout, F.dropout2d,
+)  # fmt: skip
+_UNARY_METHODS = ("relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clone", "detach")
+for_functions(*_UNARY_FUNCTIONS, *MERGE_FUNCTIONS, fast=True)(same_shape)
+for_methods(*_UNARY_METHODS, *MERGE_METHODS, fast=True)(same_shape)
+
+ELEMENTWISE_FUNCTIONS = (
+    operator.floordiv, operator.neg, operator.pow, operator.mod, operator.invert,
+    torch.true_divide, torch.where,
+    torch.exp, torch.log, torch.abs, torch.neg, torch.sqrt, torch.rsqrt,
+    torch.pow, torch.clamp, torch.clip, torch.sin, torch.cos, torch.erf, torch.softmax, torch.log_softmax,
+    torch.sign, torch.square, torch.reciprocal, torch.lerp, torch.addcmul,
+    torch.cumsum, torch.cumprod, torch.flip, torch.roll, torch.logical_not,
+    F.selu, F.celu, F.softsign, F.tanhshrink, F.logsigmoid, F.rrelu,
+    F.softmax, F.log_softmax, F.softmin, F.dropout1d, F.dropout3d, F.alpha_dropout, F.threshold,
+)  # fmt: skip
+for _fn in ELEMENTWISE_FUNCTIONS:
+    FUNCTION_TRANSFERS.setdefault(_fn, same_shape)
+
+ELEMENTWISE_METHODS = (
+    "true_divide", "pow", "neg", "abs", "exp", "log", "sqrt", "rsqrt",
+    "clamp", "clamp_", "clip", "contiguous", "float", "double", "half", "bfloat16",
+    "to", "type", "type_as", "softmax",
+    "log_softmax", "masked_fill", "masked_fill_", "sign", "square", "reciprocal", "cpu",
+    "cuda", "requires_grad_", "__add__", "__mul__", "__sub__", "__truediv__", "__radd__", "__rmul__", "lerp",
+    "where", "sin", "cos", "erf", "exp_", "fill_", "zero_", "normal_", "uniform_",
+    "cumsum", "cumprod", "flip", "roll", "logical_not", "bitwise_not", "__invert__",
+)  # fmt: skip
+for _name in ELEMENTWISE_METHODS:
+    METHOD_TRANSFERS.setdefault(_name, same_shape)
+
+# The input's shape, whatever the other tensors: a norm's weight and running statistics
+# (C,) do not broadcast against the input's last dim, nor does prelu's weight.
+INPUT_SHAPED_FUNCTIONS = (
+    F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.local_response_norm, F.normalize, F.prelu,
+    torch.batch_norm, torch.layer_norm, torch.group_norm, torch.instance_norm,
+    *([F.rms_norm] if hasattr(F, "rms_norm") else []),
+)  # fmt: skip
+
+
+@for_functions(*INPUT_SHAPED_FUNCTIONS)
+def input_shaped(call: Call) -> Any:
+    return call.sargs[0] if call.sargs and isinstance(call.sargs[0], SymTensor) else fallback(call)
+
+
+# ---------------------------------------------------------------- cat and stack
+
+
+def _cat_operands(tensors: Sequence[Any], dim: int, check: bool) -> list:
+    """The operands torch.cat joins (it skips 1-d empty tensors); ``check``: checked as
+    torch.cat checks them (one rank, one size outside ``dim``), before predicting."""
+    if not all(isinstance(t, torch.Tensor) for t in tensors):
+        raise Unpredictable("cat of a non-tensor")
+    kept = [(i, t) for i, t in enumerate(tensors) if not (t.dim() == 1 and t.shape[0] == 0)]
+    if not kept:
+        raise Unpredictable("cat of nothing")
+    first = kept[0][1]
+    axis = dim % first.dim()
+    for i, t in kept if check else ():
+        if t.dim() != first.dim():
+            raise RuntimeError(f"Tensors must have same number of dimensions: got {first.dim()} and {t.dim()}")
+        for d in range(first.dim()):
+            if d != axis and t.shape[d] != first.shape[d]:
+                raise RuntimeError(f"Sizes of tensors must match except in dimension {axis} (tensor number {i})")
+    return [i for i, _ in kept]
+
+
+@for_functions(torch.cat, torch.concat, torch.concatenate, fast=True)
+def cat_function(call: Call) -> Any:
+    tensors, shadows = call.arg(0, "tensors"), call.arg(0, "tensors", shadow=True)
+    kept = _cat_operands(tensors, call.arg(1, "dim", 0), check=call.out is None)
+    first = shadows[kept[0]]
+    axis = call.arg(1, "dim", 0) % len(first.dims)
+    dims = list(first.dims)
+    total = [shadows[i].dims[axis] for i in kept]
+    dims[axis] = None if any(d is None for d in total) else sympy.Add(*total)
+    return SymTensor(tuple(dims))
+
+
+@for_functions(torch.stack)
+def stack_function(call: Call) -> Any:
+    shadows = call.arg(0, "tensors", shadow=True)
+    dims = list(shadows[0].dims)
+    axis = call.arg(1, "dim", 0) % call.out.dim()
+    dims.insert(axis, sympy.Integer(len(shadows)))
+    return SymTensor(tuple(dims))
+

@@ -1,0 +1,316 @@
+"""SizeProp: run a graph on meta tensors, carrying a symbolic shadow beside every value.
+
+A ``torch.fx.Interpreter`` in the spirit of ``ShapeProp``: ``call_module``,
+``call_function`` and ``call_method`` find the node's transfer function, run the op on
+meta tensors (so nothing is allocated), and record the shadow beside the concrete value.
+At the example size every shadow, evaluated, must equal the concrete value; a
+disagreement is kept in ``mismatches`` and reported, never ignored.
+
+One switch, ``run_every_op``: when off, a *fast* op (activations, norms, elementwise
+merges, cat, adaptive pooling, interpolation) is not run; its output is its transfer
+function's shadow evaluated at the example. Running these on meta tensors is exact but
+slow (batch norm is decomposed, and the first cat imports ``torch._dynamo``, about a
+second each process); when on, every op runs and the self-check covers them too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import sympy
+import torch
+import torch.fx
+
+from convlint.sizes import probe, transfer
+from convlint.sizes.elementwise import is_cat, is_merge, merge_operands
+from convlint.sizes.symbolic import SPATIAL_NAMES, SymTensor, constant_shadow, evaluate_int, has_symbols, symbol
+from convlint.sizes.transfer import Call, Unpredictable
+
+
+@dataclass
+class Mismatch:
+    node: torch.fx.Node
+    axis: int
+    expression: sympy.Expr
+    expected: int
+    actual: int
+
+
+@dataclass
+class SizeResult:
+    """Sizes of every node of one traced graph."""
+
+    graph_module: torch.fx.GraphModule
+    symbols: dict  # symbol -> example value
+    shadows: dict = field(default_factory=dict)  # node -> shadow
+    values: dict = field(default_factory=dict)  # node -> concrete shape(s)
+    geometries: dict = field(default_factory=dict)  # conv-like node -> its Geometry
+    mismatches: list = field(default_factory=list)
+    transfer_errors: list = field(default_factory=list)  # (node, exception)
+    error: Optional[tuple] = None  # (node, exception) where execution stopped
+    unknown_ops: dict = field(default_factory=dict)  # node whose sizes went unknown -> why
+    broken_merges: dict = field(default_factory=dict)  # merge node -> the error PyTorch raised there
+    spatial_ndim: int = 0  # spatial dims of the first input: the trailing dims rules read
+
+
+def shape_of(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    if isinstance(value, (tuple, list)):
+        return tuple(shape_of(v) for v in value)
+    return value
+
+
+def _fits(shadow: Any, value: Any) -> bool:
+    if isinstance(value, torch.Tensor):
+        return isinstance(shadow, SymTensor) and len(shadow.dims) == value.dim()
+    if isinstance(value, (tuple, list)):
+        return isinstance(shadow, (tuple, list)) and len(shadow) == len(value)
+    return True
+
+
+class SizeProp(torch.fx.Interpreter):
+    def __init__(
+        self, graph_module: torch.fx.GraphModule, input_shadows: Sequence[SymTensor], symbols: dict, run_every_op: bool
+    ):
+        super().__init__(graph_module)
+        self.result = SizeResult(graph_module, symbols)
+        self.run_every_op = run_every_op
+        self._input_shadows = list(input_shadows)
+        self._node: Optional[torch.fx.Node] = None
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        self._node = n  # the hooks below receive only target, args and kwargs
+        return super().run_node(n)
+
+    # ------------------------------------------------------------ fx's hooks
+
+    def placeholder(self, target, args, kwargs) -> Any:
+        value = super().placeholder(target, args, kwargs)
+        shadow = self._input_shadows.pop(0) if self._input_shadows else constant_shadow(value)
+        return self._record(shadow, value)
+
+    def get_attr(self, target, args, kwargs) -> Any:
+        value = super().get_attr(target, args, kwargs)
+        return self._record(constant_shadow(value), value)
+
+    def output(self, target, args, kwargs) -> Any:
+        value = super().output(target, args, kwargs)
+        return self._record(torch.fx.node.map_arg(self._node.args[0], self.result.shadows.__getitem__), value)
+
+    def call_module(self, target, args, kwargs) -> Any:
+        module = self.fetch_attr(target)
+        run = lambda: super(SizeProp, self).call_module(target, args, kwargs)  # noqa: E731
+        return self._call(transfer.for_module(module), run, args, kwargs, module)
+
+    def call_function(self, target, args, kwargs) -> Any:
+        run = lambda: super(SizeProp, self).call_function(target, args, kwargs)  # noqa: E731
+        return self._call(transfer.for_function(target), run, args, kwargs)
+
+    def call_method(self, target, args, kwargs) -> Any:
+        run = lambda: super(SizeProp, self).call_method(target, args, kwargs)  # noqa: E731
+        return self._call(transfer.for_method(target), run, args, kwargs)
+
+    # ------------------------------------------------------------ one op
+
+    def _call(self, fn: Optional[transfer.Transfer], run: Callable, args, kwargs, module=None) -> Any:
+        n, shadows = self._node, self.result.shadows
+        sargs = torch.fx.node.map_arg(n.args, shadows.__getitem__)
+        skwargs = torch.fx.node.map_arg(n.kwargs, shadows.__getitem__)
+        call = Call(n, n.target, tuple(args), dict(kwargs), tuple(sargs), dict(skwargs), None, module)
+        if fn is not None and not self.run_every_op and self._fast(n, module):
+            predicted = self._predict(fn, call)
+            if predicted is not None:
+                return self._record(*predicted, geometry=call.geometry)
+        call.out = self._execute(run)
+        shadow = self._check(self._shadow(fn, call), call.out)
+        return self._record(shadow, call.out, geometry=call.geometry)
+
+    @staticmethod
+    def _fast(n: torch.fx.Node, module) -> bool:
+        if module is not None:
+            return isinstance(module, transfer.FAST_MODULES)
+        if n.op == "call_method":
+            return n.target in transfer.FAST_METHODS
+        return n.target in transfer.FAST_FUNCTIONS
+
+    def _predict(self, fn: transfer.Transfer, call: Call) -> Optional[tuple]:
+        """(shadow, value) from the transfer function alone, or None to run the op."""
+        tensors = _tensors(call.args)
+        if not tensors or any(0 in t.shape for t in tensors):
+            return None
+        try:
+            shadow = fn(call)
+        except Unpredictable:
+            return None
+        except Exception:
+            return None  # the op itself would raise: run it, so its own error is kept
+        dtype = tensors[0].dtype
+        for t in tensors[1:]:
+            dtype = torch.promote_types(dtype, t.dtype)
+        value = self._concrete(shadow, dtype)
+        return None if value is None else (shadow, value)
+
+    def _concrete(self, shadow: Any, dtype: torch.dtype) -> Any:
+        """A meta tensor of the shadow's sizes at the example (a pair for (values, indices))."""
+        if isinstance(shadow, tuple):
+            first = self._concrete(shadow[0], dtype)
+            return None if first is None else (first, first.long())
+        if not isinstance(shadow, SymTensor):
+            return None
+        sizes = [evaluate_int(d, self.result.symbols) for d in shadow.dims]
+        if any(s is None or s <= 0 for s in sizes):
+            return None  # let PyTorch say what a size that is not positive means
+        return torch.empty(sizes, device="meta", dtype=dtype)
+
+    def _execute(self, run: Callable) -> Any:
+        n = self._node
+        try:
+            return run()
+        except Exception as exc:
+            # A merge of mismatched sizes (the bug CVL301 reports) must not hide what comes
+            # after it: go on as if the merge had taken its first operand's sizes.
+            value = self._stand_in(n) if is_merge(n) else None
+            if value is None:
+                raise
+            self.result.broken_merges[n] = exc
+            return value
+
+    def _shadow(self, fn: Optional[transfer.Transfer], call: Call) -> Any:
+        n = call.node
+        if fn is None:
+            if call.out is None:
+                return None  # an op that returns nothing (fx's guards on specialised arguments)
+            return self._leaf(call)
+        try:
+            shadow = fn(call)
+        except Exception as exc:  # a transfer function's own bug: report it, go on concrete
+            self.result.transfer_errors.append((n, exc))
+            return transfer.fallback(call)
+        if not _fits(shadow, call.out):
+            self.result.transfer_errors.append((n, ValueError(f"shadow {shadow!r} does not fit {shape_of(call.out)}")))
+            return transfer.fallback(call)
+        return shadow
+
+    def _leaf(self, call: Call) -> Any:
+        """A submodule fx could not follow, a helper function outside torch, or an op with
+        no transfer function: probed where it is one of the first two, else unknown."""
+        n = call.node
+        leaf = n.op == "call_module" or (n.op == "call_function" and not getattr(n.target, "__module__", "torch").startswith("torch"))
+        reason = "convlint has no size rule for it"
+        if leaf:
+            try:
+                return probe.probe(call)
+            except probe.NoFit as exc:
+                reason = f"it could not be followed, and its sizes could not be measured: {exc}"
+        if has_symbols((call.sargs, call.skwargs)):
+            self.result.unknown_ops[n] = reason
+        return transfer.fallback(call)
+
+    def _record(self, shadow: Any, value: Any, geometry=None) -> Any:
+        """The one place a node's sizes are written."""
+        n = self._node
+        self.result.shadows[n] = shadow
+        self.result.values[n] = shape_of(value)
+        if geometry is not None:
+            self.result.geometries[n] = geometry
+        return value
+
+    def _stand_in(self, n: torch.fx.Node) -> Optional[torch.Tensor]:
+        args, kwargs = self.fetch_args_kwargs_from_env(n)
+        tensors = merge_operands(n, args, kwargs)
+        if len(tensors) < 2:
+            return None
+        first = tensors[0]
+        if is_cat(n):
+            dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % first.dim()
+            shape = list(first.shape)
+            shape[dim] = sum(t.shape[dim] if t.dim() == first.dim() else 0 for t in tensors)
+            return torch.empty(shape, device="meta", dtype=first.dtype)
+        rank = max(t.dim() for t in tensors)
+        shape = [1] * rank
+        for t in reversed(tensors):  # broadcasting, but the first operand wins where sizes disagree
+            for i, size in enumerate(t.shape, start=rank - t.dim()):
+                if size != 1:
+                    shape[i] = size
+        return torch.empty(shape, device="meta", dtype=first.dtype)
+
+    def _check(self, shadow: Any, value: Any) -> Any:
+        """Compare the shadow with the concrete value at the example size.
+
+        A disagreeing dimension is recorded and made unknown, so one wrong formula
+        is reported once, not again at every node after it.
+        """
+        n, symbols = self._node, self.result.symbols
+        if isinstance(value, torch.Tensor) and isinstance(shadow, SymTensor):
+            dims = list(shadow.dims)
+            for axis, (expr, size) in enumerate(zip(shadow.dims, value.shape)):
+                got = evaluate_int(expr, symbols)
+                # Expressions hold within the sizes where every op is defined; a value
+                # <= 0 stands for an empty dimension (x[..., :-p] with n < p).
+                if expr is not None and got != size and not (size == 0 and got is not None and got < 0):
+                    self.result.mismatches.append(Mismatch(n, axis, expr, size, got))
+                    dims[axis] = None
+            return SymTensor(tuple(dims))
+        if isinstance(value, (tuple, list)) and isinstance(shadow, (tuple, list)):
+            return type(shadow)(self._check(s, v) for s, v in zip(shadow, value))
+        if isinstance(value, int) and not isinstance(value, bool) and isinstance(shadow, sympy.Expr):
+            got = evaluate_int(shadow, symbols)
+            if got != value:
+                self.result.mismatches.append(Mismatch(n, -1, shadow, value, got))
+                return None
+        return shadow
+
+
+def _tensors(value: Any) -> list:
+    """The tensors in a nest of arguments (a cat's list among them), in order."""
+    found: list = []
+    torch.fx.node.map_aggregate(value, lambda a: found.append(a) if isinstance(a, torch.Tensor) else None)
+    return found
+
+
+def input_shadow(shape: Sequence[int], names: Sequence[str]) -> tuple[SymTensor, dict]:
+    """Shadow for an input of ``shape``: leading dims concrete, spatial dims symbols."""
+    ndim = len(names)
+    syms = [symbol(name) for name in names]
+    lead = tuple(sympy.Integer(s) for s in shape[: len(shape) - ndim])
+    return SymTensor(lead + tuple(syms)), dict(zip(syms, shape[len(shape) - ndim :]))
+
+
+def propagate(
+    graph_module: torch.fx.GraphModule, input_shapes: Sequence[Sequence[int]], *, run_every_op: Optional[bool] = None
+) -> SizeResult:
+    """Sizes for every node, the inputs' spatial dims named L / H, W / D, H, W.
+
+    A second input with the same spatial sizes as the first shares its symbols; one
+    with other sizes gets its own (``H1``, ``W1``, ...). ``run_every_op``: see the module's
+    doc; None takes ``options.DEFAULT``'s.
+    """
+    shadows, symbols, seen = [], {}, {}
+    for index, shape in enumerate(input_shapes):
+        ndim = max(0, min(3, len(shape) - 2))
+        spatial = tuple(shape[len(shape) - ndim :])
+        if ndim and spatial in seen:
+            lead = tuple(sympy.Integer(s) for s in shape[: len(shape) - ndim])
+            shadows.append(SymTensor(lead + seen[spatial]))
+            continue
+        names = [f"{n}{index}" if index else n for n in SPATIAL_NAMES.get(ndim, ())]
+        shadow, syms = input_shadow(shape, names)
+        seen[spatial] = shadow.dims[len(shape) - ndim :]
+        shadows.append(shadow)
+        symbols.update(syms)
+    if run_every_op is None:
+        from convlint import options
+
+        run_every_op = options.DEFAULT.run_every_op
+    prop = SizeProp(graph_module, shadows, symbols, run_every_op)
+    prop.result.spatial_ndim = max(0, min(3, len(input_shapes[0]) - 2)) if input_shapes else 0
+    inputs = [torch.empty(tuple(shape), device="meta") for shape in input_shapes]
+    try:
+        prop.run(*inputs)
+    except Exception as exc:
+        # Execution stopped at the node being run: the report names it and the reason.
+        prop.result.error = (prop._node, exc)
+    return prop.result
+

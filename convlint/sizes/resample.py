@@ -1,0 +1,78 @@
+"""Transfer functions of padding and resampling: F.pad and pad layers, interpolation,
+upsampling, pixel shuffle."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import Any, Sequence
+
+import sympy
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from convlint import formulas, layers
+from convlint.formulas import fdiv
+from convlint.sizes.symbolic import SymTensor, as_dim, constant_shadow, lift, spatial, with_spatial
+from convlint.sizes.transfer import Call, Unpredictable, for_functions, for_modules
+
+
+def _pad(call: Call, amounts: Sequence[Any]) -> SymTensor:
+    dims = list(call.sargs[0].dims)
+    pairs = formulas.pad_pairs(amounts)
+    for axis, (left, right) in enumerate(pairs, start=len(dims) - len(pairs)):
+        dims[axis] = lift(lambda n, a, b: n + a + b, dims[axis], as_dim(left), as_dim(right))
+    return SymTensor(tuple(dims))
+
+
+@for_functions(F.pad, torch.constant_pad_nd)
+def pad_function(call: Call) -> Any:
+    return _pad(call, tuple(call.arg(1, "pad", shadow=True)))
+
+
+@for_modules(nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d)
+@for_modules(nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d)
+@for_modules(nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d)
+@for_modules(nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d)
+def pad_module(call: Call) -> Any:
+    return _pad(call, call.module.padding)
+
+
+def _resample(call: Call, size: Any, scale: Any, size_shadow: Any = None) -> SymTensor:
+    x = call.sargs[0]
+    ndim = len(x.dims) - 2
+    if size is not None:
+        shadow = size_shadow if size_shadow is not None else constant_shadow(size)
+        dims = [as_dim(s) for s in layers.ntuple(shadow, ndim)]
+    else:
+        # PyTorch: floor(float(n) * scale) in double precision, where 24 * (1/3) rounds
+        # to 8.0; the nearest simple fraction reproduces that rounding.
+        factors = [sympy.Rational(Fraction(float(f)).limit_denominator(1 << 20)) for f in layers.ntuple(scale, ndim)]
+        dims = [lift(lambda n, f=f: sympy.floor(n * f), n) for n, f in zip(spatial(x, ndim), factors)]
+    return with_spatial(x, ndim, dims)
+
+
+@for_functions(F.interpolate, F.upsample, fast=True)
+def interpolate_function(call: Call) -> Any:
+    size = call.arg(1, "size")
+    if call.out is None and (call.args[0].dim() < 3 or call.kwargs.get("recompute_scale_factor")):
+        raise Unpredictable("predicted only for plain sizes and scales")
+    size_shadow = call.arg(1, "size", shadow=True) if size is not None else None
+    return _resample(call, size, call.arg(2, "scale_factor"), size_shadow)
+
+
+@for_modules(nn.Upsample)
+def upsample_module(call: Call) -> Any:
+    return _resample(call, call.module.size, call.module.scale_factor)
+
+
+@for_modules(nn.PixelShuffle, nn.PixelUnshuffle)
+def pixel_shuffle_module(call: Call) -> Any:
+    x = call.sargs[0]
+    if isinstance(call.module, nn.PixelShuffle):
+        r = call.module.upscale_factor
+        dims = [lift(lambda n: n * r, n) for n in x.dims[-2:]]
+    else:
+        r = call.module.downscale_factor
+        dims = [lift(lambda n: fdiv(n, r), n) for n in x.dims[-2:]]
+    return with_spatial(x, 2, dims, call.out.shape[-3])

@@ -1,0 +1,174 @@
+"""Symbolic sizes: a tensor's shadow (one sympy expression per dimension, or None where
+unknown), the input's symbols (``H``, ``W``), and exact evaluation at integer sizes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Callable, Optional, Sequence
+
+import sympy
+import torch
+
+Dim = Optional[sympy.Expr]  # None: unknown, the concrete size is all there is
+
+SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
+
+
+def symbol(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, integer=True, positive=True)
+
+
+@dataclass(frozen=True)
+class SymTensor:
+    """Shadow of a tensor: one expression (or None) per dimension."""
+
+    dims: tuple
+
+    def __len__(self) -> int:
+        return len(self.dims)
+
+
+def constant_shadow(value: Any) -> Any:
+    """Shadow of a value that does not depend on the input sizes."""
+    if isinstance(value, torch.Tensor):
+        return SymTensor(tuple(sympy.Integer(s) for s in value.shape))
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return sympy.Integer(value)
+    if isinstance(value, (tuple, list)):
+        return tuple(constant_shadow(v) for v in value)
+    return value
+
+
+def unknown_shadow(value: Any) -> Any:
+    """Shadow of a value whose input dependence convlint cannot follow."""
+    if isinstance(value, torch.Tensor):
+        return SymTensor((None,) * value.dim())
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return None
+    if isinstance(value, (tuple, list)):
+        return tuple(unknown_shadow(v) for v in value)
+    return value
+
+
+def has_symbols(shadow: Any) -> bool:
+    """True when a shadow depends on the input sizes (or is unknown)."""
+    if shadow is None:
+        return True
+    if isinstance(shadow, SymTensor):
+        return any(d is None or d.free_symbols for d in shadow.dims)
+    if isinstance(shadow, sympy.Basic):
+        return bool(shadow.free_symbols)
+    if isinstance(shadow, (tuple, list)):
+        return any(has_symbols(s) for s in shadow)
+    if isinstance(shadow, dict):
+        return any(has_symbols(s) for s in shadow.values())
+    return False
+
+
+def lift(fn: Callable, *dims: Dim) -> Dim:
+    """Apply a formula to dims, unknown in -> unknown out."""
+    if any(d is None for d in dims):
+        return None
+    return sympy.sympify(fn(*dims))
+
+
+def as_dim(shadow: Any) -> Dim:
+    """A shadow used as a size: ints and expressions pass, anything else is unknown."""
+    if isinstance(shadow, bool):
+        return None
+    if isinstance(shadow, int):
+        return sympy.Integer(shadow)
+    if isinstance(shadow, sympy.Expr):
+        return shadow
+    return None
+
+
+def size_args(values: Sequence[Any]) -> tuple:
+    """Sizes given one by one (``view(b, -1)``) or as one tuple (``view((b, -1))``)."""
+    if len(values) == 1 and isinstance(values[0], (tuple, list)):
+        return tuple(values[0])
+    return tuple(values)
+
+
+def spatial(shadow: SymTensor, ndim: int) -> tuple:
+    """The trailing ``ndim`` dims of a shadow."""
+    return shadow.dims[len(shadow.dims) - ndim :]
+
+
+def with_spatial(shadow: SymTensor, ndim: int, dims: Sequence[Dim], channels: Any = "keep") -> SymTensor:
+    """``shadow`` with its trailing ``ndim`` dims replaced (and its channels, if given)."""
+    lead = list(shadow.dims[: len(shadow.dims) - ndim])
+    if channels != "keep" and lead:
+        lead[-1] = sympy.Integer(channels)
+    return SymTensor(tuple(lead) + tuple(dims))
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+def evaluate(expr: Dim, values: dict) -> Optional[int]:
+    """An expression's integer value with the symbols set, by sympy (None stays None)."""
+    if expr is None:
+        return None
+    if isinstance(expr, int):
+        return expr
+    result = expr.xreplace(values)
+    if not result.is_Integer:
+        result = sympy.simplify(result)
+    return int(result) if result.is_Integer else None
+
+
+def _product(values: list):
+    result = values[0]
+    for v in values[1:]:
+        result = result * v
+    return result
+
+
+# The functions sizes are made of, evaluated on ints and Fractions.
+_EXACT: dict = {
+    sympy.Add: lambda a: sum(a[1:], a[0]),
+    sympy.Mul: _product,
+    sympy.Pow: lambda a: Fraction(a[0]) ** a[1],  # an int to a negative power stays exact
+    sympy.floor: lambda a: math.floor(a[0]),
+    sympy.ceiling: lambda a: math.ceil(a[0]),
+    sympy.Mod: lambda a: a[0] % a[1],
+    sympy.Min: min,
+    sympy.Max: max,
+}
+
+
+def _exact(expr, env: dict):
+    """Evaluate a size expression exactly (ints and Fractions), far faster than subs."""
+    if expr.is_Integer:
+        return int(expr)
+    if expr.is_Rational:
+        return Fraction(int(expr.p), int(expr.q))
+    if expr.is_Symbol:
+        return env[expr]
+    fn = _EXACT.get(type(expr))
+    if fn is None:
+        raise TypeError(type(expr).__name__)
+    return fn([_exact(a, env) for a in expr.args])
+
+
+def evaluate_int(expr: Dim, env: dict) -> Optional[int]:
+    """``expr`` at integer symbol values (``{H: 19}``); None when unknown or not an integer."""
+    if expr is None:
+        return None
+    if isinstance(expr, int):
+        return expr
+    try:
+        value = _exact(expr, env)
+    except (TypeError, KeyError, ZeroDivisionError):
+        # Outside the exact evaluator's functions: sympy decides (slow, rare).
+        return evaluate(expr, {k: sympy.Integer(v) for k, v in env.items()})
+    if isinstance(value, Fraction):
+        return int(value) if value.denominator == 1 else None
+    return int(value)

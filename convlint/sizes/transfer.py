@@ -1,0 +1,155 @@
+"""Transfer functions: how one op maps its inputs' shadows to its output's.
+
+A transfer function takes the ``Call`` of one node and returns its output's shadow. It
+is registered for module classes, functions, or tensor method names; the family modules
+(``conv``, ``resample``, ``elementwise``, ``views``) hold them. ``lookup`` finds the one
+for a node; a node without one is a leaf (``probe``) or keeps concrete sizes only.
+
+Some ops are *fast*: their transfer function is exact from the inputs' sizes alone and
+raises where PyTorch would, so the interpreter may take the op's output from the shadow
+instead of running it (see ``interpreter.SizeProp``). Their transfer functions see
+``call.out`` as None then.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.fx
+import torch.nn as nn
+
+from convlint import layers
+from convlint.sizes.symbolic import SymTensor, constant_shadow, has_symbols, lift, spatial, unknown_shadow, with_spatial
+
+
+@dataclass
+class Call:
+    """What a transfer function sees of one node."""
+
+    node: torch.fx.Node
+    target: Any
+    args: tuple  # concrete
+    kwargs: dict
+    sargs: tuple  # shadows
+    skwargs: dict
+    out: Any  # concrete result; None while the fast path predicts it
+    module: Optional[nn.Module] = None
+    geometry: Optional[layers.Geometry] = None  # set by conv-like transfers, for the rules
+
+    def arg(self, index: int, name: str, default: Any = None, shadow: bool = False) -> Any:
+        """A parameter by position or keyword, concrete or as its shadow."""
+        args, kwargs = (self.sargs, self.skwargs) if shadow else (self.args, self.kwargs)
+        if index < len(args):
+            return args[index]
+        return kwargs.get(name, default)
+
+
+Transfer = Callable[[Call], Any]
+
+
+class Unpredictable(Exception):
+    """Raised by a fast transfer function (``call.out`` None) that cannot predict this
+    call's output from its inputs' sizes alone: the interpreter runs the op instead."""
+
+MODULE_TRANSFERS: dict[type, Transfer] = {}
+FUNCTION_TRANSFERS: dict[Any, Transfer] = {}
+METHOD_TRANSFERS: dict[str, Transfer] = {}
+# Function targets and method names whose output the fast path may predict; module
+# classes answer by ``fast_module``.
+FAST_FUNCTIONS: set = set()
+FAST_METHODS: set = set()
+FAST_MODULES: tuple = ()
+
+
+def for_modules(*classes: type, fast: bool = False):
+    def register(fn: Transfer) -> Transfer:
+        global FAST_MODULES
+        for cls in classes:
+            MODULE_TRANSFERS[cls] = fn
+        if fast:
+            FAST_MODULES = (*FAST_MODULES, *classes)
+        return fn
+
+    return register
+
+
+def for_functions(*targets: Any, fast: bool = False):
+    def register(fn: Transfer) -> Transfer:
+        for target in targets:
+            FUNCTION_TRANSFERS[target] = fn
+        if fast:
+            FAST_FUNCTIONS.update(targets)
+        return fn
+
+    return register
+
+
+def for_methods(*names: str, fast: bool = False):
+    def register(fn: Transfer) -> Transfer:
+        for name in names:
+            METHOD_TRANSFERS[name] = fn
+        if fast:
+            FAST_METHODS.update(names)
+        return fn
+
+    return register
+
+
+# Shape-preserving modules of these torch files need no registration one by one.
+_SHAPE_PRESERVING_MODULE_FILES = {
+    "torch.nn.modules.activation",
+    "torch.nn.modules.batchnorm",
+    "torch.nn.modules.instancenorm",
+    "torch.nn.modules.normalization",
+    "torch.nn.modules.dropout",
+}
+# Shape-preserving functions of libraries convlint does not import (torchvision.ops,
+# timm), known by name: the symbolic tracer keeps them as calls.
+SHAPE_PRESERVING_NAMES = {"stochastic_depth", "drop_path", "drop_block_2d", "drop_block_fast_2d"}
+
+
+def for_module(module: nn.Module) -> Optional[Transfer]:
+    from convlint.sizes.elementwise import same_shape
+
+    for cls in type(module).__mro__:
+        if cls in MODULE_TRANSFERS:
+            # A subclass with its own forward (timm's Conv2dSame pads at run time) is not
+            # the layer the transfer describes: it is a leaf for the probe to measure.
+            return MODULE_TRANSFERS[cls] if type(module).forward is cls.forward else None
+    if type(module).__module__ in _SHAPE_PRESERVING_MODULE_FILES and not isinstance(module, nn.MultiheadAttention):
+        return same_shape
+    return None
+
+
+def for_function(target: Any) -> Optional[Transfer]:
+    from convlint.sizes.elementwise import same_shape
+
+    found = FUNCTION_TRANSFERS.get(target)
+    if found is None and getattr(target, "__name__", None) in SHAPE_PRESERVING_NAMES:
+        return same_shape
+    return found
+
+
+def for_method(name: str) -> Optional[Transfer]:
+    return METHOD_TRANSFERS.get(name)
+
+
+def fallback(call: Call) -> Any:
+    """No transfer function: sizes that depended on the input become unknown."""
+    if has_symbols((call.sargs, call.skwargs)):
+        return unknown_shadow(call.out)
+    return constant_shadow(call.out)
+
+
+def apply_geometry(geometry: layers.Geometry, dims: Sequence[Any]) -> tuple:
+    """A conv-like layer's output sizes for input sizes ``dims`` (expressions or None)."""
+    return tuple(lift(lambda n, i=i: geometry.out_dim(i, n), n) for i, n in enumerate(dims))
+
+
+def geometry_call(call: Call, geometry: layers.Geometry, channels: Any = "keep") -> SymTensor:
+    """The output of a conv-like call with ``geometry``; the geometry is kept for the rules."""
+    call.geometry = geometry
+    x = call.sargs[0]
+    return with_spatial(x, geometry.ndim, apply_geometry(geometry, spatial(x, geometry.ndim)), channels)

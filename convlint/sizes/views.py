@@ -1,0 +1,271 @@
+"""Transfer functions of sizes, views and reshapes: ``x.size()``, ``x.shape``, indexing
+and slicing, view/reshape/expand, permute/transpose/flatten, reductions, splits, tensor
+factories and ``nn.Linear``."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import sympy
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from convlint.formulas import cdiv
+from convlint.sizes.symbolic import Dim, SymTensor, as_dim, size_args
+from convlint.sizes.transfer import Call, fallback, for_functions, for_methods, for_modules
+
+
+@for_functions(getattr)
+def getattr_function(call: Call) -> Any:
+    obj, name = call.sargs[0], call.args[1]
+    if isinstance(obj, SymTensor) and name == "shape":
+        return tuple(obj.dims)
+    if isinstance(obj, SymTensor) and name in ("T", "mT"):
+        return SymTensor(tuple(reversed(obj.dims)))
+    return fallback(call)
+
+
+@for_methods("size")
+def size_method(call: Call) -> Any:
+    obj = call.sargs[0]
+    dim = call.arg(1, "dim")
+    if dim is None:
+        return tuple(obj.dims)
+    return obj.dims[dim]
+
+
+@for_methods("dim", "ndimension")
+def dim_method(call: Call) -> Any:
+    return sympy.Integer(call.out)
+
+
+@for_functions(operator.getitem)
+def getitem_function(call: Call) -> Any:
+    obj, index = call.sargs[0], call.args[1]
+    if isinstance(obj, (tuple, list)):
+        if isinstance(index, slice):
+            return tuple(obj[index])
+        return obj[index]
+    if isinstance(obj, SymTensor):
+        return _slice_tensor(call, obj, call.args[1], call.sargs[1])
+    return fallback(call)
+
+
+def _slice_tensor(call: Call, shadow: SymTensor, index: Any, sindex: Any) -> Any:
+    """``x[..., :T]``, ``x[:, :, :-p]``, ``x[:, :, a:b]``: within the valid sizes."""
+    items = list(index) if isinstance(index, tuple) else [index]
+    sitems = list(sindex) if isinstance(sindex, tuple) else [sindex]
+    if any(isinstance(i, torch.Tensor) or isinstance(i, (list, bool)) for i in items):
+        return fallback(call)
+    consumed = sum(1 for i in items if i is not None and i is not Ellipsis)
+    out, axis = [], 0
+    for item, sitem in zip(items, sitems):
+        if item is Ellipsis:
+            for _ in range(len(shadow.dims) - consumed):
+                out.append(shadow.dims[axis])
+                axis += 1
+        elif item is None:
+            out.append(sympy.Integer(1))
+        elif isinstance(item, int):
+            axis += 1
+        elif isinstance(item, slice):
+            out.append(_slice_length(shadow.dims[axis], item, sitem))
+            axis += 1
+        else:
+            return fallback(call)
+    out.extend(shadow.dims[axis:])
+    return SymTensor(tuple(out))
+
+
+def _slice_length(n: Dim, item: slice, sitem: Any) -> Dim:
+    if n is None:
+        return None
+    step = item.step if item.step is not None else 1
+    if not isinstance(step, int) or step <= 0:
+        return None
+
+    def bound(value: Any, shadow: Any, default: Dim) -> Dim:
+        if value is None:
+            return default
+        expr = as_dim(shadow)
+        if expr is not None and expr.free_symbols:
+            return expr  # computed from sizes (x[..., d : d + y.size(2)]): keep it symbolic
+        if isinstance(value, int) and not isinstance(value, bool):
+            return n + value if value < 0 else sympy.Integer(value)
+        return expr
+
+    parts = (sitem.start, sitem.stop) if isinstance(sitem, slice) else (None, None)
+    start = bound(item.start, parts[0], sympy.Integer(0))
+    stop = bound(item.stop, parts[1], n)
+    if start is None or stop is None:
+        return None
+    # A constant stop past a symbolic end is clamped to the end.
+    if not stop.free_symbols and int(stop) >= 0 and n.free_symbols:
+        stop = sympy.Min(stop, n)
+    length = stop - start
+    return length if step == 1 else cdiv(length, step)
+
+
+@for_methods("view", "reshape", "expand", "new_empty", "new_zeros", "new_ones")
+@for_functions(torch.reshape)
+def view_method(call: Call) -> Any:
+    sizes = size_args(call.sargs[1:] if call.target not in (torch.reshape,) else (call.sargs[1],))
+    if "size" in call.skwargs or "shape" in call.skwargs:
+        sizes = tuple(call.skwargs.get("size", call.skwargs.get("shape")))
+    dims = [as_dim(s) for s in sizes]
+    if len(dims) != call.out.dim():
+        return fallback(call)
+    source = call.sargs[0]
+    out = []
+    for axis, d in enumerate(dims):
+        if d is not None and d == -1:
+            if call.target == "expand":
+                out.append(source.dims[axis - (len(dims) - len(source.dims))])
+                continue
+            known = sympy.Mul(*[x for x in dims if x is not None and x != -1])
+            total = None if any(x is None for x in source.dims) else sympy.Mul(*source.dims)
+            out.append(None if total is None or None in dims else sympy.cancel(total / known))
+        else:
+            out.append(d)
+    return SymTensor(tuple(out))
+
+
+@for_functions(torch.zeros, torch.ones, torch.empty, torch.rand, torch.randn, torch.full)
+def factory_function(call: Call) -> Any:
+    """A new tensor of a given size (a positional encoding for this map: zeros(B, H, W))."""
+    count = len(call.args) - 1 if call.target is torch.full else len(call.args)
+    sizes = size_args(call.sargs[:count])
+    if "size" in call.skwargs:
+        sizes = tuple(call.skwargs["size"])
+    dims = tuple(as_dim(s) for s in sizes)
+    return SymTensor(dims) if len(dims) == call.out.dim() else fallback(call)
+
+
+@for_methods("repeat")
+def repeat(call: Call) -> Any:
+    """x.repeat(a, b, ...): each dim times its count (the input's dims padded with 1s)."""
+    counts = [as_dim(c) for c in size_args(call.sargs[1:])]
+    source = (sympy.Integer(1),) * (len(counts) - len(call.sargs[0].dims)) + call.sargs[0].dims
+    if len(counts) != call.out.dim() or len(source) != len(counts):
+        return fallback(call)
+    return SymTensor(tuple(None if d is None or c is None else d * c for d, c in zip(source, counts)))
+
+
+@for_functions(torch.arange)
+def arange(call: Call) -> Any:
+    """arange(end), arange(start, end[, step]): ceil((end - start) / step) numbers."""
+    bounds = [as_dim(s) for s in call.sargs[:3]]
+    if len(bounds) == 1:
+        bounds = [sympy.Integer(0)] + bounds
+    start, end = bounds[0], bounds[1] if len(bounds) > 1 else None
+    step = bounds[2] if len(bounds) > 2 else as_dim(call.skwargs.get("step", 1))
+    if start is None or end is None or step is None or not step.is_Integer or int(step) <= 0:
+        return fallback(call)
+    return SymTensor((cdiv(end - start, int(step)),))
+
+
+@for_modules(nn.Linear)
+def linear_module(call: Call) -> Any:
+    """The last dim becomes out_features; the others pass through (channels-last blocks)."""
+    return SymTensor(call.sargs[0].dims[:-1] + (sympy.Integer(call.module.out_features),))
+
+
+@for_functions(F.linear)
+def linear_function(call: Call) -> Any:
+    return SymTensor(call.sargs[0].dims[:-1] + (sympy.Integer(call.out.shape[-1]),))
+
+
+@for_methods("chunk", "split", "unbind", "tensor_split")
+@for_functions(torch.chunk, torch.split, torch.unbind, torch.tensor_split)
+def split_method(call: Call) -> Any:
+    """Pieces along one dim (channels, mostly): the other dims pass through; the split dim
+    is known when it was a constant, else unknown."""
+    source = call.sargs[0]
+    name = getattr(call.target, "__name__", call.target)
+    default = 0
+    dim = call.arg(1 if name == "unbind" else 2, "dim", default)
+    axis = dim % len(source.dims)
+    pieces = []
+    for piece in call.out:
+        dims = list(source.dims)
+        if name == "unbind":
+            del dims[axis]
+        else:
+            split = source.dims[axis]
+            dims[axis] = sympy.Integer(piece.shape[axis]) if split is not None and not split.free_symbols else None
+        pieces.append(SymTensor(tuple(dims)))
+    return tuple(pieces)
+
+
+@for_methods("expand_as", "view_as", "reshape_as")
+def expand_as_method(call: Call) -> Any:
+    return call.sargs[1]
+
+
+@for_methods("permute")
+@for_functions(torch.permute)
+def permute_method(call: Call) -> Any:
+    order = call.args[1:]
+    if len(order) == 1 and isinstance(order[0], (tuple, list)):
+        order = order[0]
+    dims = call.sargs[0].dims
+    return SymTensor(tuple(dims[i] for i in order))
+
+
+@for_methods("transpose")
+@for_functions(torch.transpose)
+def transpose_method(call: Call) -> Any:
+    dims = list(call.sargs[0].dims)
+    a, b = call.arg(1, "dim0") % len(dims), call.arg(2, "dim1") % len(dims)
+    dims[a], dims[b] = dims[b], dims[a]
+    return SymTensor(tuple(dims))
+
+
+def _flatten(dims: list, start: int, end: int) -> SymTensor:
+    """dims ``start`` .. ``end`` merged into their product."""
+    start, end = start % len(dims), end % len(dims)
+    block = dims[start : end + 1]
+    merged = None if any(d is None for d in block) else sympy.Mul(*block)
+    return SymTensor(tuple(dims[:start] + [merged] + dims[end + 1 :]))
+
+
+@for_methods("flatten")
+@for_functions(torch.flatten)
+def flatten_method(call: Call) -> Any:
+    dims = list(call.sargs[0].dims)
+    if not dims:
+        return SymTensor((sympy.Integer(1),))
+    return _flatten(dims, call.arg(1, "start_dim", 0), call.arg(2, "end_dim", -1))
+
+
+@for_modules(nn.Flatten)
+def flatten_module(call: Call) -> Any:
+    return _flatten(list(call.sargs[0].dims), call.module.start_dim, call.module.end_dim)
+
+
+@for_methods("unsqueeze")
+@for_functions(torch.unsqueeze)
+def unsqueeze_method(call: Call) -> Any:
+    dims = list(call.sargs[0].dims)
+    axis = call.arg(1, "dim") % (len(dims) + 1)
+    dims.insert(axis, sympy.Integer(1))
+    return SymTensor(tuple(dims))
+
+
+@for_methods("mean", "sum", "amax", "amin", "std", "var")
+@for_functions(torch.mean, torch.sum, torch.amax, torch.amin, torch.std, torch.var)
+def reduce_method(call: Call) -> Any:
+    dims = list(call.sargs[0].dims)
+    axes = call.arg(1, "dim")
+    keepdim = call.arg(2, "keepdim", False)
+    if axes is None:
+        return SymTensor(()) if not keepdim else SymTensor((sympy.Integer(1),) * len(dims))
+    axes = {a % len(dims) for a in (axes if isinstance(axes, (tuple, list)) else (axes,))}
+    if keepdim:
+        return SymTensor(tuple(sympy.Integer(1) if i in axes else d for i, d in enumerate(dims)))
+    return SymTensor(tuple(d for i, d in enumerate(dims) if i not in axes))
+
+
+# Run every op on meta tensors, even those whose output size PyTorch's shape rules give
