@@ -25,7 +25,9 @@ def compare(out_path: str, rc: str) -> None:
     # pip's lines come first; whatever comes right before the example's output must be
     # pip's (a warning from torch there is what a new user would see, and must not).
     before = output[: len(output) - len(expected)].splitlines()
-    pip_last = not before or re.match(r"(Successfully installed|Requirement already|WARNING: Location|\[notice\])", before[-1])
+    pip_last = not before or re.match(
+        r"(Successfully installed|Requirement already|WARNING: Location|\[notice\])", before[-1]
+    )
     if not output.endswith(expected) or not pip_last or rc != "1":
         sys.exit(f"ci: the bundled example (exit {rc}) did not print exactly what the README shows:\n{output[-3000:]}")
     print("ci: the bundled example printed exactly what the README shows")

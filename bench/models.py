@@ -1,4 +1,5 @@
 """Models the benchmark measures, built with no arguments (so `convlint check` takes them too)."""
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -31,7 +32,9 @@ class DilatedResNetASPP(nn.Module):
 
     def __init__(self, classes: int = 21):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+        )
         blocks, cin = [], 64
         for mid, count, stride, dilation in [(64, 3, 1, 1), (128, 4, 2, 1), (256, 6, 1, 2), (512, 3, 1, 4)]:
             for i in range(count):
@@ -64,13 +67,18 @@ class ResNet50OS8(DilatedResNetASPP):
 class UNet(nn.Module):
     def __init__(self, channels: int = 32, levels: int = 4):
         super().__init__()
+
         def double(cin, cout):
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU())
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(), nn.Conv2d(cout, cout, 3, padding=1), nn.ReLU()
+            )
 
         widths = [channels * 2**i for i in range(levels + 1)]
         self.inc = double(3, widths[0])
         self.down = nn.ModuleList([double(widths[i], widths[i + 1]) for i in range(levels)])
-        self.up = nn.ModuleList([nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(levels))])
+        self.up = nn.ModuleList(
+            [nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2) for i in reversed(range(levels))]
+        )
         self.dec = nn.ModuleList([double(2 * widths[i], widths[i]) for i in reversed(range(levels))])
         self.out = nn.Conv2d(widths[0], 2, 1)
 

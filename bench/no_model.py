@@ -1,4 +1,5 @@
 """A Python file with no model in it: the fast path must not even import torch."""
+
 import dataclasses
 
 

@@ -7,6 +7,7 @@ Every measurement runs in a fresh process, so its peak memory (the process's max
 resident set) is its own; times exclude interpreter start and ``import torch``. The table
 goes to stdout (Markdown) and, with ``--json FILE``, the raw figures to a file.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,9 @@ def measure(method: str, model_name: str, size: int) -> dict:
     shape = _input(model_name, size)
     start = time.perf_counter()
     if method == "convlint":
-        from convlint import engine, load
         from models import MODELS
+
+        from convlint import engine, load
 
         model = load.build(load.Candidate(model_name, __file__, 1, MODELS[model_name][0]))
         findings = engine.check_model(model, [shape])
@@ -108,7 +110,10 @@ def run_child(method: str, model_name: str, size: int, repeat: int = 1) -> dict:
     for _ in range(repeat):
         proc = subprocess.run(
             [sys.executable, __file__, "--child", method, model_name, str(size)],
-            capture_output=True, text=True, cwd=ROOT, timeout=3600,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=3600,
         )
         if proc.returncode != 0:
             return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
@@ -174,7 +179,10 @@ def main() -> None:
     figures["check-file"] = {"time": wall([py, "-m", "convlint", "check", "bench/models.py:DilatedResNetASPP"])}
     no_model = os.path.join(HERE, "no_model.py")
     figures["check-no-model"] = {"time": wall([py, "-m", "convlint", "check", no_model])}
-    print(f"measured wall times: {[figures[k] for k in ('import-torch', 'check-file', 'check-no-model')]}", file=sys.stderr)
+    print(
+        f"measured wall times: {[figures[k] for k in ('import-torch', 'check-file', 'check-no-model')]}",
+        file=sys.stderr,
+    )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"machine": machine(), "figures": figures}, fh, indent=2)
@@ -187,7 +195,7 @@ def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as fh:
-            cpu = next(l.split(":", 1)[1].strip() for l in fh if l.startswith("model name"))
+            cpu = next(row.split(":", 1)[1].strip() for row in fh if row.startswith("model name"))
     except (OSError, StopIteration):
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, torch {torch.__version__}"
@@ -208,31 +216,71 @@ def table(f: dict) -> str:
 
     cl = "convlint/resnet50-aspp-os8/"
     rows = [
-        ("PyTorch's symbolic propagation (FakeTensor + ShapeEnv) / convlint, dilated ResNet-50 body at 224", ratio(t("fake-symbolic/resnet50-os8/224"), t("convlint/resnet50-os8/224")), ">= 5x"),
-        ("the same, warm (a second analysis in the same process: libraries loaded)", ratio(w("fake-symbolic/resnet50-os8/224"), w("convlint/resnet50-os8/224")), "-"),
-        ("convlint / meta-tensor ShapeProp, dilated ResNet-50 body at 224", ratio(t("convlint/resnet50-os8/224"), t("shapeprop-meta/resnet50-os8/224")), "<= 2x"),
-        ("convlint / meta-tensor ShapeProp, ResNet-50-ASPP at 224", ratio(t(cl + "224"), t("shapeprop-meta/resnet50-aspp-os8/224")), "<= 2x"),
+        (
+            "PyTorch's symbolic propagation (FakeTensor + ShapeEnv) / convlint, dilated ResNet-50 body at 224",
+            ratio(t("fake-symbolic/resnet50-os8/224"), t("convlint/resnet50-os8/224")),
+            ">= 5x",
+        ),
+        (
+            "the same, warm (a second analysis in the same process: libraries loaded)",
+            ratio(w("fake-symbolic/resnet50-os8/224"), w("convlint/resnet50-os8/224")),
+            "-",
+        ),
+        (
+            "convlint / meta-tensor ShapeProp, dilated ResNet-50 body at 224",
+            ratio(t("convlint/resnet50-os8/224"), t("shapeprop-meta/resnet50-os8/224")),
+            "<= 2x",
+        ),
+        (
+            "convlint / meta-tensor ShapeProp, ResNet-50-ASPP at 224",
+            ratio(t(cl + "224"), t("shapeprop-meta/resnet50-aspp-os8/224")),
+            "<= 2x",
+        ),
         ("convlint time, 4096 / 224", ratio(t(cl + "4096"), t(cl + "224")), "<= 1.2x"),
         ("convlint peak memory, 4096 / 224", ratio(m(cl + "4096"), m(cl + "224")), "<= 1.05x"),
-        ("torchinfo / convlint, ResNet-50-ASPP at 1024", ratio(t("torchinfo/resnet50-aspp-os8/1024"), t(cl + "1024")), "> 20x"),
-        ("real-tensor ShapeProp / convlint, ResNet-50-ASPP at 1024", ratio(t("shapeprop-real/resnet50-aspp-os8/1024"), t(cl + "1024")), "-"),
+        (
+            "torchinfo / convlint, ResNet-50-ASPP at 1024",
+            ratio(t("torchinfo/resnet50-aspp-os8/1024"), t(cl + "1024")),
+            "> 20x",
+        ),
+        (
+            "real-tensor ShapeProp / convlint, ResNet-50-ASPP at 1024",
+            ratio(t("shapeprop-real/resnet50-aspp-os8/1024"), t(cl + "1024")),
+            "-",
+        ),
         ("FakeTensor / convlint, U-Net at 224", ratio(t("fake-symbolic/unet/224"), t("convlint/unet/224")), "-"),
         ("torchinfo / convlint, TCN at 65536", ratio(t("torchinfo/tcn/65536"), t("convlint/tcn/65536")), "-"),
-        ("time per layer, 1000 convs / 100 convs", ratio(ratio(t("convlint/plain-1000/224"), 1000), ratio(t("convlint/plain-100/224"), 100)), "<= 1.5x"),
-        ("`convlint check` on one model file / `python -c 'import torch'`", ratio(t("check-file"), t("import-torch")), "<= 1.5x"),
-        ("`convlint check` on a file with no model / `python -c 'import torch'`", ratio(t("check-no-model"), t("import-torch")), "<= 0.2x"),
+        (
+            "time per layer, 1000 convs / 100 convs",
+            ratio(ratio(t("convlint/plain-1000/224"), 1000), ratio(t("convlint/plain-100/224"), 100)),
+            "<= 1.5x",
+        ),
+        (
+            "`convlint check` on one model file / `python -c 'import torch'`",
+            ratio(t("check-file"), t("import-torch")),
+            "<= 1.5x",
+        ),
+        (
+            "`convlint check` on a file with no model / `python -c 'import torch'`",
+            ratio(t("check-no-model"), t("import-torch")),
+            "<= 0.2x",
+        ),
     ]
     out = [f"Machine: {machine()}.", "", "| ratio | measured | target |", "|---|---|---|"]
     out += [f"| {name} | {'n/a' if value is None else f'{value:.2f}x'} | {target} |" for name, value, target in rows]
     billion = m("convlint/billion/224")
     out += ["", "| figure | value | target |", "|---|---|---|"]
-    out.append(f"| convlint peak memory on the 1.2-billion-parameter model (whole process, torch included) | {'n/a' if billion is None else f'{billion:.2f} GiB'} | < 1 GiB |")
+    out.append(
+        f"| convlint peak memory on the 1.2-billion-parameter model (whole process, torch included) | {'n/a' if billion is None else f'{billion:.2f} GiB'} | < 1 GiB |"
+    )
     for key in sorted(k for k in f if "/" in k):
         entry = f[key]
         if "error" in entry:
             out.append(f"| {key} | failed: {entry['error']} | |")
         else:
-            out.append(f"| {key} | {entry['time']:.3f} s ({entry['warm']:.3f} s warm), {entry['peak_gib']:.2f} GiB peak | |")
+            out.append(
+                f"| {key} | {entry['time']:.3f} s ({entry['warm']:.3f} s warm), {entry['peak_gib']:.2f} GiB peak | |"
+            )
     for key in ("import-torch", "check-file", "check-no-model"):
         out.append(f"| {key} (wall, median of 5) | {f[key]['time']:.3f} s | |")
     return "\n".join(out)

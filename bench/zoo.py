@@ -13,10 +13,12 @@ reason); the share of convolutions whose output sizes are symbolic; findings by 
 time. Every CVL302 warning is checked on the real model (random weights, CPU) at the
 input size it says breaks the model.
 """
+
 from __future__ import annotations
 
 import argparse
 import collections
+import functools
 import json
 import os
 import re
@@ -35,7 +37,11 @@ def _torchvision_models():
     for name in sorted(tvm.list_models(module=tvm)):
         yield f"torchvision/{name}", (lambda name=name: tvm.get_model(name, weights=None)), (1, 3, 224, 224)
     for name in sorted(tvm.list_models(module=tvm.segmentation)):
-        yield f"torchvision.segmentation/{name}", (lambda name=name: tvm.get_model(name, weights=None, weights_backbone=None)), (1, 3, 520, 520)
+        yield (
+            f"torchvision.segmentation/{name}",
+            (lambda name=name: tvm.get_model(name, weights=None, weights_backbone=None)),
+            (1, 3, 520, 520),
+        )
 
 
 def _timm_input(name):
@@ -63,15 +69,42 @@ def _timm_os8_models():
 
     for module in OS8_MODULES:
         for name in sorted(timm.list_models(module=module)):
-            factory = lambda name=name: timm.create_model(name, pretrained=False, output_stride=8)
-            yield f"timm-os8/{name}", factory, _timm_input(name)
+            yield f"timm-os8/{name}", functools.partial(_os8_model, name), _timm_input(name)
 
 
-def analyse(name, factory, shape, verify: bool = True) -> dict:
+def _os8_model(name: str):
+    import timm
+
+    return timm.create_model(name, pretrained=False, output_stride=8)
+
+
+def _conv_coverage(result) -> tuple[int, int]:
+    """(convolutions, convolutions with symbolic sizes) in a SizeResult."""
     import torch
     import torch.nn as nn
 
-    from convlint import engine, load, sizes
+    from convlint import sizes
+
+    convs = symbolic = 0
+    if result is None:
+        return 0, 0
+    for node, shadow in result.shadows.items():
+        module_conv = node.op == "call_module" and isinstance(
+            result.graph_module.get_submodule(node.target), nn.modules.conv._ConvNd
+        )
+        function_conv = node.op == "call_function" and node.target in (
+            torch.nn.functional.conv2d,
+            torch.nn.functional.conv1d,
+        )
+        if module_conv or function_conv:
+            convs += 1
+            dims = shadow.dims[2:] if isinstance(shadow, sizes.SymTensor) else (None,)
+            symbolic += all(d is not None for d in dims)
+    return convs, symbolic
+
+
+def analyse(name, factory, shape, verify: bool = True) -> dict:
+    from convlint import engine, load
 
     start = time.perf_counter()
     record = {"model": name, "input": list(shape)}
@@ -85,15 +118,7 @@ def analyse(name, factory, shape, verify: bool = True) -> dict:
         findings = engine.check_model(meta, [shape], name=name, path="<zoo>", line=1)
         analysis = view.analysis
         leaves = dict(analysis.trace.leaves) if analysis.trace else {}
-        convs = symbolic = 0
-        if analysis.sizes is not None:
-            for node, shadow in analysis.sizes.shadows.items():
-                if node.op == "call_module" and isinstance(analysis.sizes.graph_module.get_submodule(node.target), nn.modules.conv._ConvNd) or (
-                    node.op == "call_function" and node.target in (torch.nn.functional.conv2d, torch.nn.functional.conv1d)
-                ):
-                    convs += 1
-                    dims = shadow.dims[2:] if isinstance(shadow, sizes.SymTensor) else (None,)
-                    symbolic += all(d is not None for d in dims)
+        convs, symbolic = _conv_coverage(analysis.sizes)
     if analysis.error or input_error or (analysis.sizes is not None and analysis.sizes.error):
         status = "failed"
         record["reason"] = analysis.error or input_error or load.describe(analysis.sizes.error[1])
@@ -105,7 +130,9 @@ def analyse(name, factory, shape, verify: bool = True) -> dict:
     if verify and sum(p.numel() for p in model.parameters()) > VERIFY_MAX_PARAMETERS:
         for finding in records:
             if finding["code"] == "CVL302":
-                finding["verified"] = f"not run: over {VERIFY_MAX_PARAMETERS:.0e} parameters, too large to build on this machine"
+                finding["verified"] = (
+                    f"not run: over {VERIFY_MAX_PARAMETERS:.0e} parameters, too large to build on this machine"
+                )
     elif verify:
         symbols = [str(s) for s in (analysis.sizes.symbols if analysis.sizes is not None else ())]
         outcomes: dict = {}  # one real run per distinct failing input
@@ -125,7 +152,9 @@ def _failing_shape(message: str, shape, symbols) -> tuple:
     """The input CVL302 says breaks the model: each named size at its first failing
     value above the example (the smallest one if there is none above)."""
     failing = list(shape)
-    for symbol, smallest, above in re.findall(r"(\w+) = (\d+)(?: \(and (\d+), the first size above the example\))?", message.split("it first fails at ")[-1]):
+    for symbol, smallest, above in re.findall(
+        r"(\w+) = (\d+)(?: \(and (\d+), the first size above the example\))?", message.split("it first fails at ")[-1]
+    ):
         failing[2 + symbols.index(symbol)] = int(above or smallest)
     return tuple(failing)
 
@@ -194,7 +223,11 @@ def run(zoos, limit, only, shard, timeout, out_path=None, verify=True, names=Non
                 sys.exit(RECYCLE)  # memory grows over hundreds of models: a fresh process goes on
             analysed += 1
             if name in died:
-                record = {"model": name, "status": "crashed", "reason": "the worker process died while analysing it (out of memory?)"}
+                record = {
+                    "model": name,
+                    "status": "crashed",
+                    "reason": "the worker process died while analysing it (out of memory?)",
+                }
             else:
                 if out:
                     out.write(json.dumps({"model": name, "status": "started"}) + "\n")
@@ -213,23 +246,35 @@ def run(zoos, limit, only, shard, timeout, out_path=None, verify=True, names=Non
                 out.write(json.dumps(record) + "\n")
                 out.flush()
             codes = collections.Counter(f["code"] for f in record.get("findings", []))
-            print(f"{record['status']:7} {name:60} {record.get('symbolic_convs', 0)}/{record.get('convs', 0)} symbolic  {dict(codes)}  {record.get('reason', '')[:100]}", flush=True)
+            print(
+                f"{record['status']:7} {name:60} {record.get('symbolic_convs', 0)}/{record.get('convs', 0)} symbolic  {dict(codes)}  {record.get('reason', '')[:100]}",
+                flush=True,
+            )
     return records
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write every record here (one JSON array)")
-    parser.add_argument("--zoo", default="torchvision,timm,timm-os8", help="comma-separated: torchvision, timm, timm-os8")
+    parser.add_argument(
+        "--zoo", default="torchvision,timm,timm-os8", help="comma-separated: torchvision, timm, timm-os8"
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N timm models (0: all)")
     parser.add_argument("--only", help="substring of the model names to run")
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--timeout", type=int, default=300, help="seconds per model")
     parser.add_argument("--markdown", help="write the summary page (docs/zoo.md) here")
     parser.add_argument("--from-json", help="no run: read the records of an earlier --json")
-    parser.add_argument("--rerun", help="run again every model of this --json that was not clean (not analysed fully, or with findings), and merge")
-    parser.add_argument("--no-verify", action="store_true", help="do not run the real model where CVL302 says it breaks")
-    parser.add_argument("--max-models", type=int, default=100, help="with --jobs: a fresh worker process after this many models")
+    parser.add_argument(
+        "--rerun",
+        help="run again every model of this --json that was not clean (not analysed fully, or with findings), and merge",
+    )
+    parser.add_argument(
+        "--no-verify", action="store_true", help="do not run the real model where CVL302 says it breaks"
+    )
+    parser.add_argument(
+        "--max-models", type=int, default=100, help="with --jobs: a fresh worker process after this many models"
+    )
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # "i/n", set for the workers
     parser.add_argument("--jsonl", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -244,7 +289,11 @@ def main() -> None:
     elif args.rerun and not args.shard:
         with open(args.rerun) as fh:
             merged = {r["model"]: r for r in json.load(fh)}
-        fresh = _parallel(args) if args.jobs > 1 else run(zoos, args.limit, args.only, (0, 1), args.timeout, None, not args.no_verify, _to_rerun(args.rerun))
+        fresh = (
+            _parallel(args)
+            if args.jobs > 1
+            else run(zoos, args.limit, args.only, (0, 1), args.timeout, None, not args.no_verify, _to_rerun(args.rerun))
+        )
         merged.update({r["model"]: r for r in fresh})
         records = list(merged.values())
     elif args.jobs > 1 and not args.shard:
@@ -252,7 +301,17 @@ def main() -> None:
     else:
         shard = tuple(int(part) for part in args.shard.split("/")) if args.shard else (0, 1)
         recycle = args.max_models if args.shard else 0  # only a supervised worker may stop early
-        records = run(zoos, args.limit, args.only, shard, args.timeout, args.jsonl, not args.no_verify, _to_rerun(args.rerun), recycle)
+        records = run(
+            zoos,
+            args.limit,
+            args.only,
+            shard,
+            args.timeout,
+            args.jsonl,
+            not args.no_verify,
+            _to_rerun(args.rerun),
+            recycle,
+        )
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(sorted(records, key=lambda r: r["model"]), fh, indent=1)
@@ -291,7 +350,16 @@ def _parallel(args) -> list[dict]:
         paths = [os.path.join(tmp, f"{index}.jsonl") for index in range(args.jobs)]
 
         def start(index):
-            argv = [sys.executable, __file__, "--zoo", args.zoo, "--limit", str(args.limit), "--timeout", str(args.timeout)]
+            argv = [
+                sys.executable,
+                __file__,
+                "--zoo",
+                args.zoo,
+                "--limit",
+                str(args.limit),
+                "--timeout",
+                str(args.timeout),
+            ]
             argv += ["--shard", f"{index}/{args.jobs}", "--jsonl", paths[index], "--max-models", str(args.max_models)]
             argv += ["--only", args.only] if args.only else []
             argv += ["--no-verify"] if args.no_verify else []
@@ -360,13 +428,15 @@ def update_readme(path: str, records) -> None:
 
 
 def _condition(message: str) -> str:
-    """"H % 8 and W % 8 must be in {0, 5, 6, 7}" out of a CVL302 message."""
+    """ "H % 8 and W % 8 must be in {0, 5, 6, 7}" out of a CVL302 message."""
     return message.split("): ", 1)[-1].split("; it first fails", 1)[0]
 
 
 def table(records) -> str:
     """One row per zoo and one for all: the table the README shows."""
-    lines = ["| zoo | models | analysed fully | with leaves | failed | every conv symbolic | findings by code | errors¹ | median time |"]
+    lines = [
+        "| zoo | models | analysed fully | with leaves | failed | every conv symbolic | findings by code | errors¹ | median time |"
+    ]
     lines += ["|---|---:|---:|---:|---:|---:|---|---:|---:|"]
     order = ["torchvision", "torchvision.segmentation", "timm", "timm-os8"]
     zoos = sorted({_zoo_of(r) for r in records}, key=lambda z: order.index(z) if z in order else len(order))
@@ -375,7 +445,9 @@ def table(records) -> str:
         status = collections.Counter(r["status"] for r in group)
         symbolic = sum(map(_fully_symbolic, group))
         codes = collections.Counter(f["code"] for r in group for f in r.get("findings", []))
-        errors = sum(1 for r in group for f in r.get("findings", []) if f["severity"] == "error" and f["code"] != "CVL901")
+        errors = sum(
+            1 for r in group for f in r.get("findings", []) if f["severity"] == "error" and f["code"] != "CVL901"
+        )
         times = sorted(r["seconds"] for r in group if "seconds" in r)
         median = f"{times[len(times) // 2]:.2f} s" if times else "-"
         found = ", ".join(f"{c}: {n}" for c, n in sorted(codes.items())) or "none"
@@ -384,31 +456,50 @@ def table(records) -> str:
             f"{status['failed'] + status['crashed'] + status['timeout']} | {symbolic} ({100 * symbolic / max(len(group), 1):.1f}%) | "
             f"{found} | {errors} | {median} |"
         )
-    lines += ["", "¹ error-severity findings, but for CVL901 (\"cannot be traced\"), which the failed column counts; the time is per model: build on meta, analyse, check."]
+    lines += [
+        "",
+        '¹ error-severity findings, but for CVL901 ("cannot be traced"), which the failed column counts; the time is per model: build on meta, analyse, check.',
+    ]
     return "\n".join(lines)
 
 
 def markdown(records, versions: str) -> str:
     """docs/zoo.md: the table per zoo, every warning with the real run behind it, and
     every model that is not fully symbolic, with why."""
-    lines = ["# convlint on the model zoos", "", f"Generated by `bench/zoo.py --markdown` from `bench/zoo.json` ({versions}).", ""]
+    lines = [
+        "# convlint on the model zoos",
+        "",
+        f"Generated by `bench/zoo.py --markdown` from `bench/zoo.json` ({versions}).",
+        "",
+    ]
     lines += table(records).splitlines()
     lines += ["", "## Warnings, each checked on the real model", ""]
-    lines += ["Every CVL302 names an input size where a merge breaks; the zoo run builds the real model", "(random weights, CPU) and runs it at that size. \"raises\" means the warning is true.", ""]
-    lines += ["| model | findings | what the merges need (CVL302) | where it breaks (real PyTorch) |", "|---|---|---|---|"]
+    lines += [
+        "Every CVL302 names an input size where a merge breaks; the zoo run builds the real model",
+        '(random weights, CPU) and runs it at that size. "raises" means the warning is true.',
+        "",
+    ]
+    lines += [
+        "| model | findings | what the merges need (CVL302) | where it breaks (real PyTorch) |",
+        "|---|---|---|---|",
+    ]
     for r in records:
         warned = [f for f in r.get("findings", []) if f["severity"] == "warning"]
         if warned:
             codes = collections.Counter(f["code"] for f in warned)
             needs = sorted({_condition(f["message"]) for f in warned})
             outcomes = sorted({f.get("verified", "not run") for f in warned})
-            lines.append(f"| {r['model']} | {', '.join(f'{c} x{n}' for c, n in sorted(codes.items()))} | {'<br>'.join(needs)} | {'<br>'.join(outcomes)} |")
+            lines.append(
+                f"| {r['model']} | {', '.join(f'{c} x{n}' for c, n in sorted(codes.items()))} | {'<br>'.join(needs)} | {'<br>'.join(outcomes)} |"
+            )
     lines += ["", "## Not fully symbolic", ""]
     lines += ["| model | status | convolutions symbolic | why |", "|---|---|---:|---|"]
     for r in records:
         if not _fully_symbolic(r):
             why = r.get("reason") or "; ".join(f"`{k}`: {v}" for k, v in list(r.get("leaves", {}).items())[:2])
-            lines.append(f"| {r['model']} | {r['status']} | {r.get('symbolic_convs', 0)}/{r.get('convs', 0)} | {why[:200]} |")
+            lines.append(
+                f"| {r['model']} | {r['status']} | {r.get('symbolic_convs', 0)}/{r.get('convs', 0)} | {why[:200]} |"
+            )
     return "\n".join(lines) + "\n"
 
 

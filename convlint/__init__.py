@@ -2,6 +2,7 @@
 
 Importing this package does not import torch; ``check`` and ``assert_clean`` do.
 """
+
 from __future__ import annotations
 
 from typing import Sequence

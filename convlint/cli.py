@@ -1,4 +1,5 @@
 """``convlint`` on the command line. Exit codes as ruff: 0 clean, 1 findings, 2 error."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,24 +20,35 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     check = commands.add_parser("check", help="check model files or module:NAME targets")
     check.add_argument("targets", nargs="*", help="files, directories, pkg.module:NAME or path/file.py:NAME")
     check.add_argument(
-        "--input-shape", action="append", default=[], metavar="N,C,H,W",
+        "--input-shape",
+        action="append",
+        default=[],
+        metavar="N,C,H,W",
         help="example input shape; repeat once per forward() input (default: inferred)",
     )
     check.add_argument("--format", choices=["text", "grouped", "json", "sarif", "github"], default="text")
     check.add_argument("-o", "--output-file", metavar="FILE", help="write the report to FILE instead of stdout")
     check.add_argument("--select", default=None, help="comma-separated code prefixes to check")
     check.add_argument("--ignore", default=None, help="comma-separated code prefixes to skip")
-    check.add_argument("--same", action="append", default=[], metavar="GLOB", help="qualified module names that keep their size")
+    check.add_argument(
+        "--same", action="append", default=[], metavar="GLOB", help="qualified module names that keep their size"
+    )
     check.add_argument("--config", default=None, help="pyproject.toml to read [tool.convlint] from")
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
     check.add_argument("--fix", action="store_true", help="apply safe fixes to the source, then report what remains")
     check.add_argument("--unsafe-fixes", action="store_true", help="also apply (and mark) unsafe fixes")
     check.add_argument("--diff", action="store_true", help="print a diff of what --fix would change; write nothing")
     check.add_argument(
-        "--run-every-op", action="store_true",
+        "--run-every-op",
+        action="store_true",
         help="run every op on meta tensors, also those whose sizes convlint predicts (slower; a stronger self-check)",
     )
-    check.add_argument("-v", "--verbose", action="store_true", help="also show the warnings raised while models were imported, built and run")
+    check.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show the warnings raised while models were imported, built and run",
+    )
 
     shapes = commands.add_parser("shapes", help="print every tensor's concrete and symbolic sizes")
     shapes.add_argument("targets", nargs="+", help="files, pkg.module:NAME or path/file.py:NAME")
@@ -44,10 +56,16 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     shapes.add_argument("--format", choices=["text", "json"], default="text")
     shapes.add_argument("--config", default=None)
     shapes.add_argument(
-        "--run-every-op", action="store_true",
+        "--run-every-op",
+        action="store_true",
         help="run every op on meta tensors, also those whose sizes convlint predicts (slower; a stronger self-check)",
     )
-    shapes.add_argument("-v", "--verbose", action="store_true", help="also show the warnings raised while models were imported, built and run")
+    shapes.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show the warnings raised while models were imported, built and run",
+    )
 
     rules = commands.add_parser("rules", help="list the rules, or explain one")
     rules.add_argument("code", nargs="?")
@@ -129,7 +147,10 @@ def _fix(args, result) -> int:
         print(f"Would fix {count} finding{'s' * (count != 1)}.", file=sys.stderr)
         return EXIT_FINDINGS if outcome.diffs and not args.exit_zero else EXIT_CLEAN
     count = len(outcome.fixed)
-    print(f"Fixed {count} finding{'s' * (count != 1)} in {len(outcome.written)} file{'s' * (len(outcome.written) != 1)}.", file=sys.stderr)
+    print(
+        f"Fixed {count} finding{'s' * (count != 1)} in {len(outcome.written)} file{'s' * (len(outcome.written) != 1)}.",
+        file=sys.stderr,
+    )
     sys.stderr.flush()
     again = [a for a in args.argv if a not in ("--fix", "--unsafe-fixes", "--diff")]
     return subprocess.run([sys.executable, "-m", "convlint", *again]).returncode
@@ -181,7 +202,9 @@ def _rules(args) -> int:
         sys.stdout.write(report.rule_doc(rule))
         return EXIT_CLEAN
     for rule in rules:
-        print(f"{rule.code}  {rule.name:<26} {rule.severity:<8} {'fixable' if rule.fixable else '       '}  {rule.summary}")
+        print(
+            f"{rule.code}  {rule.name:<26} {rule.severity:<8} {'fixable' if rule.fixable else '       '}  {rule.summary}"
+        )
     return EXIT_CLEAN
 
 
@@ -205,7 +228,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         finally:
             if getattr(args, "verbose", False):
                 for w in caught:
-                    print(f"convlint: note: {w.filename}:{w.lineno}: {w.category.__name__}: {w.message}", file=sys.stderr)
+                    print(
+                        f"convlint: note: {w.filename}:{w.lineno}: {w.category.__name__}: {w.message}", file=sys.stderr
+                    )
 
 
 def _run(args) -> int:

@@ -6,6 +6,7 @@ inside a string is not one):
   ``# convlint: ignore[CVL101]``: suppress findings on that line (``suppressed``);
 - ``# convlint: skip-file``: skip the whole file.
 """
+
 from __future__ import annotations
 
 import functools

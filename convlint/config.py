@@ -4,6 +4,7 @@ As with ruff, the nearest ``pyproject.toml`` (from the working directory upward)
 has a ``[tool.convlint]`` table is used. Unknown keys and wrong types are errors that
 name the key, never silently ignored.
 """
+
 from __future__ import annotations
 
 import os
@@ -81,7 +82,7 @@ def _models(value) -> tuple[ModelEntry, ...]:
             if unknown:
                 raise ConfigError(f"[tool.convlint] models: unknown key {sorted(unknown)[0]!r}")
             if not isinstance(item.get("target"), str):
-                raise ConfigError("[tool.convlint] models: each entry needs target = \"module:Name\"")
+                raise ConfigError('[tool.convlint] models: each entry needs target = "module:Name"')
             shapes = _shapes("models.input-shape", item["input-shape"]) if "input-shape" in item else ()
             entries.append(ModelEntry(item["target"], shapes))
         else:

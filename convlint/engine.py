@@ -4,6 +4,7 @@
 Every problem on the way (a file that does not import, a model that does not build or
 trace, a rule that crashes) becomes a located finding, and the run goes on.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +28,10 @@ DEFAULT_SPATIAL = {1: (1024,), 2: (224, 224), 3: (32, 112, 112)}
 
 # Findings the engine itself makes: documented like rules, listed by `convlint rules`.
 CVL900 = Rule(
-    "CVL900", "import-error", ERROR, "A file or target could not be imported",
+    "CVL900",
+    "import-error",
+    ERROR,
+    "A file or target could not be imported",
     doc="""\
 ## What it does
 Reports a model file or `module:NAME` target that fails to import (a syntax error, a
@@ -42,7 +46,10 @@ dependencies; run from the project root).
 """,
 )
 CVL901 = Rule(
-    "CVL901", "model-not-analysed", ERROR, "A model could not be built, traced or run on meta tensors",
+    "CVL901",
+    "model-not-analysed",
+    ERROR,
+    "A model could not be built, traced or run on meta tensors",
     doc="""\
 ## What it does
 Reports a model whose sizes convlint could not work out: its constructor raised, its
@@ -60,7 +67,10 @@ error the model raises.
 """,
 )
 CVL902 = Rule(
-    "CVL902", "internal-error", ERROR, "convlint's symbolic sizes disagree with PyTorch, or a rule crashed",
+    "CVL902",
+    "internal-error",
+    ERROR,
+    "convlint's symbolic sizes disagree with PyTorch, or a rule crashed",
     doc="""\
 ## What it does
 Reports a bug in convlint: at the example input, a symbolic size did not evaluate to the
@@ -260,14 +270,24 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
         yield CVL901, Report(f"model `{view.name}` raised when run on meta tensors{at}: {load.describe(exc)}", "", site)
     for m in result.mismatches:
         axis = f"dimension {m.axis}" if m.axis >= 0 else "value"
-        yield CVL902, Report(
-            f"internal: symbolic size {show(m.expression)} of {axis} of `{m.node.name}` gives {m.actual}, "
-            f"PyTorch gives {m.expected}; treated as unknown",
-            "",
-            m.node.meta.get("convlint_site"),
+        yield (
+            CVL902,
+            Report(
+                f"internal: symbolic size {show(m.expression)} of {axis} of `{m.node.name}` gives {m.actual}, "
+                f"PyTorch gives {m.expected}; treated as unknown",
+                "",
+                m.node.meta.get("convlint_site"),
+            ),
         )
     for node, exc in result.transfer_errors:
-        yield CVL902, Report(f"internal: size rule for `{node.name}` failed: {load.describe(exc)}", "", node.meta.get("convlint_site"))
+        yield (
+            CVL902,
+            Report(
+                f"internal: size rule for `{node.name}` failed: {load.describe(exc)}",
+                "",
+                node.meta.get("convlint_site"),
+            ),
+        )
 
 
 def _explained(view, node) -> bool:
@@ -333,7 +353,9 @@ def _collect_calls(view, calls: dict) -> None:
             s = info.site
             entry = calls.setdefault(_site_key(s.path, s.line, s.column, s.end_line, s.end_column), (s, {}))
             # a module reached twice (shared, or via remove_duplicate=False) counts once
-            entry[1].setdefault(id(info.module), registry.BuiltModule(view.name, info.qualname, info.module, info.intent))
+            entry[1].setdefault(
+                id(info.module), registry.BuiltModule(view.name, info.qualname, info.module, info.intent)
+            )
 
 
 def plan_fixes(findings: Sequence[Finding], calls: dict, rules: Sequence[Rule]) -> list[Finding]:
@@ -470,7 +492,9 @@ def built_models(targets: Sequence, options: Options, result: Result, on_file=No
             explicit = True
         else:
             if not os.path.exists(target):
-                result.findings.append(Finding("CVL900", ERROR, target, 1, 1, 1, 1, f"no such file or directory: {target}"))
+                result.findings.append(
+                    Finding("CVL900", ERROR, target, 1, 1, 1, 1, f"no such file or directory: {target}")
+                )
                 continue
             files = load.python_files(target, excluded)
             result.files += len(files)
@@ -479,7 +503,9 @@ def built_models(targets: Sequence, options: Options, result: Result, on_file=No
             explicit = False
         for candidates, load_problems in groups:
             for p in load_problems:
-                result.findings.append(Finding("CVL900", ERROR, p.path, p.line, p.column, p.line, p.column, p.message, p.model))
+                result.findings.append(
+                    Finding("CVL900", ERROR, p.path, p.line, p.column, p.line, p.column, p.message, p.model)
+                )
             built = []
             for candidate in candidates:
                 if explicit and candidate.path and candidate.path not in files_of_targets:
@@ -520,11 +546,31 @@ def check_source(path: str, rules: Sequence[Rule]) -> list[Finding]:
             for report in rule.check_source(path):
                 s = report.site
                 findings.append(
-                    Finding(rule.code, report.severity or rule.severity, load.relpath(s.path), s.line, s.column,
-                            s.end_line, s.end_column, report.message, fix=report.fix)
+                    Finding(
+                        rule.code,
+                        report.severity or rule.severity,
+                        load.relpath(s.path),
+                        s.line,
+                        s.column,
+                        s.end_line,
+                        s.end_column,
+                        report.message,
+                        fix=report.fix,
+                    )
                 )
         except Exception as exc:  # one broken rule must not hide the others
-            findings.append(Finding("CVL902", ERROR, load.relpath(path), 1, 1, 1, 1, f"internal: rule {rule.code} crashed: {load.describe(exc)}"))
+            findings.append(
+                Finding(
+                    "CVL902",
+                    ERROR,
+                    load.relpath(path),
+                    1,
+                    1,
+                    1,
+                    1,
+                    f"internal: rule {rule.code} crashed: {load.describe(exc)}",
+                )
+            )
     return findings
 
 

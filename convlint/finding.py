@@ -1,4 +1,5 @@
 """The one record every output format and the fixer read."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

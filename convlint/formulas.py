@@ -5,6 +5,7 @@ same formula computes a concrete size, a symbolic size map and a candidate
 padding. The formulas follow PyTorch's documentation and its C++ shape functions
 (``pooling_output_shape``, ``conv_output_size``).
 """
+
 from __future__ import annotations
 
 from fractions import Fraction

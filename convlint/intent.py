@@ -4,6 +4,7 @@ Four ways, all equivalent: a ``# convlint: same`` comment on a line of the
 constructor call, ``padding="same"`` on a convolution, a ``same`` glob over qualified
 module names in ``[tool.convlint]``, and ``convlint.same(module)`` in code.
 """
+
 from __future__ import annotations
 
 import fnmatch
@@ -38,7 +39,9 @@ def _comment_owners(entries) -> set[str]:
             spans = {site for _, site in items if site.line <= line <= site.end_line}
             if not spans:
                 continue
-            best = min(spans, key=lambda s: (s.end_line - s.line, -(s.end_column - s.column) if s.line == s.end_line else 0))
+            best = min(
+                spans, key=lambda s: (s.end_line - s.line, -(s.end_column - s.column) if s.line == s.end_line else 0)
+            )
             owners.update(q for q, site in items if site == best)
     return owners
 

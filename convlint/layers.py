@@ -3,6 +3,7 @@
 ``Geometry`` is what the size transfer functions and the same-intent rules read,
 so a ``Conv2d`` module and an ``F.conv2d`` call with the same numbers behave alike.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -84,7 +85,9 @@ class Geometry:
 
     def as_dynamic_same(self) -> "Geometry":
         """This layer padded at run time to TensorFlow's "SAME" (no static padding)."""
-        return dataclasses.replace(self, padding=((0, 0),) * self.ndim, padding_literal="dynamic same", dynamic_same=True)
+        return dataclasses.replace(
+            self, padding=((0, 0),) * self.ndim, padding_literal="dynamic same", dynamic_same=True
+        )
 
     def min_input(self, i: int) -> int:
         """Smallest input size for which the layer is defined (output >= 1)."""
@@ -106,9 +109,7 @@ def _conv_padding(padding, kernel, dilation, n) -> tuple[tuple[int, int], ...]:
     if padding == "valid":
         return ((0, 0),) * n
     if padding == "same":
-        return tuple(
-            formulas.split_padding(formulas.same_total_padding(k, d)) for k, d in zip(kernel, dilation)
-        )
+        return tuple(formulas.split_padding(formulas.same_total_padding(k, d)) for k, d in zip(kernel, dilation))
     return tuple((p, p) for p in ntuple(padding, n))
 
 

@@ -5,6 +5,7 @@ relative imports work) and takes every ``nn.Module`` subclass defined there whos
 constructor needs no arguments. ``pkg.module:NAME`` and ``path/file.py:NAME`` name a
 class or a zero-argument callable that returns a module.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -113,8 +114,7 @@ def _needs_no_arguments(obj) -> bool:
     except (TypeError, ValueError):
         return False
     return all(
-        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        for p in signature.parameters.values()
+        p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in signature.parameters.values()
     )
 
 
@@ -183,7 +183,15 @@ def candidate_for_target(target: str) -> tuple[list[Candidate], list[Problem]]:
         return [], [Problem(relpath(file), 1, 1, f"{where} has no attribute {attr!r}")]
     file = path or inspect.getsourcefile(module) or where
     if not callable(obj) or not _needs_no_arguments(obj):
-        return [], [Problem(relpath(file), _line_of(obj), 1, f"{target} is not a class or a callable that takes no arguments", target)]
+        return [], [
+            Problem(
+                relpath(file),
+                _line_of(obj),
+                1,
+                f"{target} is not a class or a callable that takes no arguments",
+                target,
+            )
+        ]
     return [Candidate(f"{relpath(file)}:{attr}" if path else target, file, _line_of(obj), obj)], []
 
 

@@ -1,4 +1,5 @@
 """Size expressions as people write them: ``floor((H - 1)/2) + 1``, not ``floor(H/2 - 1/2) + 1``."""
+
 from __future__ import annotations
 
 import sympy

@@ -5,6 +5,7 @@ strides); ``rf`` the number of input pixels one output sees. Where branches meet
 largest of each is taken: what a pixel depends on through any path, not the order in which
 hooks happen to fire. Global pooling (adaptive pooling to 1, a mean) sees everything: None.
 """
+
 from __future__ import annotations
 
 import math
@@ -62,10 +63,23 @@ def receptive_fields(view) -> dict:
             field = UNKNOWN
         elif geometry is not None and geometry.ndim == ndim:
             field = tuple(_through(geometry, i, rf, jump) for i, (rf, jump) in enumerate(field))
-        elif isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-                                 nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)):
+        elif isinstance(
+            module,
+            (
+                nn.AdaptiveAvgPool1d,
+                nn.AdaptiveAvgPool2d,
+                nn.AdaptiveAvgPool3d,
+                nn.AdaptiveMaxPool1d,
+                nn.AdaptiveMaxPool2d,
+                nn.AdaptiveMaxPool3d,
+            ),
+        ):
             field = None
-        elif node.op in ("call_method", "call_function") and getattr(node.target, "__name__", node.target) in ("mean", "amax", "sum"):
+        elif node.op in ("call_method", "call_function") and getattr(node.target, "__name__", node.target) in (
+            "mean",
+            "amax",
+            "sum",
+        ):
             field = None
         elif isinstance(module, nn.PixelShuffle):
             field = tuple((rf, jump / module.upscale_factor) for rf, jump in field)

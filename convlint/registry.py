@@ -5,6 +5,7 @@ read-only ``ModelView`` to ``Report``s. Built-in rules come in through the same 
 point as a third-party plugin's; an entry point may name a ``Rule``, a list of them,
 or a module (or package) whose module-level ``Rule`` objects are all taken.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -6,6 +6,7 @@ period that divides the product of the strides, and so does the target ``ceil(n/
 Checking ``f(n) == ceil(n/S)`` on ``[n_min, n_min + P]`` therefore decides it for all
 ``n >= n_min`` (the endpoint pins the slope).
 """
+
 from __future__ import annotations
 
 import math
@@ -124,7 +125,9 @@ def condition(passes: dict, n0: int, period: int) -> Callable[[list], str]:
             if not residues:
                 break
             if residues == [0]:
-                return lambda names: f"{' and '.join(names)} must be {'multiples' if len(names) > 1 else 'a multiple'} of {m}"
+                return lambda names: (
+                    f"{' and '.join(names)} must be {'multiples' if len(names) > 1 else 'a multiple'} of {m}"
+                )
             allowed = "{" + ", ".join(map(str, residues)) + "}"
             return lambda names: f"{' and '.join(f'{n} % {m}' for n in names)} must be in {allowed}"
     return lambda names: f"{' and '.join(names)} must be one of the few sizes where both agree"
@@ -167,7 +170,10 @@ def joint_condition(pairs: list, symbol, n0: int) -> Optional[Callable[[list], s
     period = 1
     for a, b in pairs:
         period = min(math.lcm(period, period_of(a), period_of(b)), MAX_PERIOD)
-    passes = {n: all(evaluate_int(a, {symbol: n}) == evaluate_int(b, {symbol: n}) for a, b in pairs) for n in range(n0, n0 + period)}
+    passes = {
+        n: all(evaluate_int(a, {symbol: n}) == evaluate_int(b, {symbol: n}) for a, b in pairs)
+        for n in range(n0, n0 + period)
+    }
     if all(passes.values()):
         return None
     return condition(passes, n0, period)

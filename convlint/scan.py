@@ -6,6 +6,7 @@ but plain Python bases such as ``object``, exceptions, enums, ``NamedTuple``), o
 cannot be parsed (so the import reports the error). ``# convlint: skip-file`` skips a
 file outright. When no file needs importing, torch is never imported.
 """
+
 from __future__ import annotations
 
 import ast
@@ -14,8 +15,26 @@ import builtins
 from convlint import comments
 
 _PLAIN_BASES = {
-    "object", "Enum", "IntEnum", "StrEnum", "Flag", "IntFlag", "NamedTuple", "TypedDict", "Protocol", "Generic",
-    "ABC", "dict", "list", "tuple", "set", "str", "int", "float", "Exception", "BaseException",
+    "object",
+    "Enum",
+    "IntEnum",
+    "StrEnum",
+    "Flag",
+    "IntFlag",
+    "NamedTuple",
+    "TypedDict",
+    "Protocol",
+    "Generic",
+    "ABC",
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "str",
+    "int",
+    "float",
+    "Exception",
+    "BaseException",
 }
 
 

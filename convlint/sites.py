@@ -5,6 +5,7 @@ remembers the call expression that constructed it, from the frame's exact code
 positions (Python 3.11+: ``co_positions``). ``copy.deepcopy`` keeps the site, since
 it lives in the module's ``__dict__``.
 """
+
 from __future__ import annotations
 
 import contextlib

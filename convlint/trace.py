@@ -7,6 +7,7 @@ traced through. A module-level helper function that stops the top-level ``forwar
 same way. Each reason is kept, so the report can say where sizes went unknown.
 Every node remembers the source position of the ``forward`` line that made it.
 """
+
 from __future__ import annotations
 
 import functools
@@ -154,7 +155,9 @@ def _leaf_function(fn):
     @functools.wraps(fn)
     def call(*args, **kwargs):
         proxies: list = []
-        torch.fx.node.map_aggregate((args, kwargs), lambda a: proxies.append(a) if isinstance(a, torch.fx.Proxy) else None)
+        torch.fx.node.map_aggregate(
+            (args, kwargs), lambda a: proxies.append(a) if isinstance(a, torch.fx.Proxy) else None
+        )
         if proxies:
             return proxies[0].tracer.create_proxy("call_function", fn, args, kwargs)
         return fn(*args, **kwargs)

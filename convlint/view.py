@@ -5,6 +5,7 @@ It joins what the earlier stages found: the built model and its construction sit
 declared same intent (intent). Costly answers (a block traced on its own, the inputs
 each module saw) are computed on first use and kept.
 """
+
 from __future__ import annotations
 
 import functools
@@ -16,8 +17,8 @@ import torch
 import torch.nn as nn
 
 from convlint import intent, layers, samesize, sites, sizes
-from convlint.samesize import AxisVerdict
 from convlint.load import describe
+from convlint.samesize import AxisVerdict
 from convlint.trace import Trace, trace
 
 
@@ -301,7 +302,9 @@ class ModelView:
             return None
         return dim % len(shape) - (len(shape) - self.sizes.spatial_ndim)
 
-    def merge_pairs(self, node: torch.fx.Node, operands: list) -> Iterator[tuple[int, Optional[sympy.Expr], Optional[sympy.Expr]]]:
+    def merge_pairs(
+        self, node: torch.fx.Node, operands: list
+    ) -> Iterator[tuple[int, Optional[sympy.Expr], Optional[sympy.Expr]]]:
         """(spatial dim, first operand's size, other operand's size) for each dim where a
         merge needs its operands to agree: each operand against the first, in the dims
         where neither is 1 (broadcasting is CVL303's business), but for a cat's own

@@ -1,4 +1,5 @@
 """Padding written for dilation 1: the classic slip when a dilation argument is added."""
+
 from __future__ import annotations
 
 from typing import Iterator

@@ -4,6 +4,7 @@ Each layer needs of its input a padded size at least its effective kernel (CVL40
 reflect or circular padding within the size (CVL402). The finding names the layer, the
 size it gets, and the smallest model input for which it runs.
 """
+
 from __future__ import annotations
 
 from typing import Iterator

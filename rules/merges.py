@@ -3,6 +3,7 @@
 These rules need no annotation: a residual add or a skip concatenation states by itself
 that its operands have one size.
 """
+
 from __future__ import annotations
 
 from fractions import Fraction
@@ -105,9 +106,13 @@ def _check_mismatch(view: ModelView) -> Iterator[Report]:
             _fork, layer, change = _parting(view, operand, other)
             if layer is not None and (layer, change) not in [(p[1], p[2]) for p in partings]:
                 partings.append((index, layer, change))
-        where = "; ".join(f"the sizes part at {view.describe(layer)}, {change}, on the branch of operand {index}" for index, layer, change in partings)
+        where = "; ".join(
+            f"the sizes part at {view.describe(layer)}, {change}, on the branch of operand {index}"
+            for index, layer, change in partings
+        )
         yield Report(
-            f"`{node.name}` merges tensors of different sizes at the example input: {listed}" + (f"; {where}" if where else ""),
+            f"`{node.name}` merges tensors of different sizes at the example input: {listed}"
+            + (f"; {where}" if where else ""),
             site=view.site_of(node),
         )
 
@@ -162,7 +167,8 @@ def _check_some_sizes(view: ModelView) -> Iterator[Report]:
             groups.setdefault(condition(["{}"]), (condition, []))[1].append(str(symbol))
         conditions = [condition(names) for condition, names in groups.values()]
         first_fail = ", ".join(
-            f"{symbol} = {smallest}" + (f" (and {above}, the first size above the example)" if above and above != smallest else "")
+            f"{symbol} = {smallest}"
+            + (f" (and {above}, the first size above the example)" if above and above != smallest else "")
             for symbol, (_t, smallest, above, _m) in found.items()
         )
         maps = "; ".join(m for *_x, m in found.values())

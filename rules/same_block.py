@@ -1,9 +1,11 @@
 """Same intent on a block: a container or custom module declared to keep its size."""
+
 from __future__ import annotations
 
 from typing import Iterator
 
 from convlint.rule_api import ERROR, INFO, ModelView, Report, Rule, axes_map, geometry_of, size_map
+
 
 def _responsible(view: ModelView, qualname: str, analysis) -> list[str]:
     """Layers inside the block that do not keep "same" on their own."""
@@ -18,7 +20,9 @@ def _responsible(view: ModelView, qualname: str, analysis) -> list[str]:
             continue
         axes = view.layer_axes(geometry)
         if not all(a.verdict.keeps for a in axes):
-            names.append(f"`{prefix}{node.target}` ({size_map([a.symbol for a in axes], [a.expression for a in axes])})")
+            names.append(
+                f"`{prefix}{node.target}` ({size_map([a.symbol for a in axes], [a.expression for a in axes])})"
+            )
     return names
 
 
@@ -32,7 +36,11 @@ def _check_block(view: ModelView) -> Iterator[Report]:
         analysis, axes, reason = view.block(info.qualname)
         if reason or any(a.verdict is None for a in axes):
             why = reason or "its size map is not defined at the example input"
-            yield Report(f"cannot check that block `{name}` ({info.type_name}) keeps its size: {why}", info.qualname, severity=INFO)
+            yield Report(
+                f"cannot check that block `{name}` ({info.type_name}) keeps its size: {why}",
+                info.qualname,
+                severity=INFO,
+            )
             continue
         if all(a.verdict.keeps for a in axes):
             continue
@@ -43,7 +51,11 @@ def _check_block(view: ModelView) -> Iterator[Report]:
             broken = next(a for a in axes if not a.verdict.keeps)
             change = f"at {broken.symbol} = {broken.verdict.counterexample} it gives {broken.verdict.got}"
         culprits = _responsible(view, info.qualname, analysis) if analysis is not None else []
-        blame = "; layers responsible: " + ", ".join(culprits) if culprits else "; no single conv or pooling layer in it breaks same on its own"
+        blame = (
+            "; layers responsible: " + ", ".join(culprits)
+            if culprits
+            else "; no single conv or pooling layer in it breaks same on its own"
+        )
         yield Report(f"block `{name}` ({info.type_name}) does not keep its size: {change}{blame}", info.qualname)
 
 

@@ -4,6 +4,7 @@
 every input size where the layer is defined. With symmetric integer padding a layer
 meets it exactly when dilation*(kernel-1) is even and padding = dilation*(kernel-1)/2.
 """
+
 from __future__ import annotations
 
 from typing import Iterator, Union
@@ -51,8 +52,6 @@ def _same_layers(view: ModelView) -> Iterator[tuple]:
         yield info, geometry, axes
 
 
-
-
 def _describe(info, geometry: Geometry) -> str:
     parts = [f"kernel {literal(geometry.kernel)}"]
     if any(s != 1 for s in geometry.stride):
@@ -63,10 +62,6 @@ def _describe(info, geometry: Geometry) -> str:
     return f"{info.type_name}({', '.join(parts)})"
 
 
-
-
-
-
 def _at_example(view: ModelView, qualname: str, geometry: Geometry) -> str:
     """``; at the example input 19x19 -> 9x9`` when the layer ran in the model."""
     shapes = view.module_inputs(qualname)
@@ -74,7 +69,9 @@ def _at_example(view: ModelView, qualname: str, geometry: Geometry) -> str:
         return ""
     before = tuple(shapes[0][-geometry.ndim :])
     after = tuple(geometry.out(before))
-    if any(n <= 0 for n in after) or after == tuple(same_target(n, geometry.scale_stride(i)) for i, n in enumerate(before)):
+    if any(n <= 0 for n in after) or after == tuple(
+        same_target(n, geometry.scale_stride(i)) for i, n in enumerate(before)
+    ):
         return ""  # the layer cannot run there, or the example does not show the break
     return f"; at the example input {'x'.join(map(str, before))} -> {'x'.join(map(str, after))}"
 
@@ -86,23 +83,7 @@ def _smallest_failure(axes: tuple[AxisVerdict, ...]) -> str:
     return f"; first fails at {broken.symbol} = {v.counterexample} ({v.got}, not {v.want})"
 
 
-
-
-
-
-
-
 # ---------------------------------------------------------------- fixes
-
-
-
-
-
-
-
-
-
-
 
 
 def _fix_same_string(call_site: CallSite) -> Union[Fix, str, None]:

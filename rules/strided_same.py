@@ -1,5 +1,6 @@
 """`padding="same"` with stride > 1: PyTorch refuses it when the layer is built, so this
 rule reads the source (libcst) rather than the model, which cannot be instantiated."""
+
 from __future__ import annotations
 
 import re
@@ -47,10 +48,14 @@ def _check(path: str) -> Iterator[Report]:
     for node in _calls(wrapper.module):
         name = _callee(node)
         module_form = name in ("Conv1d", "Conv2d", "Conv3d")
-        padding = _argument(node, "padding", SIGNATURES["conv"].index("padding") if module_form else 4 if name in _CONV else None)
+        padding = _argument(
+            node, "padding", SIGNATURES["conv"].index("padding") if module_form else 4 if name in _CONV else None
+        )
         if not (isinstance(padding, cst.SimpleString) and padding.evaluated_value == "same"):
             continue
-        stride_arg = _argument(node, "stride", SIGNATURES["conv"].index("stride") if module_form else 3 if name in _CONV else None)
+        stride_arg = _argument(
+            node, "stride", SIGNATURES["conv"].index("stride") if module_form else 3 if name in _CONV else None
+        )
         stride = _ints(stride_arg) if stride_arg is not None else (1,)
         if stride is None or all(s == 1 for s in stride):
             continue
@@ -82,7 +87,9 @@ def _advice(node, name: str, module_form: bool) -> str:
     ndim = _CONV.get(name)
     kernel = _ints(_argument(node, "kernel_size", 2) if module_form else None)
     dilation_arg = _argument(node, "dilation", 5) if module_form else None
-    dilation = (1,) if module_form and dilation_arg is None else _ints(dilation_arg) if dilation_arg is not None else None
+    dilation = (
+        (1,) if module_form and dilation_arg is None else _ints(dilation_arg) if dilation_arg is not None else None
+    )
     if ndim is None or kernel is None or dilation is None:
         return "pad explicitly (d*(k-1) in all, half before) and set padding=0"
     kernel = kernel * ndim if len(kernel) == 1 else kernel

@@ -1,4 +1,5 @@
 """The Python API: convlint.check and convlint.same, for users' own tests."""
+
 import torch
 import torch.nn as nn
 
@@ -9,7 +10,7 @@ from convlint import load
 class Net(nn.Module):
     def __init__(self):
         super().__init__()
-        self.block = convlint.same(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, dilation=3, padding=1)))
+        self.block = convlint.same(nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Conv2d(8, 8, 3, dilation=3, padding=1)))  # fmt: skip
 
     def forward(self, x):
         return self.block(x)
@@ -19,7 +20,7 @@ def test_check_a_class_builds_it_on_meta_and_points_at_the_constructor_calls():
     findings = convlint.check(Net, input_shape=(1, 3, 32, 32))
     assert [(f.code, f.module) for f in findings] == [("CVL103", "block"), ("CVL201", "block.1")]
     f = findings[0]
-    assert f.path.endswith("test_api.py") and f.line == 12
+    assert f.path.endswith("test_api.py") and f.line == 13
     assert "H -> H - 4" in f.message and "`block.1` (H -> H - 4, W -> W - 4)" in f.message
 
 
@@ -76,7 +77,7 @@ def test_assert_clean_passes_a_clean_model_and_fails_with_the_findings_as_text()
     else:
         raise AssertionError("assert_clean did not fail")
     assert text.startswith("convlint found 2 problems:\n")
-    assert "test_api.py:12:" in text and "CVL103 block `block` (Sequential) does not keep its size" in text
+    assert "test_api.py:13:" in text and "CVL103 block `block` (Sequential) does not keep its size" in text
     convlint.assert_clean(Net, input_shape=(1, 3, 32, 32), ignore=["CVL103", "CVL2"])
 
 

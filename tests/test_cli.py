@@ -1,10 +1,10 @@
 """The real `convlint` command on fixtures: output, formats, exit codes, configuration."""
+
 import json
 import os
 import re
 import subprocess
 import sys
-
 
 from conftest import ROOT
 
@@ -36,12 +36,12 @@ def test_clean_model_exits_zero_with_a_summary_on_stderr():
 def test_exit_zero_and_select_ignore():
     assert convlint("check", *SEED, "--exit-zero").returncode == 0
     only_301 = convlint("check", *SEED, "--select", "CVL3")
-    assert [l.split()[1] for l in only_301.stdout.splitlines()] == ["CVL301"]
+    assert [row.split()[1] for row in only_301.stdout.splitlines()] == ["CVL301"]
     none = convlint("check", *SEED, "--ignore", "CVL1,CVL301")
     assert (none.returncode, none.stdout) == (0, "")
     # the longer prefix wins, as in ruff
     back = convlint("check", *SEED, "--select", "CVL101", "--ignore", "CVL1")
-    assert [l.split()[1] for l in back.stdout.splitlines()] == ["CVL101"]
+    assert [row.split()[1] for row in back.stdout.splitlines()] == ["CVL101"]
 
 
 def test_json_output_has_the_documented_keys():
@@ -66,7 +66,7 @@ def test_usage_errors_exit_two():
 def test_a_file_that_does_not_import_is_a_finding_and_the_run_goes_on():
     run = convlint("check", "fixtures/rules/broken_import.py", *SEED)
     assert run.returncode == 1
-    codes = [l.split()[1] for l in run.stdout.splitlines()]
+    codes = [row.split()[1] for row in run.stdout.splitlines()]
     assert codes == ["CVL900", "CVL101", "CVL301"]
     assert run.stdout.startswith("fixtures/rules/broken_import.py:4:1: CVL900 cannot import")
 
@@ -110,14 +110,16 @@ def test_config_in_pyproject_declares_intent_and_rejects_unknown_keys(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nsaem = ["head"]\n')
     unknown = convlint("check", "model.py", cwd=tmp_path)
     assert unknown.returncode == 2 and "unknown key [tool.convlint] 'saem'" in unknown.stderr
-    (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nmodels = [{target = "model.py:M", input-shape = [1, 3, 9, 9]}]\nsame = ["head"]\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.convlint]\nmodels = [{target = "model.py:M", input-shape = [1, 3, 9, 9]}]\nsame = ["head"]\n'
+    )
     from_config = convlint("check", cwd=tmp_path)
     assert from_config.returncode == 1 and "CVL103" in from_config.stdout
 
 
 def test_rules_command_lists_every_rule_and_explains_one():
     listing = convlint("rules")
-    codes = [l.split()[0] for l in listing.stdout.splitlines()]
+    codes = [row.split()[0] for row in listing.stdout.splitlines()]
     assert codes == sorted(codes) and {"CVL101", "CVL102", "CVL103", "CVL900", "CVL901", "CVL902"} <= set(codes)
     doc = convlint("rules", "cvl101")
     assert doc.returncode == 0
@@ -134,14 +136,20 @@ def test_readme_lists_every_rule():
 
 
 def test_shapes_json_marks_unknown_dimensions_after_a_leaf():
-    run = convlint("shapes", "fixtures/rules/untraceable.py:PartlyTraceable", "--input-shape", "1,3,32,32", "--format", "json")
+    run = convlint(
+        "shapes", "fixtures/rules/untraceable.py:PartlyTraceable", "--input-shape", "1,3,32,32", "--format", "json"
+    )
     assert run.returncode == 0, run.stderr
     (model,) = json.loads(run.stdout)
     assert model["symbols"] == {"H": 32, "W": 32}
     assert list(model["leaves"]) == ["dynamic"]
     rows = {r["name"]: r for r in model["layers"]}
     assert rows["stem"]["size"] == ["1", "8", "H", "W"] and rows["stem"]["unknown"] == []
-    assert (rows["stem"]["kernel"], rows["stem"]["receptive_field"], rows["stem"]["jump"]) == ([3, 3], [3, 3], ["1", "1"])
+    assert (rows["stem"]["kernel"], rows["stem"]["receptive_field"], rows["stem"]["jump"]) == (
+        [3, 3],
+        [3, 3],
+        ["1", "1"],
+    )
     assert rows["dynamic"]["unknown"] == [0, 1, 2, 3] and "control flow" in rows["dynamic"]["leaf"]
     assert rows["head"]["size"] == [None, "8", None, None] and rows["head"]["shape"] == [1, 8, 30, 30]
 
@@ -150,7 +158,7 @@ def test_shapes_text_has_the_layer_table_and_what_the_model_needs_of_its_input()
     run = convlint("shapes", "fixtures/rules/merges.py:TinyUNet", "--input-shape", "1,3,64,48")
     lines = run.stdout.splitlines()
     assert lines[1].split() == ["layer", "type", "settings", "size", "shape", "rf", "jump"]
-    pool = next(l for l in lines if l.strip().startswith("pool ") and "1x8x4x3" in l)
+    pool = next(row for row in lines if row.strip().startswith("pool ") and "1x8x4x3" in row)
     assert "k2 s2 p0" in pool and "(1, 8, floor(H/16), floor(W/16))" in pool and pool.split()[-2:] == ["48", "16"]
     assert lines[-1] == "  Model input: runs for H >= 16, W >= 16; merges: H and W must be multiples of 16."
 
@@ -168,9 +176,9 @@ def test_config_select_ignore_exclude_and_cli_override(tmp_path):
         '[tool.convlint]\nignore = ["CVL3"]\nexclude = ["vendored"]\ninput-shape = [1, 256, 19, 19]\n'
     )
     run = convlint("check", ".", cwd=tmp_path)
-    assert [(l.split(":")[0], l.split()[1]) for l in run.stdout.splitlines()] == [("models/aspp.py", "CVL101")]
+    assert [(row.split(":")[0], row.split()[1]) for row in run.stdout.splitlines()] == [("models/aspp.py", "CVL101")]
     overridden = convlint("check", ".", "--ignore", "CVL1", cwd=tmp_path)  # the flag replaces the file's ignore
-    assert [l.split()[1] for l in overridden.stdout.splitlines()] == ["CVL301"]
+    assert [row.split()[1] for row in overridden.stdout.splitlines()] == ["CVL301"]
     (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nselect = "CVL1"\n')
     bad = convlint("check", ".", cwd=tmp_path)
     assert bad.returncode == 2 and "[tool.convlint] select must be a list of strings" in bad.stderr

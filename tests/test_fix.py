@@ -1,19 +1,19 @@
 """--fix: fixture pairs (``fixtures/fix/NAME.in.py`` -> ``NAME.out.py``, byte for byte),
 idempotence, --diff, and files that must be left alone."""
+
 import glob
 import os
-from dataclasses import replace
 import shlex
 import shutil
 import stat
 import subprocess
 import sys
+from dataclasses import replace
 
 import pytest
+from conftest import FIXTURES
 
 from convlint import config, engine, fix
-
-from conftest import FIXTURES
 
 PAIRS = sorted(glob.glob(os.path.join(FIXTURES, "fix", "*.in.py")))
 
@@ -59,16 +59,22 @@ def test_findings_without_a_fix_say_why(tmp_path, monkeypatch):
     result = engine.check_paths(["model.py"], engine.Options(input_shapes=((1, 8, 64, 64),)))
     nofix = [f for f in result.findings if f.module == "nofix.1"]
     assert len(nofix) == 1 and nofix[0].fix is None
-    assert nofix[0].message.endswith("no automatic fix: its modules need different paddings, and arithmetic on a tuple argument would repeat it")
+    assert nofix[0].message.endswith(
+        "no automatic fix: its modules need different paddings, and arithmetic on a tuple argument would repeat it"
+    )
     shared = [f for f in result.findings if f.module and f.module.startswith("same_value.")]
     assert {f.fix.applicability for f in shared} == {"unsafe"}  # a literal on a call that builds two modules
-    strided = engine.check_paths([os.path.join(FIXTURES, "fix", "unsafe_same.in.py")], engine.Options(input_shapes=((1, 8, 32, 32),)))
+    strided = engine.check_paths(
+        [os.path.join(FIXTURES, "fix", "unsafe_same.in.py")], engine.Options(input_shapes=((1, 8, 32, 32),))
+    )
     (f,) = [f for f in strided.findings if f.module == "strided"]
     assert f.fix is None and f.message.endswith('no automatic fix: PyTorch refuses padding="same" at stride > 1')
 
 
 def convlint(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "convlint", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "convlint", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_cli_fix_diff_and_idempotence_on_the_seed_example(tmp_path):
@@ -94,7 +100,7 @@ def test_exit_code_after_fix_reflects_what_remains(tmp_path):
     run = convlint("check", "model.py", "--fix", "--input-shape", "1,8,32,32", cwd=tmp_path)
     assert run.returncode == 1
     assert "Fixed 0 findings" in run.stderr  # padding="same" is unsafe: not without --unsafe-fixes
-    assert [l.split()[1] for l in run.stdout.splitlines()] == ["CVL102", "CVL102"]
+    assert [row.split()[1] for row in run.stdout.splitlines()] == ["CVL102", "CVL102"]
 
 
 def test_read_only_file_is_reported_not_crashed_on(tmp_path, monkeypatch):
@@ -124,7 +130,9 @@ def test_a_file_libcst_cannot_round_trip_is_left_byte_identical_with_a_clear_err
     # Python accepts a form feed at the start of a line (old page breaks); libcst does
     # not give such a file back byte for byte, so it is not touched.
     monkeypatch.chdir(tmp_path)
-    source = open(os.path.join(FIXTURES, "seed.py"), encoding="utf-8").read().replace("\nclass ASPP", "\n\x0cclass ASPP")
+    source = (
+        open(os.path.join(FIXTURES, "seed.py"), encoding="utf-8").read().replace("\nclass ASPP", "\n\x0cclass ASPP")
+    )
     (tmp_path / "paged.py").write_text(source)
     before = (tmp_path / "paged.py").read_bytes()
     result = engine.check_paths(["paged.py"], engine.Options())

@@ -1,6 +1,7 @@
 """Random layers with a same-intent comment, fixed by the real CLI, then imported and
 run on real tensors: every layer the fixer touched keeps its size; the others are left
 as they were written."""
+
 import importlib.util
 import subprocess
 import sys
@@ -47,9 +48,21 @@ def layer_source(draw, ndim):
 def model_source(draw):
     ndim = draw(st.integers(1, 3))
     calls = draw(st.lists(layer_source(ndim), min_size=1, max_size=8))
-    lines = ["import torch.nn as nn", "", "", "class Model(nn.Module):", "    def __init__(self):", "        super().__init__()"]
+    lines = [
+        "import torch.nn as nn",
+        "",
+        "",
+        "class Model(nn.Module):",
+        "    def __init__(self):",
+        "        super().__init__()",
+    ]
     lines += [f"        self.l{i} = {call}  # convlint: same" for i, call in enumerate(calls)]
-    lines += ["", "    def forward(self, x):", f"        return ({', '.join(f'self.l{i}(x)' for i in range(len(calls)))},)", ""]
+    lines += [
+        "",
+        "    def forward(self, x):",
+        f"        return ({', '.join(f'self.l{i}(x)' for i in range(len(calls)))},)",
+        "",
+    ]
     return ndim, len(calls), "\n".join(lines)
 
 
@@ -73,7 +86,9 @@ def keeps_size(layer, ndim, sizes):
     return True
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 @given(model_source())
 def test_cli_fix_makes_every_fixed_layer_keep_its_size_on_real_tensors(tmp_path_factory, case):
     ndim, count, source = case
@@ -82,7 +97,10 @@ def test_cli_fix_makes_every_fixed_layer_keep_its_size_on_real_tensors(tmp_path_
     shape = ",".join(["1", "1"] + ["24"] * ndim)
     run = subprocess.run(
         [sys.executable, "-m", "convlint", "check", "model.py", "--fix", "--unsafe-fixes", "--input-shape", shape],
-        cwd=work, capture_output=True, text=True, timeout=300,
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert run.returncode in (0, 1), run.stderr
     assert "Traceback" not in run.stderr
@@ -91,12 +109,15 @@ def test_cli_fix_makes_every_fixed_layer_keep_its_size_on_real_tensors(tmp_path_
     model = load(str(work / "model.py"))
     sizes = [1, 2, 3, 5, 8, 13, 17, 24] if ndim < 3 else [1, 2, 5, 8, 11]
     for i in range(count):
-        line = next(j for j, l in enumerate(original_lines) if l.strip().startswith(f"self.l{i} ="))
+        line = next(j for j, text in enumerate(original_lines) if text.strip().startswith(f"self.l{i} ="))
         layer = getattr(model, f"l{i}")
         if fixed_lines[line] != original_lines[line]:
             assert keeps_size(layer, ndim, sizes), (original_lines[line], fixed_lines[line])
-            assert f"model.py:{line + 1}:" not in run.stdout or "CVL1" not in run.stdout.split(f"model.py:{line + 1}:")[1].split("\n")[0]
+            assert (
+                f"model.py:{line + 1}:" not in run.stdout
+                or "CVL1" not in run.stdout.split(f"model.py:{line + 1}:")[1].split("\n")[0]
+            )
         elif not keeps_size(layer, ndim, sizes):
             # left alone: convlint must still report it, saying there is no automatic fix
-            report = [l for l in run.stdout.splitlines() if l.startswith(f"model.py:{line + 1}:")]
+            report = [row for row in run.stdout.splitlines() if row.startswith(f"model.py:{line + 1}:")]
             assert report, (original_lines[line], run.stdout)

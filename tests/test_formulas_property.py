@@ -10,9 +10,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from convlint import layers, sizes
-from convlint.samesize import layer_verdicts
 from convlint.formulas import same_target
-from convlint.samesize import keeping_padding
+from convlint.samesize import keeping_padding, layer_verdicts
 
 SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -93,7 +92,10 @@ def test_suggested_padding_keeps_the_size_of_the_real_layer(case, data):
         odd = any((d * (k - 1)) % 2 for d, k in zip(geometry.dilation, geometry.kernel))
         too_big = any(d * (k - 1) // 2 > k // 2 for d, k in zip(geometry.dilation, geometry.kernel))
         if geometry.kind == layers.TRANSPOSED:
-            assert any(max(s, d) == 1 and (d * (k - 1) + 1 - s) % 2 for s, d, k in zip(geometry.stride, geometry.dilation, geometry.kernel))
+            assert any(
+                max(s, d) == 1 and (d * (k - 1) + 1 - s) % 2
+                for s, d, k in zip(geometry.stride, geometry.dilation, geometry.kernel)
+            )
         else:
             assert odd or (geometry.kind != layers.CONV and (too_big or geometry.ceil_mode))
         return

@@ -1,4 +1,5 @@
 """Logic that existed twice and had diverged: one copy now, one behaviour."""
+
 import subprocess
 import sys
 import textwrap

@@ -1,4 +1,5 @@
 """The wheel ships rules/ as convlint.rules and registers it as a plugin would be."""
+
 import subprocess
 import sys
 import zipfile

@@ -1,4 +1,5 @@
 """Third-party rules through the convlint.rules entry point, and the rule docs."""
+
 import os
 import subprocess
 import sys
@@ -15,9 +16,21 @@ def convlint(*args, env=None):
 def test_example_plugin_installed_from_fixtures_adds_its_rule(tmp_path):
     site = tmp_path / "site"
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site),
-         os.path.join(ROOT, "fixtures", "plugin_example")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(site),
+            os.path.join(ROOT, "fixtures", "plugin_example"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert install.returncode == 0, install.stderr
     env = {**os.environ, "PYTHONPATH": str(site)}
@@ -39,7 +52,10 @@ def test_a_broken_plugin_is_a_warning_and_the_other_rules_still_run(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     run = convlint("check", "fixtures/seed.py", env=env)
     assert run.returncode == 1 and "CVL101" in run.stdout
-    assert "convlint: warning: plugin 'broken' (convlint_no_such_plugin_module) failed to load: ModuleNotFoundError" in run.stderr
+    assert (
+        "convlint: warning: plugin 'broken' (convlint_no_such_plugin_module) failed to load: ModuleNotFoundError"
+        in run.stderr
+    )
 
 
 def test_docs_rules_md_is_the_generated_rule_documentation():

@@ -1,4 +1,5 @@
 """The real pre-commit, with this repository as the hook source, on a temporary repo."""
+
 import os
 import shutil
 import subprocess
@@ -81,7 +82,9 @@ def test_readme_github_actions_commands_run_as_written(tmp_path):
     assert len(steps) == 2
     shutil.copyfile(os.path.join(FIXTURES, "seed.py"), tmp_path / "aspp.py")
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
-    annotations = subprocess.run(steps[0], shell=True, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    annotations = subprocess.run(
+        steps[0], shell=True, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300
+    )
     assert annotations.returncode == 1  # the job fails on findings
     assert annotations.stdout.startswith("::error file=aspp.py,line=17,")
     upload = subprocess.run(steps[1], shell=True, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)

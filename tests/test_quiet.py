@@ -1,4 +1,5 @@
 """Warnings raised while models are imported, built and run are not convlint's report."""
+
 import subprocess
 import sys
 import textwrap
@@ -28,7 +29,10 @@ def _run(tmp_path, *extra):
     (tmp_path / "warns.py").write_text(MODEL)
     return subprocess.run(
         [sys.executable, "-m", "convlint", "check", "warns.py", *extra],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 

@@ -1,4 +1,5 @@
 """Rules use convlint only through its public rule API, the way a plugin would."""
+
 import ast
 import os
 import subprocess

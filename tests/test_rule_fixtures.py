@@ -4,15 +4,15 @@ The expected file holds the exact findings, one ``LINE:COL CODE message`` per li
 after an optional ``# args: --input-shape ...`` line. A fixture with no findings has an
 expected file with no finding lines, so correct designs stay clean.
 """
+
 import glob
 import os
 import shlex
 
 import pytest
+from conftest import FIXTURES
 
 from convlint import config, engine
-
-from conftest import FIXTURES
 
 CASES = sorted(glob.glob(os.path.join(FIXTURES, "rules", "*.expected")))
 
@@ -22,7 +22,7 @@ def read_expected(path):
     with open(path, encoding="utf-8") as fh:
         for raw in fh.read().splitlines():
             if raw.startswith("# args:"):
-                words = shlex.split(raw[len("# args:"):])
+                words = shlex.split(raw[len("# args:") :])
                 shapes = tuple(config.parse_shape(words[i + 1]) for i, w in enumerate(words) if w == "--input-shape")
                 same = tuple(words[i + 1] for i, w in enumerate(words) if w == "--same")
             elif raw.strip():

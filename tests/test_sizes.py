@@ -4,6 +4,7 @@ Each model is propagated once, symbolically, at one example size; its output
 expressions are then evaluated at other sizes and compared with the model run on real
 tensors at those sizes.
 """
+
 import pytest
 import torch
 import torch.nn as nn
@@ -206,7 +207,10 @@ def test_a_wrong_formula_is_reported_as_a_mismatch_not_ignored(monkeypatch):
 
     monkeypatch.setitem(sizes.transfer.MODULE_TRANSFERS, nn.Conv2d, lambda call: call.sargs[0])  # wrong on purpose
     result = sizes.propagate(trace(Model()).graph_module, [(1, 1, 9, 9)])
-    assert [(m.node.name, m.axis, m.expected, m.actual) for m in result.mismatches] == [("conv", 2, 7, 9), ("conv", 3, 7, 9)]
+    assert [(m.node.name, m.axis, m.expected, m.actual) for m in result.mismatches] == [
+        ("conv", 2, 7, 9),
+        ("conv", 3, 7, 9),
+    ]
     out = result.shadows[next(n for n in result.graph_module.graph.nodes if n.op == "output")]
     assert out.dims[2:] == (None, None)
 
@@ -262,7 +266,11 @@ class Interp(nn.Module):
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
-    st.lists(st.tuples(LAYERS, st.tuples(st.integers(1, 5), st.integers(1, 3), st.integers(0, 3), st.integers(1, 3))), min_size=1, max_size=5),
+    st.lists(
+        st.tuples(LAYERS, st.tuples(st.integers(1, 5), st.integers(1, 3), st.integers(0, 3), st.integers(1, 3))),
+        min_size=1,
+        max_size=5,
+    ),
     st.tuples(st.integers(24, 70), st.integers(24, 70)),
     st.lists(st.tuples(st.integers(1, 90), st.integers(1, 90)), min_size=3, max_size=3),
 )
@@ -284,7 +292,12 @@ def test_random_stacks_symbolic_sizes_equal_pytorch(layers_, example, others):
         except RuntimeError:
             continue
         env = dict(zip(symbols, spatial))
-        if any(sizes.evaluate_int(d, env) < 1 for sh in result.shadows.values() if isinstance(sh, sizes.SymTensor) for d in sh.dims):
+        if any(
+            sizes.evaluate_int(d, env) < 1
+            for sh in result.shadows.values()
+            if isinstance(sh, sizes.SymTensor)
+            for d in sh.dims
+        ):
             continue  # outside the sizes where every op is defined: expressions make no claim there
         predicted = tuple(sizes.evaluate_int(d, env) for d in out.dims[2:])
         assert predicted == real, (model, spatial, out.dims)
@@ -308,7 +321,9 @@ def test_fast_path_gives_the_sizes_that_running_every_op_gives():
         results = []
         for full in (True, False):
             result = analyse(model, [example], run_every_op=full).sizes
-            results.append(({n.name: v for n, v in result.values.items()}, {n.name: s for n, s in result.shadows.items()}))
+            results.append(
+                ({n.name: v for n, v in result.values.items()}, {n.name: s for n, s in result.shadows.items()})
+            )
         assert results[0] == results[1], cls.__name__
 
 
@@ -324,7 +339,9 @@ def test_fast_path_still_reports_a_broken_merge():
 
     result = analyse(Broken(), [(1, 1, 9, 9)], run_every_op=False).sizes
     assert [n.name for n in result.broken_merges] == ["cat"]
-    assert "Sizes of tensors must match except in dimension 1" in str(result.broken_merges[next(iter(result.broken_merges))])
+    assert "Sizes of tensors must match except in dimension 1" in str(
+        result.broken_merges[next(iter(result.broken_merges))]
+    )
 
 
 def test_an_untraceable_block_that_keeps_its_size_at_three_sizes_keeps_symbolic_sizes():

@@ -1,5 +1,6 @@
 """Whole-model analysis against real PyTorch: the smallest input a model runs on
 (CVL401/CVL402's boundary) and the receptive field (a gradient probe)."""
+
 import torch
 import torch.nn as nn
 from hypothesis import HealthCheck, given, settings

@@ -4,6 +4,7 @@ The zoo run (bench/zoo.py) needs torchvision and timm, which CI does not install
 small models keep its fixes fixed. Each must come out with symbolic sizes for every
 layer that agree with real PyTorch at other input sizes, and with no finding.
 """
+
 import math
 
 import pytest
@@ -29,7 +30,15 @@ class SameConv2d(nn.Conv2d):
     """A convolution padded at run time (timm's Conv2dSame): padding=0 on the layer."""
 
     def forward(self, x):
-        return F.conv2d(tf_same_pad(x, self.kernel_size, self.stride, self.dilation), self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(
+            tf_same_pad(x, self.kernel_size, self.stride, self.dilation),
+            self.weight,
+            self.bias,
+            self.stride,
+            0,
+            self.dilation,
+            self.groups,
+        )
 
 
 class SameMaxPool2d(nn.MaxPool2d):
@@ -69,7 +78,9 @@ class DilatedResNetDDownsample(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(4, 8, 3, padding=2, dilation=2)
-        self.shortcut = nn.Sequential(SameAvgPool2d(2, stride=1, ceil_mode=True, count_include_pad=False), nn.Conv2d(4, 8, 1))
+        self.shortcut = nn.Sequential(
+            SameAvgPool2d(2, stride=1, ceil_mode=True, count_include_pad=False), nn.Conv2d(4, 8, 1)
+        )
 
     def forward(self, x):
         return self.conv(x) + self.shortcut(x)
@@ -320,7 +331,11 @@ def test_run_time_same_padding_is_measured_not_taken_from_the_padding_attribute(
     with engine.analysing(TFStem()) as meta:
         analysis = analyse(meta, [(1, 3, 64, 64)])
     assert set(analysis.trace.leaves) == {"stem", "pool", "dw", "even", "down"}
-    geometry = {n.target: analysis.sizes.geometries.get(n) for n in analysis.sizes.graph_module.graph.nodes if n.op == "call_module"}
+    geometry = {
+        n.target: analysis.sizes.geometries.get(n)
+        for n in analysis.sizes.graph_module.graph.nodes
+        if n.op == "call_module"
+    }
     assert all(g is not None and g.dynamic_same and g.padding_literal == "dynamic same" for g in geometry.values())
     assert str(analysis.output.dims[2]) == "ceiling(H/8)"
 
@@ -385,7 +400,9 @@ def test_a_helper_function_that_stops_the_top_level_trace_becomes_a_leaf_node():
     assert set(analysis.trace.leaves) == {f"{__name__}.resize_to()", f"{__name__}.normalise()"}
     assert "control flow" in analysis.trace.leaves[f"{__name__}.resize_to()"]
     assert scale_input is resize_to and globals()["resize_to"].__code__ is resize_to.__code__  # names restored
-    nodes = {n.target: analysis.sizes.shadows[n] for n in analysis.sizes.graph_module.graph.nodes if n.op == "call_module"}
+    nodes = {
+        n.target: analysis.sizes.shadows[n] for n in analysis.sizes.graph_module.graph.nodes if n.op == "call_module"
+    }
     assert nodes["small"].dims[2:] == (12, 12)  # a fixed size after the resize, at every input size
     (h, w) = analysis.sizes.symbols
     assert nodes["large"].dims[2].free_symbols == {h}  # normalise keeps its input's size

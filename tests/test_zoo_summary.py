@@ -3,6 +3,7 @@
 The zoo run itself needs torchvision and timm (never installed in CI); its records are
 committed, and the pages shown to users must not drift from them.
 """
+
 import importlib.util
 import json
 import os
@@ -38,6 +39,13 @@ def test_zoo_records_meet_the_targets():
     assert len(records) > 1000
     assert not [r["model"] for r in records if r["status"] in ("crashed", "timeout")]
     assert sum(map(zoo._fully_symbolic, records)) >= 0.95 * len(records)
-    assert not [(r["model"], f["message"]) for r in records for f in r.get("findings", []) if f["severity"] == "error" and r["status"] != "failed"]
+    assert not [
+        (r["model"], f["message"])
+        for r in records
+        for f in r.get("findings", [])
+        if f["severity"] == "error" and r["status"] != "failed"
+    ]
     warnings = [(r["model"], f) for r in records for f in r.get("findings", []) if f["severity"] == "warning"]
-    assert all(f.get("verified", "").startswith("raises") for _, f in warnings), [(m, f.get("verified")) for m, f in warnings if not f.get("verified", "").startswith("raises")]
+    assert all(f.get("verified", "").startswith("raises") for _, f in warnings), [
+        (m, f.get("verified")) for m, f in warnings if not f.get("verified", "").startswith("raises")
+    ]

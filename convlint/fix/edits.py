@@ -8,6 +8,7 @@ is unchanged since it was read and still parses afterwards.
 
 libcst is imported here only, and only when a fix is asked for.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -22,9 +23,27 @@ from convlint.finding import Edit, Finding
 
 # Positions of (name) in each layer's constructor, for calls that pass it positionally.
 SIGNATURES = {
-    "conv": ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "bias", "padding_mode"),
+    "conv": (
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "dilation",
+        "groups",
+        "bias",
+        "padding_mode",
+    ),
     "transposed": (
-        "in_channels", "out_channels", "kernel_size", "stride", "padding", "output_padding", "groups", "bias", "dilation",
+        "in_channels",
+        "out_channels",
+        "kernel_size",
+        "stride",
+        "padding",
+        "output_padding",
+        "groups",
+        "bias",
+        "dilation",
         "padding_mode",
     ),
     "maxpool": ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"),
@@ -183,7 +202,7 @@ def set_argument(call: CallRef, name: str, kind: str, value: str) -> Edit:
 
 
 def _offset(lines: list[str], line: int, column: int) -> int:
-    return sum(len(l) for l in lines[: line - 1]) + column - 1
+    return sum(len(text) for text in lines[: line - 1]) + column - 1
 
 
 def apply_edits(text: str, edits: Sequence[Edit]) -> str:

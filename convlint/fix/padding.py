@@ -52,7 +52,9 @@ def _padding_expression(call: CallRef, kind: str, needs: list[tuple]) -> str:
     if kind == layers.TRANSPOSED:
         raise FixError("its modules need different paddings, and transposed convolutions get no expression")
     dilation, kernel = call.argument("dilation", kind), call.argument("kernel_size", kind)
-    kernel_literal = int(kernel.value.value, 0) if kernel is not None and isinstance(kernel.value, cst.Integer) else None
+    kernel_literal = (
+        int(kernel.value.value, 0) if kernel is not None and isinstance(kernel.value, cst.Integer) else None
+    )
     if dilation is None and kernel_literal is not None:
         raise FixError("its modules need different paddings, but its kernel and dilation are literals")
     d = edits.operand(call, dilation) if dilation is not None else None
@@ -70,7 +72,9 @@ def _padding_expression(call: CallRef, kind: str, needs: list[tuple]) -> str:
     for built, geometry, need in needs:
         got = tuple(geometry.dilation[i] * (geometry.kernel[i] - 1) // 2 for i in range(geometry.ndim))
         if need["padding"] != got:
-            raise FixError(f"`padding={text}` would not fit `{built.qualname}` (it needs padding={pretty.literal(need['padding'])})")
+            raise FixError(
+                f"`padding={text}` would not fit `{built.qualname}` (it needs padding={pretty.literal(need['padding'])})"
+            )
     return text
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from convlint import layers
 from convlint.sizes.symbolic import SymTensor, as_dim, spatial, with_spatial
-from convlint.sizes.transfer import Call, FUNCTION_TRANSFERS, for_functions, for_modules, geometry_call
+from convlint.sizes.transfer import FUNCTION_TRANSFERS, Call, for_functions, for_modules, geometry_call
 
 
 def _maybe_indices(call: Call, out: SymTensor, returns_indices: bool) -> Any:
@@ -112,4 +112,6 @@ def adaptive_module(call: Call) -> Any:
 
 @for_functions(*ADAPTIVE_FUNCTIONS)
 def adaptive_function(call: Call) -> Any:
-    return _adaptive(call, call.arg(1, "output_size"), ADAPTIVE_FUNCTIONS[call.target], call.arg(2, "return_indices", False))
+    return _adaptive(
+        call, call.arg(1, "output_size"), ADAPTIVE_FUNCTIONS[call.target], call.arg(2, "return_indices", False)
+    )

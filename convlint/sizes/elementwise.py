@@ -26,7 +26,6 @@ from convlint.sizes.transfer import (
     for_modules,
 )
 
-
 # ---------------------------------------------------------------- merges
 
 MERGE_FUNCTIONS = {
@@ -255,4 +254,3 @@ def stack_function(call: Call) -> Any:
     axis = call.arg(1, "dim", 0) % call.out.dim()
     dims.insert(axis, sympy.Integer(len(shadows)))
     return SymTensor(tuple(dims))
-

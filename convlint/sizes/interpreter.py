@@ -197,7 +197,9 @@ class SizeProp(torch.fx.Interpreter):
         """A submodule fx could not follow, a helper function outside torch, or an op with
         no transfer function: probed where it is one of the first two, else unknown."""
         n = call.node
-        leaf = n.op == "call_module" or (n.op == "call_function" and not getattr(n.target, "__module__", "torch").startswith("torch"))
+        leaf = n.op == "call_module" or (
+            n.op == "call_function" and not getattr(n.target, "__module__", "torch").startswith("torch")
+        )
         reason = "convlint has no size rule for it"
         if leaf:
             try:
@@ -313,4 +315,3 @@ def propagate(
         # Execution stopped at the node being run: the report names it and the reason.
         prop.result.error = (prop._node, exc)
     return prop.result
-

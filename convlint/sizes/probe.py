@@ -47,7 +47,11 @@ def declared_geometry(module: Optional[nn.Module], ndim: int) -> Optional[layers
         padding = getattr(module, "padding", 0)
         try:
             geometry = layers.conv_geometry(
-                ndim, module.kernel_size, module.stride, 0 if isinstance(padding, str) else padding, getattr(module, "dilation", 1)
+                ndim,
+                module.kernel_size,
+                module.stride,
+                0 if isinstance(padding, str) else padding,
+                getattr(module, "dilation", 1),
             )
         except (TypeError, ValueError):
             return None  # attributes of another meaning: no declared geometry

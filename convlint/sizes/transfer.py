@@ -53,6 +53,7 @@ class Unpredictable(Exception):
     """Raised by a fast transfer function (``call.out`` None) that cannot predict this
     call's output from its inputs' sizes alone: the interpreter runs the op instead."""
 
+
 MODULE_TRANSFERS: dict[type, Transfer] = {}
 FUNCTION_TRANSFERS: dict[Any, Transfer] = {}
 METHOD_TRANSFERS: dict[str, Transfer] = {}
