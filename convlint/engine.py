@@ -235,8 +235,10 @@ def _site_for(view, qualname: Optional[str], where: _Where):
     return sites.Site(where.path, where.line, 1, where.line, 1)
 
 
-def _finding(rule: Rule, report: Report, view, where: _Where) -> Finding:
-    site = report.site or _site_for(view, report.module, where)
+def report_finding(rule: Rule, report: Report, site, model: Optional[str] = None) -> Finding:
+    """The one place a finding is made: a rule's (or the engine's) ``Report``, located at
+    ``site`` (the report's own site wins)."""
+    site = report.site or site
     return Finding(
         code=rule.code,
         severity=report.severity or rule.severity,
@@ -246,10 +248,20 @@ def _finding(rule: Rule, report: Report, view, where: _Where) -> Finding:
         end_line=site.end_line,
         end_column=site.end_column,
         message=report.message,
-        model=where.name,
+        model=model,
         module=report.module,
         fix=report.fix,
     )
+
+
+def _at(path: str, line: int = 1, column: int = 1):
+    from convlint import sites
+
+    return sites.Site(path, line, column, line, column)
+
+
+def _finding(rule: Rule, report: Report, view, where: _Where) -> Finding:
+    return report_finding(rule, report, report.site or _site_for(view, report.module, where), where.name)
 
 
 def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
@@ -418,8 +430,9 @@ def analysing(model):
 def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=None, run_every_op=None):
     """Trace and size one model: (view, where findings about it point, input error)."""
     from convlint import sizes
-    from convlint.trace import trace
-    from convlint.view import Analysis, ModelView, analyse
+    from convlint.analysis import Analysis, analyse
+    from convlint.capture import trace
+    from convlint.view import ModelView
 
     where = _model_location(model, name, path, line)
     input_error = None
@@ -442,7 +455,23 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
         else:
             analysis = Analysis(traced, sizes.propagate(traced.graph_module, shapes, run_every_op=run_every_op))
     view = ModelView(where.name, where.path, model, shapes, analysis, tuple(same), run_every_op=run_every_op)
+    if shapes and any(info.intent for info in view.modules):
+        _analyse_intent(view, run_every_op)
     return view, where, input_error
+
+
+def _analyse_intent(view, run_every_op) -> None:
+    """What the same-intent rules need beyond the model's own graph: the inputs each
+    module saw (one more run of the model), and each block declared "same" analysed on
+    its own at that input."""
+    from convlint import analysis, capture, layers
+
+    view.inputs = capture.module_inputs(view.model, view.input_shapes)
+    for info in view.modules:
+        if info.intent and not info.uncalled_container and layers.geometry_of(info.module) is None:
+            if info.qualname not in view.blocks:
+                shapes = view.module_inputs(info.qualname)
+                view.blocks[info.qualname] = analysis.analyse_block(info.module, shapes, run_every_op)
 
 
 # ---------------------------------------------------------------- files and targets
@@ -493,7 +522,7 @@ def built_models(targets: Sequence, options: Options, result: Result, on_file=No
         else:
             if not os.path.exists(target):
                 result.findings.append(
-                    Finding("CVL900", ERROR, target, 1, 1, 1, 1, f"no such file or directory: {target}")
+                    report_finding(CVL900, Report(f"no such file or directory: {target}"), _at(target))
                 )
                 continue
             files = load.python_files(target, excluded)
@@ -504,7 +533,7 @@ def built_models(targets: Sequence, options: Options, result: Result, on_file=No
         for candidates, load_problems in groups:
             for p in load_problems:
                 result.findings.append(
-                    Finding("CVL900", ERROR, p.path, p.line, p.column, p.line, p.column, p.message, p.model)
+                    report_finding(CVL900, Report(p.message), _at(p.path, p.line, p.column), p.model)
                 )
             built = []
             for candidate in candidates:
@@ -514,9 +543,9 @@ def built_models(targets: Sequence, options: Options, result: Result, on_file=No
                 try:
                     built.append((candidate, load.build(candidate)))
                 except Exception as exc:
-                    message = f"model `{candidate.name}` cannot be built: {load.describe(exc)}"
-                    path, line = load.relpath(candidate.path), candidate.line
-                    result.findings.append(Finding("CVL901", ERROR, path, line, 1, line, 1, message, candidate.name))
+                    report = Report(f"model `{candidate.name}` cannot be built: {load.describe(exc)}")
+                    site = _at(candidate.path, candidate.line)
+                    result.findings.append(report_finding(CVL901, report, site, candidate.name))
             yield from ((c, m, shapes) for c, m in (built if explicit else _drop_nested(built)))
 
 
@@ -543,34 +572,10 @@ def check_source(path: str, rules: Sequence[Rule]) -> list[Finding]:
     findings = []
     for rule in rules:
         try:
-            for report in rule.check_source(path):
-                s = report.site
-                findings.append(
-                    Finding(
-                        rule.code,
-                        report.severity or rule.severity,
-                        load.relpath(s.path),
-                        s.line,
-                        s.column,
-                        s.end_line,
-                        s.end_column,
-                        report.message,
-                        fix=report.fix,
-                    )
-                )
+            findings += [report_finding(rule, report, report.site) for report in rule.check_source(path)]
         except Exception as exc:  # one broken rule must not hide the others
-            findings.append(
-                Finding(
-                    "CVL902",
-                    ERROR,
-                    load.relpath(path),
-                    1,
-                    1,
-                    1,
-                    1,
-                    f"internal: rule {rule.code} crashed: {load.describe(exc)}",
-                )
-            )
+            report = Report(f"internal: rule {rule.code} crashed: {load.describe(exc)}")
+            findings.append(report_finding(CVL902, report, _at(path)))
     return findings
 
 

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from convlint import engine, sizes
-from convlint.trace import trace
-from convlint.view import analyse
+from convlint.analysis import analyse
+from convlint.capture import trace
 
 
 class UNetStage(nn.Module):

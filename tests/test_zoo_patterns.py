@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from convlint import engine, sizes
-from convlint.view import analyse
+from convlint.analysis import analyse
 
 
 def tf_same_pad(x, kernel, stride, dilation, value=0.0):

@@ -1,0 +1,144 @@
+"""Analysis: a model or block traced and sized, and the "same" verdicts of a block.
+
+``analyse`` runs capture (fx) and sizes on one module; ``analyse_block`` does it for a
+block declared to keep its size, at the input it saw in the model, and decides per
+spatial dim whether it does, for every input size.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from convlint import layers, samesize, sizes
+from convlint.capture import Trace, trace
+from convlint.load import describe
+from convlint.samesize import AxisVerdict
+
+
+@dataclass
+class Analysis:
+    """A module traced and its sizes propagated, or the reason it could not be."""
+
+    trace: Optional[Trace] = None
+    sizes: Optional[sizes.SizeResult] = None
+    error: Optional[str] = None
+
+    @property
+    def output(self) -> Optional[sizes.SymTensor]:
+        """Shadow of the first tensor the graph returns."""
+        if self.sizes is None or self.sizes.error is not None:
+            return None
+        out = next(n for n in self.sizes.graph_module.graph.nodes if n.op == "output")
+        shadow = self.sizes.shadows.get(out)
+        while isinstance(shadow, (tuple, list)) and shadow:
+            shadow = shadow[0]
+        return shadow if isinstance(shadow, sizes.SymTensor) else None
+
+
+def analyse(module: nn.Module, input_shapes: Sequence[Sequence[int]], run_every_op: Optional[bool] = None) -> Analysis:
+    try:
+        traced = trace(module, len(input_shapes))
+    except Exception as exc:
+        return Analysis(error=f"cannot be traced: {describe(exc)}")
+    result = sizes.propagate(traced.graph_module, input_shapes, run_every_op=run_every_op)
+    return Analysis(traced, result)
+
+
+class Block(NamedTuple):
+    """A block analysed on its own: its analysis, per-dim verdicts, or why there are none."""
+
+    analysis: Optional[Analysis]
+    axes: tuple[AxisVerdict, ...]
+    reason: str
+
+
+def analyse_block(module: nn.Module, shapes: Optional[tuple], run_every_op: Optional[bool] = None) -> Block:
+    """A block traced on its own at the input it saw, and whether each spatial dim keeps
+    "same" (from its size map, or by running it on meta tensors where the map is unknown)."""
+    if not shapes:
+        return Block(None, (), "it was never called at the example input")
+    analysis = analyse(module, shapes, run_every_op)
+    if analysis.error or analysis.sizes.error:
+        reason = analysis.error or describe(analysis.sizes.error[1])
+        return Block(analysis, (), reason)
+    out = analysis.output
+    if out is None:
+        return Block(analysis, (), "it does not return a tensor")
+    symbols = analysis.sizes.symbols
+    ndim = len(symbols)
+    axes = []
+    in_dims = list(symbols)
+    for i, sym in enumerate(in_dims):
+        expr = out.dims[len(out.dims) - ndim + i] if len(out.dims) >= ndim else None
+        axes.append(_block_axis(module, shapes, analysis, sym, i, expr))
+    return Block(analysis, tuple(axes), "")
+
+
+def _block_axis(module, shapes, analysis: Analysis, sym, i: int, expr) -> AxisVerdict:
+    example = dict(analysis.sizes.symbols)
+    if expr is not None:
+        tracked = [
+            d
+            for shadow in analysis.sizes.shadows.values()
+            if isinstance(shadow, sizes.SymTensor)
+            for d in shadow.dims
+            if d is not None and sym in d.free_symbols
+        ]
+
+        def out(n: int) -> Optional[int]:
+            env = {**example, sym: n}
+            if any((sizes.evaluate_int(d, env) or 0) < 1 for d in tracked):
+                return None  # some layer inside is not defined at this size
+            return sizes.evaluate_int(expr, env)
+
+        period = 1
+        for d in tracked:
+            period = max(period, samesize.period_of(d))
+    else:
+        out = _executed_axis(module, shapes, i)
+        period = _stride_product(module, i)
+    n_min = samesize.smallest_defined(lambda n: out(n) is not None, max(example[sym], 1))
+    if n_min is None:
+        return AxisVerdict(sym, expr, None, None)
+    step = slope_period = max(period, 1)
+    rate = samesize.slope(out, n_min, slope_period)
+    if rate is None or rate <= 0 or 1 not in (rate.numerator, rate.denominator):
+        # neither a downsampling by S nor an upsampling by U: "same" has no meaning
+        return AxisVerdict(sym, expr, None, samesize.Verdict(False, n_min, out(n_min), None, n_min))
+    stride = 1 / rate
+    return AxisVerdict(sym, expr, stride, samesize.keeps_same(out, stride, n_min, step))
+
+
+def _executed_axis(module, shapes, i: int) -> Callable[[int], Optional[int]]:
+    """Output size along spatial dim ``i`` by running the block on meta tensors."""
+    first = list(shapes[0])
+    axis = len(first) - len(sizes.SPATIAL_NAMES[max(1, min(3, len(first) - 2))]) + i
+
+    @functools.lru_cache(maxsize=None)
+    def out(n: int) -> Optional[int]:
+        shape = list(first)
+        shape[axis] = n
+        try:
+            with torch.no_grad():
+                y = module(torch.empty(shape, device="meta"), *[torch.empty(s, device="meta") for s in shapes[1:]])
+        except Exception:
+            return None  # the block is not defined at this size: that is the answer
+        while isinstance(y, (tuple, list)):
+            y = y[0]
+        return int(y.shape[axis]) if isinstance(y, torch.Tensor) and y.dim() == len(shape) else None
+
+    return out
+
+
+def _stride_product(module: nn.Module, i: int) -> int:
+    period = 1
+    for sub in module.modules():
+        geometry = layers.geometry_of(sub)
+        if geometry is not None and i < geometry.ndim:
+            period *= geometry.stride[i]
+    return period
