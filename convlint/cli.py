@@ -12,6 +12,21 @@ from convlint import __version__
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
 
+def _analysis_flags(command: argparse.ArgumentParser) -> None:
+    """Flags of every command that analyses models."""
+    command.add_argument(
+        "--run-every-op",
+        action="store_true",
+        help="run every op on meta tensors, also those whose sizes convlint predicts (slower; a stronger self-check)",
+    )
+    command.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show the warnings raised while models were imported, built and run",
+    )
+
+
 def _parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="convlint", description="Static shape checker for PyTorch convolutions.")
     parser.add_argument("--version", action="version", version=f"convlint {__version__}")
@@ -38,34 +53,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     check.add_argument("--fix", action="store_true", help="apply safe fixes to the source, then report what remains")
     check.add_argument("--unsafe-fixes", action="store_true", help="also apply (and mark) unsafe fixes")
     check.add_argument("--diff", action="store_true", help="print a diff of what --fix would change; write nothing")
-    check.add_argument(
-        "--run-every-op",
-        action="store_true",
-        help="run every op on meta tensors, also those whose sizes convlint predicts (slower; a stronger self-check)",
-    )
-    check.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="also show the warnings raised while models were imported, built and run",
-    )
+    _analysis_flags(check)
 
     shapes = commands.add_parser("shapes", help="print every tensor's concrete and symbolic sizes")
     shapes.add_argument("targets", nargs="+", help="files, pkg.module:NAME or path/file.py:NAME")
     shapes.add_argument("--input-shape", action="append", default=[], metavar="N,C,H,W")
     shapes.add_argument("--format", choices=["text", "json"], default="text")
     shapes.add_argument("--config", default=None)
-    shapes.add_argument(
-        "--run-every-op",
-        action="store_true",
-        help="run every op on meta tensors, also those whose sizes convlint predicts (slower; a stronger self-check)",
-    )
-    shapes.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="also show the warnings raised while models were imported, built and run",
-    )
+    _analysis_flags(shapes)
 
     rules = commands.add_parser("rules", help="list the rules, or explain one")
     rules.add_argument("code", nargs="?")

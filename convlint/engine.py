@@ -277,7 +277,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
     result = analysis.sizes
     if result.error is not None and not _explained(view, result.error[0]):
         node, exc = result.error
-        site = node.meta.get("convlint_site") if node is not None else None
+        site = view.site_of(node) if node is not None else None
         at = f" at `{node.name}`" if node is not None else ""
         yield CVL901, Report(f"model `{view.name}` raised when run on meta tensors{at}: {load.describe(exc)}", "", site)
     for m in result.mismatches:
@@ -288,7 +288,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
                 f"internal: symbolic size {show(m.expression)} of {axis} of `{m.node.name}` gives {m.actual}, "
                 f"PyTorch gives {m.expected}; treated as unknown",
                 "",
-                m.node.meta.get("convlint_site"),
+                view.site_of(m.node),
             ),
         )
     for node, exc in result.transfer_errors:
@@ -297,7 +297,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
             Report(
                 f"internal: size rule for `{node.name}` failed: {load.describe(exc)}",
                 "",
-                node.meta.get("convlint_site"),
+                view.site_of(node),
             ),
         )
 

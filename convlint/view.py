@@ -18,10 +18,11 @@ import torch
 import torch.nn as nn
 
 from convlint import analysis as analysis_mod
-from convlint import intent, layers, samesize, sites, sizes
+from convlint import formulas, intent, layers, samesize, sites, sizes
 from convlint.analysis import Analysis
 from convlint.capture import ModuleInputs
 from convlint.samesize import AxisVerdict
+from convlint.sizes.resample import CIRCULAR_PADS, REFLECTION_PADS
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,7 @@ class ModelView:
             return f"`{node.target}` ({type(self.sizes.graph_module.get_submodule(node.target)).__name__})"
         if node.op == "placeholder":
             return f"the input `{node.name}`"
-        site = node.meta.get("convlint_site")
+        site = self.site_of(node)
         where = f" (line {site.line})" if site is not None else ""
         return f"`{node.name}`{where}"
 
@@ -268,8 +269,8 @@ class Constraint:
 def _pad_amounts(view: ModelView, node: torch.fx.Node) -> Optional[tuple[str, list]]:
     """(mode, [(left, right) per spatial dim, last dim last]) of a padding node, if it has a limit."""
     module = view.sizes.graph_module.get_submodule(node.target) if node.op == "call_module" else None
-    if module is not None and type(module).__name__.startswith(("ReflectionPad", "CircularPad")):
-        mode, amounts = ("reflect" if "Reflection" in type(module).__name__ else "circular"), list(module.padding)
+    if isinstance(module, REFLECTION_PADS + CIRCULAR_PADS):
+        mode, amounts = ("reflect" if isinstance(module, REFLECTION_PADS) else "circular"), list(module.padding)
     elif node.op == "call_function" and node.target is torch.nn.functional.pad:
         mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
         amounts = [view.sizes.values.get(a, a) if isinstance(a, torch.fx.Node) else a for a in node.args[1]]
@@ -277,8 +278,7 @@ def _pad_amounts(view: ModelView, node: torch.fx.Node) -> Optional[tuple[str, li
         return None
     if mode not in ("reflect", "circular") or not all(isinstance(a, int) for a in amounts):
         return None
-    pairs = [(amounts[2 * i], amounts[2 * i + 1]) for i in range(len(amounts) // 2)]
-    return mode, list(reversed(pairs))  # F.pad lists the last dim first
+    return mode, formulas.pad_pairs(amounts)
 
 
 def _constraints(view: ModelView) -> Iterator[Constraint]:

@@ -30,10 +30,14 @@ def pad_function(call: Call) -> Any:
     return _pad(call, tuple(call.arg(1, "pad", shadow=True)))
 
 
+# The pad layers, by the mode whose limits the input-size rules check (CVL402).
+REFLECTION_PADS = (nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d)
+CIRCULAR_PADS = (nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d)
+
+
 @for_modules(nn.ZeroPad1d, nn.ZeroPad2d, nn.ZeroPad3d, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d)
-@for_modules(nn.ReflectionPad1d, nn.ReflectionPad2d, nn.ReflectionPad3d)
+@for_modules(*REFLECTION_PADS, *CIRCULAR_PADS)
 @for_modules(nn.ReplicationPad1d, nn.ReplicationPad2d, nn.ReplicationPad3d)
-@for_modules(nn.CircularPad1d, nn.CircularPad2d, nn.CircularPad3d)
 def pad_module(call: Call) -> Any:
     return _pad(call, call.module.padding)
 

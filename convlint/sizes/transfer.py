@@ -64,38 +64,31 @@ FAST_METHODS: set = set()
 FAST_MODULES: tuple = ()
 
 
-def for_modules(*classes: type, fast: bool = False):
-    def register(fn: Transfer) -> Transfer:
-        global FAST_MODULES
-        for cls in classes:
-            MODULE_TRANSFERS[cls] = fn
-        if fast:
-            FAST_MODULES = (*FAST_MODULES, *classes)
-        return fn
+def _registrar(table: dict, fast_add: Callable[[tuple], None]):
+    """A decorator factory: ``@for_x(key, ..., fast=False)`` puts the transfer function in
+    ``table`` under each key, and marks the keys fast when asked."""
 
-    return register
+    def for_keys(*keys: Any, fast: bool = False):
+        def register(fn: Transfer) -> Transfer:
+            for key in keys:
+                table[key] = fn
+            if fast:
+                fast_add(keys)
+            return fn
 
+        return register
 
-def for_functions(*targets: Any, fast: bool = False):
-    def register(fn: Transfer) -> Transfer:
-        for target in targets:
-            FUNCTION_TRANSFERS[target] = fn
-        if fast:
-            FAST_FUNCTIONS.update(targets)
-        return fn
-
-    return register
+    return for_keys
 
 
-def for_methods(*names: str, fast: bool = False):
-    def register(fn: Transfer) -> Transfer:
-        for name in names:
-            METHOD_TRANSFERS[name] = fn
-        if fast:
-            FAST_METHODS.update(names)
-        return fn
+def _fast_modules(classes: tuple) -> None:
+    global FAST_MODULES
+    FAST_MODULES = (*FAST_MODULES, *classes)
 
-    return register
+
+for_modules = _registrar(MODULE_TRANSFERS, _fast_modules)
+for_functions = _registrar(FUNCTION_TRANSFERS, FAST_FUNCTIONS.update)
+for_methods = _registrar(METHOD_TRANSFERS, FAST_METHODS.update)
 
 
 # Shape-preserving modules of these torch files need no registration one by one.
