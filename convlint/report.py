@@ -279,6 +279,8 @@ def shape_rows(view) -> list[dict]:
         }
         if node.op == "call_module" and node.target in leaves:
             row["leaf"] = leaves[node.target]
+        if node in analysis.sizes.unknown_ops:
+            row["unknown_because"] = analysis.sizes.unknown_ops[node]
         rows.append(row)
     return rows
 
@@ -329,6 +331,7 @@ def shapes_text(views) -> str:
             rf = "?" if rf == "unknown" else rf
             jump = "-" if r["jump"] is None else _compact(r["jump"])
             note = f"  leaf: {r['leaf']}" if "leaf" in r else ""
+            note += f"{';' if note else ' '} sizes unknown: {r['unknown_because']}" if "unknown_because" in r else ""
             table.append(
                 (r["name"], r["type"], _settings(r), f"({size})", "x".join(map(str, r["shape"])), rf, jump + note)
             )

@@ -182,3 +182,13 @@ def test_config_select_ignore_exclude_and_cli_override(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nselect = "CVL1"\n')
     bad = convlint("check", ".", cwd=tmp_path)
     assert bad.returncode == 2 and "[tool.convlint] select must be a list of strings" in bad.stderr
+
+
+def test_the_readme_shapes_examples_are_what_convlint_shapes_prints():
+    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    examples = re.findall(r"```\n\$ convlint shapes (.*?)\n(.*?)```", readme, re.S)
+    assert len(examples) >= 2
+    for args, shown in examples:
+        run = convlint("shapes", *args.split())
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.rstrip("\n") + "\n" == shown, args

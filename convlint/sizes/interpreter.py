@@ -205,7 +205,7 @@ class SizeProp(torch.fx.Interpreter):
             try:
                 return probe.probe(call)
             except probe.NoFit as exc:
-                reason = f"it could not be followed, and its sizes could not be measured: {exc}"
+                reason = f"probed at other sizes: {exc}"
         if has_symbols((call.sargs, call.skwargs)):
             self.result.unknown_ops[n] = reason
         return transfer.fallback(call)
