@@ -7,6 +7,7 @@ spatial dim whether it does, for every input size.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional, Sequence
@@ -15,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from convlint import layers, samesize, sizes
-from convlint.capture import Trace, trace
+from convlint.capture import Trace, execute, trace
 from convlint.load import describe
 from convlint.samesize import AxisVerdict
 
@@ -30,23 +31,74 @@ class Analysis:
 
     @property
     def output(self) -> Optional[sizes.SymTensor]:
-        """Shadow of the first tensor the graph returns."""
+        """Shadow of the first tensor the graph returns (in a tuple, dict or dataclass)."""
         if self.sizes is None or self.sizes.error is not None:
             return None
         out = next(n for n in self.sizes.graph_module.graph.nodes if n.op == "output")
-        shadow = self.sizes.shadows.get(out)
-        while isinstance(shadow, (tuple, list)) and shadow:
-            shadow = shadow[0]
-        return shadow if isinstance(shadow, sizes.SymTensor) else None
+        return _first_tensor(self.sizes.shadows.get(out), self.sizes.shadows)
 
 
-def analyse(module: nn.Module, input_shapes: Sequence[Sequence[int]], run_every_op: Optional[bool] = None) -> Analysis:
+def _first_tensor(value, shadows: dict) -> Optional[sizes.SymTensor]:
+    """The first tensor shadow in an output: through tuples, dicts, dataclasses and nodes."""
+    if isinstance(value, sizes.SymTensor):
+        return value
+    if isinstance(value, torch.fx.Node):
+        return _first_tensor(shadows.get(value), shadows)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return next((t for t in (_first_tensor(v, shadows) for v in value) if t is not None), None)
+    return None
+
+
+def analyse(
+    module: nn.Module,
+    input_shapes: Sequence[Sequence[int]],
+    run_every_op: Optional[bool] = None,
+    traced=None,
+    by_execution: bool = True,
+) -> Analysis:
+    """Capture and size one module: by fx where it can follow ``forward`` whole; where it
+    cannot (the top-level forward, or a submodule it had to leave as a leaf), also by
+    execution, and the capture that keeps more convolutions' sizes symbolic is used.
+    ``by_execution=False``: fx alone, its leaves probed (what stands when execution fails)."""
+    fx_stopped = None
+    if traced is None:
+        try:
+            traced = trace(module, len(input_shapes))
+        except Exception as exc:
+            fx_stopped = f"cannot be traced: {describe(exc)}"
+    if traced is not None and (not traced.leaves or not by_execution):
+        return Analysis(traced, sizes.propagate(traced.graph_module, input_shapes, run_every_op=run_every_op))
+    if not by_execution:
+        return Analysis(error=fx_stopped)
+    fx = None
+    if traced is not None:
+        fx = Analysis(traced, sizes.propagate(traced.graph_module, input_shapes, run_every_op=run_every_op))
+        fx_stopped = f"fx could not follow {', '.join(f'`{leaf}`' for leaf in traced.leaves)}"
     try:
-        traced = trace(module, len(input_shapes))
+        executed = execute.capture(module, input_shapes)
     except Exception as exc:
-        return Analysis(error=f"cannot be traced: {describe(exc)}")
-    result = sizes.propagate(traced.graph_module, input_shapes, run_every_op=run_every_op)
-    return Analysis(traced, result)
+        why = f"running it at the example input raised {describe(exc)}"
+        if fx is not None:
+            fx.trace.execution_failed = why
+            return fx
+        return Analysis(error=f"{fx_stopped}; {why}")
+    executed.fx_stopped = fx_stopped
+    ran = Analysis(executed, sizes.propagate(executed.graph_module, input_shapes, run_every_op=run_every_op))
+    return ran if fx is None or _symbolic_score(ran) >= _symbolic_score(fx) else fx
+
+
+def _symbolic_score(analysis: Analysis) -> tuple:
+    """(ran to the end, conv-like layers whose output sizes are all symbolic)."""
+    result = analysis.sizes
+    kept = 0
+    for node in result.geometries:
+        shadow = result.shadows.get(node)
+        kept += isinstance(shadow, sizes.SymTensor) and all(d is not None for d in shadow.dims[2:])
+    return (result.error is None, kept)
 
 
 class Block(NamedTuple):

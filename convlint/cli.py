@@ -107,8 +107,12 @@ def _check(args) -> int:
     if args.format == "sarif":
         context.rules = engine.all_rules()[0]
     _emit(report.FORMATS[args.format](result.findings, context), args.output_file)
-    print(report.summary(result.findings, result.models, result.files, unsafe=args.unsafe_fixes), file=sys.stderr)
-    if result.findings and not args.exit_zero:
+    summary = report.summary(
+        result.findings, result.models, result.files, unsafe=args.unsafe_fixes, coverage=result.coverage
+    )
+    print(summary, file=sys.stderr)
+    # Info findings say what was not checked; they do not fail a commit or a CI gate.
+    if any(f.severity != "info" for f in result.findings) and not args.exit_zero:
         return EXIT_FINDINGS
     return EXIT_CLEAN
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Optional, Sequence
 
 from convlint import comments, load, registry, scan
-from convlint.finding import ERROR, Finding
+from convlint.finding import ERROR, INFO, Finding
 from convlint.options import Options
 from convlint.registry import Report, Rule
 
@@ -81,7 +81,29 @@ unknown from there on, so no other finding rests on the wrong formula.
 Please report it with the model. `--ignore CVL902` hides it meanwhile.
 """,
 )
-ENGINE_RULES = (CVL900, CVL901, CVL902)
+CVL903 = Rule(
+    "CVL903",
+    "sizes-not-followed",
+    INFO,
+    "Sizes could not be followed past an op: the convolutions after it were checked at the example size only",
+    doc="""\
+## What it does
+Reports an op or submodule whose output sizes convlint could not follow as expressions
+of the input's sizes (a block whose `forward` reads data, `.item()`; an op convlint has
+no size rule for), at the line that calls it, with how many convolutions after it (or
+inside it) were therefore checked at the example input size only, not for every size.
+
+## Why is this bad?
+"All checks passed" is a claim about every convolution for every input size. Past this
+point it holds at the example size only; this finding says so instead of passing
+silently. The summary counts the convolutions checked each way.
+
+## Fix
+Nothing is wrong with the model. Where you can, keep sizes out of data-dependent
+control flow; or check the model at each input size you use (`--input-shape`).
+""",
+)
+ENGINE_RULES = (CVL900, CVL901, CVL902, CVL903)
 
 
 class InputError(Exception):
@@ -94,6 +116,8 @@ class Result:
     models: int = 0
     files: int = 0
     problems: list = field(default_factory=list)  # plugin load problems
+    # convolutions checked for every input size, at the example size only, not at all
+    coverage: list = field(default_factory=lambda: [0, 0, 0])
 
 
 def all_rules() -> tuple[list[Rule], list[str]]:
@@ -291,6 +315,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
                 view.site_of(m.node),
             ),
         )
+    yield from _unfollowed_reports(view)
     for node, exc in result.transfer_errors:
         yield (
             CVL902,
@@ -300,6 +325,41 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
                 view.site_of(node),
             ),
         )
+
+
+def _unfollowed_reports(view) -> Iterable[tuple[Rule, Report]]:
+    """CVL903 for each op whose sizes could not be followed, if a convolution depends on it."""
+    for node, why in view.unfollowed():
+        after, seen, stack = 0, {node}, [node]
+        while stack:
+            for user in stack.pop().users:
+                if user not in seen:
+                    seen.add(user)
+                    stack.append(user)
+                    after += view.is_convolution(user)
+        inside = 0
+        if view.is_leaf(node):
+            prefix = f"{node.target}."
+            inside = sum(1 for q, m in view.model.named_modules() if q.startswith(prefix) and _is_conv(m))
+        count = after + inside
+        if not count:
+            continue
+        where = " after it" if not inside else " in it and after it" if after else " in it"
+        message = (
+            f"sizes are not followed past {view.describe(node)}: {why}; {count} convolution{'s' * (count != 1)}"
+            f"{where} {'are' if count != 1 else 'is'} checked at the example input size only"
+        )
+        yield CVL903, Report(message, site=view.site_of(node))
+
+
+def _count_convs(model) -> int:
+    return sum(1 for m in model.modules() if _is_conv(m))
+
+
+def _is_conv(module) -> bool:
+    import torch.nn as nn
+
+    return isinstance(module, nn.modules.conv._ConvNd)
 
 
 def _explained(view, node) -> bool:
@@ -323,6 +383,7 @@ def check_model(
     line: Optional[int] = None,
     calls: Optional[dict] = None,
     run_every_op: Optional[bool] = None,
+    coverage: Optional[list] = None,
 ) -> list[Finding]:
     """Run every rule on one built model; findings sorted by location.
 
@@ -341,6 +402,9 @@ def check_model(
         )
         _collect_calls(view, calls)
         findings = [_finding(rule, report, view, where) for rule, report in _engine_reports(view, input_error)]
+        if coverage is not None:
+            for i, count in enumerate(view.coverage if not input_error else (0, 0, _count_convs(model))):
+                coverage[i] += count
         for rule in rules:
             try:
                 for report in rule.check(view):
@@ -429,7 +493,6 @@ def analysing(model):
 
 def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=None, run_every_op=None):
     """Trace and size one model: (view, where findings about it point, input error)."""
-    from convlint import sizes
     from convlint.analysis import Analysis, analyse
     from convlint.capture import trace
     from convlint.view import ModelView
@@ -449,11 +512,9 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
         except InputError as exc:
             input_error = str(exc)
         if input_error:
-            analysis = Analysis(error=input_error)
-        elif traced is None:
-            analysis = Analysis(error=trace_error)
+            analysis = Analysis(error=input_error if traced is not None else f"{trace_error}; {input_error}")
         else:
-            analysis = Analysis(traced, sizes.propagate(traced.graph_module, shapes, run_every_op=run_every_op))
+            analysis = analyse(model, shapes, run_every_op, traced=traced)
     view = ModelView(where.name, where.path, model, shapes, analysis, tuple(same), run_every_op=run_every_op)
     if shapes and any(info.intent for info in view.modules):
         _analyse_intent(view, run_every_op)
@@ -610,6 +671,7 @@ def check_paths(targets: Sequence, options: Options) -> Result:
                 line=candidate.line,
                 calls=calls,
                 run_every_op=options.run_every_op,
+                coverage=result.coverage,
             )
         )
     findings = plan_fixes(result.findings, calls, rules or [])

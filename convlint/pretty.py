@@ -7,8 +7,18 @@ from sympy.printing.str import StrPrinter
 
 from convlint import formulas
 
+_RELATION_OPS = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
 
 class _Printer(StrPrinter):
+    def _print_Relational(self, expr) -> str:
+        return f"{self._print(expr.lhs)} {_RELATION_OPS.get(expr.rel_op, expr.rel_op)} {self._print(expr.rhs)}"
+
+    def _print_Mod(self, expr) -> str:
+        a, b = expr.args
+        left = self._print(a) if a.is_Atom else f"({self._print(a)})"
+        return f"{left} % {self._print(b)}"
+
     def _print_floor(self, expr) -> str:
         return f"floor({self._print(sympy.together(expr.args[0]))})"
 

@@ -204,10 +204,33 @@ def rules_markdown(rules) -> str:
     return "\n".join(head) + "\n\n" + "\n".join(rule_doc(r, level=2) for r in rules)
 
 
-def summary(findings: Sequence[Finding], models: int, files: int, unsafe: bool = False) -> str:
-    if not findings:
+def _coverage(coverage: Sequence[int]) -> str:
+    every, example, unchecked = coverage
+    total = every + example + unchecked
+    parts = [f"{every} of {total} convolution{'s' * (total != 1)} checked for every input size"]
+    if example:
+        parts.append(f"{example} at the example size only")
+    if unchecked:
+        parts.append(f"{unchecked} not checked")
+    return ", ".join(parts) + "."
+
+
+def summary(
+    findings: Sequence[Finding], models: int, files: int, unsafe: bool = False, coverage: Sequence[int] = (0, 0, 0)
+) -> str:
+    """The last lines: what was found, what can be fixed, and, unless every convolution
+    was checked for every input size, how many were checked how."""
+    complete = not coverage[1] and not coverage[2]
+    if not findings and complete:
         return f"All checks passed! ({models} model{'s' * (models != 1)} in {files} file{'s' * (files != 1)})"
+    if not findings:
+        return (
+            f"No problems found ({models} model{'s' * (models != 1)} in {files} file{'s' * (files != 1)}); "
+            + _coverage(coverage)
+        )
     text = f"Found {len(findings)} finding{'s' * (len(findings) != 1)} in {models} model{'s' * (models != 1)}."
+    if not complete:
+        text += " " + _coverage(coverage)
     fixable = sum(f.fixable(unsafe) for f in findings)
     hidden = sum(f.fixable(True) for f in findings) - fixable
     if fixable:
@@ -295,6 +318,8 @@ def shapes_json(views) -> str:
                 "input_shapes": [list(s) for s in view.input_shapes],
                 "symbols": {str(k): v for k, v in (sizes_.symbols.items() if sizes_ else ())},
                 "leaves": dict(view.analysis.trace.leaves) if view.analysis.trace else {},
+                "capture": view.analysis.trace.method if view.analysis.trace else None,
+                "fx_stopped": view.analysis.trace.fx_stopped if view.analysis.trace else None,
                 "error": view.analysis.error,
                 "layers": shape_rows(view),
                 "requirements": view.requirements(),
@@ -320,7 +345,11 @@ def _compact(values) -> str:
 def shapes_text(views) -> str:
     lines = []
     for view in views:
-        lines.append(f"{view.name}  input {' '.join('x'.join(map(str, s)) for s in view.input_shapes)}")
+        header = f"{view.name}  input {' '.join('x'.join(map(str, s)) for s in view.input_shapes)}"
+        trace = view.analysis.trace
+        if trace is not None and trace.method == "execution":
+            header += f"  (captured by running forward: {trace.fx_stopped})"
+        lines.append(header)
         if view.analysis.error:
             lines.append(f"  not analysed: {view.analysis.error}")
         rows = shape_rows(view)

@@ -133,7 +133,9 @@ def condition(passes: dict, n0: int, period: int) -> Callable[[list], str]:
     return lambda names: f"{' and '.join(names)} must be one of the few sizes where both agree"
 
 
-def agreement(example: dict, a, b, symbol, n0: Callable[[], int]) -> Optional[tuple]:
+def agreement(
+    example: dict, a, b, symbol, n0: Callable[[], int], allowed: Optional[Callable[[int], bool]] = None
+) -> Optional[tuple]:
     """Where two size expressions agree, along input dim ``symbol`` (the others at their
     example sizes), for n >= n0() (the smallest valid size, asked for only when needed): (condition, smallest failing n, first failing n above the
     example), or None when they agree for every n. Decided over two periods."""
@@ -147,6 +149,8 @@ def agreement(example: dict, a, b, symbol, n0: Callable[[], int]) -> Optional[tu
     period = min(math.lcm(period_of(a), period_of(b)), MAX_PERIOD)
 
     def agree(n: int) -> bool:
+        if allowed is not None and not allowed(n):
+            return True  # outside the sizes the model itself accepts
         return evaluate_int(a, {symbol: n}) == evaluate_int(b, {symbol: n})
 
     passes = {n: agree(n) for n in range(n0, n0 + 2 * period)}
@@ -162,16 +166,20 @@ def agreement(example: dict, a, b, symbol, n0: Callable[[], int]) -> Optional[tu
     return statement, smallest, above
 
 
-def joint_condition(pairs: list, symbol, n0: int) -> Optional[Callable[[list], str]]:
+def joint_condition(
+    pairs: list, symbol, n0: int, allowed: Optional[Callable[[int], bool]] = None
+) -> Optional[Callable[[list], str]]:
     """The condition on dim ``symbol`` under which every pair of expressions (already
-    reduced to that one symbol) agrees; None when they always do."""
+    reduced to that one symbol) agrees; None when they always do. Sizes outside
+    ``allowed`` (the model's own checks) need not agree."""
     from convlint.sizes import evaluate_int
 
     period = 1
     for a, b in pairs:
         period = min(math.lcm(period, period_of(a), period_of(b)), MAX_PERIOD)
     passes = {
-        n: all(evaluate_int(a, {symbol: n}) == evaluate_int(b, {symbol: n}) for a, b in pairs)
+        n: (allowed is not None and not allowed(n))
+        or all(evaluate_int(a, {symbol: n}) == evaluate_int(b, {symbol: n}) for a, b in pairs)
         for n in range(n0, n0 + period)
     }
     if all(passes.values()):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 ATTR = "_convlint_site"
+NODE_META = "convlint_site"  # the key of a graph node's site in node.meta (captures write it)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,15 @@ def _skipped_dirs() -> tuple[str, ...]:
 
     here = os.path.dirname(os.path.abspath(__file__))
     return (os.path.dirname(os.path.abspath(torch.__file__)) + os.sep, here + os.sep)
+
+
+def user_site(skipped: tuple[str, ...]) -> Optional[Site]:
+    """The call being made by the innermost frame outside torch and convlint (the user's
+    line that led here)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(skipped):
+        frame = frame.f_back
+    return frame_site(frame) if frame is not None else None
 
 
 def _caller_site(module, skipped: tuple[str, ...]) -> Optional[Site]:

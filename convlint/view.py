@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Iterator, Optional
+from typing import Iterator, NamedTuple, Optional
 
 import sympy
 import torch
 import torch.nn as nn
 
 from convlint import analysis as analysis_mod
-from convlint import formulas, intent, layers, samesize, sites, sizes
+from convlint import formulas, intent, layers, pretty, samesize, sites, sizes
 from convlint.analysis import Analysis
 from convlint.capture import ModuleInputs
 from convlint.samesize import AxisVerdict
@@ -105,7 +105,7 @@ class ModelView:
     @staticmethod
     def site_of(node: torch.fx.Node) -> Optional[sites.Site]:
         """The ``forward`` line that made a node."""
-        return node.meta.get("convlint_site")
+        return node.meta.get(sites.NODE_META)
 
     def sized(self, node: torch.fx.Node) -> bool:
         """Did the analysis reach this node (execution stops at an error)?"""
@@ -160,6 +160,67 @@ class ModelView:
             if len(operands) >= 2:
                 yield node, operands
 
+    @functools.cached_property
+    def guards(self) -> tuple:
+        """What the model's own Python decided about its input's sizes at the example (an
+        execution capture's ``if``, ``assert``, comparisons), as relations on the input's
+        symbols, each with the line that decided it: ``(W % 2 == 0, site)``. The model
+        is only claimed to work within them."""
+        trace = self.analysis.trace
+        if trace is None or self.sizes is None:
+            return ()
+        found: dict = {}
+        for node, value, site in trace.guards:
+            relation = _relation(self.sizes.shadows.get(node), value)
+            if relation is not None and relation.free_symbols and relation not in found:
+                found[relation] = site
+        return tuple(found.items())
+
+    def allowed(self, env: dict) -> bool:
+        """Do the input sizes ``env`` pass the model's own checks (its guards)?"""
+        return all(sizes.holds(relation, env) is not False for relation, _ in self.guards)
+
+    @functools.cached_property
+    def coverage(self) -> "Coverage":
+        """How each convolution of the model was checked: for every input size (its input's
+        sizes are expressions), at the example size only (a leaf before it, or around
+        it, could not be followed), or not at all (the model was not analysed)."""
+        convs = [m for m in self.model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+        if self.sizes is None or self.sizes.error is not None:
+            return Coverage(0, 0, len(convs))
+        every = example = 0
+        for node in self.nodes:
+            if not self.is_convolution(node):
+                continue
+            inputs = [a for a in node.all_input_nodes if isinstance(self.sizes.shadows.get(a), sizes.SymTensor)]
+            dims = self.spatial(inputs[0]) if inputs else None
+            if dims is not None and all(expr is not None for expr, _ in dims):
+                every += 1
+            else:
+                example += 1
+        leaves = [n.target for n in self.nodes if n.op == "call_module" and self.is_leaf(n)]
+        inside = sum(1 for name, m in self.model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)
+                     and any(name.startswith(f"{leaf}.") for leaf in leaves))  # fmt: skip
+        return Coverage(every, example + inside, 0)
+
+    def is_convolution(self, node: torch.fx.Node) -> bool:
+        geometry = self.sizes.geometries.get(node) if self.sizes is not None else None
+        if geometry is not None:
+            return geometry.kind in (layers.CONV, layers.TRANSPOSED)
+        return node.op == "call_module" and isinstance(
+            self.sizes.graph_module.get_submodule(node.target), nn.modules.conv._ConvNd
+        )
+
+    def is_leaf(self, node: torch.fx.Node) -> bool:
+        """A submodule the capture did not follow inside."""
+        trace = self.analysis.trace
+        return trace is not None and node.op == "call_module" and node.target in trace.leaves
+
+    def unfollowed(self) -> Iterator[tuple]:
+        """(node, why) for each op whose output sizes could not be followed for every size."""
+        if self.sizes is not None:
+            yield from self.sizes.unknown_ops.items()
+
     def cat_axis(self, node: torch.fx.Node) -> Optional[int]:
         """Index among the spatial dims of the dimension a cat joins along, if it is one."""
         shape = self.sizes.values.get(node)
@@ -201,11 +262,17 @@ class ModelView:
             needs.append(f"{symbol} >= {n0}" if n0 is not None else f"no {symbol} up to {1 << 20}")
             others = {s: v for s, v in example.items() if s is not symbol}
             pairs = [(a.xreplace(others), b.xreplace(others)) for a, b in pairs_by_dim.get(i, [])]
-            statement = samesize.joint_condition(pairs, symbol, n0 or 1) if pairs else None
+            allowed = (lambda n, symbol=symbol: self.allowed({**example, symbol: n})) if self.guards else None
+            statement = samesize.joint_condition(pairs, symbol, n0 or 1, allowed) if pairs else None
             if statement is not None:
                 groups.setdefault(statement([""]), (statement, []))[1].append(str(symbol))
         merge_needs = [statement(names) for statement, names in groups.values()]
-        return [f"runs for {', '.join(needs)}"] + ([f"merges: {'; '.join(merge_needs)}"] if merge_needs else [])
+        checks = [pretty.show(relation) for relation, _ in self.guards]
+        return (
+            [f"runs for {', '.join(needs)}"]
+            + ([f"merges: {'; '.join(merge_needs)}"] if merge_needs else [])
+            + ([f"within the branches the example took: {', '.join(checks)}"] if checks else [])
+        )
 
     def geometry(self, node: torch.fx.Node) -> Optional[layers.Geometry]:
         """Kernel, stride, padding, dilation of a conv or pooling node (module or functional),
@@ -252,6 +319,23 @@ class ModelView:
             return all((sizes.evaluate_int(c.expression, env) or 0) >= c.minimum for c in relevant)
 
         return samesize.smallest_defined(runs, 1 << 20)
+
+
+class Coverage(NamedTuple):
+    """Convolutions checked for every input size, at the example size only, not at all."""
+
+    every_size: int
+    example_only: int
+    unchecked: int
+
+
+def _relation(shadow, value: bool):
+    """The relation a guard states: the node's expression, true or false as at the example."""
+    if isinstance(shadow, sympy.logic.boolalg.Boolean):
+        return shadow if value else sympy.Not(shadow)
+    if isinstance(shadow, sympy.Expr):
+        return sympy.Ne(shadow, 0) if value else sympy.Eq(shadow, 0)
+    return None  # unknown: nothing to state
 
 
 @dataclass(frozen=True)

@@ -370,7 +370,7 @@ def test_an_untraceable_block_that_keeps_its_size_at_three_sizes_keeps_symbolic_
 
     model = Model()
     with engine.analysing(model) as meta:
-        analysis = analyse(meta, [(1, 2, 33, 31)])
+        analysis = analyse(meta, [(1, 2, 33, 31)], by_execution=False)
         calls = meta.attention.calls
     assert list(analysis.trace.leaves) == ["attention"]
     out = analysis.output

@@ -329,7 +329,7 @@ def test_run_time_same_padding_is_measured_not_taken_from_the_padding_attribute(
     forward cannot be traced), so its size map is found by running it at one full period
     of sizes, and the shapes report shows the padding it really has."""
     with engine.analysing(TFStem()) as meta:
-        analysis = analyse(meta, [(1, 3, 64, 64)])
+        analysis = analyse(meta, [(1, 3, 64, 64)], by_execution=False)
     assert set(analysis.trace.leaves) == {"stem", "pool", "dw", "even", "down"}
     geometry = {
         n.target: analysis.sizes.geometries.get(n)
@@ -359,7 +359,7 @@ def test_a_conv_subclass_whose_own_forward_changes_sizes_otherwise_stays_unknown
             return self.conv(x)
 
     with engine.analysing(Model()) as meta:
-        analysis = analyse(meta, [(1, 2, 21, 21)])
+        analysis = analyse(meta, [(1, 2, 21, 21)], by_execution=False)
     assert list(analysis.trace.leaves) == ["conv"]
     assert not analysis.sizes.mismatches
     assert analysis.output.dims[2:] == (None, None)
@@ -396,7 +396,7 @@ class TwoScales(nn.Module):
 
 def test_a_helper_function_that_stops_the_top_level_trace_becomes_a_leaf_node():
     with engine.analysing(TwoScales()) as meta:
-        analysis = analyse(meta, [(1, 3, 240, 200)])
+        analysis = analyse(meta, [(1, 3, 240, 200)], by_execution=False)
     assert set(analysis.trace.leaves) == {f"{__name__}.resize_to()", f"{__name__}.normalise()"}
     assert "control flow" in analysis.trace.leaves[f"{__name__}.resize_to()"]
     assert scale_input is resize_to and globals()["resize_to"].__code__ is resize_to.__code__  # names restored
@@ -463,7 +463,7 @@ class ChannelsLastAndRouted(nn.Module):
 def test_leaves_that_cache_tensors_are_channels_last_or_take_routing_weights_keep_symbolic_sizes():
     model = ChannelsLastAndRouted().eval()
     with engine.analysing(model) as meta:
-        analysis = analyse(meta, [(1, 3, 64, 64)])
+        analysis = analyse(meta, [(1, 3, 64, 64)], by_execution=False)
     assert set(analysis.trace.leaves) == {"attention", "routed"}
     result = analysis.sizes
     assert not result.mismatches and not result.unknown_ops

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import sys
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -26,8 +25,17 @@ from convlint.load import describe
 
 @dataclass
 class Trace:
+    """A captured graph. ``method``: "fx" (symbolic tracing) or "execution" (recorded by
+    running forward on meta tensors); ``guards``: for an execution capture, the decisions
+    Python made on sizes, as (node, the value it had at the example, site);
+    ``fx_stopped``: why symbolic tracing was not enough, when it was not."""
+
     graph_module: torch.fx.GraphModule
     leaves: dict = field(default_factory=dict)  # qualified name -> reason it was made a leaf
+    method: str = "fx"
+    guards: list = field(default_factory=list)
+    fx_stopped: Optional[str] = None
+    execution_failed: Optional[str] = None  # why the execution capture could not stand in
 
 
 class _Tracer(torch.fx.Tracer):
@@ -56,11 +64,9 @@ class _Tracer(torch.fx.Tracer):
 
     def create_node(self, *args, **kwargs):
         node = super().create_node(*args, **kwargs)
-        frame = sys._getframe(1)
-        while frame is not None and frame.f_code.co_filename.startswith(self._skipped):
-            frame = frame.f_back
-        if frame is not None:
-            node.meta["convlint_site"] = sites.frame_site(frame)
+        site = sites.user_site(self._skipped)
+        if site is not None:
+            node.meta[sites.NODE_META] = site
         return node
 
 

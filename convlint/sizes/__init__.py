@@ -17,6 +17,7 @@ from convlint.sizes.symbolic import (
     evaluate,
     evaluate_int,
     has_symbols,
+    holds,
     symbol,
 )
 from convlint.sizes.transfer import apply_geometry
@@ -32,6 +33,7 @@ __all__ = [
     "evaluate",
     "evaluate_int",
     "has_symbols",
+    "holds",
     "is_cat",
     "is_merge",
     "merge_operands",

@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from convlint import layers
-from convlint.sizes.symbolic import SymTensor, as_dim, spatial, with_spatial
+from convlint.sizes.symbolic import SymTensor, as_dim, has_symbols, spatial, with_spatial
 from convlint.sizes.transfer import FUNCTION_TRANSFERS, Call, for_functions, for_modules, geometry_call
 
 
@@ -62,12 +62,30 @@ def _conv_function(ndim: int, transposed: bool):
     return transfer
 
 
+def _computed_pool(call: Call, ndim: int, dilation: int, ceil_mode: bool) -> SymTensor:
+    """Pooling whose kernel or stride was computed from sizes (global pooling by
+    ``kernel_size=x.size()[2:]``): the output-size formula on the expressions."""
+    kernel = layers.ntuple(call.arg(1, "kernel_size", shadow=True), ndim)
+    stride = call.arg(2, "stride", shadow=True)
+    stride = kernel if stride is None or stride == () else layers.ntuple(stride, ndim)
+    padding = layers.ntuple(call.arg(3, "padding", 0), ndim)
+    dilation = layers.ntuple(dilation, ndim)
+    rounding = sympy.ceiling if ceil_mode else sympy.floor
+    dims = []
+    for n, k, s, p, d in zip(spatial(call.sargs[0], ndim), kernel, stride, padding, dilation):
+        k, s = as_dim(k), as_dim(s)
+        dims.append(None if None in (n, k, s) else rounding((n + 2 * p - d * (k - 1) - 1) / s) + 1)
+    return with_spatial(call.sargs[0], ndim, dims)
+
+
 def _pool_function(ndim: int, kind: str):
     def transfer(call: Call) -> Any:
         if kind == layers.MAXPOOL:
             dilation, ceil_mode = call.arg(4, "dilation", 1), call.arg(5, "ceil_mode", False)
         else:
             dilation, ceil_mode = 1, call.arg(4, "ceil_mode", False)
+        if has_symbols((call.arg(1, "kernel_size", shadow=True), call.arg(2, "stride", shadow=True))):
+            return _maybe_indices(call, _computed_pool(call, ndim, dilation, ceil_mode), False)
         kernel, stride, padding = call.arg(1, "kernel_size"), call.arg(2, "stride"), call.arg(3, "padding", 0)
         geometry = layers.pool_geometry(ndim, kind, kernel, stride, padding, dilation, ceil_mode)
         return _maybe_indices(call, geometry_call(call, geometry), False)

@@ -4,6 +4,7 @@ nodes are merges (where two branches meet)."""
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any, Sequence
 
@@ -147,21 +148,41 @@ _SCALAR_OPS = {
     operator.add: operator.add,
     operator.sub: operator.sub,
     operator.mul: operator.mul,
+    operator.truediv: operator.truediv,
     operator.floordiv: fdiv,
     operator.mod: mod,  # pad to a multiple: (p - W % p) % p
     operator.neg: operator.neg,
+    operator.pow: operator.pow,
+    # what Python does with a size it read (an execution capture records these)
+    math.floor: sympy.floor,
+    math.ceil: sympy.ceiling,
+    int: sympy.floor,  # sizes are not negative: truncation is floor
+    float: lambda a: a,
+}
+# Comparisons of sizes: the relations guards are made of.
+RELATIONS = {
+    operator.eq: sympy.Eq,
+    operator.ne: sympy.Ne,
+    operator.lt: sympy.Lt,
+    operator.le: sympy.Le,
+    operator.gt: sympy.Gt,
+    operator.ge: sympy.Ge,
 }
 
 
 def _scalar_arith(call: Call) -> Any:
-    """Arithmetic on sizes (``skip.size(2) - x.size(2)``) stays symbolic."""
-    fn = _SCALAR_OPS.get(call.target)
+    """Arithmetic on sizes (``skip.size(2) - x.size(2)``, ``h // 2``, ``h % 32 == 0``)
+    stays symbolic."""
+    fn = _SCALAR_OPS.get(call.target) or RELATIONS.get(call.target)
+    if fn is None or isinstance(call.out, torch.Tensor):
+        return fallback(call)
     operands = [as_dim(s) for s in call.sargs]
-    if fn is not None and isinstance(call.out, int) and not isinstance(call.out, bool):
-        return None if None in operands else sympy.sympify(fn(*operands))
-    if call.target is operator.truediv and None not in operands:
-        return operands[0] / operands[1]
-    return fallback(call)
+    if None in operands:
+        return None
+    return sympy.sympify(fn(*operands))
+
+
+for_functions(*_SCALAR_OPS, *RELATIONS)(same_shape)
 
 
 # Fast: the output has the input's size and dtype, and PyTorch's shape rule is

@@ -51,6 +51,7 @@ class SizeResult:
     error: Optional[tuple] = None  # (node, exception) where execution stopped
     unknown_ops: dict = field(default_factory=dict)  # node whose sizes went unknown -> why
     broken_merges: dict = field(default_factory=dict)  # merge node -> the error PyTorch raised there
+    example_only: dict = field(default_factory=dict)  # leaf whose sizes are known at the example only -> why
     spatial_ndim: int = 0  # spatial dims of the first input: the trailing dims rules read
 
 
@@ -171,11 +172,18 @@ class SizeProp(torch.fx.Interpreter):
         except Exception as exc:
             # A merge of mismatched sizes (the bug CVL301 reports) must not hide what comes
             # after it: go on as if the merge had taken its first operand's sizes.
-            value = self._stand_in(n) if is_merge(n) else None
-            if value is None:
-                raise
-            self.result.broken_merges[n] = exc
-            return value
+            if is_merge(n):
+                value = self._stand_in(n)
+                if value is not None:
+                    self.result.broken_merges[n] = exc
+                    return value
+            # A leaf that meta tensors cannot run (it reads data: .item()) runs on the CPU.
+            if n.op == "call_module":
+                value = _on_cpu(self.fetch_attr(n.target), *self.fetch_args_kwargs_from_env(n))
+                if value is not None:
+                    self.result.example_only[n] = f"it cannot run on meta tensors ({exc}); run on the CPU, on zeros"
+                    return value
+            raise
 
     def _shadow(self, fn: Optional[transfer.Transfer], call: Call) -> Any:
         n = call.node
@@ -201,11 +209,13 @@ class SizeProp(torch.fx.Interpreter):
             n.op == "call_function" and not getattr(n.target, "__module__", "torch").startswith("torch")
         )
         reason = "convlint has no size rule for it"
-        if leaf:
+        if leaf and n not in self.result.example_only:
             try:
                 return probe.probe(call)
             except probe.NoFit as exc:
                 reason = f"probed at other sizes: {exc}"
+        if n in self.result.example_only:
+            reason = self.result.example_only[n]
         if has_symbols((call.sargs, call.skwargs)):
             self.result.unknown_ops[n] = reason
         return transfer.fallback(call)
@@ -263,6 +273,27 @@ class SizeProp(torch.fx.Interpreter):
                 self.result.mismatches.append(Mismatch(n, -1, shadow, value, got))
                 return None
         return shadow
+
+
+_CPU_LIMIT = 50_000_000  # parameters a leaf may have to be run on the CPU
+
+
+def _on_cpu(module, args, kwargs) -> Any:
+    """The output of a leaf run on the CPU, on zeros, with uninitialised weights, as meta
+    tensors: its sizes at the example input, nothing more. None if that fails too."""
+    import copy
+
+    if sum(p.numel() for p in module.parameters()) > _CPU_LIMIT:
+        return None
+    to_cpu = lambda a: torch.zeros(a.shape, dtype=a.dtype) if isinstance(a, torch.Tensor) else a  # noqa: E731
+    to_meta = lambda a: torch.empty(a.shape, dtype=a.dtype, device="meta") if isinstance(a, torch.Tensor) else a  # noqa: E731
+    try:
+        runnable = copy.deepcopy(module).to_empty(device="cpu")
+        with torch.no_grad():
+            out = runnable(*torch.fx.node.map_aggregate(args, to_cpu), **torch.fx.node.map_aggregate(kwargs, to_cpu))
+    except Exception:
+        return None  # the caller raises the meta error, the one that explains it
+    return torch.fx.node.map_aggregate(out, to_meta)
 
 
 def _tensors(value: Any) -> list:

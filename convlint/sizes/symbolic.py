@@ -141,11 +141,22 @@ _EXACT: dict = {
     sympy.Mod: lambda a: a[0] % a[1],
     sympy.Min: min,
     sympy.Max: max,
+    sympy.Eq: lambda a: a[0] == a[1],
+    sympy.Ne: lambda a: a[0] != a[1],
+    sympy.StrictLessThan: lambda a: a[0] < a[1],
+    sympy.LessThan: lambda a: a[0] <= a[1],
+    sympy.StrictGreaterThan: lambda a: a[0] > a[1],
+    sympy.GreaterThan: lambda a: a[0] >= a[1],
+    sympy.Not: lambda a: not a[0],
+    sympy.And: all,
+    sympy.Or: any,
 }
 
 
 def _exact(expr, env: dict):
     """Evaluate a size expression exactly (ints and Fractions), far faster than subs."""
+    if expr is sympy.true or expr is sympy.false:
+        return bool(expr)
     if expr.is_Integer:
         return int(expr)
     if expr.is_Rational:
@@ -172,3 +183,13 @@ def evaluate_int(expr: Dim, env: dict) -> Optional[int]:
     if isinstance(value, Fraction):
         return int(value) if value.denominator == 1 else None
     return int(value)
+
+
+def holds(relation, env: dict) -> Optional[bool]:
+    """A relation on sizes (a guard: ``Eq(Mod(H, 32), 0)``) at integer symbol values;
+    None when it cannot be decided."""
+    try:
+        return bool(_exact(relation, env))
+    except (TypeError, KeyError, ZeroDivisionError):
+        value = relation.xreplace({k: sympy.Integer(v) for k, v in env.items()})
+        return bool(value) if value in (sympy.true, sympy.false) else None

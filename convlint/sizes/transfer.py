@@ -13,6 +13,7 @@ instead of running it (see ``interpreter.SizeProp``). Their transfer functions s
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -123,7 +124,14 @@ def for_function(target: Any) -> Optional[Transfer]:
     found = FUNCTION_TRANSFERS.get(target)
     if found is None and getattr(target, "__name__", None) in SHAPE_PRESERVING_NAMES:
         return same_shape
+    if found is None and isinstance(target, type) and dataclasses.is_dataclass(target):
+        return record  # a model's output record, built in forward
     return found
+
+
+def record(call: Call) -> Any:
+    """A dataclass built from tensors (a model's output): the same record of shadows."""
+    return call.target(*call.sargs, **call.skwargs)
 
 
 def for_method(name: str) -> Optional[Transfer]:

@@ -24,6 +24,8 @@ def getattr_function(call: Call) -> Any:
         return tuple(obj.dims)
     if isinstance(obj, SymTensor) and name in ("T", "mT"):
         return SymTensor(tuple(reversed(obj.dims)))
+    if name in ("ndim", "dtype", "device", "is_cuda", "requires_grad"):
+        return sympy.Integer(call.out) if name == "ndim" else call.out
     return fallback(call)
 
 
@@ -34,6 +36,19 @@ def size_method(call: Call) -> Any:
     if dim is None:
         return tuple(obj.dims)
     return obj.dims[dim]
+
+
+@for_functions(len)
+def len_function(call: Call) -> Any:
+    """len(x): the size of the first dim."""
+    shadow = call.sargs[0]
+    return shadow.dims[0] if isinstance(shadow, SymTensor) and shadow.dims else fallback(call)
+
+
+@for_methods("numel")
+def numel_method(call: Call) -> Any:
+    dims = call.sargs[0].dims
+    return None if None in dims else sympy.Mul(*dims)
 
 
 @for_methods("dim", "ndimension")

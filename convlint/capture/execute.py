@@ -1,0 +1,426 @@
+"""Capture by execution: record the graph by running ``forward`` on meta tensors.
+
+Where ``torch.fx`` symbolic tracing stops (an input check that raises, ``assert``,
+``int(x.size(2))``, loops over hidden states, a decorated ``forward``), the model is run
+for real at the example input, with Python's own control flow, and every op is recorded
+as fx would have: a ``torch.nn`` layer call is one ``call_module`` node, a torch function
+a ``call_function`` node, a tensor method a ``call_method`` node, each with the source
+line that made it. The result is an ordinary ``torch.fx.GraphModule``; sizes, rules, the
+shapes report and the fixer read it as they read fx's.
+
+Sizes that Python reads (``x.shape[-1]``, ``x.size(2)``, ``len(x)``) are ``SizeInt``s: the
+example's int, and the graph node it came from, so ``h // 2`` or ``F.pad(x, [d, d])``
+stay expressions in the graph. Where Python needs a concrete answer (``if``, ``assert``,
+``range``, a comparison), the example decides, and the decision is recorded as a
+*guard*: (the node, the value it had); the sizes stage turns it into a relation on the
+input's sizes (``H % 32 == 0``).
+
+How ops are intercepted: a ``TorchFunctionMode`` sees every torch function, tensor method
+and tensor property; ``nn.Module.__call__`` is wrapped while the model runs, so a call of
+a ``torch.nn`` layer is recorded whole (as fx's ``is_leaf_module`` decides) and the
+model's own modules are followed inside.
+"""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import inspect
+import math
+import operator
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.fx
+import torch.nn as nn
+from torch.overrides import TorchFunctionMode
+
+from convlint import sites
+from convlint.capture.fx import Trace
+
+# Tensor dunder methods recorded as the operator fx would use.
+_DUNDERS = {
+    "__getitem__": operator.getitem,
+    "__setitem__": operator.setitem,
+    "__len__": builtins.len,
+}
+# Tensor properties whose value is not a tensor and does not depend on the input's sizes.
+_PLAIN_PROPERTIES = {"ndim", "dtype", "device", "is_cuda", "requires_grad", "layout", "is_meta", "names"}
+
+
+class SizeInt(int):
+    """An int that Python read from a tensor's sizes: the example's value, and the node
+    that computes it from the input's sizes."""
+
+    node: torch.fx.Node
+    recorder: "_Recorder"
+
+    def __new__(cls, value: int, node: torch.fx.Node, recorder: "_Recorder") -> "SizeInt":
+        obj = int.__new__(cls, value)
+        obj.node, obj.recorder = node, recorder
+        return obj
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return int.__hash__(self)
+
+    def __bool__(self) -> bool:
+        return self.recorder.decide(self.node, int(self) != 0)
+
+    def __index__(self) -> int:
+        # range(h), a list index: only this size will do.
+        return self.recorder.pin(self)
+
+    def __int__(self) -> "SizeInt":
+        return self  # int(x.size(2)) stays a size
+
+    def __float__(self) -> float:
+        return float(int(self))
+
+
+class SizeFloat(float):
+    """A float computed from sizes (``h / 2``), as ``SizeInt``."""
+
+    node: torch.fx.Node
+    recorder: "_Recorder"
+
+    def __new__(cls, value: float, node: torch.fx.Node, recorder: "_Recorder") -> "SizeFloat":
+        obj = float.__new__(cls, value)
+        obj.node, obj.recorder = node, recorder
+        return obj
+
+    def __repr__(self) -> str:
+        return float.__repr__(self)
+
+    __str__ = __repr__
+
+    def __hash__(self) -> int:
+        return float.__hash__(self)
+
+    def __bool__(self) -> bool:
+        return self.recorder.decide(self.node, float(self) != 0)
+
+    def __int__(self) -> SizeInt:
+        return self.recorder.scalar(int, self)
+
+    def __floor__(self) -> SizeInt:
+        return self.recorder.scalar(math.floor, self)
+
+    def __ceil__(self) -> SizeInt:
+        return self.recorder.scalar(math.ceil, self)
+
+    def __round__(self, ndigits=None):
+        return round(float(self), ndigits) if ndigits is not None else self.recorder.scalar(round, self)
+
+
+def _arithmetic(op: Callable, reflected: bool = False) -> Callable:
+    if reflected:
+        return lambda self, other: self.recorder.scalar(op, other, self)
+    return lambda self, other: self.recorder.scalar(op, self, other)
+
+
+def _comparison(op: Callable) -> Callable:
+    return lambda self, other: self.recorder.compare(op, self, other)
+
+
+for _cls in (SizeInt, SizeFloat):
+    for _name, _op in [
+        ("add", operator.add), ("sub", operator.sub), ("mul", operator.mul), ("floordiv", operator.floordiv),
+        ("truediv", operator.truediv), ("mod", operator.mod), ("pow", operator.pow),
+    ]:  # fmt: skip
+        setattr(_cls, f"__{_name}__", _arithmetic(_op))
+        setattr(_cls, f"__r{_name}__", _arithmetic(_op, reflected=True))
+    for _name, _op in [("eq", operator.eq), ("ne", operator.ne), ("lt", operator.lt), ("le", operator.le),
+                       ("gt", operator.gt), ("ge", operator.ge)]:  # fmt: skip
+        setattr(_cls, f"__{_name}__", _comparison(_op))
+    _cls.__neg__ = lambda self: self.recorder.scalar(operator.neg, self)
+    _cls.__pos__ = lambda self: self
+    _cls.__abs__ = lambda self: self  # sizes are not negative
+
+
+def _plain(value: Any) -> Any:
+    """The value with every SizeInt/SizeFloat made a plain number (what torch is given)."""
+    if isinstance(value, SizeInt):
+        return int.__int__(value)
+    if isinstance(value, SizeFloat):
+        return float.__float__(value)
+    if isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
+        items = [_plain(v) for v in value]
+        return type(value)(items) if type(value) in (list, tuple) else tuple(items)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, slice):
+        return slice(_plain(value.start), _plain(value.stop), _plain(value.step))
+    return value
+
+
+class _Recorder(TorchFunctionMode):
+    """Records every op run while it is active into ``graph``."""
+
+    def __init__(self, root: nn.Module) -> None:
+        super().__init__()
+        self.graph = torch.fx.Graph()
+        self.attrs: dict[str, Any] = {}  # get_attr / call_module targets -> object
+        self.guards: list = []
+        self.nodes: dict[int, torch.fx.Node] = {}  # id(tensor) -> node that made it
+        self.keep: list = []  # every tensor seen, kept alive so that ids stay unique
+        self.suspended = 0  # inside a torch.nn layer: its ops are not recorded
+        self.skipped = sites._skipped_dirs()
+        self.modules = {id(m): name for name, m in reversed(list(root.named_modules(remove_duplicate=False)))}
+        self.tensors = {id(t): name for name, t in _named_tensors(root)}
+
+    # ------------------------------------------------------------ nodes
+
+    def create(self, op: str, target: Any, args: tuple, kwargs: dict) -> torch.fx.Node:
+        node = self.graph.create_node(op, target, self.arg(args), self.arg(kwargs))
+        site = sites.user_site(self.skipped)
+        if site is not None:
+            node.meta[sites.NODE_META] = site
+        return node
+
+    def arg(self, value: Any) -> Any:
+        """A value as an fx node argument: tensors and sizes by the node that made them."""
+        if isinstance(value, torch.Tensor):
+            return self.tensor_node(value)
+        if isinstance(value, (SizeInt, SizeFloat)):
+            return value.node
+        if isinstance(value, torch.Size):
+            return tuple(int(v) for v in value)
+        if isinstance(value, (list, tuple)):
+            items = [self.arg(v) for v in value]
+            return type(value)(items) if type(value) in (list, tuple) else tuple(items)
+        if isinstance(value, dict):
+            return {k: self.arg(v) for k, v in value.items()}
+        if isinstance(value, slice):
+            return slice(self.arg(value.start), self.arg(value.stop), self.arg(value.step))
+        return value
+
+    def tensor_node(self, tensor: torch.Tensor) -> torch.fx.Node:
+        node = self.nodes.get(id(tensor))
+        if node is None:
+            # A parameter or buffer of the model, or a constant made outside the graph.
+            name = self.tensors.get(id(tensor)) or f"_convlint_constant_{len(self.attrs)}"
+            self.attrs[name] = tensor
+            node = self.graph.create_node("get_attr", name)
+            self.bind(tensor, node)
+        return node
+
+    def bind(self, value: Any, node: torch.fx.Node) -> Any:
+        """Remember which node made each tensor of an op's output (tuples by getitem)."""
+        if isinstance(value, torch.Tensor):
+            self.nodes[id(value)] = node
+            self.keep.append(value)
+        elif isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
+            for i, item in enumerate(value):
+                if isinstance(item, torch.Tensor):
+                    self.bind(item, self.graph.create_node("call_function", operator.getitem, (node, i)))
+        return value
+
+    # ------------------------------------------------------------ sizes Python reads
+
+    def scalar(self, op: Callable, *operands: Any) -> Any:
+        value = op(*[_plain(o) for o in operands])
+        node = self.create("call_function", op, operands, {})
+        return self.wrap_number(value, node)
+
+    def wrap_number(self, value: Any, node: torch.fx.Node) -> Any:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int):
+            return SizeInt(value, node, self)
+        if isinstance(value, float):
+            return SizeFloat(value, node, self)
+        return value
+
+    def compare(self, op: Callable, a: Any, b: Any) -> bool:
+        node = self.create("call_function", op, (a, b), {})
+        return self.decide(node, bool(op(_plain(a), _plain(b))))
+
+    def decide(self, node: torch.fx.Node, value: bool) -> bool:
+        """Python needed a truth value: the example gives it; the decision is a guard."""
+        self.guards.append((node, value, sites.user_site(self.skipped)))
+        return value
+
+    def pin(self, size: SizeInt) -> int:
+        """Python needed this exact size (``range``, an index): a guard that it is."""
+        self.compare(operator.eq, size, int.__int__(size))
+        return int.__int__(size)
+
+    def sizes(self, tensor: torch.Tensor, node: torch.fx.Node) -> tuple:
+        """``x.shape``: a tuple of SizeInts, one getitem node per dim."""
+        return tuple(
+            SizeInt(n, self.graph.create_node("call_function", operator.getitem, (node, i)), self)
+            for i, n in enumerate(tensor.shape)
+        )
+
+    # ------------------------------------------------------------ torch's hook
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*_plain(args), **_plain(kwargs))
+        if self.suspended:
+            return out
+        name = getattr(func, "__name__", "")
+        owner = getattr(func, "__self__", None)
+        if name == "__get__" and owner is not None:  # a tensor property: x.shape, x.T
+            return self._property(owner.__name__, args[0], out)
+        qualname = getattr(func, "__qualname__", "")
+        if name in _DUNDERS:
+            node = self.create("call_function", _DUNDERS[name], args, kwargs)
+        elif qualname.startswith(("TensorBase.", "Tensor.")):
+            node = self.create("call_method", name, args, kwargs)
+        else:
+            node = self.create("call_function", func, args, kwargs)
+        if name == "size" and isinstance(out, torch.Size):
+            return self.sizes(args[0], node)
+        if isinstance(out, (int, float)) and not isinstance(out, bool):
+            return self.wrap_number(out, node)  # x.size(2), len(x), x.numel()
+        return self.bind(out, node)
+
+    def _property(self, name: str, tensor: torch.Tensor, out: Any) -> Any:
+        if name in _PLAIN_PROPERTIES:
+            return out
+        if name == "data":
+            return self.bind(out, self.tensor_node(tensor))
+        node = self.create("call_function", builtins.getattr, (tensor, name), {})
+        if name == "shape":
+            return self.sizes(tensor, node)
+        return self.bind(out, node)
+
+    # ------------------------------------------------------------ module calls
+
+    def call_module(self, module: nn.Module, call: Callable, args: tuple, kwargs: dict) -> Any:
+        # A layer built inside forward is followed inside: its settings may be sizes
+        # the forward read (nn.Upsample(size=x.shape[2:])), and stay expressions so.
+        built_here = id(module) not in self.modules
+        if self.suspended or not _is_layer(module) or built_here:
+            return call(module, *args, **kwargs)
+        self.suspended += 1
+        try:
+            out = call(module, *_plain(args), **_plain(kwargs))
+        finally:
+            self.suspended -= 1
+        name = self.modules[id(module)]
+        self.attrs[name] = module
+        return self.bind(out, self.create("call_module", name, args, kwargs))
+
+
+class _IntMeta(type):
+    """``int`` as the model's own modules see it during a capture: ``int(x.size(2))``
+    keeps the size (Python's own int() would copy it to a plain int); everything else,
+    isinstance checks included, behaves as the builtin."""
+
+    def __instancecheck__(cls, obj) -> bool:
+        return isinstance(obj, int)
+
+    def __subclasscheck__(cls, sub) -> bool:
+        return issubclass(sub, int)
+
+    def __call__(cls, *args, **kwargs):
+        if len(args) == 1 and not kwargs and isinstance(args[0], SizeInt):
+            return args[0]
+        if len(args) == 1 and not kwargs and isinstance(args[0], SizeFloat):
+            return args[0].__int__()
+        return int(*args, **kwargs)
+
+
+class _SizeKeepingInt(metaclass=_IntMeta):
+    pass
+
+
+class _int_in_forward:
+    """While capturing, the name ``int`` in the modules that define the model's forwards
+    is ``_SizeKeepingInt``; their own binding (if any) is put back afterwards."""
+
+    def __init__(self, root: nn.Module) -> None:
+        namespaces = {}
+        for module in root.modules():
+            forward = getattr(type(module), "forward", None)
+            namespace = getattr(forward, "__globals__", None)
+            if namespace is not None and not namespace.get("__name__", "").startswith(("torch", "convlint")):
+                namespaces[id(namespace)] = namespace
+        self.namespaces = list(namespaces.values())
+        self.saved: list = []
+
+    def __enter__(self):
+        for namespace in self.namespaces:
+            if namespace.get("int", int) is int:
+                self.saved.append((namespace, "int" in namespace))
+                namespace["int"] = _SizeKeepingInt
+        return self
+
+    def __exit__(self, *exc):
+        for namespace, had in self.saved:
+            if had:
+                namespace["int"] = int
+            else:
+                namespace.pop("int", None)
+        return False
+
+
+def _is_layer(module: nn.Module) -> bool:
+    """A torch.nn layer is recorded as one call, as fx's ``is_leaf_module`` decides."""
+    return (
+        module.__module__.startswith(("torch.nn", "torch.ao.nn"))
+        and not isinstance(module, nn.Sequential)
+        and not isinstance(module, torch.fx.GraphModule)
+    )
+
+
+def _named_tensors(root: nn.Module) -> list:
+    found = list(root.named_parameters(remove_duplicate=False)) + list(root.named_buffers(remove_duplicate=False))
+    return list(reversed(found))  # the first name of a shared tensor wins
+
+
+def _input_names(module: nn.Module, count: int) -> list[str]:
+    try:
+        parameters = list(inspect.signature(module.forward).parameters.values())
+    except (TypeError, ValueError):
+        parameters = []
+    names = [p.name for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)][:count]
+    return names + [f"input_{i}" for i in range(len(names), count)]
+
+
+def _outputs(recorder: _Recorder, value: Any) -> Any:
+    """The forward's result as an fx output argument: dataclasses and dict-like outputs
+    (a model's output record) become dicts."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _outputs(recorder, getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {k: _outputs(recorder, v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)) and not isinstance(value, torch.Size):
+        return tuple(_outputs(recorder, v) for v in value)
+    return recorder.arg(value)
+
+
+def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]], dtypes: Optional[Sequence] = None) -> Trace:
+    """Run ``module`` on meta tensors of ``input_shapes`` and record what it does.
+
+    Raises what the model raises: a model that does not run at the example input has no
+    graph to record."""
+    recorder = _Recorder(module)
+    names = _input_names(module, len(input_shapes))
+    inputs = []
+    for i, (name, shape) in enumerate(zip(names, input_shapes)):
+        dtype = dtypes[i] if dtypes and i < len(dtypes) else torch.float32
+        tensor = torch.empty(tuple(shape), device="meta", dtype=dtype)
+        recorder.bind(tensor, recorder.graph.placeholder(name))
+        inputs.append(tensor)
+    original = nn.Module.__call__
+
+    def call(self, *args, **kwargs):
+        return recorder.call_module(self, original, args, kwargs)
+
+    nn.Module.__call__ = call
+    try:
+        with torch.no_grad(), _int_in_forward(module), recorder:
+            out = original(module, *inputs)
+    finally:
+        nn.Module.__call__ = original
+    recorder.graph.output(_outputs(recorder, out))
+    graph_module = torch.fx.GraphModule(recorder.attrs, recorder.graph, type(module).__name__)
+    return Trace(graph_module, {}, method="execution", guards=recorder.guards)

@@ -1,0 +1,133 @@
+"""Capture by execution, with PyTorch as the oracle: models that stop torch.fx are
+recorded by running them, their sizes stay expressions of the input's, the branches the
+example took are kept as guards, and the verdicts hold within them."""
+
+import importlib.util
+import os
+
+import pytest
+import torch
+from conftest import FIXTURES
+
+import convlint
+from convlint import engine, sizes
+
+spec = importlib.util.spec_from_file_location("execution_fixtures", os.path.join(FIXTURES, "execution.py"))
+models = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(models)
+
+
+def _view(cls, shape):
+    with engine.analysing(cls()) as meta:
+        view, _, error = engine.build_view(meta, [shape])
+    assert error is None
+    return view
+
+
+def _first_tensor(value):
+    while not isinstance(value, torch.Tensor):
+        value = next(iter(value.values())) if isinstance(value, dict) else value[0]
+        value = getattr(value, "last", value)
+    return value
+
+
+def _predicted(view, h, w):
+    out = view.analysis.output
+    env = {**view.example, **dict(zip(view.symbols, (h, w)))}
+    return tuple(sizes.evaluate_int(d, env) for d in out.dims[2:])
+
+
+def _real(cls, h, w):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = cls()(torch.randn(1, 3, h, w))
+    out = getattr(out, "last", out)
+    return tuple(_first_tensor(out).shape[2:])
+
+
+CASES = [
+    # model, sizes inside what it accepts, sizes it refuses
+    (models.InputCheck, [(32, 48), (64, 64), (16, 160)], [(40, 64), (64, 50)]),
+    (models.AssertSquare, [(33, 33), (64, 64), (9, 9)], [(32, 33)]),
+    (models.Decorated, [(31, 47), (64, 64)], []),
+    (models.RankBranches, [(31, 47), (64, 64), (3, 5)], []),
+    (models.BuiltInForward, [(31, 47), (64, 64)], []),
+    (models.GlobalPool, [(3, 3), (31, 47), (64, 64)], []),
+    (models.HiddenStates, [(31, 47), (64, 64)], []),
+    (models.DictOutput, [(31, 47), (64, 64)], []),
+]
+
+
+@pytest.mark.parametrize("cls, inside, refused", CASES, ids=[c[0].__name__ for c in CASES])
+def test_sizes_are_expressions_that_pytorch_agrees_with_inside_the_guards(cls, inside, refused):
+    view = _view(cls, (1, 3, 64, 64))
+    assert view.coverage.every_size == sum(
+        isinstance(m, torch.nn.Conv2d) or isinstance(m, torch.nn.ConvTranspose2d) for m in cls().modules()
+    )
+    assert view.coverage.example_only == view.coverage.unchecked == 0
+    for h, w in inside:
+        assert view.allowed({**view.example, **dict(zip(view.symbols, (h, w)))})
+        assert _predicted(view, h, w) == _real(cls, h, w), (cls.__name__, h, w)
+    for h, w in refused:
+        assert not view.allowed(dict(zip(view.symbols, (h, w))))
+        with pytest.raises((ValueError, AssertionError)):
+            _real(cls, h, w)
+
+
+def test_a_models_own_input_check_is_its_requirement_not_a_merge_warning():
+    view = _view(models.InputCheck, (1, 3, 64, 64))
+    assert view.analysis.trace.method == "execution"
+    assert [str(g) for g, _ in view.guards] == ["Eq(Mod(H, 16), 0)", "Eq(Mod(W, 16), 0)"]
+    assert view.requirements()[-1] == "within the branches the example took: H % 16 == 0, W % 16 == 0"
+    assert convlint.check(models.InputCheck, (1, 3, 64, 64)) == []
+
+    # without the check, the same network needs even sizes, and says so
+    class Unchecked(models.InputCheck):
+        def forward(self, x):
+            skip = self.enc(x)
+            return torch.cat([self.up(self.mid(self.pool(skip))), skip], 1)
+
+    (finding,) = convlint.check(Unchecked, (1, 3, 64, 64))
+    assert finding.code == "CVL302" and "H and W must be multiples of 2" in finding.message
+
+
+def test_assert_on_sizes_is_a_guard_and_len_is_the_batch():
+    view = _view(models.AssertSquare, (1, 3, 64, 64))
+    assert [str(g) for g, _ in view.guards] == ["Eq(H, W)"]
+
+
+def test_the_swapped_unet_up_block_is_reported_at_the_non_square_sizes_where_it_breaks():
+    view = _view(models.SwappedUNet, (1, 3, 64, 64))
+    assert view.analysis.trace.method == "execution"
+    (finding,) = convlint.check(models.SwappedUNet, (1, 3, 64, 64))
+    assert finding.code == "CVL302"
+    assert "H: H vs W + 2*floor(H/2) - 2*floor(W/2)" in finding.message
+    assert "first fails at H = 3 (and 65, the first size above the example)" in finding.message
+    # PyTorch agrees: 65x64 and 64x65 raise at the cat, 64x64 and 65x65 run
+    for h, w in [(65, 64), (64, 65), (3, 64)]:
+        with pytest.raises(RuntimeError, match="Sizes of tensors must match"):
+            _real(models.SwappedUNet, h, w)
+    for h, w in [(64, 64), (65, 65), (3, 3)]:
+        assert _real(models.SwappedUNet, h, w) == (h, w)
+
+
+def test_global_pooling_by_the_maps_own_size_runs_at_any_size():
+    view = _view(models.GlobalPool, (1, 3, 64, 64))
+    assert [str(d) for d in view.analysis.output.dims[2:]] == ["1", "1"]
+    assert view.requirements() == ["runs for H >= 3, W >= 3"]
+    assert _real(models.GlobalPool, 3, 3) == (1, 1)
+
+
+def test_a_leaf_that_reads_data_is_an_info_finding_and_the_summary_counts_what_was_checked():
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location(
+        "untraceable", os.path.join(ROOT, "fixtures", "rules", "untraceable.py")
+    )
+    untraceable = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(untraceable)
+    findings = convlint.check(untraceable.PartlyRunnable, (1, 3, 32, 32))
+    assert [(f.code, f.severity) for f in findings] == [("CVL903", "info")]
+    assert "1 convolution after it is checked at the example input size only" in findings[0].message
+    view = _view(untraceable.PartlyRunnable, (1, 3, 32, 32))
+    assert tuple(view.coverage) == (1, 1, 0)
