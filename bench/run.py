@@ -59,6 +59,14 @@ def measure(method: str, model_name: str, size: int) -> dict:
         model = load.build(load.Candidate(model_name, __file__, 1, MODELS[model_name][0]))
         findings = engine.check_model(model, [shape])
         assert not [f for f in findings if f.code.startswith("CVL9")], findings
+    elif method in ("capture-fx", "capture-execution"):
+        import convlint.sizes  # noqa: F401  (both captures run inside convlint, which has it loaded)
+        from convlint.capture import execute, trace
+
+        model = _build(model_name, "meta")
+        start = time.perf_counter()  # capture and sizes: the model is built either way
+        traced = trace(model) if method == "capture-fx" else execute.capture(model, [shape])
+        convlint.sizes.propagate(traced.graph_module, [shape])
     elif method == "shapeprop-meta":
         from torch.fx.passes.shape_prop import ShapeProp
 
@@ -154,6 +162,9 @@ PLAN = [
     ("torchinfo", "tcn", 65536, 1),
     *[("convlint", f"plain-{d}", 224, 3) for d in (100, 300, 1000)],
     *[("shapeprop-meta", f"plain-{d}", 224, 1) for d in (100, 300, 1000)],
+    *[(m, model, 224, 3) for m in ("capture-fx", "capture-execution") for model in ("resnet50-aspp-os8", "unet")],
+    *[(m, "tcn", 65536, 3) for m in ("capture-fx", "capture-execution")],
+    *[(m, "plain-300", 224, 3) for m in ("capture-fx", "capture-execution")],
     ("convlint", "billion", 224, 1),
     ("convlint", "billion", 4096, 1),
     ("shapeprop-meta", "billion", 224, 1),
@@ -255,6 +266,19 @@ def table(f: dict) -> str:
             ratio(ratio(t("convlint/plain-1000/224"), 1000), ratio(t("convlint/plain-100/224"), 100)),
             "<= 1.5x",
         ),
+        *[
+            (
+                f"capture by execution / fx capture (with sizes), {name}",
+                ratio(t(f"capture-execution/{key}"), t(f"capture-fx/{key}")),
+                "<= 2x",
+            )
+            for name, key in [
+                ("ResNet-50-ASPP at 224", "resnet50-aspp-os8/224"),
+                ("U-Net at 224", "unet/224"),
+                ("TCN at 65536", "tcn/65536"),
+                ("300 convs at 224", "plain-300/224"),
+            ]
+        ],
         (
             "`convlint check` on one model file / `python -c 'import torch'`",
             ratio(t("check-file"), t("import-torch")),

@@ -18,6 +18,7 @@ import torch.nn as nn
 from convlint import layers, samesize, sizes
 from convlint.capture import Trace, execute, trace
 from convlint.load import describe
+from convlint.options import Shape, meta_input
 from convlint.samesize import AxisVerdict
 
 
@@ -177,7 +178,10 @@ def _executed_axis(module, shapes, i: int) -> Callable[[int], Optional[int]]:
         shape[axis] = n
         try:
             with torch.no_grad():
-                y = module(torch.empty(shape, device="meta"), *[torch.empty(s, device="meta") for s in shapes[1:]])
+                y = module(
+                    meta_input(Shape(shape, getattr(shapes[0], "dtype", "float32"))),
+                    *[meta_input(s) for s in shapes[1:]],
+                )
         except Exception:
             return None  # the block is not defined at this size: that is the answer
         while isinstance(y, (tuple, list)):

@@ -47,8 +47,19 @@ def _bool(key: str, value) -> bool:
     return value
 
 
+_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
+
+
 def parse_shape(text) -> tuple[int, ...]:
-    """``"1,3,224,224"`` or ``[1, 3, 224, 224]`` -> (1, 3, 224, 224)."""
+    """``"1,3,224,224"`` or ``[1, 3, 224, 224]`` -> (1, 3, 224, 224); ``"1:int64"``: an
+    integer input (class labels, timesteps, token ids) of shape (1,)."""
+    from convlint.options import Shape
+
+    if isinstance(text, str) and ":" in text:
+        sizes, dtype = text.rsplit(":", 1)
+        if dtype not in _DTYPES:
+            raise ConfigError(f"input shape {text!r}: unknown dtype {dtype!r} (known: {', '.join(_DTYPES)})")
+        return Shape(parse_shape(sizes), dtype)
     if isinstance(text, str):
         parts = text.split(",")
         try:
@@ -61,7 +72,7 @@ def parse_shape(text) -> tuple[int, ...]:
         raise ConfigError(f"input shape {text!r} is not a list of integers like [1, 3, 224, 224]")
     if not shape or any(s <= 0 for s in shape):
         raise ConfigError(f"input shape {text!r} must have positive sizes")
-    return shape
+    return Shape(shape)
 
 
 def _shapes(key: str, value) -> tuple:

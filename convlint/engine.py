@@ -19,7 +19,7 @@ from typing import Iterable, Iterator, Optional, Sequence
 
 from convlint import comments, load, registry, scan
 from convlint.finding import ERROR, INFO, Finding
-from convlint.options import Options
+from convlint.options import Options, Shape
 from convlint.registry import Report, Rule
 
 # Default spatial sizes when no --input-shape is given (batch 1; channels from the
@@ -169,6 +169,19 @@ def _first_conv(model, graph_module, placeholder) -> Optional[object]:
     return None
 
 
+def _indexes_an_embedding(graph_module, placeholder) -> bool:
+    """Is an input's first use an embedding lookup (so it holds integers)?"""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    for user in placeholder.users:
+        if user.op == "call_module" and isinstance(graph_module.get_submodule(user.target), nn.Embedding):
+            return True
+        if user.op == "call_function" and user.target is F.embedding:
+            return True
+    return False
+
+
 def infer_input_shapes(model, graph_module=None) -> tuple:
     """Rank and channels from the first convolution each input reaches, default sizes.
 
@@ -184,6 +197,9 @@ def infer_input_shapes(model, graph_module=None) -> tuple:
     if graph_module is not None:
         placeholders = [n for n in graph_module.graph.nodes if n.op == "placeholder"][: len(names)]
         for name, placeholder in zip(names, placeholders):
+            if _indexes_an_embedding(graph_module, placeholder):
+                shapes.append(Shape((1,), "int64"))  # class labels, timesteps, token ids
+                continue
             conv = _first_conv(model, graph_module, placeholder)
             if conv is None:
                 raise InputError(
@@ -499,7 +515,7 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
 
     where = _model_location(model, name, path, line)
     input_error = None
-    shapes = tuple(tuple(s) for s in input_shapes)
+    shapes = tuple(s if isinstance(s, Shape) else Shape(s) for s in input_shapes)
     if shapes:
         analysis = analyse(model, shapes, run_every_op)
     else:

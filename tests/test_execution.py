@@ -131,3 +131,29 @@ def test_a_leaf_that_reads_data_is_an_info_finding_and_the_summary_counts_what_w
     assert "1 convolution after it is checked at the example input size only" in findings[0].message
     view = _view(untraceable.PartlyRunnable, (1, 3, 32, 32))
     assert tuple(view.coverage) == (1, 1, 0)
+
+
+def test_an_integer_input_is_declared_with_its_dtype_or_inferred_from_an_embedding(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    target = "fixtures/execution.py:TinyDenoiser"
+    declared = subprocess.run(
+        [sys.executable, "-m", "convlint", "check", target, "--input-shape", "1,3,32,32", "--input-shape", "1:int64"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    inferred = subprocess.run(
+        [sys.executable, "-m", "convlint", "check", target], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    for run in (declared, inferred):
+        assert run.returncode == 1, run.stderr
+        (line,) = run.stdout.splitlines()
+        assert "CVL101" in line and "`out` Conv2d(kernel 3, dilation 2, padding 1)" in line and "use padding=2" in line
+    assert "at the example input 32x32 -> 30x30" in declared.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "convlint", "check", target, "--input-shape", "1:int65"],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "unknown dtype 'int65'" in bad.stderr

@@ -37,6 +37,7 @@ from torch.overrides import TorchFunctionMode
 
 from convlint import sites
 from convlint.capture.fx import Trace
+from convlint.options import meta_input
 
 # Tensor dunder methods recorded as the operator fx would use.
 _DUNDERS = {
@@ -261,20 +262,21 @@ class _Recorder(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        out = func(*_plain(args), **_plain(kwargs))
         if self.suspended:
-            return out
+            return func(*_plain(args), **_plain(kwargs))
         name = getattr(func, "__name__", "")
         owner = getattr(func, "__self__", None)
         if name == "__get__" and owner is not None:  # a tensor property: x.shape, x.T
-            return self._property(owner.__name__, args[0], out)
+            return self._property(owner.__name__, args[0], func(*args, **kwargs))
         qualname = getattr(func, "__qualname__", "")
         if name in _DUNDERS:
-            node = self.create("call_function", _DUNDERS[name], args, kwargs)
+            op, target = "call_function", _DUNDERS[name]
         elif qualname.startswith(("TensorBase.", "Tensor.")):
-            node = self.create("call_method", name, args, kwargs)
+            op, target = "call_method", name
         else:
-            node = self.create("call_function", func, args, kwargs)
+            op, target = "call_function", func
+        out = _run(op, target, None, lambda: func(*_plain(args), **_plain(kwargs)), args, kwargs)
+        node = self.create(op, target, args, kwargs)
         if name == "size" and isinstance(out, torch.Size):
             return self.sizes(args[0], node)
         if isinstance(out, (int, float)) and not isinstance(out, bool):
@@ -301,12 +303,36 @@ class _Recorder(TorchFunctionMode):
             return call(module, *args, **kwargs)
         self.suspended += 1
         try:
-            out = call(module, *_plain(args), **_plain(kwargs))
+            out = _run("call_module", None, module, lambda: call(module, *_plain(args), **_plain(kwargs)), args, kwargs)
         finally:
             self.suspended -= 1
         name = self.modules[id(module)]
         self.attrs[name] = module
         return self.bind(out, self.create("call_module", name, args, kwargs))
+
+
+def _run(op: str, target: Any, module: Optional[nn.Module], run: Callable, args: tuple, kwargs: dict) -> Any:
+    """An op's output: predicted from its transfer function where the sizes stage may
+    (activations, norms, merges, cat, adaptive pooling: running those on meta tensors
+    imports torch._dynamo, a second per process), else run on meta tensors."""
+    from convlint.sizes import interpreter, transfer
+    from convlint.sizes.symbolic import constant_shadow
+
+    if interpreter.is_fast(op, target, module):
+        fn = transfer.for_module(module) if module is not None else transfer.for_function(target)
+        if op == "call_method":
+            fn = transfer.for_method(target)
+        if fn is not None:
+            plain_args, plain_kwargs = _plain(args), _plain(kwargs)
+            call = transfer.Call(
+                None, target, tuple(plain_args), dict(plain_kwargs),
+                constant_shadow(tuple(plain_args)), {k: constant_shadow(v) for k, v in plain_kwargs.items()},
+                None, module,
+            )  # fmt: skip
+            predicted = interpreter.predict(fn, call, {})
+            if predicted is not None:
+                return predicted[1]
+    return run()
 
 
 class _IntMeta(type):
@@ -397,7 +423,7 @@ def _outputs(recorder: _Recorder, value: Any) -> Any:
     return recorder.arg(value)
 
 
-def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]], dtypes: Optional[Sequence] = None) -> Trace:
+def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> Trace:
     """Run ``module`` on meta tensors of ``input_shapes`` and record what it does.
 
     Raises what the model raises: a model that does not run at the example input has no
@@ -405,9 +431,8 @@ def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]], dtypes: Op
     recorder = _Recorder(module)
     names = _input_names(module, len(input_shapes))
     inputs = []
-    for i, (name, shape) in enumerate(zip(names, input_shapes)):
-        dtype = dtypes[i] if dtypes and i < len(dtypes) else torch.float32
-        tensor = torch.empty(tuple(shape), device="meta", dtype=dtype)
+    for name, shape in zip(names, input_shapes):
+        tensor = meta_input(shape)
         recorder.bind(tensor, recorder.graph.placeholder(name))
         inputs.append(tensor)
     original = nn.Module.__call__

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 from convlint.load import describe
+from convlint.options import meta_input
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ def module_inputs(model: nn.Module, input_shapes: Sequence[Sequence[int]]) -> Mo
     stopped = None
     try:
         with torch.no_grad():
-            model(*[torch.empty(s, device="meta") for s in input_shapes])
+            model(*[meta_input(s) for s in input_shapes])
     except Exception as exc:
         # What ran before the failure is still known; the reason is kept for the report.
         stopped = f"the model raised at the example input: {describe(exc)}"

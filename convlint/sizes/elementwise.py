@@ -89,7 +89,11 @@ def same_shape(call: Call) -> Any:
     pairs = zip(_flat(call.args, call.kwargs), _flat(call.sargs, call.skwargs))
     tensors = [(s, a.shape) for a, s in pairs if isinstance(a, torch.Tensor)]
     if call.out is None:
-        if call.kwargs or not tensors or not all(isinstance(a, (torch.Tensor, int, float, bool)) for a in call.args):
+        if (
+            set(call.kwargs) - {"inplace"}
+            or not tensors
+            or not all(isinstance(a, (torch.Tensor, int, float, bool)) for a in call.args)
+        ):
             raise Unpredictable(call.target)
         if len(tensors) == 1 and (call.target in MERGE_FUNCTIONS or call.target in MERGE_METHODS):
             raise Unpredictable(call.target)  # a tensor and a scalar: the dtype may change

@@ -22,6 +22,7 @@ import sympy
 import torch
 import torch.fx
 
+from convlint.options import meta_input
 from convlint.sizes import probe, transfer
 from convlint.sizes.elementwise import is_cat, is_merge, merge_operands
 from convlint.sizes.symbolic import SPATIAL_NAMES, SymTensor, constant_shadow, evaluate_int, has_symbols, symbol
@@ -130,40 +131,10 @@ class SizeProp(torch.fx.Interpreter):
 
     @staticmethod
     def _fast(n: torch.fx.Node, module) -> bool:
-        if module is not None:
-            return isinstance(module, transfer.FAST_MODULES)
-        if n.op == "call_method":
-            return n.target in transfer.FAST_METHODS
-        return n.target in transfer.FAST_FUNCTIONS
+        return is_fast(n.op, n.target, module)
 
     def _predict(self, fn: transfer.Transfer, call: Call) -> Optional[tuple]:
-        """(shadow, value) from the transfer function alone, or None to run the op."""
-        tensors = _tensors(call.args)
-        if not tensors or any(0 in t.shape for t in tensors):
-            return None
-        try:
-            shadow = fn(call)
-        except Unpredictable:
-            return None
-        except Exception:
-            return None  # the op itself would raise: run it, so its own error is kept
-        dtype = tensors[0].dtype
-        for t in tensors[1:]:
-            dtype = torch.promote_types(dtype, t.dtype)
-        value = self._concrete(shadow, dtype)
-        return None if value is None else (shadow, value)
-
-    def _concrete(self, shadow: Any, dtype: torch.dtype) -> Any:
-        """A meta tensor of the shadow's sizes at the example (a pair for (values, indices))."""
-        if isinstance(shadow, tuple):
-            first = self._concrete(shadow[0], dtype)
-            return None if first is None else (first, first.long())
-        if not isinstance(shadow, SymTensor):
-            return None
-        sizes = [evaluate_int(d, self.result.symbols) for d in shadow.dims]
-        if any(s is None or s <= 0 for s in sizes):
-            return None  # let PyTorch say what a size that is not positive means
-        return torch.empty(sizes, device="meta", dtype=dtype)
+        return predict(fn, call, self.result.symbols)
 
     def _execute(self, run: Callable) -> Any:
         n = self._node
@@ -275,6 +246,47 @@ class SizeProp(torch.fx.Interpreter):
         return shadow
 
 
+def is_fast(op: str, target: Any, module=None) -> bool:
+    """May the output of this op be predicted from its transfer function?"""
+    if module is not None:
+        return isinstance(module, transfer.FAST_MODULES)
+    if op == "call_method":
+        return target in transfer.FAST_METHODS
+    return target in transfer.FAST_FUNCTIONS
+
+
+def predict(fn: transfer.Transfer, call: Call, symbols: dict) -> Optional[tuple]:
+    """(shadow, a meta tensor of its sizes at ``symbols``) from a fast op's transfer
+    function alone, or None: run the op instead (it may raise, or size 0 may mean more)."""
+    tensors = _tensors(call.args)
+    if not tensors or any(0 in t.shape for t in tensors):
+        return None
+    try:
+        shadow = fn(call)
+    except Unpredictable:
+        return None
+    except Exception:
+        return None  # the op itself would raise: run it, so its own error is kept
+    dtype = tensors[0].dtype
+    for t in tensors[1:]:
+        dtype = torch.promote_types(dtype, t.dtype)
+    value = _concrete(shadow, dtype, symbols)
+    return None if value is None else (shadow, value)
+
+
+def _concrete(shadow: Any, dtype: torch.dtype, symbols: dict) -> Any:
+    """A meta tensor of the shadow's sizes (a pair for (values, indices))."""
+    if isinstance(shadow, tuple):
+        first = _concrete(shadow[0], dtype, symbols)
+        return None if first is None else (first, first.long())
+    if not isinstance(shadow, SymTensor):
+        return None
+    sizes = [evaluate_int(d, symbols) for d in shadow.dims]
+    if any(s is None or s <= 0 for s in sizes):
+        return None  # let PyTorch say what a size that is not positive means
+    return torch.empty(sizes, device="meta", dtype=dtype)
+
+
 _CPU_LIMIT = 50_000_000  # parameters a leaf may have to be run on the CPU
 
 
@@ -339,7 +351,7 @@ def propagate(
         run_every_op = options.DEFAULT.run_every_op
     prop = SizeProp(graph_module, shadows, symbols, run_every_op)
     prop.result.spatial_ndim = max(0, min(3, len(input_shapes[0]) - 2)) if input_shapes else 0
-    inputs = [torch.empty(tuple(shape), device="meta") for shape in input_shapes]
+    inputs = [meta_input(shape) for shape in input_shapes]
     try:
         prop.run(*inputs)
     except Exception as exc:
