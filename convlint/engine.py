@@ -538,17 +538,28 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
 
 
 def _analyse_intent(view, run_every_op) -> None:
-    """What the same-intent rules need beyond the model's own graph: the inputs each
-    module saw (one more run of the model), and each block declared "same" analysed on
+    """What the same-intent rules need beyond the model's own graph, when they need it:
+    the inputs each module saw (one more run of the model) for a layer that misses "same"
+    (its message shows the example) or a block declared "same", which is then analysed on
     its own at that input."""
     from convlint import analysis, capture, layers
 
-    view.inputs = capture.module_inputs(view.model, view.input_shapes)
+    blocks, missing = [], False
     for info in view.modules:
-        if info.intent and not info.uncalled_container and layers.geometry_of(info.module) is None:
-            if info.qualname not in view.blocks:
-                shapes = view.module_inputs(info.qualname)
-                view.blocks[info.qualname] = analysis.analyse_block(info.module, shapes, run_every_op)
+        geometry = layers.geometry_of(info.module)
+        if not info.intent or info.uncalled_container:
+            continue
+        if geometry is None:
+            blocks.append(info)
+        elif info.intent != 'padding="same"' and not all(a.verdict.keeps for a in view.layer_axes(geometry)):
+            missing = True
+    if not blocks and not missing:
+        return
+    view.inputs = capture.module_inputs(view.model, view.input_shapes)
+    for info in blocks:
+        if info.qualname not in view.blocks:
+            shapes = view.module_inputs(info.qualname)
+            view.blocks[info.qualname] = analysis.analyse_block(info.module, shapes, run_every_op)
 
 
 # ---------------------------------------------------------------- files and targets

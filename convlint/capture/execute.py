@@ -167,6 +167,7 @@ class _Recorder(TorchFunctionMode):
         self.graph = torch.fx.Graph()
         self.attrs: dict[str, Any] = {}  # get_attr / call_module targets -> object
         self.guards: list = []
+        self.inputs: dict[str, tuple] = {}  # qualified name -> shapes it was first called with
         self.nodes: dict[int, torch.fx.Node] = {}  # id(tensor) -> node that made it
         self.keep: list = []  # every tensor seen, kept alive so that ids stay unique
         self.suspended = 0  # inside a torch.nn layer: its ops are not recorded
@@ -296,6 +297,9 @@ class _Recorder(TorchFunctionMode):
     # ------------------------------------------------------------ module calls
 
     def call_module(self, module: nn.Module, call: Callable, args: tuple, kwargs: dict) -> Any:
+        name = self.modules.get(id(module))
+        if name is not None and name not in self.inputs:
+            self.inputs[name] = tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
         # A layer built inside forward is followed inside: its settings may be sizes
         # the forward read (nn.Upsample(size=x.shape[2:])), and stay expressions so.
         built_here = id(module) not in self.modules
@@ -423,18 +427,15 @@ def _outputs(recorder: _Recorder, value: Any) -> Any:
     return recorder.arg(value)
 
 
-def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> Trace:
-    """Run ``module`` on meta tensors of ``input_shapes`` and record what it does.
-
-    Raises what the model raises: a model that does not run at the example input has no
-    graph to record."""
-    recorder = _Recorder(module)
+def _run_recorded(recorder: "_Recorder", module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> Any:
+    """Run ``module`` on meta inputs with ``recorder`` watching every op and module call."""
     names = _input_names(module, len(input_shapes))
     inputs = []
     for name, shape in zip(names, input_shapes):
         tensor = meta_input(shape)
         recorder.bind(tensor, recorder.graph.placeholder(name))
         inputs.append(tensor)
+    recorder.inputs[""] = tuple(tuple(t.shape) for t in inputs)
     original = nn.Module.__call__
 
     def call(self, *args, **kwargs):
@@ -443,9 +444,32 @@ def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> Trace:
     nn.Module.__call__ = call
     try:
         with torch.no_grad(), _int_in_forward(module), recorder:
-            out = original(module, *inputs)
+            return original(module, *inputs)
     finally:
         nn.Module.__call__ = original
+
+
+def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> Trace:
+    """Run ``module`` on meta tensors of ``input_shapes`` and record what it does.
+
+    Raises what the model raises: a model that does not run at the example input has no
+    graph to record."""
+    recorder = _Recorder(module)
+    out = _run_recorded(recorder, module, input_shapes)
     recorder.graph.output(_outputs(recorder, out))
     graph_module = torch.fx.GraphModule(recorder.attrs, recorder.graph, type(module).__name__)
     return Trace(graph_module, {}, method="execution", guards=recorder.guards)
+
+
+def module_inputs(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> tuple[dict, Optional[str]]:
+    """The shapes of the tensors each module (by qualified name) was first called with,
+    from one recorded run; and why the run stopped early, if it did."""
+    from convlint.load import describe
+
+    recorder = _Recorder(module)
+    try:
+        _run_recorded(recorder, module, input_shapes)
+    except Exception as exc:
+        # What ran before the failure is still known; the reason is kept for the report.
+        return recorder.inputs, f"the model raised at the example input: {describe(exc)}"
+    return recorder.inputs, None

@@ -5,11 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
-import torch
 import torch.nn as nn
-
-from convlint.load import describe
-from convlint.options import meta_input
 
 
 @dataclass(frozen=True)
@@ -19,27 +15,9 @@ class ModuleInputs:
 
 
 def module_inputs(model: nn.Module, input_shapes: Sequence[Sequence[int]]) -> ModuleInputs:
-    """Run the model once on meta tensors with a forward pre-hook on every module."""
-    seen: dict[str, tuple] = {}
-    handles = []
+    """One run of the model on meta tensors, watched as the execution capture watches it
+    (the ops whose sizes the transfer functions give are not run: no torch._dynamo import)."""
+    from convlint.capture import execute
 
-    def hook(name):
-        def record(_module, args):
-            if name not in seen:
-                seen[name] = tuple(tuple(a.shape) for a in args if isinstance(a, torch.Tensor))
-
-        return record
-
-    for name, module in model.named_modules():
-        handles.append(module.register_forward_pre_hook(hook(name)))
-    stopped = None
-    try:
-        with torch.no_grad():
-            model(*[meta_input(s) for s in input_shapes])
-    except Exception as exc:
-        # What ran before the failure is still known; the reason is kept for the report.
-        stopped = f"the model raised at the example input: {describe(exc)}"
-    finally:
-        for h in handles:
-            h.remove()
-    return ModuleInputs(seen, stopped)
+    shapes, stopped = execute.module_inputs(model, input_shapes)
+    return ModuleInputs(shapes, stopped)
