@@ -318,11 +318,16 @@ class _Recorder(TorchFunctionMode):
 def _run(op: str, target: Any, module: Optional[nn.Module], run: Callable, args: tuple, kwargs: dict) -> Any:
     """An op's output: predicted from its transfer function where the sizes stage may
     (activations, norms, merges, cat, adaptive pooling: running those on meta tensors
-    imports torch._dynamo, a second per process), else run on meta tensors."""
+    imports torch._dynamo, a second per process) and for conv and pooling layers (the
+    sizes stage runs those and checks their formula), else run on meta tensors."""
     from convlint.sizes import interpreter, transfer
     from convlint.sizes.symbolic import constant_shadow
 
-    if interpreter.is_fast(op, target, module):
+    from convlint import layers
+
+    # Conv and pooling layers too: their formula is exact, and the sizes stage runs them.
+    layer = module is not None and layers.geometry_of(module) is not None
+    if interpreter.is_fast(op, target, module) or layer:
         fn = transfer.for_module(module) if module is not None else transfer.for_function(target)
         if op == "call_method":
             fn = transfer.for_method(target)
