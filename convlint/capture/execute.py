@@ -320,10 +320,9 @@ def _run(op: str, target: Any, module: Optional[nn.Module], run: Callable, args:
     (activations, norms, merges, cat, adaptive pooling: running those on meta tensors
     imports torch._dynamo, a second per process) and for conv and pooling layers (the
     sizes stage runs those and checks their formula), else run on meta tensors."""
+    from convlint import layers
     from convlint.sizes import interpreter, transfer
     from convlint.sizes.symbolic import constant_shadow
-
-    from convlint import layers
 
     # Conv and pooling layers too: their formula is exact, and the sizes stage runs them.
     layer = module is not None and layers.geometry_of(module) is not None
