@@ -1,0 +1,138 @@
+"""The shapes report: one row per layer with its settings, symbolic and concrete size,
+receptive field and jump, and what the model needs of its input (``convlint shapes``,
+``convlint.shapes()``)."""
+
+from __future__ import annotations
+
+import json
+
+
+def _op_name(node) -> str:
+    if node.op == "call_module":
+        return node.target
+    if node.op == "call_method":
+        return f".{node.target}()"
+    if node.op == "call_function":
+        module = getattr(node.target, "__module__", None) or ""
+        name = getattr(node.target, "__name__", str(node.target))
+        return f"{'F.' if module.endswith('functional') else ''}{name}()"
+    return node.op
+
+
+def _number(value) -> str:
+    return str(value) if not hasattr(value, "denominator") or value.denominator != 1 else str(value.numerator)
+
+
+def shape_rows(view) -> list[dict]:
+    """One row per layer (every submodule call, and functional convolutions and pooling)
+    in execution order: settings, symbolic and concrete output size, receptive field and
+    jump. ``size`` holds None where a dimension is unknown (listed again in ``unknown``)."""
+    from convlint import pretty
+    from convlint import sizes as sizes_mod
+    from convlint.report import receptive
+
+    analysis = view.analysis
+    if analysis.sizes is None:
+        return []
+    leaves = analysis.trace.leaves if analysis.trace else {}
+    fields = receptive.receptive_fields(view)
+    rows = []
+    for node in analysis.sizes.graph_module.graph.nodes:
+        shadow = analysis.sizes.shadows.get(node)
+        geometry = view.geometry(node)
+        if not isinstance(shadow, sizes_mod.SymTensor) or not (
+            node.op == "call_module" or geometry is not None or node.op == "placeholder"
+        ):
+            continue
+        module = analysis.sizes.graph_module.get_submodule(node.target) if node.op == "call_module" else None
+        field = fields.get(node)
+        row = {
+            "name": node.name if node.op == "placeholder" else _op_name(node),
+            "type": type(module).__name__
+            if module is not None
+            else ("input" if node.op == "placeholder" else _op_name(node)),
+            "kernel": list(geometry.kernel) if geometry else None,
+            "stride": list(geometry.stride) if geometry else None,
+            "padding": [list(p) for p in geometry.padding] if geometry else None,
+            "dilation": list(geometry.dilation) if geometry else None,
+            "size": [None if d is None else pretty.show(d) for d in shadow.dims],
+            "shape": list(analysis.sizes.values[node]),
+            "unknown": [i for i, d in enumerate(shadow.dims) if d is None],
+            "receptive_field": "global"
+            if field is None
+            else field
+            if field == receptive.UNKNOWN
+            else [rf for rf, _ in field],
+            "jump": None if field is None or field == receptive.UNKNOWN else [_number(j) for _, j in field],
+        }
+        if node.op == "call_module" and node.target in leaves:
+            row["leaf"] = leaves[node.target]
+        if node in analysis.sizes.unknown_ops:
+            row["unknown_because"] = analysis.sizes.unknown_ops[node]
+        rows.append(row)
+    return rows
+
+
+def shapes_json(views) -> str:
+    out = []
+    for view in views:
+        sizes_ = view.analysis.sizes
+        out.append(
+            {
+                "model": view.name,
+                "input_shapes": [list(s) for s in view.input_shapes],
+                "symbols": {str(k): v for k, v in (sizes_.symbols.items() if sizes_ else ())},
+                "leaves": dict(view.analysis.trace.leaves) if view.analysis.trace else {},
+                "capture": view.analysis.trace.method if view.analysis.trace else None,
+                "fx_stopped": view.analysis.trace.fx_stopped if view.analysis.trace else None,
+                "error": view.analysis.error,
+                "layers": shape_rows(view),
+                "requirements": view.requirements(),
+            }
+        )
+    return json.dumps(out, indent=2) + "\n"
+
+
+def _settings(row: dict) -> str:
+    if row["kernel"] is None:
+        return ""
+    pad = [p[0] if p[0] == p[1] else f"{p[0]}/{p[1]}" for p in row["padding"]]
+    parts = [f"k{_compact(row['kernel'])}", f"s{_compact(row['stride'])}", f"p{_compact(pad)}"]
+    if any(d != 1 for d in row["dilation"]):
+        parts.append(f"d{_compact(row['dilation'])}")
+    return " ".join(parts)
+
+
+def _compact(values) -> str:
+    return str(values[0]) if len(set(map(str, values))) == 1 else ",".join(map(str, values))
+
+
+def shapes_text(views) -> str:
+    lines = []
+    for view in views:
+        header = f"{view.name}  input {' '.join('x'.join(map(str, s)) for s in view.input_shapes)}"
+        trace = view.analysis.trace
+        if trace is not None and trace.method == "execution":
+            header += f"  (captured by running forward: {trace.fx_stopped})"
+        lines.append(header)
+        if view.analysis.error:
+            lines.append(f"  not analysed: {view.analysis.error}")
+        rows = shape_rows(view)
+        table = [("layer", "type", "settings", "size", "shape", "rf", "jump")]
+        for r in rows:
+            size = ", ".join("?" if s is None else s for s in r["size"])
+            rf = r["receptive_field"] if isinstance(r["receptive_field"], str) else _compact(r["receptive_field"])
+            rf = "?" if rf == "unknown" else rf
+            jump = "-" if r["jump"] is None else _compact(r["jump"])
+            note = f"  leaf: {r['leaf']}" if "leaf" in r else ""
+            note += f"{';' if note else ' '} sizes unknown: {r['unknown_because']}" if "unknown_because" in r else ""
+            table.append(
+                (r["name"], r["type"], _settings(r), f"({size})", "x".join(map(str, r["shape"])), rf, jump + note)
+            )
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
+        for row in table:
+            lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+        if view.requirements():
+            lines.append(f"  Model input: {'; '.join(view.requirements())}.")
+        lines.append("")
+    return "\n".join(lines)
