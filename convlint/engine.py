@@ -352,7 +352,7 @@ def _unfollowed_reports(view) -> Iterable[tuple[Rule, Report]]:
                 if user not in seen:
                     seen.add(user)
                     stack.append(user)
-                    after += view.is_convolution(user)
+                    after += view.is_convolution(user) and not view.checked_for_every_size(user)
         inside = 0
         if view.is_leaf(node):
             prefix = f"{node.target}."

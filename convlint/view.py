@@ -190,18 +190,21 @@ class ModelView:
             return Coverage(0, 0, len(convs))
         every = example = 0
         for node in self.nodes:
-            if not self.is_convolution(node):
-                continue
-            inputs = [a for a in node.all_input_nodes if isinstance(self.sizes.shadows.get(a), sizes.SymTensor)]
-            dims = self.spatial(inputs[0]) if inputs else None
-            if dims is not None and all(expr is not None for expr, _ in dims):
-                every += 1
-            else:
-                example += 1
+            if self.is_convolution(node):
+                if self.checked_for_every_size(node):
+                    every += 1
+                else:
+                    example += 1
         leaves = [n.target for n in self.nodes if n.op == "call_module" and self.is_leaf(n)]
         inside = sum(1 for name, m in self.model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)
                      and any(name.startswith(f"{leaf}.") for leaf in leaves))  # fmt: skip
         return Coverage(every, example + inside, 0)
+
+    def checked_for_every_size(self, node: torch.fx.Node) -> bool:
+        """Are the spatial sizes of a node's input expressions of the model's input?"""
+        inputs = [a for a in node.all_input_nodes if isinstance(self.sizes.shadows.get(a), sizes.SymTensor)]
+        dims = self.spatial(inputs[0]) if inputs else None
+        return dims is not None and all(expr is not None for expr, _ in dims)
 
     def is_convolution(self, node: torch.fx.Node) -> bool:
         geometry = self.sizes.geometries.get(node) if self.sizes is not None else None
