@@ -113,6 +113,11 @@ def _conv_padding(padding, kernel, dilation, n) -> tuple[tuple[int, int], ...]:
     return tuple((p, p) for p in ntuple(padding, n))
 
 
+def _literal(padding):
+    """A padding as written, hashable: PyTorch accepts a list (``padding=[1, 1]``)."""
+    return tuple(padding) if isinstance(padding, list) else padding
+
+
 def conv_geometry(
     ndim: int,
     kernel,
@@ -133,7 +138,7 @@ def conv_geometry(
         padding=_conv_padding(padding, kernel, dilation, ndim),
         dilation=dilation,
         output_padding=ntuple(output_padding, ndim),
-        padding_literal=padding,
+        padding_literal=_literal(padding),
         padding_mode=padding_mode,
     )
 
@@ -149,7 +154,7 @@ def pool_geometry(ndim: int, kind: str, kernel, stride=None, padding=0, dilation
         padding=tuple((p, p) for p in ntuple(padding, ndim)),
         dilation=ntuple(dilation, ndim),
         ceil_mode=bool(ceil_mode),
-        padding_literal=padding,
+        padding_literal=_literal(padding),
     )
 
 

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import convlint
 from convlint import engine, sizes
 from convlint.analysis import analyse
 
@@ -472,3 +473,21 @@ def test_leaves_that_cache_tensors_are_channels_last_or_take_routing_weights_kee
         with torch.no_grad():
             real = tuple(model(torch.zeros(1, 3, *spatial)).shape[2:])
         assert tuple(sizes.evaluate_int(d, {h: spatial[0], w: spatial[1]}) for d in analysis.output.dims[2:]) == real
+
+
+def test_padding_given_as_a_list_is_a_padding_like_any_other():
+    """PyTorch accepts padding=[1, 1] (MViTv2's shortcut pooling); it gave CVL902."""
+
+    class ListPadding(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=[1, 1])
+            self.pool = nn.AvgPool2d(3, stride=2, padding=[1, 1])
+
+        def forward(self, x):
+            return self.pool(self.conv(x))
+
+    assert convlint.check(ListPadding, (1, 3, 33, 31)) == []
+    out = convlint.shapes(ListPadding, (1, 3, 33, 31))["layers"][-1]
+    assert out["size"][2:] == ["floor((H - 1)/2) + 1", "floor((W - 1)/2) + 1"]
+    assert out["shape"][2:] == list(ListPadding()(torch.zeros(1, 3, 33, 31)).shape[2:])

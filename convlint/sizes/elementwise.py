@@ -178,7 +178,7 @@ def _scalar_arith(call: Call) -> Any:
     """Arithmetic on sizes (``skip.size(2) - x.size(2)``, ``h // 2``, ``h % 32 == 0``)
     stays symbolic."""
     fn = _SCALAR_OPS.get(call.target) or RELATIONS.get(call.target)
-    if fn is None or isinstance(call.out, torch.Tensor):
+    if fn is None or not isinstance(call.out, (int, float)):  # tuples added, tensors: not sizes
         return fallback(call)
     operands = [as_dim(s) for s in call.sargs]
     if None in operands:
