@@ -164,21 +164,34 @@ class ModelView:
     def guards(self) -> tuple:
         """What the model's own Python decided about its input's sizes at the example (an
         execution capture's ``if``, ``assert``, comparisons), as relations on the input's
-        symbols, each with the line that decided it: ``(W % 2 == 0, site)``. The model
-        is only claimed to work within them."""
+        symbols, each with the line that decided it: ``(W % 2 == 0, site)``. The graph
+        holds within them from that point on: what ran before a decision does not
+        depend on it (see ``allowed``)."""
+        return tuple((relation, site) for relation, site, _ in self._guards)
+
+    @functools.cached_property
+    def _guards(self) -> tuple:
         trace = self.analysis.trace
         if trace is None or self.sizes is None:
             return ()
+        order = {n: i for i, n in enumerate(self.nodes)}
         found: dict = {}
         for node, value, site in trace.guards:
             relation = _relation(self.sizes.shadows.get(node), value)
             if relation is not None and relation.free_symbols and relation not in found:
-                found[relation] = site
-        return tuple(found.items())
+                found[relation] = (site, order.get(node, 0))
+        return tuple((relation, site, position) for relation, (site, position) in found.items())
 
-    def allowed(self, env: dict) -> bool:
-        """Do the input sizes ``env`` pass the model's own checks (its guards)?"""
-        return all(sizes.holds(relation, env) is not False for relation, _ in self.guards)
+    def guards_before(self, node: torch.fx.Node) -> list:
+        """The guards decided before ``node`` ran: the ones its sizes hold within."""
+        position = {n: i for i, n in enumerate(self.nodes)}.get(node, len(self.nodes))
+        return [relation for relation, _, at in self._guards if at < position]
+
+    def allowed(self, env: dict, before: Optional[torch.fx.Node] = None) -> bool:
+        """Do the input sizes ``env`` take the example's branches (those decided before
+        ``before``, or all)?"""
+        relations = self.guards_before(before) if before is not None else [r for r, _ in self.guards]
+        return all(sizes.holds(relation, env) is not False for relation in relations)
 
     @functools.cached_property
     def coverage(self) -> "Coverage":
@@ -224,6 +237,14 @@ class ModelView:
         if self.sizes is not None:
             yield from self.sizes.unknown_ops.items()
 
+    def _within(self, symbol, node: torch.fx.Node):
+        """``n -> does size n of ``symbol`` take the branches decided before ``node``?``,
+        or None when there are none."""
+        if not self.guards_before(node):
+            return None
+        example = self.example
+        return lambda n: self.allowed({**example, symbol: n}, before=node)
+
     def cat_axis(self, node: torch.fx.Node) -> Optional[int]:
         """Index among the spatial dims of the dimension a cat joins along, if it is one."""
         shape = self.sizes.values.get(node)
@@ -259,14 +280,16 @@ class ModelView:
         for node, operands in self.merges():
             for i, a, b in self.merge_pairs(node, operands):
                 if a is not None and b is not None:
-                    pairs_by_dim.setdefault(i, []).append((a, b))
+                    pairs_by_dim.setdefault(i, []).append((a, b, node))
         for i, symbol in enumerate(self.symbols):
             n0 = self.smallest_input(symbol)
             needs.append(f"{symbol} >= {n0}" if n0 is not None else f"no {symbol} up to {1 << 20}")
             others = {s: v for s, v in example.items() if s is not symbol}
-            pairs = [(a.xreplace(others), b.xreplace(others)) for a, b in pairs_by_dim.get(i, [])]
-            allowed = (lambda n, symbol=symbol: self.allowed({**example, symbol: n})) if self.guards else None
-            statement = samesize.joint_condition(pairs, symbol, n0 or 1, allowed) if pairs else None
+            pairs = [
+                (a.xreplace(others), b.xreplace(others), self._within(symbol, node))
+                for a, b, node in pairs_by_dim.get(i, [])
+            ]
+            statement = samesize.joint_condition(pairs, symbol, n0 or 1) if pairs else None
             if statement is not None:
                 groups.setdefault(statement([""]), (statement, []))[1].append(str(symbol))
         merge_needs = [statement(names) for statement, names in groups.values()]

@@ -157,7 +157,8 @@ def _check_some_sizes(view: ModelView) -> Iterator[Report]:
             if a is None or b is None or i >= len(view.symbols) or view.symbols[i] in found:
                 continue
             symbol = view.symbols[i]
-            allowed = (lambda n, symbol=symbol: view.allowed({**view.example, symbol: n})) if view.guards else None
+            before = view.guards_before(node)
+            allowed = (lambda n, symbol=symbol: view.allowed({**view.example, symbol: n}, node)) if before else None
             failure = agreement(view.example, a, b, symbol, lambda: view.smallest_input(symbol) or 1, allowed)
             if failure:
                 found[symbol] = (*failure, f"{symbol}: {show(a)} vs {show(b)}")
@@ -174,10 +175,9 @@ def _check_some_sizes(view: ModelView) -> Iterator[Report]:
         )
         maps = "; ".join(m for *_x, m in found.values())
         within = ""
-        if view.guards:
-            within = (
-                f" (among the sizes that take the example's branches: {', '.join(show(g) for g, _ in view.guards)})"
-            )
+        if view.guards_before(node):
+            branches = ", ".join(show(g) for g in view.guards_before(node))
+            within = f" (among the sizes that take the example's branches before it: {branches})"
         yield Report(
             f"`{node.name}` merges tensors whose sizes agree at the example input but not for every input size "
             f"({maps}){within}: {'; '.join(conditions)}; it first fails at {first_fail}",

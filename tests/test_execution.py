@@ -157,3 +157,17 @@ def test_an_integer_input_is_declared_with_its_dtype_or_inferred_from_an_embeddi
         cwd=ROOT, capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert bad.returncode == 2 and "unknown dtype 'int65'" in bad.stderr
+
+
+def test_a_branch_late_in_forward_does_not_hide_a_merge_that_breaks_before_it():
+    """The example (64x64) takes the branch that keeps the table as it is (the map is
+    64x64 from that point on); the residual before it breaks at odd sizes all the same."""
+    view = _view(models.LateBranch, (1, 3, 64, 64))
+    assert view.analysis.trace.method == "execution"
+    assert {str(s) for g, _ in view.guards for s in g.free_symbols} == {"H", "W"}
+    (finding,) = convlint.check(models.LateBranch, (1, 3, 64, 64))
+    assert finding.code == "CVL302"
+    assert "H and W must be multiples of 2" in finding.message and "branches" not in finding.message
+    with pytest.raises(RuntimeError, match="must match the size"):
+        _real(models.LateBranch, 65, 64)
+    assert _real(models.LateBranch, 66, 66) == (66, 66)
