@@ -49,28 +49,35 @@ _DUNDERS = {
 _PLAIN_PROPERTIES = {"ndim", "dtype", "device", "is_cuda", "requires_grad", "layout", "is_meta", "names"}
 
 
-class SizeInt(int):
-    """An int that Python read from a tensor's sizes: the example's value, and the node
-    that computes it from the input's sizes."""
+class _SizeNumber:
+    """What SizeInt and SizeFloat share: the example's value (the number itself), the node
+    that computes it from the input's sizes, and a truth value that is a guard."""
 
+    _base: type
     node: torch.fx.Node
     recorder: "_Recorder"
 
-    def __new__(cls, value: int, node: torch.fx.Node, recorder: "_Recorder") -> "SizeInt":
-        obj = int.__new__(cls, value)
+    def __new__(cls, value, node: torch.fx.Node, recorder: "_Recorder"):
+        obj = cls._base.__new__(cls, value)
         obj.node, obj.recorder = node, recorder
         return obj
 
     def __repr__(self) -> str:
-        return int.__repr__(self)
+        return self._base.__repr__(self)
 
     __str__ = __repr__
 
     def __hash__(self) -> int:
-        return int.__hash__(self)
+        return self._base.__hash__(self)
 
     def __bool__(self) -> bool:
-        return self.recorder.decide(self.node, int(self) != 0)
+        return self.recorder.decide(self.node, self._base.__bool__(self))
+
+
+class SizeInt(_SizeNumber, int):
+    """An int that Python read from a tensor's sizes (``x.size(2)``, ``len(x)``)."""
+
+    _base = int
 
     def __index__(self) -> int:
         # range(h), a list index: only this size will do.
@@ -80,30 +87,13 @@ class SizeInt(int):
         return self  # int(x.size(2)) stays a size
 
     def __float__(self) -> float:
-        return float(int(self))
+        return int.__float__(self)
 
 
-class SizeFloat(float):
-    """A float computed from sizes (``h / 2``), as ``SizeInt``."""
+class SizeFloat(_SizeNumber, float):
+    """A float computed from sizes (``h / 2``)."""
 
-    node: torch.fx.Node
-    recorder: "_Recorder"
-
-    def __new__(cls, value: float, node: torch.fx.Node, recorder: "_Recorder") -> "SizeFloat":
-        obj = float.__new__(cls, value)
-        obj.node, obj.recorder = node, recorder
-        return obj
-
-    def __repr__(self) -> str:
-        return float.__repr__(self)
-
-    __str__ = __repr__
-
-    def __hash__(self) -> int:
-        return float.__hash__(self)
-
-    def __bool__(self) -> bool:
-        return self.recorder.decide(self.node, float(self) != 0)
+    _base = float
 
     def __int__(self) -> SizeInt:
         return self.recorder.scalar(int, self)
