@@ -5,7 +5,7 @@ Importing this package does not import torch; ``check`` and ``assert_clean`` do.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Optional, Sequence
 
 __version__ = "0.1.0"
 
@@ -23,25 +23,49 @@ def same(module):
     return mark(module)
 
 
-def check(model, input_shape: Sequence[int] | Sequence[Sequence[int]] = (), *, same: Sequence[str] = ()) -> list:
-    """Check a model and return its findings (``convlint.finding.Finding``).
-
-    ``model`` is an ``nn.Module`` instance, or a class or zero-argument callable that
-    builds one. Pass the class for exact source locations: convlint then builds it on
-    the meta device and records where each layer was constructed. ``input_shape`` is
-    one shape, or one shape per ``forward`` input; empty to infer it.
-    """
-    import sys
+def _built(model, args: Sequence = (), kwargs: Optional[dict] = None):
+    """An instance as given; a class or factory called with ``args``/``kwargs`` on meta."""
+    import functools
 
     import torch.nn as nn
 
-    from convlint import engine, load, sites
+    from convlint import load
 
+    if isinstance(model, nn.Module):
+        if args or kwargs:
+            raise TypeError("args and kwargs are for a class or a factory, not for a model already built")
+        return model
+    factory = functools.partial(model, *args, **(kwargs or {})) if args or kwargs else model
+    return load.build(load.Candidate(getattr(model, "__name__", repr(model)), "", 0, factory))
+
+
+def _shapes(input_shape) -> tuple:
     shapes = tuple(input_shape)
-    if shapes and isinstance(shapes[0], int):
-        shapes = (shapes,)
-    if not isinstance(model, nn.Module):
-        model = load.build(load.Candidate(getattr(model, "__name__", repr(model)), "", 0, model))
+    return (shapes,) if shapes and isinstance(shapes[0], int) else shapes
+
+
+def check(
+    model,
+    input_shape: Sequence[int] | Sequence[Sequence[int]] = (),
+    *,
+    same: Sequence[str] = (),
+    args: Sequence = (),
+    kwargs: Optional[dict] = None,
+) -> list:
+    """Check a model and return its findings (``convlint.finding.Finding``).
+
+    ``model`` is an ``nn.Module`` instance, or a class or callable that builds one, called
+    with ``args`` and ``kwargs`` (``convlint.check(UNet, args=(3, 2))``). Pass the class for
+    exact source locations: convlint then builds it on the meta device and records where
+    each layer was constructed. ``input_shape`` is one shape, or one shape per ``forward``
+    input; empty to infer it.
+    """
+    import sys
+
+    from convlint import engine, sites
+
+    shapes = _shapes(input_shape)
+    model = _built(model, args, kwargs)
     path = line = None
     if type(model).__module__.startswith("torch."):
         # A bare torch container has no source of the user's: point at this call instead.
@@ -57,6 +81,8 @@ def assert_clean(
     same: Sequence[str] = (),
     select: Sequence[str] = (),
     ignore: Sequence[str] = (),
+    args: Sequence = (),
+    kwargs: Optional[dict] = None,
 ) -> None:
     """A test-suite gate: raise ``AssertionError`` listing the findings, as
     ``convlint check`` prints them, if ``model`` has any (after ``select``/``ignore``)::
@@ -66,26 +92,25 @@ def assert_clean(
     """
     from convlint import engine, report
 
-    findings = engine.visible(check(model, input_shape, same=same), select, ignore)
+    findings = engine.visible(check(model, input_shape, same=same, args=args, kwargs=kwargs), select, ignore)
     if findings:
         raise AssertionError(
             f"convlint found {len(findings)} problem{'s' * (len(findings) != 1)}:\n" + report.text(findings)
         )
 
 
-def shapes(model, input_shape: Sequence[int] | Sequence[Sequence[int]] = ()) -> dict:
+def shapes(
+    model,
+    input_shape: Sequence[int] | Sequence[Sequence[int]] = (),
+    *,
+    args: Sequence = (),
+    kwargs: Optional[dict] = None,
+) -> dict:
     """The shapes report as data: ``{"layers": [...], "requirements": [...]}``, one row per
     layer in execution order (settings, symbolic and concrete size, receptive field, jump),
     and what the model needs of its input, as ``convlint shapes --format json`` gives it."""
-    import torch.nn as nn
+    from convlint import engine, report
 
-    from convlint import engine, load, report
-
-    shapes_ = tuple(input_shape)
-    if shapes_ and isinstance(shapes_[0], int):
-        shapes_ = (shapes_,)
-    if not isinstance(model, nn.Module):
-        model = load.build(load.Candidate(getattr(model, "__name__", repr(model)), "", 0, model))
-    with engine.analysing(model) as meta:
-        view, _, _ = engine.build_view(meta, shapes_)
+    with engine.analysing(_built(model, args, kwargs)) as meta:
+        view, _, _ = engine.build_view(meta, _shapes(input_shape))
         return {"layers": report.shape_rows(view), "requirements": view.requirements()}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import warnings
 from typing import Optional, Sequence
@@ -23,7 +25,7 @@ def _analysis_flags(command: argparse.ArgumentParser) -> None:
         "-v",
         "--verbose",
         action="store_true",
-        help="also show the warnings raised while models were imported, built and run",
+        help="also show the warnings raised while models were imported, built and run, and the models skipped",
     )
 
 
@@ -53,6 +55,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     check.add_argument("--fix", action="store_true", help="apply safe fixes to the source, then report what remains")
     check.add_argument("--unsafe-fixes", action="store_true", help="also apply (and mark) unsafe fixes")
     check.add_argument("--diff", action="store_true", help="print a diff of what --fix would change; write nothing")
+    check.add_argument(
+        "--no-cache", action="store_true", help="do not read or write the cache of which files each model runs"
+    )
     _analysis_flags(check)
 
     shapes = commands.add_parser("shapes", help="print every tensor's concrete and symbolic sizes")
@@ -94,13 +99,29 @@ def _check(args) -> int:
         exclude=config.exclude,
         run_every_op=args.run_every_op or config.run_every_op,
     )
-    targets = list(args.targets) or [engine.Target(e.target, e.input_shapes) for e in config.models]
+    configured = [engine.Target(e.target, e.input_shapes, e.args, e.kwargs) for e in config.models]
+    targets, cache = list(args.targets) or configured, None
+    if args.targets and configured:
+        # File names with models configured (a pre-commit hook): the files themselves, and
+        # every configured model that runs one of them.
+        from convlint import usage
+
+        cache = usage.Cache(os.path.dirname(os.path.abspath(config.path)), enabled=not args.no_cache)
+        touched, untouched_files = _touched(configured, args.targets, cache)
+        targets += touched
     if not targets:
         print("convlint: error: no targets given (and no [tool.convlint] models)", file=sys.stderr)
         return EXIT_ERROR
-    result = engine.check_paths(targets, options)
+    with _report_only_stdout():
+        result = engine.check_paths(targets, options, cache)
+    if cache is not None:
+        cache.save()
+        _say_unused(args.targets, untouched_files, result)
     for problem in result.problems:
         print(f"convlint: warning: {problem}", file=sys.stderr)
+    if args.verbose:
+        for note in result.notes:
+            print(f"convlint: note: {note}", file=sys.stderr)
     if args.diff or args.fix:
         return _fix(args, result)
     context = report.Context(unsafe=args.unsafe_fixes)
@@ -108,13 +129,70 @@ def _check(args) -> int:
         context.rules = engine.all_rules()[0]
     _emit(report.FORMATS[args.format](result.findings, context), args.output_file)
     summary = report.summary(
-        result.findings, result.models, result.files, unsafe=args.unsafe_fixes, coverage=result.coverage
+        result.findings,
+        result.models,
+        result.files,
+        unsafe=args.unsafe_fixes,
+        coverage=result.coverage,
+        skipped=result.skipped,
     )
     print(summary, file=sys.stderr)
     # Info findings say what was not checked; they do not fail a commit or a CI gate.
     if any(f.severity != "info" for f in result.findings) and not args.exit_zero:
         return EXIT_FINDINGS
     return EXIT_CLEAN
+
+
+def _touched(configured: list, given: Sequence[str], cache) -> tuple[list, set]:
+    """The configured models to check for these files: those whose recorded files include
+    one of them, and those with no valid record (built, recorded, and checked only if they
+    run one). Also the files that the valid records say the other models run."""
+    from dataclasses import replace
+
+    from convlint import usage
+
+    changed = frozenset(os.path.abspath(f) for f in given if os.path.isfile(f))
+    touched, others = [], set()
+    for target in configured:
+        key = usage.target_key(target.target, target.args, target.kwargs, target.input_shapes)
+        files = cache.files(key)
+        if files is None or files & changed:
+            touched.append(replace(target, only_if_uses=changed, key=key))
+        else:
+            others |= files
+    return touched, others
+
+
+def _say_unused(given: Sequence[str], others: set, result) -> None:
+    """A changed file that no configured model runs is said to be so: the hook checked
+    what the file itself defines, and nothing configured rests on it."""
+    used = set(others).union(*result.usage.values())
+    for path in given:
+        if os.path.isfile(path) and path.endswith(".py") and os.path.abspath(path) not in used:
+            print(f"convlint: {path}: no configured model runs this file", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def _report_only_stdout():
+    """While user code is imported, built, traced and run, what it prints goes to stderr:
+    stdout carries only the report (so --format json and sarif stay valid). Redirected at
+    the file descriptor too, for what C extensions and child processes write."""
+    sys.stdout.flush()
+    real = sys.stdout
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no usable descriptor 1 (an embedding host): Python's prints only
+        saved = None
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stdout = real
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def _emit(text: str, output_file: Optional[str]) -> None:
@@ -170,12 +248,13 @@ def _shapes(args) -> int:
     views = []
     every_op = args.run_every_op or config.run_every_op
     options = engine.Options(input_shapes=shapes, same=config.same, exclude=config.exclude, run_every_op=every_op)
-    for candidate, model, _shapes in engine.built_models(args.targets, options, result):
-        with engine.analysing(model) as model:
-            view, _, _ = engine.build_view(
-                model, shapes, name=candidate.name, path=candidate.path, line=candidate.line, run_every_op=every_op
-            )
-            views.append(view)
+    with _report_only_stdout():
+        for candidate, model, _shapes, _target, _files in engine.built_models(args.targets, options, result):
+            with engine.analysing(model) as model:
+                view, _, _ = engine.build_view(
+                    model, shapes, name=candidate.name, path=candidate.path, line=candidate.line, run_every_op=every_op
+                )
+                views.append(view)
     sys.stdout.write((report.shapes_json if args.format == "json" else report.shapes_text)(views))
     sys.stdout.flush()
     if result.findings:

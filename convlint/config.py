@@ -20,6 +20,8 @@ class ConfigError(Exception):
 class ModelEntry:
     target: str
     input_shapes: tuple = ()
+    args: Optional[tuple] = None
+    kwargs: Optional[tuple] = None  # ((name, value), ...)
 
 
 @dataclass
@@ -84,20 +86,33 @@ def _shapes(key: str, value) -> tuple:
 def _models(value) -> tuple[ModelEntry, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"[tool.convlint] models must be a list, got {value!r}")
+    from convlint.load import TargetError, parse_target
+
     entries = []
     for item in value:
         if isinstance(item, str):
-            entries.append(ModelEntry(item))
+            entry = ModelEntry(item)
         elif isinstance(item, dict):
-            unknown = set(item) - {"target", "input-shape"}
+            unknown = set(item) - {"target", "input-shape", "args", "kwargs"}
             if unknown:
                 raise ConfigError(f"[tool.convlint] models: unknown key {sorted(unknown)[0]!r}")
             if not isinstance(item.get("target"), str):
                 raise ConfigError('[tool.convlint] models: each entry needs target = "module:Name"')
+            if not isinstance(item.get("args", []), list):
+                raise ConfigError(f"[tool.convlint] models: args must be a list, got {item['args']!r}")
+            if not isinstance(item.get("kwargs", {}), dict):
+                raise ConfigError(f"[tool.convlint] models: kwargs must be a table, got {item['kwargs']!r}")
             shapes = _shapes("models.input-shape", item["input-shape"]) if "input-shape" in item else ()
-            entries.append(ModelEntry(item["target"], shapes))
+            args = tuple(item["args"]) if "args" in item else None
+            kwargs = tuple(item["kwargs"].items()) if "kwargs" in item else None
+            entry = ModelEntry(item["target"], shapes, args, kwargs)
         else:
             raise ConfigError(f"[tool.convlint] models: entry {item!r} is not a string or a table")
+        try:  # a target that cannot parse is the configuration's error, said before any import
+            parse_target(entry.target, entry.args, entry.kwargs and dict(entry.kwargs))
+        except TargetError as exc:
+            raise ConfigError(f"[tool.convlint] models: {exc}") from None
+        entries.append(entry)
     return tuple(entries)
 
 

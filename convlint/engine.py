@@ -103,7 +103,35 @@ Nothing is wrong with the model. Where you can, keep sizes out of data-dependent
 control flow; or check the model at each input size you use (`--input-shape`).
 """,
 )
-ENGINE_RULES = (CVL900, CVL901, CVL902, CVL903)
+CVL904 = Rule(
+    "CVL904",
+    "model-not-checked",
+    INFO,
+    "A model in a checked file was not checked: its constructor needs arguments, or its input could not be inferred",
+    doc="""\
+## What it does
+Reports a model class (or `hubconf.py` entry) that convlint found but did not check, at
+its definition, with the reason: its constructor needs arguments (`UNet(n_channels,
+n_classes)`; convlint never invents them), or the input convlint inferred from the first
+convolution made the model raise for a reason the size analysis does not explain (a
+channel or rank mismatch: the guess was wrong, not the model). A class that a checked
+model in the same run builds (a block of that model) is checked through it and is not
+reported.
+
+## Why is this bad?
+Nothing is wrong with the model, but nothing was checked either. The finding is
+information, so a file of building blocks never fails a commit, while a CI log shows
+what was skipped; the summary says `No model was checked` when nothing was.
+
+## Fix
+Tell convlint how the model is built: the message gives the line to add to
+`[tool.convlint] models` (`"unet.unet_model:UNet(3, 2)"`, or a table with `args`,
+`kwargs` and `input-shape`), or check it on the command line with a call target,
+`convlint check 'unet/unet_model.py:UNet(3, 2)'`, and `--input-shape` where the input
+cannot be inferred.
+""",
+)
+ENGINE_RULES = (CVL900, CVL901, CVL902, CVL903, CVL904)
 
 
 class InputError(Exception):
@@ -118,6 +146,12 @@ class Result:
     problems: list = field(default_factory=list)  # plugin load problems
     # convolutions checked for every input size, at the example size only, not at all
     coverage: list = field(default_factory=lambda: [0, 0, 0])
+    skipped: int = 0  # models without a convolution, pooling or padding layer
+    notes: list = field(default_factory=list)  # what -v says: models skipped and why
+    unchecked: list = field(default_factory=list)  # load.Unchecked: classes that need arguments
+    used: set = field(default_factory=set)  # classes of every module built in the run
+    configured: list = field(default_factory=list)  # objects the targets named
+    usage: dict = field(default_factory=dict)  # Target -> project files its model ran
 
 
 def all_rules() -> tuple[list[Rule], list[str]]:
@@ -309,7 +343,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
 
     analysis = view.analysis
     if input_error:
-        yield CVL901, Report(f"model `{view.name}` cannot be analysed: {input_error}", "")
+        yield CVL904, Report(f"model `{view.name}` was not checked: {input_error}", "")
         return
     if analysis.error:
         yield CVL901, Report(f"model `{view.name}` {analysis.error}; only layer-level rules ran", "")
@@ -319,6 +353,21 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
         node, exc = result.error
         site = view.site_of(node) if node is not None else None
         at = f" at `{node.name}`" if node is not None else ""
+        if view.inferred_input:
+            # A channel or rank mismatch at an input convlint guessed says the guess was
+            # wrong, not the model: information, with the way to declare it.
+            line = f" (line {site.line})" if site is not None else ""
+            shapes = ", ".join("x".join(map(str, s)) for s in view.input_shapes)
+            yield (
+                CVL904,
+                Report(
+                    f"model `{view.name}` was not checked: on the input convlint inferred ({shapes}) it raised{at}"
+                    f"{line}: {load.describe(exc)}; declare its input with --input-shape "
+                    "(or input-shape in its [tool.convlint] models entry)",
+                    "",
+                ),
+            )
+            return
         yield CVL901, Report(f"model `{view.name}` raised when run on meta tensors{at}: {load.describe(exc)}", "", site)
     for m in result.mismatches:
         axis = f"dimension {m.axis}" if m.axis >= 0 else "value"
@@ -419,7 +468,8 @@ def check_model(
         _collect_calls(view, calls)
         findings = [_finding(rule, report, view, where) for rule, report in _engine_reports(view, input_error)]
         if coverage is not None:
-            for i, count in enumerate(view.coverage if not input_error else (0, 0, _count_convs(model))):
+            checked = not any(f.code == CVL904.code for f in findings)
+            for i, count in enumerate(view.coverage if checked else (0, 0, _count_convs(model))):
                 coverage[i] += count
         for rule in rules:
             try:
@@ -532,6 +582,7 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
         else:
             analysis = analyse(model, shapes, run_every_op, traced=traced)
     view = ModelView(where.name, where.path, model, shapes, analysis, tuple(same), run_every_op=run_every_op)
+    view.inferred_input = not input_shapes
     if shapes and any(info.intent for info in view.modules):
         _analyse_intent(view, run_every_op)
     return view, where, input_error
@@ -584,57 +635,122 @@ def _drop_nested(built: list) -> list:
 
 @dataclass(frozen=True)
 class Target:
-    """What to check: a file, a directory or a ``module:NAME`` / ``path.py:NAME`` target,
-    with its own input shapes (a ``[tool.convlint] models`` entry's) or () for the run's."""
+    """What to check: a file, a directory or a ``module:NAME`` / ``path.py:NAME`` target
+    (optionally a call, ``NAME(3, 2)``), with its own input shapes (a ``[tool.convlint]
+    models`` entry's) or () for the run's."""
 
     target: str
     input_shapes: tuple = ()
+    args: Optional[tuple] = None  # a configuration table's args / kwargs
+    kwargs: Optional[tuple] = None  # ((name, value), ...)
+    # Pre-commit: the configured model is checked only if it runs one of these files;
+    # the project files it runs are then recorded under ``key`` (convlint.usage).
+    only_if_uses: Optional[frozenset] = None
+    key: str = ""
+
+
+# Where torch defines the layers that change a spatial size: convolutions, pooling
+# (adaptive too), padding.
+_SPATIAL_MODULES = ("torch.nn.modules.conv", "torch.nn.modules.pooling", "torch.nn.modules.padding")
+
+
+def _spatial(model) -> bool:
+    """Does the model hold a convolution, pooling or padding layer (or a subclass of one),
+    or a weight of rank 3 or more (a convolution written with ``F.conv2d``)?"""
+    return any(c.__module__ in _SPATIAL_MODULES for m in model.modules() for c in type(m).__mro__) or any(
+        p.dim() >= 3 for p in model.parameters()
+    )
+
+
+def _signature(model, shapes) -> tuple:
+    """Two factories that build the same model (same class, same layers) at the same input."""
+    return (type(model), repr(model), tuple(map(tuple, shapes)))
 
 
 def built_models(targets: Sequence, options: Options, result: Result, on_file=None) -> Iterator[tuple]:
-    """(candidate, model built on meta, input shapes) for every model the targets name.
+    """(candidate, model built on meta, input shapes, target, recorded files) for every
+    model the targets name.
 
     ``targets`` are strings or ``Target``s. Files and targets that do not import, and
-    models that do not build, become findings in ``result``; the others are yielded one
-    file at a time.
+    models that do not build, become findings in ``result``; classes that need arguments
+    go to ``result.unchecked``; models without a convolution are skipped. The others are
+    yielded one file at a time. For a ``Target`` with a ``key``, the files its model runs
+    are recorded while it is built (the caller goes on recording while it is analysed).
     """
-
     excluded = _excluded(options.exclude)
-    files_of_targets: set = set()
+    seen: dict = {}
     for item in targets:
-        target, shapes = (item.target, item.input_shapes) if isinstance(item, Target) else (item, ())
-        shapes = shapes or options.input_shapes
-        if ":" in target and not os.path.exists(target):
-            groups = [load.candidate_for_target(target)]
-            explicit = True
-        else:
-            if not os.path.exists(target):
-                result.findings.append(
-                    report_finding(CVL900, Report(f"no such file or directory: {target}"), _at(target))
-                )
-                continue
-            files = load.python_files(target, excluded)
-            result.files += len(files)
-            # the fast path: a file that cannot define a model is not imported
-            groups = (_with_callback(on_file, f) or load.candidates_in_file(f) for f in files if scan.needs_import(f))
-            explicit = False
-        for candidates, load_problems in groups:
-            for p in load_problems:
-                result.findings.append(
-                    report_finding(CVL900, Report(p.message), _at(p.path, p.line, p.column), p.model)
-                )
+        item = item if isinstance(item, Target) else Target(item)
+        shapes = item.input_shapes or options.input_shapes
+        explicit = ":" in item.target and not os.path.exists(item.target)
+        for loaded in _load(item, explicit, excluded, result, on_file):
+            for p in loaded.problems:
+                rule = CVL901 if p.code == CVL901.code else CVL900
+                result.findings.append(report_finding(rule, Report(p.message), _at(p.path, p.line, p.column), p.model))
+            result.unchecked.extend(loaded.unchecked)
             built = []
-            for candidate in candidates:
-                if explicit and candidate.path and candidate.path not in files_of_targets:
-                    files_of_targets.add(candidate.path)
-                    result.files += 1
-                try:
-                    built.append((candidate, load.build(candidate)))
-                except Exception as exc:
-                    report = Report(f"model `{candidate.name}` cannot be built: {load.describe(exc)}")
-                    site = _at(candidate.path, candidate.line)
-                    result.findings.append(report_finding(CVL901, report, site, candidate.name))
-            yield from ((c, m, shapes) for c, m in (built if explicit else _drop_nested(built)))
+            for candidate in loaded.candidates:
+                if explicit:
+                    result.configured.append(candidate.obj)
+                model, recorded = _build(candidate, item, result)
+                if model is None:
+                    continue
+                signature = _signature(model, shapes)
+                if signature in seen:
+                    result.notes.append(f"{candidate.name}: skipped: the same model as {seen[signature]}")
+                    continue
+                seen[signature] = candidate.name
+                built.append((candidate, model, recorded))
+            kept = [m for _, m in (_drop_nested([(c, m) for c, m, _ in built]) if not explicit else [])]
+            for candidate, model, recorded in built:
+                if explicit or any(model is m for m in kept):
+                    yield candidate, model, shapes, item, recorded
+
+
+def _load(item: Target, explicit: bool, excluded, result: Result, on_file) -> Iterable:
+    """The ``load.Loaded`` of a target, or of each file under a path (imported lazily)."""
+    if explicit:
+        return [load.candidate_for_target(item.target, item.args, item.kwargs and dict(item.kwargs))]
+    if not os.path.exists(item.target):
+        result.findings.append(
+            report_finding(CVL900, Report(f"no such file or directory: {item.target}"), _at(item.target))
+        )
+        return []
+    files = load.python_files(item.target, excluded)
+    result.files += len(files)
+    # the fast path: a file that cannot define a model is not imported
+    return (_with_callback(on_file, f) or load.candidates_in_file(f) for f in files if scan.needs_import(f))
+
+
+def _build(candidate, item: Target, result: Result) -> tuple:
+    """(model, files recorded while building it) or (None, None) when it is not checked:
+    a build error (a finding), a function that builds no model, no convolution."""
+    from convlint import usage
+
+    recorded = set() if item.key else None
+    try:
+        with usage.recording(recorded) if recorded is not None else contextlib.nullcontext():
+            model = load.build(candidate)
+    except load.NotAModel as exc:
+        if candidate.kind != "factory":
+            result.findings.append(_not_built(candidate, exc))
+        else:
+            result.notes.append(f"{candidate.name}: not a model factory: {exc}")
+        return None, None
+    except Exception as exc:
+        result.findings.append(_not_built(candidate, exc))
+        return None, None
+    result.used.update(type(m) for m in model.modules())
+    if not _spatial(model):
+        result.skipped += 1
+        result.notes.append(f"{candidate.name}: skipped: no convolution, pooling or padding layer")
+        return None, None
+    return model, recorded
+
+
+def _not_built(candidate, exc: Exception) -> Finding:
+    report = Report(f"model `{candidate.name}` cannot be built: {load.describe(exc)}")
+    return report_finding(CVL901, report, _at(candidate.path, candidate.line), candidate.name)
 
 
 def visible(findings: Iterable[Finding], select: Sequence[str] = (), ignore: Sequence[str] = ()) -> list[Finding]:
@@ -667,12 +783,19 @@ def check_source(path: str, rules: Sequence[Rule]) -> list[Finding]:
     return findings
 
 
-def check_paths(targets: Sequence, options: Options) -> Result:
+def check_paths(targets: Sequence, options: Options, cache=None) -> Result:
     """Check every model the targets name, in one run: fixes are planned once, over every
-    module each constructor call built in any of the models."""
+    module each constructor call built in any of the models.
+
+    With a ``usage.Cache``, the project files that each keyed ``Target``'s model runs are
+    recorded into it (and a model that runs none of its ``only_if_uses`` is not reported).
+    """
+    from convlint import usage
+
     result = Result()
     rules: Optional[list] = None
     calls: dict = {}
+    files_of_targets: set = set()
 
     def selected_rules() -> list:
         nonlocal rules
@@ -684,11 +807,10 @@ def check_paths(targets: Sequence, options: Options) -> Result:
     def on_file(path: str) -> None:
         result.findings.extend(check_source(path, [r for r in selected_rules() if r.check_source is not None]))
 
-    for candidate, model, shapes in built_models(targets, options, result, on_file):
+    for candidate, model, shapes, item, recorded in built_models(targets, options, result, on_file):
         selected_rules()
-        result.models += 1
-        result.findings.extend(
-            check_model(
+        with usage.recording(recorded) if recorded is not None else contextlib.nullcontext():
+            found = check_model(
                 model,
                 shapes,
                 rules=[r for r in rules if r.check is not None],
@@ -700,7 +822,30 @@ def check_paths(targets: Sequence, options: Options) -> Result:
                 run_every_op=options.run_every_op,
                 coverage=result.coverage,
             )
-        )
+        if recorded is not None and cache is not None:
+            files = usage.project_files(recorded, cache.root)
+            cache.store(item.key, files)
+            result.usage[item.key] = files
+            if item.only_if_uses is not None and not files & item.only_if_uses:
+                result.notes.append(f"{candidate.name}: not checked: it runs none of the files given")
+                continue
+        if candidate.kind == "target" and os.path.abspath(candidate.path) not in files_of_targets:
+            files_of_targets.add(os.path.abspath(candidate.path))  # a file named by a target counts once
+            result.files += 1
+        result.models += not any(f.code == CVL904.code for f in found)
+        result.findings.extend(found)
+    result.findings.extend(_unchecked_reports(result))
     findings = plan_fixes(result.findings, calls, rules or [])
     result.findings = visible(findings, options.select, options.ignore)
     return result
+
+
+def _unchecked_reports(result: Result) -> Iterator[Finding]:
+    """CVL904 for each class that needs arguments, unless a target names it or a model of
+    the run built it (a block checked through that model)."""
+    configured = {id(obj) for obj in result.configured}
+    for u in result.unchecked:
+        if u.obj in result.used or id(u.obj) in configured:
+            continue
+        report = Report(f"model `{u.name}` was not checked: {u.reason}")
+        yield report_finding(CVL904, report, _at(u.path, u.line), u.name)

@@ -2,8 +2,9 @@
 
 A pre-commit hook is handed every changed Python file; most define no model. A file is
 imported only if it has a class whose bases could make it an ``nn.Module`` (anything
-but plain Python bases such as ``object``, exceptions, enums, ``NamedTuple``), or if it
-cannot be parsed (so the import reports the error). ``# convlint: skip-file`` skips a
+but plain Python bases such as ``object``, exceptions, enums, ``NamedTuple``), a model
+factory (below), or is a ``hubconf.py``, or if it cannot be parsed (so the import
+reports the error). ``# convlint: skip-file`` skips a
 file outright. When no file needs importing, torch is never imported.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import ast
 import builtins
+import os
+from typing import Optional
 
 from convlint import comments
 
@@ -51,16 +54,67 @@ def _plain(base: ast.expr) -> bool:
     return name in _PLAIN_BASES
 
 
+# Calls that make a function a script (training, evaluation, a command line), which
+# convlint must not run, however it returns a model.
+_SCRIPT_CALLS = {"backward", "zero_grad", "parse_args", "DataLoader", "open", "input", "fit", "save", "exit", "run"}
+_SCRIPT_NAMES = ("main", "train", "test", "run", "demo", "cli", "fit", "benchmark", "profile")
+
+
+def _callee(call: ast.Call) -> str:
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _camel(name: str) -> bool:
+    """A class name by convention (``UNet``, ``DRN``, ``Sequential``)."""
+    return name[:1].isupper()
+
+
+def _is_factory(fn: ast.FunctionDef) -> bool:
+    """A module-level function that builds a model when called with no arguments: public,
+    every parameter defaulted, returns a call or a name, calls a class (capitalized: the
+    model, ``nn.Sequential``) or passes one on (``_resnet(BasicBlock, ...)``), and does
+    nothing a script does (``backward``, ``DataLoader``, ``parse_args``...)."""
+    if fn.name.startswith("_") or fn.name.lower().startswith(_SCRIPT_NAMES):
+        return False
+    a = fn.args
+    if len(a.defaults) < len(a.posonlyargs) + len(a.args) or any(d is None for d in a.kw_defaults):
+        return False
+    nodes = list(ast.walk(fn))
+    returns = [n.value for n in nodes if isinstance(n, ast.Return) and isinstance(n.value, (ast.Call, ast.Name))]
+    calls = [n for n in nodes if isinstance(n, ast.Call)]
+    if not returns or any(_callee(c) in _SCRIPT_CALLS for c in calls):
+        return False
+    passes_class = any(
+        isinstance(arg, ast.Name) and _camel(arg.id) for r in returns if isinstance(r, ast.Call) for arg in r.args
+    )
+    return passes_class or any(_camel(_callee(c)) for c in calls)
+
+
+def _tree(path: str) -> Optional[ast.Module]:
+    try:
+        with open(path, "rb") as fh:
+            return ast.parse(fh.read(), filename=path)
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def factory_names(path: str) -> set[str]:
+    """The module-level functions of ``path`` that build a model with no arguments."""
+    tree = _tree(path)
+    if tree is None:
+        return set()
+    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and _is_factory(n)}
+
+
 def needs_import(path: str) -> bool:
     """Can ``path`` define a model? (True when unsure.)"""
     if comments.skip_file(path):
         return False
-    try:
-        with open(path, "rb") as fh:
-            tree = ast.parse(fh.read(), filename=path)
-    except (OSError, SyntaxError, ValueError):
-        return True  # let the import say what is wrong
+    tree = _tree(path)
+    if tree is None or os.path.basename(path) == "hubconf.py":
+        return True  # let the import say what is wrong; a hub lists its entry points
     return any(
         isinstance(node, ast.ClassDef) and node.bases and not all(_plain(b) for b in node.bases)
         for node in ast.walk(tree)
-    )
+    ) or any(isinstance(n, ast.FunctionDef) and _is_factory(n) for n in tree.body)

@@ -53,6 +53,7 @@ class ModelView:
     run_every_op: Optional[bool] = None  # see convlint.options.Options
     inputs: Optional[ModuleInputs] = None  # what each module was called with (capture)
     blocks: dict = field(default_factory=dict)  # qualified name -> analysis.Block
+    inferred_input: bool = False  # the example input was inferred, not declared
     _constraints: Optional[list] = field(default=None, repr=False)
     _smallest: dict = field(default_factory=dict, repr=False)
 

@@ -91,3 +91,61 @@ def test_readme_github_actions_commands_run_as_written(tmp_path):
     assert upload.returncode == 0  # --exit-zero: the SARIF is uploaded either way
     assert '"ruleId": "CVL101"' in (tmp_path / "convlint.sarif").read_text()
     assert workflow["jobs"]["convlint"]["steps"][-1]["with"]["sarif_file"] == "convlint.sarif"
+
+
+def test_a_commit_checks_the_configured_model_its_change_touches_and_an_unrelated_one_runs_none(tmp_path):
+    """fixtures/repos/unet: `models = ["unet.unet_model:UNet(3, 2)"]`, UNet built from the
+    blocks in unet/unet_parts.py; pre-commit passes only the changed file names."""
+    import time
+
+    project = tmp_path / "project"
+    shutil.copytree(os.path.join(FIXTURES, "repos", "unet"), project, ignore=shutil.ignore_patterns(".convlint_cache"))
+    (project / ".pre-commit-config.yaml").write_text(_readme_block("pre-commit-local", "yaml"))
+    env = {
+        **os.environ,
+        "PRE_COMMIT_HOME": str(tmp_path / "cache"),
+        "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+    }
+    run("git", "init", "-q", cwd=project, env=env)
+    assert run(sys.executable, "-m", "pre_commit", "install", cwd=project, env=env).returncode == 0
+
+    def commit(message):
+        run("git", "add", "-A", cwd=project, env=env)
+        return run("git", "commit", "-q", "-m", message, cwd=project, env=env)
+
+    first = commit("the U-Net")
+    assert first.returncode == 0, first.stdout + first.stderr
+
+    parts = project / "unet" / "unet_parts.py"
+    good = parts.read_text()
+    parts.write_text(good.replace("kernel_size=3, padding=1, bias", "kernel_size=3, padding=1, dilation=2, bias", 1))
+    broken = commit("dilate the first convolution")
+    assert broken.returncode == 1  # the block file alone was passed; the configured UNet ran it
+    assert "unet/unet_parts.py:16:13: CVL201 `inc.double_conv.0` Conv2d(kernel 3, dilation 2" in broken.stderr
+
+    parts.write_text(good)  # the change is dropped: the tree is as the first commit left it
+
+    train = project / "train.py"
+    train.write_text(train.read_text() + "\n# more epochs\n")
+    unrelated = commit("a training script change")
+    assert unrelated.returncode == 0, unrelated.stdout + unrelated.stderr
+
+    # What the hook ran for that commit, timed on its own against `import torch`.
+    def best_of_three(*command):
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            done = run(*command, cwd=project, env=env)
+            times.append(time.perf_counter() - start)
+        return min(times), done
+
+    hook, done = best_of_three("convlint", "check", "train.py")
+    assert done.returncode == 0
+    assert done.stderr == "convlint: train.py: no configured model runs this file\nNo model was checked (1 file).\n"
+    torch_import, _ = best_of_three(sys.executable, "-c", "import torch")
+    assert hook < 0.2 * torch_import, (hook, torch_import)

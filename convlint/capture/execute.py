@@ -28,6 +28,7 @@ import dataclasses
 import inspect
 import math
 import operator
+from types import SimpleNamespace
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -38,6 +39,7 @@ from torch.overrides import TorchFunctionMode
 from convlint import sites
 from convlint.capture.fx import Trace
 from convlint.options import meta_input
+from convlint.sizes import interpreter
 
 # Tensor dunder methods recorded as the operator fx would use.
 _DUNDERS = {
@@ -266,7 +268,14 @@ class _Recorder(TorchFunctionMode):
             op, target = "call_method", name
         else:
             op, target = "call_function", func
-        out = _run(op, target, None, lambda: func(*_plain(args), **_plain(kwargs)), args, kwargs)
+        try:
+            out = _run(op, target, None, lambda: func(*_plain(args), **_plain(kwargs)), args, kwargs)
+        except Exception:
+            # A merge of mismatched sizes (CVL301's bug) must not end the capture: go on
+            # as the sizes stage does, which meets the same error there and reports it.
+            out = interpreter.merge_stand_in(SimpleNamespace(op=op, target=target), _plain(args), _plain(kwargs))
+            if out is None:
+                raise
         node = self.create(op, target, args, kwargs)
         if name == "size" and isinstance(out, torch.Size):
             return self.sizes(args[0], node)

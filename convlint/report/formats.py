@@ -216,21 +216,40 @@ def _coverage(coverage: Sequence[int]) -> str:
 
 
 def summary(
-    findings: Sequence[Finding], models: int, files: int, unsafe: bool = False, coverage: Sequence[int] = (0, 0, 0)
+    findings: Sequence[Finding],
+    models: int,
+    files: int,
+    unsafe: bool = False,
+    coverage: Sequence[int] = (0, 0, 0),
+    skipped: int = 0,
 ) -> str:
     """The last lines: what was found, what can be fixed, and, unless every convolution
-    was checked for every input size, how many were checked how."""
+    was checked for every input size, how many were checked how. "All checks passed!"
+    only when at least one model was checked and nothing was left unchecked."""
+    extras = []
+    unchecked = sum(f.code == "CVL904" for f in findings)
+    if unchecked:
+        extras.append(f"{unchecked} model{'s' * (unchecked != 1)} not checked")
+    if skipped:
+        extras.append(f"{skipped} without convolutions skipped")
+    extra = f"; {', '.join(extras)}" if extras else ""
+    scope = f"{models} model{'s' * (models != 1)} in {files} file{'s' * (files != 1)}{extra}"
     complete = not coverage[1] and not coverage[2]
-    if not findings and complete:
-        return f"All checks passed! ({models} model{'s' * (models != 1)} in {files} file{'s' * (files != 1)})"
-    if not findings:
-        return (
-            f"No problems found ({models} model{'s' * (models != 1)} in {files} file{'s' * (files != 1)}); "
-            + _coverage(coverage)
+    if not models:
+        where = f"{files} file{'s' * (files != 1)}{extra}" if files else extra[2:]
+        text = f"No model was checked ({where})." if where else "No model was checked."
+        if findings:
+            text = f"Found {len(findings)} finding{'s' * (len(findings) != 1)}. {text}"
+    elif not findings and complete:
+        return f"All checks passed! ({scope})"
+    elif not findings:
+        return f"No problems found ({scope}); " + _coverage(coverage)
+    else:
+        text = (
+            f"Found {len(findings)} finding{'s' * (len(findings) != 1)} in {models} model{'s' * (models != 1)}{extra}."
         )
-    text = f"Found {len(findings)} finding{'s' * (len(findings) != 1)} in {models} model{'s' * (models != 1)}."
-    if not complete:
-        text += " " + _coverage(coverage)
+        if not complete:
+            text += " " + _coverage(coverage)
     fixable = sum(f.fixable(unsafe) for f in findings)
     hidden = sum(f.fixable(True) for f in findings) - fixable
     if fixable:

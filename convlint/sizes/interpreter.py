@@ -56,6 +56,30 @@ class SizeResult:
     spatial_ndim: int = 0  # spatial dims of the first input: the trailing dims rules read
 
 
+def merge_stand_in(n: Any, args: Sequence[Any], kwargs: dict) -> Optional[torch.Tensor]:
+    """What a merge of mismatched sizes stands for, so that what comes after it is still
+    followed: the first operand's sizes (a cat: its sum along the dim). ``n`` is the merge's
+    node, or anything with its ``op`` and ``target`` (a capture in progress)."""
+    if not is_merge(n):
+        return None
+    tensors = [t for t in merge_operands(n, args, kwargs) if isinstance(t, torch.Tensor)]
+    if len(tensors) < 2:
+        return None
+    first = tensors[0]
+    if is_cat(n):
+        dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % first.dim()
+        shape = list(first.shape)
+        shape[dim] = sum(t.shape[dim] if t.dim() == first.dim() else 0 for t in tensors)
+        return torch.empty(shape, device="meta", dtype=first.dtype)
+    rank = max(t.dim() for t in tensors)
+    shape = [1] * rank
+    for t in reversed(tensors):  # broadcasting, but the first operand wins where sizes disagree
+        for i, size in enumerate(t.shape, start=rank - t.dim()):
+            if size != 1:
+                shape[i] = size
+    return torch.empty(shape, device="meta", dtype=first.dtype)
+
+
 def shape_of(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return tuple(value.shape)
@@ -143,11 +167,10 @@ class SizeProp(torch.fx.Interpreter):
         except Exception as exc:
             # A merge of mismatched sizes (the bug CVL301 reports) must not hide what comes
             # after it: go on as if the merge had taken its first operand's sizes.
-            if is_merge(n):
-                value = self._stand_in(n)
-                if value is not None:
-                    self.result.broken_merges[n] = exc
-                    return value
+            value = self._stand_in(n)
+            if value is not None:
+                self.result.broken_merges[n] = exc
+                return value
             # A leaf that meta tensors cannot run (it reads data: .item()) runs on the CPU.
             if n.op == "call_module":
                 value = _on_cpu(self.fetch_attr(n.target), *self.fetch_args_kwargs_from_env(n))
@@ -202,22 +225,7 @@ class SizeProp(torch.fx.Interpreter):
 
     def _stand_in(self, n: torch.fx.Node) -> Optional[torch.Tensor]:
         args, kwargs = self.fetch_args_kwargs_from_env(n)
-        tensors = merge_operands(n, args, kwargs)
-        if len(tensors) < 2:
-            return None
-        first = tensors[0]
-        if is_cat(n):
-            dim = (args[1] if len(args) > 1 else kwargs.get("dim", 0)) % first.dim()
-            shape = list(first.shape)
-            shape[dim] = sum(t.shape[dim] if t.dim() == first.dim() else 0 for t in tensors)
-            return torch.empty(shape, device="meta", dtype=first.dtype)
-        rank = max(t.dim() for t in tensors)
-        shape = [1] * rank
-        for t in reversed(tensors):  # broadcasting, but the first operand wins where sizes disagree
-            for i, size in enumerate(t.shape, start=rank - t.dim()):
-                if size != 1:
-                    shape[i] = size
-        return torch.empty(shape, device="meta", dtype=first.dtype)
+        return merge_stand_in(n, args, kwargs)
 
     def _check(self, shadow: Any, value: Any) -> Any:
         """Compare the shadow with the concrete value at the example size.

@@ -1,0 +1,125 @@
+"""Which project files each configured model runs, so that a pre-commit run (which passes
+the changed file names) checks exactly the configured models that a change touches.
+
+While a configured model is built and analysed, a profile hook records the source file of
+every Python function called; those inside the project (not in an environment's
+site-packages) are the model's files. The map is cached in ``.convlint_cache/usage.json``
+under the project root, each file with the hash of its content, as ruff and mypy keep their
+caches: an entry whose files all hash as recorded still holds, so the next run decides
+without importing anything; an entry with a changed file is stale, and its model is built
+and recorded again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import sys
+from typing import Iterable, Iterator, Optional
+
+CACHE_DIR = ".convlint_cache"
+VERSION = 2
+KEPT = 8  # records kept per model
+
+
+def file_hash(path: str) -> Optional[str]:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.sha256(fh.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def target_key(target: str, args, kwargs, input_shapes) -> str:
+    """A configured model's identity: the same entry written the same way."""
+    return json.dumps([target, list(args or ()), dict(kwargs or {}), [list(s) for s in input_shapes]], default=repr)
+
+
+class Cache:
+    """The file map of a project, read from and written to its cache folder."""
+
+    def __init__(self, root: str, enabled: bool = True) -> None:
+        self.root = os.path.abspath(root)
+        self.path = os.path.join(self.root, CACHE_DIR, "usage.json")
+        self.enabled = enabled
+        self.entries: dict = {}
+        self.changed = False
+        if enabled:
+            try:
+                with open(self.path, encoding="utf-8") as fh:
+                    data = json.load(fh)
+                if data.get("version") == VERSION:
+                    self.entries = data.get("models", {})
+            except (OSError, ValueError):
+                pass  # no cache yet, or a damaged one: every model is recorded anew
+
+    def files(self, key: str) -> Optional[set[str]]:
+        """The absolute paths a model ran, from a record whose files are all as they were
+        recorded; None when no record of the model holds."""
+        hashes: dict = {}
+        for record in self.entries.get(key, ()):
+            paths = {os.path.join(self.root, rel): digest for rel, digest in record.items()}
+            if all(hashes.setdefault(p, file_hash(p)) == digest for p, digest in paths.items()):
+                return set(paths)
+        return None
+
+    def store(self, key: str, files: Iterable[str]) -> None:
+        """Record the files a model ran, newest first. A few earlier records are kept: a
+        change tried and reverted (a commit the hook refused) finds its record again."""
+        record = {os.path.relpath(f, self.root): file_hash(f) for f in sorted(files)}
+        records = self.entries.get(key, [])
+        if records[:1] != [record]:
+            self.entries[key] = [record, *[r for r in records if r != record]][:KEPT]
+            self.changed = True
+
+    def save(self) -> None:
+        if not (self.enabled and self.changed):
+            return
+        folder = os.path.dirname(self.path)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            ignore = os.path.join(folder, ".gitignore")
+            if not os.path.exists(ignore):  # as ruff's cache: never committed by accident
+                with open(ignore, "w", encoding="utf-8") as fh:
+                    fh.write("# Automatically created by convlint.\n*\n")
+            temporary = f"{self.path}.{os.getpid()}.tmp"
+            with open(temporary, "w", encoding="utf-8") as fh:
+                json.dump({"version": VERSION, "models": self.entries}, fh, indent=1, sort_keys=True)
+            os.replace(temporary, self.path)  # a reader never sees half a file
+        except OSError:
+            pass  # a read-only checkout: the next run records again
+
+
+def project_files(paths: Iterable[str], root: str) -> set[str]:
+    """The recorded files that belong to the project: under its root, not installed."""
+    root = os.path.abspath(root) + os.sep
+    found = set()
+    for path in paths:
+        if path.startswith("<"):
+            continue
+        path = os.path.abspath(path)
+        parts = path.split(os.sep)
+        if path.startswith(root) and "site-packages" not in parts and "dist-packages" not in parts:
+            if os.path.isfile(path):
+                found.add(path)
+    return found
+
+
+@contextlib.contextmanager
+def recording(into: set) -> Iterator[None]:
+    """Add to ``into`` the source file of every Python function called inside the block."""
+    previous = sys.getprofile()
+
+    def profile(frame, event, arg):
+        if event == "call":
+            into.add(frame.f_code.co_filename)
+        if previous is not None:
+            previous(frame, event, arg)
+
+    sys.setprofile(profile)
+    try:
+        yield
+    finally:
+        sys.setprofile(previous)
