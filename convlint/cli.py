@@ -217,17 +217,18 @@ def _fix(args, result) -> int:
     outcome = fix.apply(result.findings, unsafe=args.unsafe_fixes, write=not args.diff)
     for path, reason in outcome.errors:
         print(f"convlint: error: {path}: {reason}", file=sys.stderr)
+    # What was left for --unsafe-fixes is said, so an empty diff is never a mystery.
+    hidden = 0 if args.unsafe_fixes else sum(f.fixable(True) and not f.fixable(False) for f in result.findings)
+    left = f" ({hidden} more fix{'es' * (hidden != 1)} with `--unsafe-fixes`)" if hidden else ""
     if args.diff:
         sys.stdout.write("".join(outcome.diffs))
         sys.stdout.flush()
         count = len(outcome.fixed)
-        print(f"Would fix {count} finding{'s' * (count != 1)}.", file=sys.stderr)
+        print(f"Would fix {count} finding{'s' * (count != 1)}{left}.", file=sys.stderr)
         return EXIT_FINDINGS if outcome.diffs and not args.exit_zero else EXIT_CLEAN
     count = len(outcome.fixed)
-    print(
-        f"Fixed {count} finding{'s' * (count != 1)} in {len(outcome.written)} file{'s' * (len(outcome.written) != 1)}.",
-        file=sys.stderr,
-    )
+    files = len(outcome.written)
+    print(f"Fixed {count} finding{'s' * (count != 1)} in {files} file{'s' * (files != 1)}{left}.", file=sys.stderr)
     sys.stderr.flush()
     again = [a for a in args.argv if a not in ("--fix", "--unsafe-fixes", "--diff")]
     return subprocess.run([sys.executable, "-m", "convlint", *again]).returncode

@@ -90,11 +90,14 @@ class Geometry:
         )
 
     def min_input(self, i: int) -> int:
-        """Smallest input size for which the layer is defined (output >= 1)."""
-        if self.kind == TRANSPOSED or self.dynamic_same:
+        """Smallest input size for which the layer has an output: at least 1 (a ceil_mode
+        window may hang over the input's end; a transposed convolution's padding may crop
+        all it makes)."""
+        if self.dynamic_same:
             return 1
-        left, right = self.padding[i]
-        lowest = max(1, formulas.effective_kernel(self.kernel[i], self.dilation[i]) - left - right)
+        lowest = 1
+        while int(self._out_dim(i, lowest)) < 1:  # the output grows with n: a short walk
+            lowest += 1
         if self.kind == AVGPOOL and self.ndim == 3:
             lowest = max(lowest, self.kernel[i])  # avg_pool3d refuses an input smaller than its kernel
         return lowest

@@ -193,3 +193,16 @@ def test_the_readme_shapes_examples_are_what_convlint_shapes_prints():
         run = convlint("shapes", *args.split())
         assert run.returncode == 0, run.stderr
         assert run.stdout.rstrip("\n") + "\n" == shown, args
+
+
+def test_diff_and_fix_say_how_many_fixes_were_left_for_unsafe_fixes(tmp_path):
+    import shutil
+
+    diff = convlint("check", "fixtures/fix/unsafe_same.in.py", "--diff")
+    assert (diff.returncode, diff.stdout) == (0, "")
+    assert diff.stderr == "Would fix 0 findings (1 more fix with `--unsafe-fixes`).\n"
+    unsafe = convlint("check", "fixtures/fix/unsafe_same.in.py", "--diff", "--unsafe-fixes")
+    assert unsafe.stdout.startswith("---") and unsafe.stderr == "Would fix 1 finding.\n"
+    shutil.copyfile(os.path.join(ROOT, "fixtures", "fix", "unsafe_same.in.py"), tmp_path / "model.py")
+    fixed = convlint("check", "model.py", "--fix", cwd=tmp_path)
+    assert fixed.stderr.startswith("Fixed 0 findings in 0 files (1 more fix with `--unsafe-fixes`).\n")

@@ -130,3 +130,69 @@ def test_same_verdict_agrees_with_brute_force_over_many_sizes(case):
             geometry.out_dim(i, n) == same_target(n, geometry.scale_stride(i)) for n in range(start, start + 200)
         )
         assert axis.verdict.keeps == brute
+
+
+@settings(max_examples=400, deadline=None)
+@given(layer_and_input())
+def test_the_smallest_input_a_layer_runs_on_is_where_pytorch_starts_running(case):
+    """CVL401's limit, ceil_mode pooling included: a window that hangs over the input's
+    end still counts, so a 3x3 ceil_mode pool runs on 2x2 (and returns 1x1)."""
+    layer, _ = case
+    assume(not layer_mode(layer))  # reflect and circular padding have limits of their own (CVL402)
+    geometry = layers.geometry_of(layer)
+    lowest = [geometry.min_input(i) for i in range(geometry.ndim)]
+    for n in range(1, max(lowest) + 2):
+        # conv_transpose3d returns an empty tensor where the others raise: no output either way
+        real = real_output(layer, (n,) * geometry.ndim)
+        runs = real is not None and all(real)
+        assert runs == all(n >= low for low in lowest), (layer, n, lowest)
+
+
+def _written(data, values):
+    """One of the forms PyTorch accepts for a per-dimension argument: a tuple or a list,
+    and where every dimension agrees an int or a one-element tuple or list."""
+    forms = ["tuple", "list"] + (["int", "one-tuple", "one-list"] if len(set(values)) == 1 else [])
+    form = data.draw(st.sampled_from(forms))
+    return {
+        "tuple": tuple(values),
+        "list": list(values),
+        "int": values[0],
+        "one-tuple": (values[0],),
+        "one-list": [values[0]],
+    }[form]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_every_argument_form_pytorch_accepts_gives_the_sizes_of_the_real_layer(data):
+    ndim = data.draw(st.integers(1, 3))
+    kind = data.draw(st.sampled_from(["conv", "transposed", "maxpool", "avgpool"]))
+    equal = data.draw(st.booleans())
+
+    def per_dim(low, high):
+        if equal:
+            return (data.draw(st.integers(low, high)),) * ndim
+        return tuple(data.draw(st.integers(low, high)) for _ in range(ndim))
+
+    kernel, stride = per_dim(1, 5), per_dim(1, 3)
+    padding = tuple(min(p, k // 2) for p, k in zip(per_dim(0, 2), kernel))
+    dilation = per_dim(1, 3) if kind != "avgpool" else (1,) * ndim
+    args = {name: _written(data, v) for name, v in dict(k=kernel, s=stride, p=padding, d=dilation).items()}
+    try:
+        if kind == "conv":
+            layer = CONV[ndim](1, 1, args["k"], args["s"], args["p"], args["d"])
+        elif kind == "transposed":
+            layer = TRANSPOSED[ndim](1, 1, args["k"], args["s"], args["p"], dilation=args["d"])
+        elif kind == "maxpool":
+            layer = MAXPOOL[ndim](args["k"], args["s"], args["p"], args["d"])
+        else:
+            layer = AVGPOOL[ndim](args["k"], args["s"], args["p"])
+    except (TypeError, ValueError, RuntimeError):
+        assume(False)  # a form this layer refuses (a one-element tuple for a Conv2d's kernel)
+    size = tuple(data.draw(st.integers(1, 24 if ndim < 3 else 10)) for _ in range(ndim))
+    real = real_output(layer, size)
+    assume(real is not None)
+    geometry = layers.geometry_of(layer)
+    symbols = [sizes.symbol(n) for n in sizes.SPATIAL_NAMES[ndim]]
+    predicted = tuple(sizes.evaluate_int(e, dict(zip(symbols, size))) for e in sizes.apply_geometry(geometry, symbols))
+    assert predicted == real, (layer, args, size)
