@@ -153,10 +153,16 @@ def _failing_shape(message: str, shape, symbols) -> tuple:
     """The input CVL302 says breaks the model: each named size at its first failing
     value above the example (the smallest one if there is none above)."""
     failing = list(shape)
-    for symbol, smallest, above in re.findall(
-        r"(\w+) = (\d+)(?: \(and (\d+), the first size above the example\))?", message.split("it first fails at ")[-1]
-    ):
-        failing[2 + symbols.index(symbol)] = int(above or smallest)
+    fails = message.split("it first fails at ")[-1].split("; ")[0]
+    if "(above the example: " in fails:  # "H = 17, W = 17 (above the example: H = 225, W = 225)"
+        first, above = fails.split(" (above the example: ", 1)
+        sizes = dict(re.findall(r"(\w+) = (\d+)", first))
+        sizes.update(re.findall(r"(\w+) = (\d+)", above))
+    else:  # earlier runs: "H = 17 (and 225, the first size above the example), W = 17"
+        found = re.findall(r"(\w+) = (\d+)(?: \(and (\d+), the first size above the example\))?", fails)
+        sizes = {symbol: above or smallest for symbol, smallest, above in found}
+    for symbol, size in sizes.items():
+        failing[2 + symbols.index(symbol)] = int(size)
     return tuple(failing)
 
 
@@ -430,7 +436,10 @@ def update_readme(path: str, records) -> None:
 
 def _condition(message: str) -> str:
     """ "H % 8 and W % 8 must be in {0, 5, 6, 7}" out of a CVL302 message."""
-    return message.split("): ", 1)[-1].split("; it first fails", 1)[0]
+    head = message.split("; it first fails", 1)[0]
+    if "every input size (" in head:  # earlier runs: the size maps in parentheses, then ": "
+        return head.split("): ", 1)[-1]
+    return head.split("every input size", 1)[-1].split(": ", 1)[-1]
 
 
 def table(records) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Optional, Sequence
 
 from convlint import comments, load, registry, scan
-from convlint.finding import ERROR, INFO, Finding
+from convlint.finding import ERROR, INFO, Finding, Related
 from convlint.options import Options, Shape
 from convlint.registry import Report, Rule
 
@@ -313,6 +313,9 @@ def report_finding(rule: Rule, report: Report, site, model: Optional[str] = None
     """The one place a finding is made: a rule's (or the engine's) ``Report``, located at
     ``site`` (the report's own site wins)."""
     site = report.site or site
+    related = tuple(
+        Related(load.relpath(s.path), s.line, s.column, s.end_line, s.end_column, text) for s, text in report.related
+    )
     return Finding(
         code=rule.code,
         severity=report.severity or rule.severity,
@@ -325,6 +328,8 @@ def report_finding(rule: Rule, report: Report, site, model: Optional[str] = None
         model=model,
         module=report.module,
         fix=report.fix,
+        related=related,
+        detail=report.detail,
     )
 
 
@@ -352,7 +357,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
     if result.error is not None and not _explained(view, result.error[0]):
         node, exc = result.error
         site = view.site_of(node) if node is not None else None
-        at = f" at `{node.name}`" if node is not None else ""
+        at = f" at {view.describe(node)}" if node is not None else ""
         if view.inferred_input:
             # A channel or rank mismatch at an input convlint guessed says the guess was
             # wrong, not the model: information, with the way to declare it.
@@ -374,7 +379,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
         yield (
             CVL902,
             Report(
-                f"internal: symbolic size {show(m.expression)} of {axis} of `{m.node.name}` gives {m.actual}, "
+                f"internal: symbolic size {show(m.expression)} of {axis} of {view.describe(m.node)} gives {m.actual}, "
                 f"PyTorch gives {m.expected}; treated as unknown",
                 "",
                 view.site_of(m.node),
@@ -385,7 +390,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
         yield (
             CVL902,
             Report(
-                f"internal: size rule for `{node.name}` failed: {load.describe(exc)}",
+                f"internal: size rule for {view.describe(node)} failed: {load.describe(exc)}",
                 "",
                 view.site_of(node),
             ),
@@ -755,10 +760,18 @@ def _not_built(candidate, exc: Exception) -> Finding:
 
 def visible(findings: Iterable[Finding], select: Sequence[str] = (), ignore: Sequence[str] = ()) -> list[Finding]:
     """Selected findings that no ``# noqa`` / ``# convlint: ignore`` on a line of their span,
-    and no ``# convlint: skip-file`` in their file, suppresses; sorted, without repeats."""
+    and no ``# convlint: skip-file`` in their file, suppresses; sorted, without repeats.
+
+    The same finding from several models (a block two models share) is one finding,
+    naming the models: ``model`` lists them, comma-separated."""
+    models: dict = {}
+    for f in findings:
+        names = models.setdefault(replace(f, model=None), [])
+        if f.model and f.model not in names:
+            names.append(f.model)
     kept = [
-        f
-        for f in set(findings)
+        replace(f, model=", ".join(names) or None)
+        for f, names in models.items()
         if selected(f.code, select, ignore)
         and not comments.skip_file(f.path)
         and not comments.suppressed(f.code, f.path, f.line, f.end_line)

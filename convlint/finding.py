@@ -29,6 +29,19 @@ class Fix:
 
 
 @dataclass(frozen=True)
+class Related:
+    """Another place the same root cause shows (a merge further downstream that the same
+    layer breaks), as SARIF's ``relatedLocations``."""
+
+    path: str
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+    message: str
+
+
+@dataclass(frozen=True)
 class Finding:
     code: str
     severity: str
@@ -41,6 +54,9 @@ class Finding:
     model: Optional[str] = None
     module: Optional[str] = None
     fix: Optional[Fix] = None
+    related: tuple[Related, ...] = ()
+    # the full expressions behind the message (size maps per dimension): JSON and SARIF only
+    detail: Optional[str] = None
 
     def fixable(self, unsafe: bool = False) -> bool:
         """Would ``--fix`` (with ``--unsafe-fixes`` when ``unsafe``) apply this finding's fix?"""
@@ -53,4 +69,5 @@ class Finding:
         data = asdict(self)
         if self.fix is not None:
             data["fix"]["edits"] = [asdict(e) for e in self.fix.edits]
+        data["related"] = [asdict(r) for r in self.related]
         return data

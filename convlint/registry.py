@@ -34,6 +34,8 @@ class Report:
     site: object = None
     fix: Optional[Fix] = None
     severity: Optional[str] = None  # None: the rule's own
+    related: tuple = ()  # ((site, message), ...): other places of the same root cause
+    detail: Optional[str] = None  # the full expressions behind the message (JSON, SARIF)
 
 
 @dataclass(frozen=True)

@@ -134,11 +134,19 @@ def condition(passes: dict, n0: int, period: int) -> Callable[[list], str]:
 
 
 def agreement(
-    example: dict, a, b, symbol, n0: Callable[[], int], allowed: Optional[Callable[[int], bool]] = None
+    example: dict,
+    a,
+    b,
+    symbol,
+    n0: Callable[[], int],
+    allowed: Optional[Callable[[int], bool]] = None,
+    broadcasts: bool = False,
 ) -> Optional[tuple]:
     """Where two size expressions agree, along input dim ``symbol`` (the others at their
-    example sizes), for n >= n0() (the smallest valid size, asked for only when needed): (condition, smallest failing n, first failing n above the
-    example), or None when they agree for every n. Decided over two periods."""
+    example sizes), for n >= n0() (the smallest valid size, asked for only when needed):
+    (condition, smallest failing n, first failing n above the example), or None when they
+    agree for every n. Decided over two periods. With ``broadcasts`` (an elementwise
+    merge) a size of 1 on either side is no failure: PyTorch broadcasts it."""
     from convlint.sizes import evaluate_int
 
     others = {s: v for s, v in example.items() if s is not symbol}
@@ -148,21 +156,25 @@ def agreement(
     n0 = n0()  # costly: only once the expressions differ
     period = min(math.lcm(period_of(a), period_of(b)), MAX_PERIOD)
 
-    def agree(n: int) -> bool:
+    def agree(n: int, broadcast: bool = False) -> bool:
         if allowed is not None and not allowed(n):
             return True  # outside the sizes the model itself accepts
-        return evaluate_int(a, {symbol: n}) == evaluate_int(b, {symbol: n})
+        x, y = evaluate_int(a, {symbol: n}), evaluate_int(b, {symbol: n})
+        return x == y or (broadcast and 1 in (x, y))
 
     passes = {n: agree(n) for n in range(n0, n0 + 2 * period)}
     if all(passes.values()):
         return None
+    # Sizes are 1 only near the smallest input: a few more periods find the first real failure.
+    smallest = next((n for n in range(n0, n0 + 4 * period + 8) if not agree(n, broadcasts)), None)
+    if smallest is None:
+        return None  # every difference is a size of 1 that broadcasts
     if all(passes[n] == passes[n + period] for n in range(n0, n0 + period)):
         statement = condition({n: passes[n] for n in range(n0, n0 + period)}, n0, period)
     else:  # different slopes: they meet at a few sizes at most
         statement = condition({}, n0, 1)
-    smallest = min(n for n, ok in passes.items() if not ok)
     start = example[symbol] + 1
-    above = next((n for n in range(start, start + 2 * period + 1) if not agree(n)), None)
+    above = next((n for n in range(start, start + 2 * period + 1) if not agree(n, broadcasts)), None)
     return statement, smallest, above
 
 

@@ -106,5 +106,20 @@ def recording() -> Iterator[None]:
         nn.Module.__init__ = original
 
 
+def source_text(site: Site, limit: int = 60) -> Optional[str]:
+    """The source a site spans, on one line (``out + residual``), shortened with "…"."""
+    import linecache
+
+    first = linecache.getline(site.path, site.line)
+    if not first:
+        return None
+    if site.end_line == site.line and site.end_column > site.column:
+        text = first[site.column - 1 : site.end_column - 1]
+    else:
+        text = first[site.column - 1 :].rstrip() + " …"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def site_of(module) -> Optional[Site]:
     return module.__dict__.get(ATTR)

@@ -9,6 +9,7 @@ cost it keeps is arithmetic on sizes, computed on first use and cached.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple, Optional
@@ -75,8 +76,21 @@ class ModelView:
 
     def module_inputs(self, qualname: str) -> Optional[tuple]:
         """Shapes of the tensors a module was first called with, at the example input
-        (recorded by the capture stage when the model declares same intent)."""
-        return self.inputs.shapes.get(qualname) if self.inputs is not None else None
+        (recorded by the capture stage when the model declares same intent). A module
+        reached by several names (shared by several layers) was called under one of them."""
+        if self.inputs is None:
+            return None
+        if qualname in self.inputs.shapes:
+            return self.inputs.shapes[qualname]
+        module = self.module(qualname).module
+        return next(
+            (
+                self.inputs.shapes[i.qualname]
+                for i in self.modules
+                if i.module is module and i.qualname in self.inputs.shapes
+            ),
+            None,
+        )
 
     # ------------------------------------------------------------ "same" verdicts
 
@@ -120,6 +134,29 @@ class ModelView:
     def is_elementwise_merge(node: torch.fx.Node) -> bool:
         """add, sub, mul, div (any spelling): operands that broadcast."""
         return sizes.is_merge(node) and not sizes.is_cat(node)
+
+    def pad_in_front(self, analysis: Analysis, node: torch.fx.Node) -> Optional[torch.fx.Node]:
+        """The padding layer or ``F.pad`` whose output ``node`` takes (a pad layer and the
+        convolution it feeds are one unit: the pad supplies the conv's padding)."""
+        first = node.all_input_nodes[0] if node.all_input_nodes else None
+        if first is None:
+            return None
+        if first.op == "call_module":
+            module = self.submodule(analysis, first)
+            if any(c.__module__ == "torch.nn.modules.padding" for c in type(module).__mro__):
+                return first
+        if first.op == "call_function" and first.target is torch.nn.functional.pad:
+            return first
+        return None
+
+    def with_pad_in_front(self, analysis: Analysis, pad: torch.fx.Node, geometry: layers.Geometry):
+        """The convolution's geometry with the pad in front folded into its padding (one
+        unit), or None when the pad's amounts are not known integers on its spatial dims."""
+        found = pad_amounts(analysis.sizes, pad)
+        if found is None or len(found[1]) != geometry.ndim:
+            return None
+        pairs = tuple((a + pa, b + pb) for (a, b), (pa, pb) in zip(geometry.padding, found[1]))
+        return dataclasses.replace(geometry, padding=pairs, padding_literal=None)
 
     @staticmethod
     def submodule(analysis: Analysis, node: torch.fx.Node) -> nn.Module:
@@ -298,8 +335,36 @@ class ModelView:
         return (
             [f"runs for {', '.join(needs)}"]
             + ([f"merges: {'; '.join(merge_needs)}"] if merge_needs else [])
+            + self._fixed_sizes()
             + ([f"within the branches the example took: {', '.join(checks)}"] if checks else [])
         )
+
+    def _fixed_sizes(self) -> list[str]:
+        """Layers that take a fixed number of features from sizes that depend on the input
+        (a Linear after a flatten): the input sizes at which they run."""
+        found = []
+        example = dict(self.sizes.symbols)
+        for node in self.sizes.graph_module.graph.nodes:
+            if node.op != "call_module" or not node.all_input_nodes:
+                continue
+            module = self.sizes.graph_module.get_submodule(node.target)
+            shadow = self.sizes.shadows.get(node.all_input_nodes[0])
+            if not isinstance(module, nn.Linear) or not module.in_features or not isinstance(shadow, sizes.SymTensor):
+                continue
+            features = shadow.dims[-1]
+            if features is None or not features.free_symbols:
+                continue
+            runs = []
+            for symbol in sorted(features.free_symbols, key=str):
+                others = {s: v for s, v in example.items() if s is not symbol}
+                fits = [
+                    n
+                    for n in range(1, 4 * example.get(symbol, 64) + 17)
+                    if sizes.evaluate_int(features, {**others, symbol: n}) == module.in_features
+                ]
+                runs.append(f"{symbol} {_values(fits)}")
+            found.append(f"`{node.target}` (Linear, {module.in_features} features) runs only at {', '.join(runs)}")
+        return found
 
     def geometry(self, node: torch.fx.Node) -> Optional[layers.Geometry]:
         """Kernel, stride, padding, dilation of a conv or pooling node (module or functional),
@@ -309,15 +374,35 @@ class ModelView:
             geometry = layers.geometry_of(self.sizes.graph_module.get_submodule(node.target))
         return geometry
 
-    def describe(self, node: torch.fx.Node) -> str:
-        """`layer1.0.conv1` (Conv2d), or `add` at line 42."""
+    @staticmethod
+    def owner(node: torch.fx.Node) -> Optional[str]:
+        """The qualified name of the module whose ``forward`` made the node ("" for the
+        model's own), from the module stack the capture recorded."""
+        stack = node.meta.get("nn_module_stack")
+        if not stack:
+            return "" if stack is not None else None
+        last = list(stack.values())[-1]
+        return last[0] if isinstance(last, tuple) else str(last)
+
+    def describe(self, node: torch.fx.Node, line: bool = True, kind: bool = True) -> str:
+        """`layer1.0.conv1` (Conv2d) (without its type unless ``kind``), or an op by its
+        source text and module: `out + residual` in `layer2.0` (line 42). Never an fx node
+        name, which appears nowhere in the user's code."""
         if node.op == "call_module":
+            if not kind:
+                return f"`{node.target}`"
             return f"`{node.target}` ({type(self.sizes.graph_module.get_submodule(node.target)).__name__})"
         if node.op == "placeholder":
             return f"the input `{node.name}`"
         site = self.site_of(node)
-        where = f" (line {site.line})" if site is not None else ""
-        return f"`{node.name}`{where}"
+        text = sites.source_text(site, limit=40) if site is not None else None
+        if text is None:
+            target = node.target
+            text = target if isinstance(target, str) else getattr(target, "__name__", str(target))
+        owner = self.owner(node)
+        within = f" in `{owner}`" if owner else ""
+        at = f" (line {site.line})" if line and site is not None else ""
+        return f"`{text}`{within}{at}"
 
     def constraints(self) -> list["Constraint"]:
         """What every layer needs of its input, as expressions in the model's input symbols:
@@ -365,6 +450,17 @@ def _relation(shadow, value: bool):
     return None  # unknown: nothing to state
 
 
+def _values(values: list[int]) -> str:
+    """``= 224``, ``in 223..224``, ``in {7, 14}``, or ``(none)``."""
+    if not values:
+        return "(none up to 4x the example)"
+    if len(values) == 1:
+        return f"= {values[0]}"
+    if values == list(range(values[0], values[-1] + 1)):
+        return f"in {values[0]}..{values[-1]}"
+    return "in {" + ", ".join(map(str, values)) + "}"
+
+
 @dataclass(frozen=True)
 class Constraint:
     """``expression`` (a layer's input size along one dim) must be at least ``minimum``."""
@@ -377,19 +473,33 @@ class Constraint:
     padding: int = 0
 
 
-def _pad_amounts(view: ModelView, node: torch.fx.Node) -> Optional[tuple[str, list]]:
-    """(mode, [(left, right) per spatial dim, last dim last]) of a padding node, if it has a limit."""
-    module = view.sizes.graph_module.get_submodule(node.target) if node.op == "call_module" else None
-    if isinstance(module, REFLECTION_PADS + CIRCULAR_PADS):
-        mode, amounts = ("reflect" if isinstance(module, REFLECTION_PADS) else "circular"), list(module.padding)
+def pad_amounts(result: sizes.SizeResult, node: torch.fx.Node) -> Optional[tuple[str, list]]:
+    """(mode, [(left, right) per padded dim, last dim last]) of a pad layer or ``F.pad``
+    node whose amounts are integers; None for anything else."""
+    module = result.graph_module.get_submodule(node.target) if node.op == "call_module" else None
+    if module is not None and any(c.__module__ == "torch.nn.modules.padding" for c in type(module).__mro__):
+        mode = (
+            "reflect"
+            if isinstance(module, REFLECTION_PADS)
+            else "circular"
+            if isinstance(module, CIRCULAR_PADS)
+            else ""
+        )
+        amounts = list(module.padding)
     elif node.op == "call_function" and node.target is torch.nn.functional.pad:
         mode = node.kwargs.get("mode", node.args[2] if len(node.args) > 2 else "constant")
-        amounts = [view.sizes.values.get(a, a) if isinstance(a, torch.fx.Node) else a for a in node.args[1]]
+        amounts = [result.values.get(a, a) if isinstance(a, torch.fx.Node) else a for a in node.args[1]]
     else:
         return None
-    if mode not in ("reflect", "circular") or not all(isinstance(a, int) for a in amounts):
+    if not all(isinstance(a, int) for a in amounts):
         return None
     return mode, formulas.pad_pairs(amounts)
+
+
+def _pad_amounts(view: ModelView, node: torch.fx.Node) -> Optional[tuple[str, list]]:
+    """(mode, pairs) of a padding node with a limit: reflect or circular."""
+    found = pad_amounts(view.sizes, node)
+    return found if found is not None and found[0] in ("reflect", "circular") else None
 
 
 def _constraints(view: ModelView) -> Iterator[Constraint]:

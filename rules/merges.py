@@ -91,12 +91,50 @@ def _parting(view: ModelView, operand: torch.fx.Node, other: torch.fx.Node) -> t
     return fork, None, None
 
 
+def _names(described: list[str]) -> str:
+    """`a`, `b` and `c`; past three, `a`, `b` and 4 more."""
+    if len(described) > 3:
+        return f"{', '.join(described[:2])} and {len(described) - 2} more"
+    return ", ".join(described[:-1]) + " and " + described[-1] if len(described) > 1 else described[0]
+
+
+def _listed(view: ModelView, operands: list, texts: list[str]) -> str:
+    """224x224 from `branch1` (Conv2d) and `branch3` (Conv2d); 214x214 from `branch2`."""
+    by_size: dict = {}
+    for (operand, _), text in zip(operands, texts):
+        by_size.setdefault(text, []).append(view.describe(operand, kind=False))
+    return "; ".join(f"{text} from {_names(names)}" for text, names in by_size.items())
+
+
+def _downstream(view: ModelView, rest: list, one_layer: bool) -> str:
+    """`; the same layer breaks 2 more merges after it (in `layer2.1` and `layer2.2`)`."""
+    if not rest:
+        return ""
+    owners = list(dict.fromkeys(f"`{view.owner(m)}`" for m in rest if view.owner(m)))
+    within = f" (in {_names(owners)})" if owners else ""
+    who = "the same layer breaks" if one_layer else "layers built at the same line break"
+    return f"; {who} {len(rest)} more{within}"
+
+
+def _cause(view: ModelView, layer) -> object:
+    """What one fix changes: the constructor call that built the layer (a block used
+    many times repeats its layer's mistake), else the layer's node."""
+    if layer.op == "call_module":
+        site = view.module(layer.target).site
+        if site is not None:
+            return site
+    return layer
+
+
 def _check_mismatch(view: ModelView) -> Iterator[Report]:
+    """One finding per root cause: the merges that one layer's change breaks (directly, or
+    through a merge it broke) are one finding at the first, the others related to it."""
+    roots: dict = {}  # broken merge -> the layer where its sizes first part (None: unknown)
+    groups: dict = {}  # root (or the merge itself) -> [(merge, message), ...]
     for node, operands in view.merges():
         if view.broken_merge(node) is None:
             continue
         texts = [_size_text(dims) for _, dims in operands]
-        listed = ", ".join(f"{t} from {view.describe(a)}" for (a, _), t in zip(operands, texts))
         # Compare each branch with one of another size: the layer where they part.
         partings = []
         for index, ((operand, _), text) in enumerate(zip(operands, texts), start=1):
@@ -106,15 +144,23 @@ def _check_mismatch(view: ModelView) -> Iterator[Report]:
             _fork, layer, change = _parting(view, operand, other)
             if layer is not None and (layer, change) not in [(p[1], p[2]) for p in partings]:
                 partings.append((index, layer, change))
-        where = "; ".join(
-            f"the sizes part at {view.describe(layer)}, {change}, on the branch of operand {index}"
-            for index, layer, change in partings
+        root = partings[0][1] if partings else None
+        if root is None:  # downstream of a merge already broken: the same cause
+            ancestors = _ancestors(node)
+            root = next((r for m, r in roots.items() if m in ancestors and r is not None), None)
+        roots[node] = root
+        where = "; ".join(f"they part at {view.describe(layer)}: {change}" for _index, layer, change in partings)
+        message = (
+            f"{view.describe(node, line=False)} merges different sizes at the example input: "
+            + _listed(view, operands, texts)
+            + (f"; {where}" if where else "")
         )
-        yield Report(
-            f"`{node.name}` merges tensors of different sizes at the example input: {listed}"
-            + (f"; {where}" if where else ""),
-            site=view.site_of(node),
-        )
+        groups.setdefault(_cause(view, root) if root is not None else node, []).append((node, message, root))
+    for merges in groups.values():
+        (first, message, _), rest = merges[0], [m for m, _, _ in merges[1:]]
+        one_layer = len({id(r) for _, _, r in merges}) == 1
+        related = tuple((view.site_of(m), text) for m, text, _ in merges[1:] if view.site_of(m) is not None)
+        yield Report(message + _downstream(view, rest, one_layer), site=view.site_of(first), related=related)
 
 
 CVL301 = Rule(
@@ -127,7 +173,11 @@ CVL301 = Rule(
 ## What it does
 Finds the add, sub, mul, div or cat in `forward` whose operands have different spatial
 sizes at the example input (outside the cat dimension), and names, on each branch, the
-layer where the sizes first part.
+layer where the sizes first part. A merge is named by its source (`out + residual`) and
+the module whose `forward` holds it (`layer2.0`). One root cause is one finding: the
+merges broken by one layer, or by layers one constructor line built (a block used many
+times), are reported at the first, with the others as related locations (JSON `related`,
+SARIF `relatedLocations`).
 
 ## Why is this bad?
 PyTorch raises at that line ("Sizes of tensors must match", "The size of tensor a must
@@ -148,41 +198,80 @@ Fix the layer it names (its padding, usually), or crop or pad one branch to the 
 # ---------------------------------------------------------------- CVL302
 
 
+def _holds_for_some(view: ModelView, node, operands) -> Optional[tuple]:
+    """(conditions, first failures, the size maps, smallest failing size) of a merge whose
+    operands agree at the example but not for every size; None when they always agree."""
+    found: dict = {}  # symbol -> (condition, smallest, above, "H: a vs b")
+    for i, a, b in view.merge_pairs(node, operands):
+        if a is None or b is None or i >= len(view.symbols) or view.symbols[i] in found:
+            continue
+        symbol = view.symbols[i]
+        before = view.guards_before(node)
+        allowed = (lambda n, symbol=symbol: view.allowed({**view.example, symbol: n}, node)) if before else None
+        failure = agreement(
+            view.example,
+            a,
+            b,
+            symbol,
+            lambda: view.smallest_input(symbol) or 1,
+            allowed,
+            broadcasts=view.is_elementwise_merge(node),
+        )
+        if failure:
+            found[symbol] = (*failure, f"{symbol}: {show(a)} vs {show(b)}")
+    if not found:
+        return None
+    groups: dict = {}  # one condition for all dims that share it
+    for symbol, (condition, *_rest) in found.items():
+        groups.setdefault(condition(["{}"]), (condition, []))[1].append(str(symbol))
+    conditions = "; ".join(condition(names) for condition, names in groups.values())
+    first = ", ".join(f"{symbol} = {smallest}" for symbol, (_c, smallest, _a, _m) in found.items())
+    above = ", ".join(
+        f"{symbol} = {a}" for symbol, (_c, smallest, a, _m) in found.items() if a is not None and a != smallest
+    )
+    fails = first + (f" (above the example: {above})" if above else "")
+    maps = "; ".join(m for *_x, m in found.values())
+    return conditions, fails, maps, min(smallest for _c, smallest, _a, _m in found.values())
+
+
 def _check_some_sizes(view: ModelView) -> Iterator[Report]:
+    """One finding per condition: merges at one line (a loop, a block used many times)
+    are one finding, at the one that fails first; merges elsewhere that need the same
+    condition are related to it."""
+    by_site: dict = {}  # source line -> [(node, conditions, fails, maps, smallest), ...]
     for node, operands in view.merges():
         if view.broken_merge(node) is not None:
             continue
-        found: dict = {}  # symbol -> (templates, smallest, above, "H: a vs b")
-        for i, a, b in view.merge_pairs(node, operands):
-            if a is None or b is None or i >= len(view.symbols) or view.symbols[i] in found:
-                continue
-            symbol = view.symbols[i]
-            before = view.guards_before(node)
-            allowed = (lambda n, symbol=symbol: view.allowed({**view.example, symbol: n}, node)) if before else None
-            failure = agreement(view.example, a, b, symbol, lambda: view.smallest_input(symbol) or 1, allowed)
-            if failure:
-                found[symbol] = (*failure, f"{symbol}: {show(a)} vs {show(b)}")
-        if not found:
-            continue
-        groups: dict = {}  # one condition for all dims that share it
-        for symbol, (condition, *_rest) in found.items():
-            groups.setdefault(condition(["{}"]), (condition, []))[1].append(str(symbol))
-        conditions = [condition(names) for condition, names in groups.values()]
-        first_fail = ", ".join(
-            f"{symbol} = {smallest}"
-            + (f" (and {above}, the first size above the example)" if above and above != smallest else "")
-            for symbol, (_t, smallest, above, _m) in found.items()
-        )
-        maps = "; ".join(m for *_x, m in found.values())
+        verdict = _holds_for_some(view, node, operands)
+        if verdict is not None:
+            by_site.setdefault(view.site_of(node) or node, []).append((node, *verdict))
+    by_condition: dict = {}
+    for merges in by_site.values():
+        merges.sort(key=lambda m: m[4])  # the first to fail speaks for its line
+        by_condition.setdefault(merges[0][1], []).append(merges)
+    for groups in by_condition.values():
+        (node, conditions, fails, maps, _), *same_line = groups[0]
+        others = [m for g in groups[1:] for m in g]
         within = ""
         if view.guards_before(node):
-            branches = ", ".join(show(g) for g in view.guards_before(node))
-            within = f" (among the sizes that take the example's branches before it: {branches})"
-        yield Report(
-            f"`{node.name}` merges tensors whose sizes agree at the example input but not for every input size "
-            f"({maps}){within}: {'; '.join(conditions)}; it first fails at {first_fail}",
-            site=view.site_of(node),
+            within = " (among the sizes that take the example's branches before it)"
+            maps += "; branches: " + ", ".join(show(g) for g in view.guards_before(node))
+        message = (
+            f"{view.describe(node, line=False)} merges tensors whose sizes agree at the example input but not for "
+            f"every input size{within}: {conditions}; it first fails at {fails}"
         )
+        if same_line:
+            message += f"; {len(same_line)} more merge{'s' * (len(same_line) != 1)} at this line"
+        if others:
+            owners = list(dict.fromkeys(f"`{view.owner(m[0])}`" for m in others if view.owner(m[0])))
+            within_modules = f" (in {_names(owners)})" if owners else ""
+            message += f"; {len(others)} more merge{'s' * (len(others) != 1)} need the same{within_modules}"
+        related = tuple(
+            (view.site_of(m[0]), f"{view.describe(m[0], line=False)}: {m[1]}; it first fails at {m[2]}")
+            for m in [*same_line, *others]
+            if view.site_of(m[0]) is not None
+        )
+        yield Report(message, site=view.site_of(node), related=related, detail=maps)
 
 
 CVL302 = Rule(
@@ -196,9 +285,11 @@ CVL302 = Rule(
 At every add, sub, mul, div or cat, compares the operands' sizes as expressions of the
 input size. When they agree at the example input but the expressions differ, it states
 the exact condition on the input (for example "H and W must be multiples of 16") and the
-smallest size that fails. The condition is derived, not guessed: the size maps are
-periodic in the input size with period dividing the product of the strides, so one
-period decides it.
+smallest size that fails (a size of 1 that broadcasts is no failure). The condition is
+derived, not guessed: the size maps are periodic in the input size with period dividing
+the product of the strides, so one period decides it. Merges at one line (a loop over
+skips) are one finding, at the one that fails first; merges that need the same condition
+are related to it. The size maps themselves are in JSON's `detail`.
 
 ## Why is this bad?
 A U-Net trained on 256x256 crops fails on a 250x250 image at the first skip
@@ -244,10 +335,11 @@ def _check_broadcast(view: ModelView) -> Iterator[Report]:
             over = "x".join(str(v) for _, v in out)
             maps = "; ".join(f"{view.symbols[i]} -> {show(e)}" for i, e in shrunk if i < len(view.symbols))
             yield Report(
-                f"`{node.name}` stretches {view.describe(operand)} over {over} in {names}: it is 1 there only because "
-                f"the layers before it shrank it at the example input ({maps}); "
+                f"{view.describe(node, line=False)} stretches {view.describe(operand)} over {over} in {names}: "
+                "it is 1 there only because the layers before it shrank it at the example input; "
                 "pool it to 1 on purpose (nn.AdaptiveAvgPool) if a global value is meant",
                 site=view.site_of(node),
+                detail=maps,
             )
 
 

@@ -8,7 +8,8 @@ from convlint.rule_api import ERROR, INFO, ModelView, Report, Rule, axes_map, ge
 
 
 def _responsible(view: ModelView, qualname: str, analysis) -> list[str]:
-    """Layers inside the block that do not keep "same" on their own."""
+    """Layers inside the block that do not keep "same" on their own (a pad layer and the
+    convolution it feeds count as one)."""
     names = []
     prefix = f"{qualname}." if qualname else ""
     for node in view.nodes_in(analysis):
@@ -18,11 +19,15 @@ def _responsible(view: ModelView, qualname: str, analysis) -> list[str]:
         geometry = geometry_of(module)
         if geometry is None:
             continue
+        name = f"`{prefix}{node.target}`"
+        pad = view.pad_in_front(analysis, node)
+        unit = view.with_pad_in_front(analysis, pad, geometry) if pad is not None else None
+        if unit is not None:  # the pad layer in front supplies its padding: judge them together
+            geometry = unit
+            name = f"{view.describe(pad) if pad.op != 'call_module' else f'`{prefix}{pad.target}`'} and {name}"
         axes = view.layer_axes(geometry)
         if not all(a.verdict.keeps for a in axes):
-            names.append(
-                f"`{prefix}{node.target}` ({size_map([a.symbol for a in axes], [a.expression for a in axes])})"
-            )
+            names.append(f"{name} ({size_map([a.symbol for a in axes], [a.expression for a in axes])})")
     return names
 
 

@@ -49,6 +49,7 @@ def test_json_output_has_the_documented_keys():
     data = json.loads(run.stdout)
     assert [d["code"] for d in data] == ["CVL101", "CVL301"]
     keys = {"code", "severity", "path", "line", "column", "end_line", "end_column", "message", "model", "module", "fix"}
+    keys |= {"related", "detail"}
     assert all(set(d) == keys for d in data)
     first = data[0]
     assert (first["path"], first["line"], first["column"], first["end_line"]) == ("fixtures/seed.py", 17, 24, 17)

@@ -163,6 +163,7 @@ class _Recorder(TorchFunctionMode):
         self.nodes: dict[int, torch.fx.Node] = {}  # id(tensor) -> node that made it
         self.keep: list = []  # every tensor seen, kept alive so that ids stay unique
         self.suspended = 0  # inside a torch.nn layer: its ops are not recorded
+        self.stack: list[str] = []  # the modules whose forward is running
         self.skipped = sites._skipped_dirs()
         self.modules = {id(m): name for name, m in reversed(list(root.named_modules(remove_duplicate=False)))}
         self.tensors = {id(t): name for name, t in _named_tensors(root)}
@@ -174,6 +175,8 @@ class _Recorder(TorchFunctionMode):
         site = sites.user_site(self.skipped)
         if site is not None:
             node.meta[sites.NODE_META] = site
+        # the modules whose forward is running, outermost first, as fx records them
+        node.meta["nn_module_stack"] = {name: (name, None) for name in self.stack}
         return node
 
     def arg(self, value: Any) -> Any:
@@ -303,7 +306,13 @@ class _Recorder(TorchFunctionMode):
         # the forward read (nn.Upsample(size=x.shape[2:])), and stay expressions so.
         built_here = id(module) not in self.modules
         if self.suspended or not _is_layer(module) or built_here:
-            return call(module, *args, **kwargs)
+            if self.suspended or name is None:
+                return call(module, *args, **kwargs)
+            self.stack.append(name)
+            try:
+                return call(module, *args, **kwargs)
+            finally:
+                self.stack.pop()
         self.suspended += 1
         try:
             out = _run("call_module", None, module, lambda: call(module, *_plain(args), **_plain(kwargs)), args, kwargs)

@@ -124,6 +124,25 @@ def sarif(findings: Sequence[Finding], context: Context = Context()) -> str:
             result["ruleIndex"] = index[f.code]
         if f.module:
             result["properties"] = {"model": f.model, "module": f.module}
+        if f.detail:
+            result.setdefault("properties", {})["detail"] = f.detail
+        if f.related:
+            result["relatedLocations"] = [
+                {
+                    "id": i,
+                    "message": {"text": r.message},
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": _uri(r.path, root), "uriBaseId": "%SRCROOT%"},
+                        "region": {
+                            "startLine": r.line,
+                            "startColumn": r.column,
+                            "endLine": r.end_line,
+                            "endColumn": r.end_column,
+                        },
+                    },
+                }
+                for i, r in enumerate(f.related, start=1)
+            ]
         if f.fix is not None and f.fix.edits:
             result["fixes"] = [
                 {

@@ -23,8 +23,30 @@ def _number(value) -> str:
     return str(value) if not hasattr(value, "denominator") or value.denominator != 1 else str(value.numerator)
 
 
+def _changes_size(shadows: dict, node, shadow) -> bool:
+    """Does a function or method call change its first tensor input's rank or spatial
+    sizes (``F.pad``, slicing, ``F.interpolate``, ``view``, ``flatten``)?"""
+    from convlint import sizes as sizes_mod
+
+    first = next((a for a in node.all_input_nodes if isinstance(shadows.get(a), sizes_mod.SymTensor)), None)
+    if first is None:
+        return False
+    before, after = shadows[first].dims, shadow.dims
+    return len(before) > 2 and (len(before) != len(after) or before[2:] != after[2:])
+
+
+def _call_name(view, node) -> tuple[str, str]:
+    """(name, type) of a size-changing call's row: its source text and its line."""
+    from convlint import sites
+
+    site = view.site_of(node)
+    text = sites.source_text(site, limit=32) if site is not None else None
+    return text or _op_name(node), f"line {site.line}" if site is not None else _op_name(node)
+
+
 def shape_rows(view) -> list[dict]:
-    """One row per layer (every submodule call, and functional convolutions and pooling)
+    """One row per layer (every submodule call, functional convolutions and pooling, and
+    function calls that change a size: ``F.pad``, slicing, ``F.interpolate``, ``view``)
     in execution order: settings, symbolic and concrete output size, receptive field and
     jump. ``size`` holds None where a dimension is unknown (listed again in ``unknown``)."""
     from convlint import pretty
@@ -40,17 +62,19 @@ def shape_rows(view) -> list[dict]:
     for node in analysis.sizes.graph_module.graph.nodes:
         shadow = analysis.sizes.shadows.get(node)
         geometry = view.geometry(node)
-        if not isinstance(shadow, sizes_mod.SymTensor) or not (
-            node.op == "call_module" or geometry is not None or node.op == "placeholder"
-        ):
+        if not isinstance(shadow, sizes_mod.SymTensor):
+            continue
+        call = geometry is None and node.op in ("call_function", "call_method")
+        if call and not _changes_size(analysis.sizes.shadows, node, shadow):
+            continue
+        if not (node.op == "call_module" or geometry is not None or node.op == "placeholder" or call):
             continue
         module = analysis.sizes.graph_module.get_submodule(node.target) if node.op == "call_module" else None
         field = fields.get(node)
+        name, kind = _call_name(view, node) if call else (_op_name(node), _op_name(node))
         row = {
-            "name": node.name if node.op == "placeholder" else _op_name(node),
-            "type": type(module).__name__
-            if module is not None
-            else ("input" if node.op == "placeholder" else _op_name(node)),
+            "name": node.name if node.op == "placeholder" else name,
+            "type": type(module).__name__ if module is not None else ("input" if node.op == "placeholder" else kind),
             "kernel": list(geometry.kernel) if geometry else None,
             "stride": list(geometry.stride) if geometry else None,
             "padding": [list(p) for p in geometry.padding] if geometry else None,

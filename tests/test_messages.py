@@ -1,0 +1,153 @@
+"""Messages people act on: one finding per root cause, merges named by their source, short
+conditions, a size of 1 that broadcasts is no failure, a pad layer and its convolution
+judged as one, and `convlint shapes` rows for the calls that change sizes. PyTorch is the
+oracle wherever a size is claimed."""
+
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import FIXTURES, ROOT
+
+from convlint import engine
+
+
+def fixture(name):
+    """A fixture file imported as a module of its own."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name.replace("/", "_")[:-3], os.path.join(FIXTURES, name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def convlint(*args, cwd=ROOT):
+    return subprocess.run(
+        [sys.executable, "-m", "convlint", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+
+
+def all_fixture_findings():
+    files = sorted(glob.glob(os.path.join(FIXTURES, "rules", "*.py")))
+    files += [os.path.join(FIXTURES, "seed.py"), os.path.join(FIXTURES, "repos", "drn", "drn.py")]
+    return engine.check_paths([os.path.relpath(f, ROOT) for f in files], engine.Options()).findings
+
+
+@pytest.fixture(scope="module")
+def fixture_findings():
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        yield all_fixture_findings()
+    finally:
+        os.chdir(cwd)
+
+
+def test_no_message_is_longer_than_320_characters(fixture_findings):
+    long = [(f.path, f.line, len(f.message)) for f in fixture_findings if len(f.message) > 320]
+    assert not long
+
+
+def test_no_message_names_an_fx_node(fixture_findings):
+    # fx names ops after their function, numbered from the second on: add, add_1, cat_3
+    fx_name = re.compile(r"`((add|sub|mul|truediv|cat|getitem)(_\d+)?|(stack|sigmoid|pad|interpolate|mean)_\d+)`")
+    assert not [f.message for f in fixture_findings if fx_name.search(f.message)]
+
+
+def test_a_block_shared_by_two_models_is_one_finding_naming_both():
+    run = convlint("check", "fixtures/rules/shared_block.py", "--format", "json")
+    found = json.loads(run.stdout)
+    assert [(f["code"], f["line"]) for f in found] == [("CVL201", 8), ("CVL301", 11)]
+    assert all(
+        f["model"] == "fixtures/rules/shared_block.py:Small, fixtures/rules/shared_block.py:Large" for f in found
+    )
+    assert found[1]["message"].startswith("`self.conv(x) + x` in `block` merges different sizes")
+
+
+def test_the_merges_one_constructor_line_breaks_are_one_finding_with_the_others_related():
+    run = convlint("check", "fixtures/repos/drn/drn.py", "--format", "json")
+    merges = [f for f in json.loads(run.stdout) if f["code"] == "CVL301"]
+    assert len(merges) == 1  # three blocks built by one line, each breaking its own residual add
+    (finding,) = merges
+    assert finding["message"].endswith(
+        "layers built at the same line break 2 more (in `layer2.1` and `layer2.2`)"
+    )
+    assert [(r["line"], r["message"].split(" merges")[0]) for r in finding["related"]] == [
+        (23, "`self.conv2(self.relu(self.conv1(x))) + …` in `layer2.1`"),
+        (23, "`self.conv2(self.relu(self.conv1(x))) + …` in `layer2.2`"),
+    ]
+    sarif = json.loads(convlint("check", "fixtures/repos/drn/drn.py", "--format", "sarif").stdout)
+    (result,) = [r for r in sarif["runs"][0]["results"] if r["ruleId"] == "CVL301"]
+    assert [loc["physicalLocation"]["region"]["startLine"] for loc in result["relatedLocations"]] == [23, 23]
+
+
+def test_merges_at_one_line_are_one_finding_and_the_size_maps_go_to_detail():
+    run = convlint("check", "fixtures/rules/merges.py", "--format", "json")
+    loop = [f for f in json.loads(run.stdout) if f["code"] == "CVL302" and f["line"] == 39]
+    assert len(loop) == 1  # four skip concatenations made by one line in a loop
+    (finding,) = loop
+    assert finding["message"] == (
+        "`torch.cat([up(x), skips.pop()], dim=1)` merges tensors whose sizes agree at the example input but not "
+        "for every input size: H and W must be multiples of 16; it first fails at H = 17, W = 17 "
+        "(above the example: H = 225, W = 225); 3 more merges at this line"
+    )
+    assert finding["detail"] == "H: 16*floor(H/16) vs H; W: 16*floor(W/16) vs W"
+    assert len(finding["related"]) == 3
+
+
+def test_the_first_failing_size_skips_sizes_of_1_that_broadcast():
+    module = fixture("rules/merges.py")
+    findings = engine.check_model(module.BroadcastGate(), ((1, 3, 224, 224),))
+    (finding,) = [f for f in findings if f.code == "CVL302"]
+    assert "it first fails at H = 33, W = 33" in finding.message
+    model = module.BroadcastGate()
+    assert model(torch.zeros(1, 3, 17, 17)).shape[-1] == 2  # 1 x 2 broadcasts: it runs
+    with pytest.raises(RuntimeError):
+        model(torch.zeros(1, 3, 33, 33))  # 2 x 3 does not
+
+
+def test_a_pad_layer_and_the_convolution_it_feeds_are_blamed_together_or_not_at_all():
+    run = convlint("check", "fixtures/rules/dilated_stack.py", "--input-shape", "1,32,64,64")
+    (line,) = [x for x in run.stdout.splitlines() if x.startswith("fixtures/rules/dilated_stack.py:26:")]
+    assert line.endswith("layers responsible: `stack.3` and `stack.4` (H -> H - 2, W -> W - 2)")
+    stack = fixture("rules/dilated_stack.py").ReflectPaddedStack().stack
+    x = torch.zeros(1, 32, 64, 64)
+    assert stack[1](stack[0](x)).shape[-2:] == (64, 64)  # stack.0 + stack.1 keep the size: not blamed
+    assert stack(x).shape[-2:] == (62, 62)
+
+
+def test_shapes_has_rows_for_size_changing_calls_and_the_sizes_a_linear_fixes():
+    run = convlint("shapes", "fixtures/shapes_calls.py:Classifier")
+    rows = [line.split("  ")[1].strip() for line in run.stdout.splitlines()[2:-1]]
+    assert rows == [
+        "x",
+        "conv",
+        "act",
+        "F.pad(x, (1, 1, 1, 1))",
+        "conv2",
+        "act",
+        "self.act(self.conv2(x))[..., 1:…",
+        "torch.flatten(x, 1)",
+        "fc",
+    ]
+    assert run.stdout.splitlines()[-1] == (
+        "  Model input: runs for H >= 1, W >= 1; `fc` (Linear, 100352 features) runs only at H in 223..224, "
+        "W in 223..224."
+    )
+    model = fixture("shapes_calls.py").Classifier()
+    for size in (223, 224):
+        assert model(torch.zeros(1, 3, size, size)).shape == (1, 10)
+    for size in (222, 225):
+        with pytest.raises(RuntimeError):
+            model(torch.zeros(1, 3, size, size))
+
+
+def test_a_module_shared_by_two_blocks_is_checked_where_it_is_called():
+    run = convlint("check", "fixtures/shapes_calls.py:SharedAct")
+    assert (run.returncode, run.stdout) == (0, "")
