@@ -75,9 +75,7 @@ def test_the_merges_one_constructor_line_breaks_are_one_finding_with_the_others_
     merges = [f for f in json.loads(run.stdout) if f["code"] == "CVL301"]
     assert len(merges) == 1  # three blocks built by one line, each breaking its own residual add
     (finding,) = merges
-    assert finding["message"].endswith(
-        "layers built at the same line break 2 more (in `layer2.1` and `layer2.2`)"
-    )
+    assert finding["message"].endswith("layers built at the same line break 2 more (in `layer2.1` and `layer2.2`)")
     assert [(r["line"], r["message"].split(" merges")[0]) for r in finding["related"]] == [
         (23, "`self.conv2(self.relu(self.conv1(x))) + …` in `layer2.1`"),
         (23, "`self.conv2(self.relu(self.conv1(x))) + …` in `layer2.2`"),
