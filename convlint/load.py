@@ -443,6 +443,7 @@ def build(candidate: Candidate):
     # The model itself was built by convlint, not by a line of the user's: findings on
     # it point at its class instead.
     model.__dict__.pop(sites.ATTR, None)
+    model.__dict__.pop(sites.CHAIN, None)
     return model
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 ATTR = "_convlint_site"
+CHAIN = "_convlint_calls"  # the user calls that led to a module (``Call``s), innermost first
 NODE_META = "convlint_site"  # the key of a graph node's site in node.meta (captures write it)
 
 
@@ -74,16 +75,35 @@ def user_site(skipped: tuple[str, ...]) -> Optional[Site]:
     return frame_site(frame) if frame is not None else None
 
 
-def _caller_site(module, skipped: tuple[str, ...]) -> Optional[Site]:
-    # Walk out of the module's own __init__ chain (every frame whose `self` is the
-    # module) and out of torch itself, to the user's call expression.
+@dataclass(frozen=True)
+class Call:
+    """One user call on the way to a module: where it is, and the parameters of the
+    function making it (a helper's ``__init__(self, ..., padding, dilation)``), so that a
+    value a helper only forwards can be followed to the call that wrote it."""
+
+    site: Site
+    function: str  # the name of the function making the call ("__init__", "conv3x3")
+    params: tuple[str, ...]
+
+
+CHAIN_DEPTH = 4  # calls recorded per module: the layer's, and three helpers' callers
+
+
+def _caller_chain(module, skipped: tuple[str, ...]) -> tuple[Call, ...]:
+    """The user's calls that led to ``module``, innermost first. Walks out of the module's
+    own __init__ chain (every frame whose `self` is the module) and out of torch itself."""
+    chain = []
     frame = sys._getframe(2)
-    while frame is not None:
-        if frame.f_locals.get("self") is not module and not frame.f_code.co_filename.startswith(skipped):
-            if not frame.f_code.co_filename.startswith("<"):
-                return frame_site(frame)
+    while frame is not None and len(chain) < CHAIN_DEPTH:
+        code = frame.f_code
+        if frame.f_locals.get("self") is not module and not code.co_filename.startswith(skipped):
+            if not code.co_filename.startswith("<"):
+                site = frame_site(frame)
+                if site is None:
+                    break
+                chain.append(Call(site, code.co_name, code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]))
         frame = frame.f_back
-    return None
+    return tuple(chain)
 
 
 @contextlib.contextmanager
@@ -97,7 +117,9 @@ def recording() -> Iterator[None]:
     def __init__(self, *args, **kwargs):
         original(self, *args, **kwargs)
         if ATTR not in self.__dict__:
-            self.__dict__[ATTR] = _caller_site(self, skipped)
+            chain = _caller_chain(self, skipped)
+            self.__dict__[ATTR] = chain[0].site if chain else None
+            self.__dict__[CHAIN] = chain
 
     nn.Module.__init__ = __init__
     try:
@@ -123,3 +145,7 @@ def source_text(site: Site, limit: int = 60) -> Optional[str]:
 
 def site_of(module) -> Optional[Site]:
     return module.__dict__.get(ATTR)
+
+
+def calls_of(module) -> tuple[Call, ...]:
+    return module.__dict__.get(CHAIN, ())

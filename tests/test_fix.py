@@ -187,3 +187,43 @@ def test_fix_on_a_loop_built_dilated_stack_keeps_the_size_on_real_tensors(tmp_pa
         for size in [(5, 7), (37, 41), (64, 64)]:
             assert module.DilatedLoop()(torch.zeros(1, 16, *size)).shape[2:] == size
     assert convlint("check", "dilated_loop.py", cwd=tmp_path).returncode == 0
+
+
+def _import(path, name):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_padding_forwarded_through_a_helper_is_fixed_at_its_caller_for_every_caller_on_real_tensors():
+    import torch
+
+    fixed = _import(os.path.join(FIXTURES, "fix", "forwarded_helper.out.py"), "forwarded_helper_out")
+    block = fixed.Block()
+    x = torch.zeros(1, 16, 33, 33)
+    assert block.sep(x).shape[-2:] == (33, 33)  # the caller that passed 1 now passes its dilation
+    assert block.valid(x).shape[-2:] == (31, 31)  # the caller that passes padding=0 on purpose: untouched
+    assert block(x).shape[-2:] == (31, 31)
+    for dilation in (1, 2, 3, 4):  # the expression holds for every dilation the block is built with
+        assert fixed.Block(dilation=dilation).sep(x).shape[-2:] == (33, 33)
+        assert fixed.BAM(dia_val=dilation)(x).shape[-2:] == (33, 33)
+    helper = fixed.SeparableConv2d.__init__.__code__
+    original = _import(os.path.join(FIXTURES, "fix", "forwarded_helper.in.py"), "forwarded_helper_in")
+    assert helper.co_consts == original.SeparableConv2d.__init__.__code__.co_consts  # the helper is as it was
+
+
+def test_a_forwarded_padding_whose_caller_cannot_be_followed_is_never_rewritten_in_the_helper(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    source = open(os.path.join(FIXTURES, "fix", "forwarded_helper.in.py"), encoding="utf-8").read()
+    source = source.replace(
+        "SeparableConv2d(channels, channels, 3, 1, 1, dilation=dilation)",
+        "SeparableConv2d(**dict(inplanes=channels, planes=channels, padding=1, dilation=dilation))",
+    )
+    (tmp_path / "model.py").write_text(source)
+    result = engine.check_paths(["model.py"], engine.Options(input_shapes=((1, 16, 33, 33),)))
+    (finding,) = [f for f in result.findings if f.module == "sep.depthwise"]
+    assert finding.fix is None
+    assert finding.message.endswith("no automatic fix: the call passes *args or **kwargs")

@@ -171,9 +171,10 @@ def operand(call: CallRef, arg) -> str:
     return f"({text})" if _needs_parentheses(text, arg.value) else text
 
 
-def set_argument(call: CallRef, name: str, kind: str, value: str) -> Edit:
-    """Replace argument ``name``'s value with ``value``, or add ``name=value``."""
-    arg = call.argument(name, kind)
+def set_argument(call: CallRef, name: str, kind: Optional[str], value: str, index: Optional[int] = None) -> Edit:
+    """Replace argument ``name``'s value with ``value``, or add ``name=value``. ``kind``
+    names a torch layer's signature; a helper's call gives the parameter's ``index``."""
+    arg = call.argument(name, kind) if kind is not None else argument(call.node, name, index, strict=True)
     path = call.source.path
     if arg is not None:
         line, col, end_line, end_col = call.span(arg.value)
