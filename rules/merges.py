@@ -256,9 +256,10 @@ def _check_some_sizes(view: ModelView) -> Iterator[Report]:
         if view.guards_before(node):
             within = " (among the sizes that take the example's branches before it)"
             maps += "; branches: " + ", ".join(show(g) for g in view.guards_before(node))
+        here = _size_text(view.spatial(node) or [])
         message = (
-            f"{view.describe(node, line=False)} merges tensors whose sizes agree at the example input but not for "
-            f"every input size{within}: {conditions}; it first fails at {fails}"
+            f"{view.describe(node, line=False)} merges tensors whose sizes agree at the example input ({here}) "
+            f"but not for every input size{within}: {conditions}; it first fails at {fails}"
         )
         if same_line:
             message += f"; {len(same_line)} more merge{'s' * (len(same_line) != 1)} at this line"

@@ -91,8 +91,8 @@ def test_merges_at_one_line_are_one_finding_and_the_size_maps_go_to_detail():
     assert len(loop) == 1  # four skip concatenations made by one line in a loop
     (finding,) = loop
     assert finding["message"] == (
-        "`torch.cat([up(x), skips.pop()], dim=1)` merges tensors whose sizes agree at the example input but not "
-        "for every input size: H and W must be multiples of 16; it first fails at H = 17, W = 17 "
+        "`torch.cat([up(x), skips.pop()], dim=1)` merges tensors whose sizes agree at the example input (224x224) "
+        "but not for every input size: H and W must be multiples of 16; it first fails at H = 17, W = 17 "
         "(above the example: H = 225, W = 225); 3 more merges at this line"
     )
     assert finding["detail"] == "H: 16*floor(H/16) vs H; W: 16*floor(W/16) vs W"
@@ -149,3 +149,16 @@ def test_shapes_has_rows_for_size_changing_calls_and_the_sizes_a_linear_fixes():
 def test_a_module_shared_by_two_blocks_is_checked_where_it_is_called():
     run = convlint("check", "fixtures/shapes_calls.py:SharedAct")
     assert (run.returncode, run.stdout) == (0, "")
+
+
+def test_a_branch_that_rounds_a_stride_differently_is_one_finding_for_the_merges_it_feeds():
+    run = convlint("check", "fixtures/rules/rounding_branch.py", "--format", "json")
+    (finding,) = json.loads(run.stdout)
+    assert finding["message"].endswith("2 more merges need the same")
+    assert [r["line"] for r in finding["related"]] == [19, 20]
+    model = fixture("rules/rounding_branch.py").RoundingBranch()
+    assert model(torch.zeros(1, 3, 3, 3)).shape[-1] == 2  # 2 vs 1: broadcasts, runs
+    for size in (5, 225):  # where the finding says it first fails
+        with pytest.raises(RuntimeError):
+            model(torch.zeros(1, 3, size, size))
+    assert model(torch.zeros(1, 3, 224, 224)).shape[-1] == 112

@@ -128,7 +128,10 @@ class CallRef:
         return wrapper.module.code_for_node(node)
 
     def argument(self, name: str, kind: str):
-        """The argument node for parameter ``name``: keyword, or positional by signature."""
+        """The argument node for parameter ``name``: keyword, or positional by signature
+        (None for a parameter the layer does not have: a pooling layer's ``dilation``)."""
+        if name not in SIGNATURES[kind]:
+            return None
         return argument(self.node, name, SIGNATURES[kind].index(name), strict=True)
 
 

@@ -140,7 +140,9 @@ def _forwarded_fix(call: CallRef, kind: str, name: str, needs: list[tuple]) -> F
     import libcst as cst
 
     dilation_arg = call.argument("dilation", kind)
-    dilation = dilation_arg.value.value if dilation_arg is not None and isinstance(dilation_arg.value, cst.Name) else None
+    dilation = (
+        dilation_arg.value.value if dilation_arg is not None and isinstance(dilation_arg.value, cst.Name) else None
+    )
     targets: dict = {}
     for built, geometry, need in needs:
         outer, param, index, given = _written(sites.calls_of(built.module), name, dilation)
@@ -186,7 +188,9 @@ def _dilation_expression(call: CallRef, given, group: list[tuple]) -> str:
     for built, geometry, need in group:
         got = tuple(geometry.dilation[i] * (geometry.kernel[i] - 1) // 2 for i in range(geometry.ndim))
         if need["padding"] != got:
-            raise FixError(f"`{text}` would not fit `{built.qualname}` (it needs padding={pretty.literal(need['padding'])})")
+            raise FixError(
+                f"`{text}` would not fit `{built.qualname}` (it needs padding={pretty.literal(need['padding'])})"
+            )
     return text
 
 
