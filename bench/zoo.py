@@ -154,16 +154,26 @@ def _failing_shape(message: str, shape, symbols) -> tuple:
     value above the example (the smallest one if there is none above)."""
     failing = list(shape)
     fails = message.split("it first fails at ")[-1].split("; ")[0]
-    if "(above the example: " in fails:  # "H = 17, W = 17 (above the example: H = 225, W = 225)"
-        first, above = fails.split(" (above the example: ", 1)
-        sizes = dict(re.findall(r"(\w+) = (\d+)", first))
-        sizes.update(re.findall(r"(\w+) = (\d+)", above))
+    if "(and " not in fails:  # "H = W = 17 (above the example: H = W = 225)", "H = 17, W = 18"
+        first, _, above = fails.partition(" (above the example: ")
+        sizes = _named_sizes(first)
+        sizes.update(_named_sizes(above.rstrip(")")))
     else:  # earlier runs: "H = 17 (and 225, the first size above the example), W = 17"
         found = re.findall(r"(\w+) = (\d+)(?: \(and (\d+), the first size above the example\))?", fails)
         sizes = {symbol: above or smallest for symbol, smallest, above in found}
     for symbol, size in sizes.items():
         failing[2 + symbols.index(symbol)] = int(size)
     return tuple(failing)
+
+
+def _named_sizes(text: str) -> dict:
+    """``H = W = 17, D = 9`` -> {"H": "17", "W": "17", "D": "9"}."""
+    sizes = {}
+    for chunk in text.split(", "):
+        *names, value = [part.strip() for part in chunk.split(" = ")]
+        if names and value.isdigit():
+            sizes.update({name: value for name in names})
+    return sizes
 
 
 def _run_real(factory, shape) -> str:

@@ -6,6 +6,7 @@ that its operands have one size.
 
 from __future__ import annotations
 
+import os
 from fractions import Fraction
 from typing import Iterator, Optional
 
@@ -110,8 +111,7 @@ def _downstream(view: ModelView, rest: list, one_layer: bool) -> str:
     """`; the same layer breaks 2 more merges after it (in `layer2.1` and `layer2.2`)`."""
     if not rest:
         return ""
-    owners = list(dict.fromkeys(f"`{view.owner(m)}`" for m in rest if view.owner(m)))
-    within = f" (in {_names(owners)})" if owners else ""
+    within = _within(view, rest)
     who = "the same layer breaks" if one_layer else "layers built at the same line break"
     return f"; {who} {len(rest)} more{within}"
 
@@ -160,7 +160,9 @@ def _check_mismatch(view: ModelView) -> Iterator[Report]:
         (first, message, _), rest = merges[0], [m for m, _, _ in merges[1:]]
         one_layer = len({id(r) for _, _, r in merges}) == 1
         related = tuple((view.site_of(m), text) for m, text, _ in merges[1:] if view.site_of(m) is not None)
-        yield Report(message + _downstream(view, rest, one_layer), site=view.site_of(first), related=related)
+        yield Report(
+            _fit(message, [(1, _downstream(view, rest, one_layer))]), site=view.site_of(first), related=related
+        )
 
 
 CVL301 = Rule(
@@ -225,13 +227,41 @@ def _holds_for_some(view: ModelView, node, operands) -> Optional[tuple]:
     for symbol, (condition, *_rest) in found.items():
         groups.setdefault(condition(["{}"]), (condition, []))[1].append(str(symbol))
     conditions = "; ".join(condition(names) for condition, names in groups.values())
-    first = ", ".join(f"{symbol} = {smallest}" for symbol, (_c, smallest, _a, _m) in found.items())
-    above = ", ".join(
-        f"{symbol} = {a}" for symbol, (_c, smallest, a, _m) in found.items() if a is not None and a != smallest
-    )
-    fails = first + (f" (above the example: {above})" if above else "")
+    first = _sizes({symbol: smallest for symbol, (_c, smallest, _a, _m) in found.items()})
+    above = _sizes({s: a for s, (_c, smallest, a, _m) in found.items() if a is not None and a != smallest})
+    fails = (first, f" (above the example: {above})" if above else "")
     maps = "; ".join(m for *_x, m in found.values())
     return conditions, fails, maps, min(smallest for _c, smallest, _a, _m in found.values())
+
+
+def _sizes(values: dict) -> str:
+    """``H = W = 17`` where they agree, else ``H = 17, W = 18``."""
+    if len(values) > 1 and len(set(values.values())) == 1:
+        return " = ".join(str(s) for s in values) + f" = {next(iter(values.values()))}"
+    return ", ".join(f"{s} = {v}" for s, v in values.items())
+
+
+def _within(view: ModelView, nodes: list) -> str:
+    """`` (in `stages.2`)``: the modules holding these merges, by their common prefix when
+    there are many."""
+    owners = list(dict.fromkeys(view.owner(m) for m in nodes if view.owner(m)))
+    if len(owners) > 2:
+        common = os.path.commonprefix([o.split(".") for o in owners])
+        if common:
+            return f" (in `{'.'.join(common)}`)"
+    return f" (in {_names([f'`{o}`' for o in owners])})" if owners else ""
+
+
+LIMIT = 320  # a message people read; what does not fit is in JSON's related and detail
+
+
+def _fit(core: str, optional: list[tuple[int, str]]) -> str:
+    """``core`` followed by the optional parts ((rank, text), in text order), the parts of
+    the highest rank dropped first while the message is longer than ``LIMIT``."""
+    kept = list(optional)
+    while kept and len(core + "".join(text for _, text in kept)) > LIMIT:
+        kept.remove(max(kept, key=lambda part: part[0]))
+    return core + "".join(text for _, text in kept)
 
 
 def _check_some_sizes(view: ModelView) -> Iterator[Report]:
@@ -257,18 +287,19 @@ def _check_some_sizes(view: ModelView) -> Iterator[Report]:
             within = " (among the sizes that take the example's branches before it)"
             maps += "; branches: " + ", ".join(show(g) for g in view.guards_before(node))
         here = _size_text(view.spatial(node) or [])
-        message = (
+        core = (
             f"{view.describe(node, line=False)} merges tensors whose sizes agree at the example input ({here}) "
-            f"but not for every input size{within}: {conditions}; it first fails at {fails}"
+            f"but not for every input size{within}: {conditions}; it first fails at {fails[0]}"
         )
+        tail = ""
         if same_line:
-            message += f"; {len(same_line)} more merge{'s' * (len(same_line) != 1)} at this line"
+            tail += f"; {len(same_line)} more merge{'s' * (len(same_line) != 1)} at this line"
         if others:
-            owners = list(dict.fromkeys(f"`{view.owner(m[0])}`" for m in others if view.owner(m[0])))
-            within_modules = f" (in {_names(owners)})" if owners else ""
-            message += f"; {len(others)} more merge{'s' * (len(others) != 1)} need the same{within_modules}"
+            tail += f"; {len(others)} more merge{'s' * (len(others) != 1)} need the same"
+        where = _within(view, [m[0] for m in others])
+        message = _fit(core, [(2, fails[1]), (1, tail), (3, where)])
         related = tuple(
-            (view.site_of(m[0]), f"{view.describe(m[0], line=False)}: {m[1]}; it first fails at {m[2]}")
+            (view.site_of(m[0]), f"{view.describe(m[0], line=False)}: {m[1]}; it first fails at {''.join(m[2])}")
             for m in [*same_line, *others]
             if view.site_of(m[0]) is not None
         )

@@ -92,8 +92,8 @@ def test_merges_at_one_line_are_one_finding_and_the_size_maps_go_to_detail():
     (finding,) = loop
     assert finding["message"] == (
         "`torch.cat([up(x), skips.pop()], dim=1)` merges tensors whose sizes agree at the example input (224x224) "
-        "but not for every input size: H and W must be multiples of 16; it first fails at H = 17, W = 17 "
-        "(above the example: H = 225, W = 225); 3 more merges at this line"
+        "but not for every input size: H and W must be multiples of 16; it first fails at H = W = 17 "
+        "(above the example: H = W = 225); 3 more merges at this line"
     )
     assert finding["detail"] == "H: 16*floor(H/16) vs H; W: 16*floor(W/16) vs W"
     assert len(finding["related"]) == 3
@@ -103,7 +103,7 @@ def test_the_first_failing_size_skips_sizes_of_1_that_broadcast():
     module = fixture("rules/merges.py")
     findings = engine.check_model(module.BroadcastGate(), ((1, 3, 224, 224),))
     (finding,) = [f for f in findings if f.code == "CVL302"]
-    assert "it first fails at H = 33, W = 33" in finding.message
+    assert "it first fails at H = W = 33" in finding.message
     model = module.BroadcastGate()
     assert model(torch.zeros(1, 3, 17, 17)).shape[-1] == 2  # 1 x 2 broadcasts: it runs
     with pytest.raises(RuntimeError):
@@ -162,3 +162,13 @@ def test_a_branch_that_rounds_a_stride_differently_is_one_finding_for_the_merges
         with pytest.raises(RuntimeError):
             model(torch.zeros(1, 3, size, size))
     assert model(torch.zeros(1, 3, 224, 224)).shape[-1] == 112
+
+
+def test_a_long_message_drops_its_optional_parts_to_stay_readable():
+    from convlint.rules.merges import LIMIT, _fit
+
+    core = "x" * 250
+    parts = [(2, " (above the example: H = W = 225)"), (1, "; 8 more merges need the same"), (3, " (in `stages.2`)")]
+    assert _fit(core, parts) == core + " (above the example: H = W = 225); 8 more merges need the same"
+    assert len(_fit("y" * 300, parts)) <= LIMIT
+    assert _fit("z", parts) == "z" + "".join(text for _, text in parts)
