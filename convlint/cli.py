@@ -67,10 +67,17 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     shapes.add_argument("--config", default=None)
     _analysis_flags(shapes)
 
+    server = commands.add_parser(
+        "server", help='the language server (LSP over stdio) for editors; needs pip install "convlint[server]"'
+    )
+    server.add_argument(
+        "--timeout", type=float, default=120.0, metavar="SECONDS", help="stop a check that runs longer (default 120)"
+    )
+
     rules = commands.add_parser("rules", help="list the rules, or explain one")
     rules.add_argument("code", nargs="?")
     rules.add_argument("--markdown", action="store_true", help="every rule's documentation as one Markdown page")
-    return parser, {"check": check, "shapes": shapes, "rules": rules}
+    return parser, {"check": check, "shapes": shapes, "rules": rules, "server": server}
 
 
 def _codes(text: Optional[str], default: Sequence[str]) -> tuple[str, ...]:
@@ -107,7 +114,7 @@ def _check(args) -> int:
         from convlint import usage
 
         cache = usage.Cache(os.path.dirname(os.path.abspath(config.path)), enabled=not args.no_cache)
-        touched, untouched_files = _touched(configured, args.targets, cache)
+        touched, untouched_files = usage.touched(configured, args.targets, cache)
         targets += touched
     if not targets:
         print("convlint: error: no targets given (and no [tool.convlint] models)", file=sys.stderr)
@@ -141,26 +148,6 @@ def _check(args) -> int:
     if any(f.severity != "info" for f in result.findings) and not args.exit_zero:
         return EXIT_FINDINGS
     return EXIT_CLEAN
-
-
-def _touched(configured: list, given: Sequence[str], cache) -> tuple[list, set]:
-    """The configured models to check for these files: those whose recorded files include
-    one of them, and those with no valid record (built, recorded, and checked only if they
-    run one). Also the files that the valid records say the other models run."""
-    from dataclasses import replace
-
-    from convlint import usage
-
-    changed = frozenset(os.path.abspath(f) for f in given if os.path.isfile(f))
-    touched, others = [], set()
-    for target in configured:
-        key = usage.target_key(target.target, target.args, target.kwargs, target.input_shapes)
-        files = cache.files(key)
-        if files is None or files & changed:
-            touched.append(replace(target, only_if_uses=changed, key=key))
-        else:
-            others |= files
-    return touched, others
 
 
 def _say_unused(given: Sequence[str], others: set, result) -> None:
@@ -264,6 +251,17 @@ def _shapes(args) -> int:
     return EXIT_CLEAN
 
 
+def _server(timeout: float) -> int:
+    try:
+        import pygls  # noqa: F401
+    except ImportError:
+        print('convlint: error: the server needs pygls: pip install "convlint[server]"', file=sys.stderr)
+        return EXIT_ERROR
+    from convlint import server
+
+    return server.main(timeout)
+
+
 def _rules(args) -> int:
     from convlint import engine, report
 
@@ -318,6 +316,8 @@ def _run(args) -> int:
             return _check(args)
         if args.command == "shapes":
             return _shapes(args)
+        if args.command == "server":
+            return _server(args.timeout)
         return _rules(args)
     except KeyboardInterrupt:
         return EXIT_ERROR

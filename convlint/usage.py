@@ -123,3 +123,22 @@ def recording(into: set) -> Iterator[None]:
         yield
     finally:
         sys.setprofile(previous)
+
+
+def touched(configured: list, given: Iterable[str], cache: Cache) -> tuple[list, set]:
+    """The configured models (``engine.Target``s) to check for these files: those whose
+    recorded files include one of them, and those with no valid record (built, recorded,
+    and reported only if they run one). Also the files that the valid records say the
+    other models run."""
+    from dataclasses import replace
+
+    changed = frozenset(os.path.abspath(f) for f in given if os.path.isfile(f))
+    chosen, others = [], set()
+    for target in configured:
+        key = target_key(target.target, target.args, target.kwargs, target.input_shapes)
+        files = cache.files(key)
+        if files is None or files & changed:
+            chosen.append(replace(target, only_if_uses=changed, key=key))
+        else:
+            others |= files
+    return chosen, others

@@ -1,0 +1,107 @@
+"""Checks on a fresh copy of the user's code, from a warm process.
+
+The language server imports torch, sympy and the rules once, and never the user's code.
+Each check forks a child from it: the child imports the user's modules anew (an edit is
+never stale), runs the check, sends the findings back and exits. A check that hangs is
+killed at its time limit, one that crashes ends only its child; the server goes on.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
+
+
+@dataclass
+class Outcome:
+    findings: list = field(default_factory=list)  # Finding.to_dict() records
+    error: Optional[str] = None  # the check did not finish: why
+
+
+def warm() -> None:
+    """Import what every check needs, once, in the process the checks fork from."""
+    import sympy  # noqa: F401
+    import torch  # noqa: F401
+
+    from convlint import engine
+
+    engine.all_rules()
+
+
+def _child(targets: Sequence, options, cache_root: Optional[str]) -> Outcome:
+    # The parent's stdout is the language server's protocol stream: what user code prints
+    # goes to stderr, here and in anything it starts.
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    import warnings
+
+    from convlint import engine, usage
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cache = usage.Cache(cache_root) if cache_root else None
+            result = engine.check_paths(targets, options, cache)
+            if cache is not None:
+                cache.save()
+        return Outcome([f.to_dict() for f in result.findings])
+    except BaseException as exc:  # convlint's own failure: said, not a dead worker
+        return Outcome(error=f"convlint failed: {type(exc).__name__}: {exc}")
+
+
+class Pending:
+    """A check running in a child: forked by ``start`` in the calling thread, awaited with
+    ``result``. A bare ``os.fork``, not ``multiprocessing``: its child closes ``sys.stdin``,
+    whose lock the server's reader thread holds while it waits for the editor."""
+
+    def __init__(self, targets: Sequence, options, cache_root: Optional[str]) -> None:
+        self.receive, send = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the child: check, answer, and leave without running the parent's cleanup
+            status = 0
+            try:
+                os.close(self.receive)
+                data = pickle.dumps(_child(targets, options, cache_root))
+                with os.fdopen(send, "wb") as out:
+                    out.write(data)
+            except BaseException:
+                status = 1
+            finally:
+                os._exit(status)
+        os.close(send)
+
+    def result(self, timeout: float) -> Outcome:
+        """The child's findings, or why there are none (it hung, it crashed)."""
+        deadline = time.monotonic() + timeout
+        chunks = []
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                ready, _, _ = select.select([self.receive], [], [], max(left, 0))
+                if not ready:
+                    os.kill(self.pid, signal.SIGKILL)
+                    return Outcome(
+                        error=f"the check did not finish within {timeout:g} s (a model that hangs?); it was stopped"
+                    )
+                chunk = os.read(self.receive, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(self.receive)
+            _, status = os.waitpid(self.pid, 0)
+        try:
+            return pickle.loads(b"".join(chunks))
+        except Exception:  # the child died before it could answer
+            return Outcome(error=f"the check crashed (exit status {os.waitstatus_to_exitcode(status)})")
+
+
+def check(targets: Sequence, options, cache_root: Optional[str] = None, timeout: float = 120.0) -> Outcome:
+    """Run ``engine.check_paths`` in a child forked from this process."""
+    return Pending(targets, options, cache_root).result(timeout)

@@ -1,0 +1,103 @@
+"""`convlint server` end to end: a real LSP client (pytest-lsp) talks to it over stdio."""
+
+import os
+import shutil
+import sys
+
+import pytest
+import pytest_lsp
+from conftest import FIXTURES
+from lsprotocol import types
+from pytest_lsp import ClientServerConfig, LanguageClient
+
+SERVER = ClientServerConfig(server_command=[sys.executable, "-m", "convlint", "server", "--timeout", "8"])
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    """A project with the seed example, a U-Net configured with its arguments, and models
+    that hang and crash in their constructors."""
+    shutil.copyfile(os.path.join(FIXTURES, "seed.py"), tmp_path / "aspp.py")
+    (tmp_path / "hangs.py").write_text(
+        "import time\n\nimport torch.nn as nn\n\n\nclass Hangs(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(3, 8, 3)\n"
+        "        time.sleep(3600)\n\n    def forward(self, x):\n        return self.conv(x)\n"
+    )
+    (tmp_path / "crashes.py").write_text(
+        "import os\n\nimport torch.nn as nn\n\n\nclass Crashes(nn.Module):\n"
+        "    def __init__(self):\n        super().__init__()\n        self.conv = nn.Conv2d(3, 8, 3)\n"
+        "        os._exit(3)\n\n    def forward(self, x):\n        return self.conv(x)\n"
+    )
+    shutil.copytree(os.path.join(FIXTURES, "repos", "unet", "unet"), tmp_path / "unet")
+    (tmp_path / "pyproject.toml").write_text(
+        "[tool.convlint]\ninput-shape = [1, 256, 19, 19]\n"
+        'models = [{ target = "unet.unet_model:UNet(3, 2)", input-shape = [1, 3, 64, 64] }]\n'
+    )
+    return tmp_path
+
+
+@pytest_lsp.fixture(config=SERVER)
+async def client(lsp_client: LanguageClient, workspace):
+    await lsp_client.initialize_session(
+        types.InitializeParams(
+            capabilities=pytest_lsp.client_capabilities("visual-studio-code"),
+            root_uri=workspace.as_uri(),
+            workspace_folders=[types.WorkspaceFolder(uri=workspace.as_uri(), name="project")],
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def opened(client, path):
+    uri = path.as_uri()
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            text_document=types.TextDocumentItem(uri=uri, language_id="python", version=1, text=path.read_text())
+        )
+    )
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    return uri
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_opening_the_seed_example_publishes_its_findings_with_exact_ranges(client, workspace):
+    uri = await opened(client, workspace / "aspp.py")
+    found = client.diagnostics[uri]
+    assert [(d.code, d.range.start.line, d.range.start.character, d.severity) for d in found] == [
+        ("CVL101", 16, 23, types.DiagnosticSeverity.Error),
+        ("CVL301", 23, 28, types.DiagnosticSeverity.Error),
+    ]
+    assert found[0].message.endswith("at the example input 19x19 -> 9x9; use padding=6")
+    assert all(d.source == "convlint" for d in found)
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_model_that_hangs_is_stopped_and_the_server_goes_on(client, workspace):
+    uri = await opened(client, workspace / "hangs.py")
+    (problem,) = client.diagnostics[uri]
+    assert problem.message == "the check did not finish within 8 s (a model that hangs?); it was stopped"
+    seed = await opened(client, workspace / "aspp.py")  # the next check still runs
+    assert [d.code for d in client.diagnostics[seed]] == ["CVL101", "CVL301"]
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_model_that_crashes_the_check_gives_a_diagnostic_and_the_server_goes_on(client, workspace):
+    uri = await opened(client, workspace / "crashes.py")
+    (problem,) = client.diagnostics[uri]
+    assert problem.message == "the check crashed (exit status 3)"
+    seed = await opened(client, workspace / "aspp.py")
+    assert [d.code for d in client.diagnostics[seed]] == ["CVL101", "CVL301"]
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_a_block_file_that_a_configured_model_builds_gets_that_models_findings(client, workspace):
+    parts = workspace / "unet" / "unet_parts.py"
+    broken = parts.read_text().replace(
+        "kernel_size=3, padding=1, bias", "kernel_size=3, padding=1, dilation=2, bias", 1
+    )
+    parts.write_text(broken)
+    uri = await opened(client, parts)  # it defines no model that builds without arguments: UNet(3, 2) runs it
+    found = client.diagnostics[uri]
+    assert {(d.code, d.range.start.line) for d in found} == {("CVL201", 15)}
+    assert any("`inc.double_conv.0` Conv2d(kernel 3, dilation 2, padding 1)" in d.message for d in found)
