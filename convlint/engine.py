@@ -454,6 +454,7 @@ def check_model(
     calls: Optional[dict] = None,
     run_every_op: Optional[bool] = None,
     coverage: Optional[list] = None,
+    views: Optional[list] = None,
 ) -> list[Finding]:
     """Run every rule on one built model; findings sorted by location.
 
@@ -471,6 +472,8 @@ def check_model(
             model, input_shapes, same=same, name=name, path=path, line=line, run_every_op=run_every_op
         )
         _collect_calls(view, calls)
+        if views is not None:  # kept for the editor's hover (convlint.report.hover)
+            views.append(view)
         findings = [_finding(rule, report, view, where) for rule, report in _engine_reports(view, input_error)]
         if coverage is not None:
             checked = not any(f.code == CVL904.code for f in findings)
@@ -796,7 +799,7 @@ def check_source(path: str, rules: Sequence[Rule]) -> list[Finding]:
     return findings
 
 
-def check_paths(targets: Sequence, options: Options, cache=None) -> Result:
+def check_paths(targets: Sequence, options: Options, cache=None, views: Optional[list] = None) -> Result:
     """Check every model the targets name, in one run: fixes are planned once, over every
     module each constructor call built in any of the models.
 
@@ -834,6 +837,7 @@ def check_paths(targets: Sequence, options: Options, cache=None) -> Result:
                 calls=calls,
                 run_every_op=options.run_every_op,
                 coverage=result.coverage,
+                views=views,
             )
         if recorded is not None and cache is not None:
             files = usage.project_files(recorded, cache.root)

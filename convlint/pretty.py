@@ -63,3 +63,14 @@ def fix_arguments(geometry, fix: dict[str, tuple[int, ...]]) -> str:
     if "output_padding" in fix and tuple(fix["output_padding"]) != tuple(geometry.output_padding):
         text += f", output_padding={literal(fix['output_padding'])}"
     return text
+
+
+def layer_settings(type_name: str, geometry) -> str:
+    """``Conv2d(kernel 3, dilation 6, padding 1)``: what the user wrote that decides its size."""
+    parts = [f"kernel {literal(geometry.kernel)}"]
+    if any(s != 1 for s in geometry.stride):
+        parts.append(f"stride {literal(geometry.stride)}")
+    if any(d != 1 for d in geometry.dilation):
+        parts.append(f"dilation {literal(geometry.dilation)}")
+    parts.append(f"padding {literal(geometry.padding_literal)}")
+    return f"{type_name}({', '.join(parts)})"

@@ -12,7 +12,7 @@ from convlint.fix.edits import SIGNATURES, CallRef, FixError, argument, find_cal
 from convlint.fix.padding import declared_same, fix_padding
 from convlint.formulas import same_pad_argument, same_target
 from convlint.layers import AVGPOOL, CONV, MAXPOOL, TRANSPOSED, Geometry, geometry_of
-from convlint.pretty import axes_map, fix_arguments, literal, show, size_map
+from convlint.pretty import axes_map, fix_arguments, layer_settings, literal, show, size_map
 from convlint.registry import BuiltModule, CallSite, Report, Rule
 from convlint.samesize import AxisVerdict, agreement, keeping_padding, layer_verdicts, odd_axes
 from convlint.sites import Site
@@ -30,7 +30,7 @@ __all__ = [
     "AxisVerdict", "layer_verdicts", "odd_axes", "keeping_padding", "same_target", "same_pad_argument",
     "agreement", "evaluate_int",
     # text
-    "show", "literal", "size_map", "axes_map", "fix_arguments",
+    "show", "literal", "size_map", "axes_map", "fix_arguments", "layer_settings",
     # fixes
     "fix_padding", "declared_same", "find_call", "set_argument", "argument", "read_source",
     "CallRef", "FixError", "SIGNATURES",

@@ -10,6 +10,7 @@ every time. Findings become diagnostics on the files they are in.
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 from typing import Optional
 
@@ -18,27 +19,55 @@ from convlint import __version__
 SEVERITIES = {"error": 1, "warning": 2, "info": 3}  # lsprotocol's DiagnosticSeverity values
 
 
-def diagnostic(finding: dict):
-    """A finding (``Finding.to_dict()``) as an LSP diagnostic: 0-based lines and columns."""
+def position(path: str, line: int, column: int):
+    """A 1-based line and character column (convlint's) as an LSP position: 0-based, the
+    column in UTF-16 code units (the protocol's default encoding)."""
+    import linecache
+
     from lsprotocol import types
 
-    start = types.Position(line=finding["line"] - 1, character=finding["column"] - 1)
-    end = types.Position(line=finding["end_line"] - 1, character=finding["end_column"] - 1)
+    text = linecache.getline(path, line)[: column - 1]
+    return types.Position(line=line - 1, character=len(text.encode("utf-16-le")) // 2)
+
+
+def span(record: dict):
+    """The LSP range of a finding, related location, edit or hover entry."""
+    from lsprotocol import types
+
+    path = os.path.abspath(record["path"])
+    return types.Range(
+        start=position(path, record["line"], record["column"]),
+        end=position(path, record["end_line"], record["end_column"]),
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def rule_docs() -> dict[str, str]:
+    """Each rule's documentation, as a link: its section of docs/rules.md in this checkout
+    (``convlint rules --markdown`` writes it), or the project page."""
+    from pygls.uris import from_fs_path
+
+    from convlint import engine
+
+    page = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "docs", "rules.md")
+    base = from_fs_path(page) if os.path.isfile(page) else "https://pypi.org/project/convlint/"
+    return {r.code: f"{base}#{r.code.lower()}-{r.name}" for r in engine.all_rules()[0]}
+
+
+def diagnostic(finding: dict):
+    """A finding (``Finding.to_dict()``) as an LSP diagnostic."""
+    from lsprotocol import types
+
     related = [
         types.DiagnosticRelatedInformation(
-            location=types.Location(
-                uri=_uri(r["path"]),
-                range=types.Range(
-                    start=types.Position(line=r["line"] - 1, character=r["column"] - 1),
-                    end=types.Position(line=r["end_line"] - 1, character=r["end_column"] - 1),
-                ),
-            ),
-            message=r["message"],
+            location=types.Location(uri=_uri(r["path"]), range=span(r)), message=r["message"]
         )
         for r in finding.get("related") or ()
     ]
+    docs = rule_docs().get(finding["code"])
     return types.Diagnostic(
-        range=types.Range(start=start, end=end),
+        range=span(finding),
+        code_description=types.CodeDescription(href=docs) if docs else None,
         message=finding["message"],
         severity=types.DiagnosticSeverity(SEVERITIES.get(finding["severity"], 1)),
         code=finding["code"],
@@ -59,6 +88,8 @@ class Checker:
     def __init__(self) -> None:
         self.root: Optional[str] = None
         self.published: dict[str, set] = {}  # the file a check ran for -> uris it published to
+        self.hovers: dict[str, list] = {}  # absolute path -> hover entries from its last check
+        self.findings: dict[str, list] = {}  # uri -> the last check's findings there (their fixes)
 
     def options_and_models(self):
         from convlint import config as config_mod
@@ -75,6 +106,67 @@ class Checker:
         )
         models = [engine.Target(e.target, e.input_shapes, e.args, e.kwargs) for e in config.models]
         return config, options, models
+
+    def diagnostics(self, uri: str, outcome) -> dict[str, list]:
+        """What a check's outcome publishes: diagnostics per file (the checked one always,
+        files it published to before and found clean now, with none)."""
+        for path, entries in _by_path(outcome.hovers).items():
+            self.hovers[path] = entries
+        by_uri: dict[str, list] = {uri: []}
+        findings: dict[str, list] = {}
+        for finding in outcome.findings:
+            by_uri.setdefault(_uri(finding["path"]), []).append(diagnostic(finding))
+            findings.setdefault(_uri(finding["path"]), []).append(finding)
+        if outcome.error:
+            by_uri[uri].append(_problem(outcome.error))
+        for stale in self.published.get(uri, set()) - set(by_uri):
+            by_uri[stale] = []
+        self.published[uri] = {u for u, found in by_uri.items() if found}
+        for target in by_uri:
+            self.findings[target] = findings.get(target, [])
+        return by_uri
+
+    def code_actions(self, uri: str, where) -> list:
+        from lsprotocol import types
+
+        actions, safe = [], {}
+        for finding in self.findings.get(uri, ()):
+            fix = finding.get("fix")
+            if not fix or not fix["edits"]:
+                continue
+            edits = _workspace_edit(fix["edits"])
+            unsafe = fix["applicability"] != "safe"
+            if unsafe is False:
+                for e in fix["edits"]:
+                    safe[tuple(sorted(e.items()))] = e
+            at = span(finding)
+            if _before(at.end, where.start) or _before(where.end, at.start):
+                continue  # not under the cursor or the selection
+            actions.append(
+                types.CodeAction(
+                    title=f"convlint: {fix['description']} ({finding['code']}){' (unsafe)' * unsafe}",
+                    kind=types.CodeActionKind.QuickFix,
+                    diagnostics=[diagnostic(finding)],
+                    edit=edits,
+                    is_preferred=not unsafe,
+                )
+            )
+        if safe:
+            actions.append(
+                types.CodeAction(
+                    title="convlint: fix all safe findings in this file",
+                    kind=types.CodeActionKind.SourceFixAll,
+                    edit=_workspace_edit(list(safe.values())),
+                )
+            )
+        return actions
+
+    def hovers_at(self, path: str, line: int, column: int) -> list[dict]:
+        """The hover entries whose span holds a position (1-based, as findings)."""
+        at = (line, column)
+        return [
+            e for e in self.hovers.get(path, ()) if (e["line"], e["column"]) <= at < (e["end_line"], e["end_column"])
+        ]
 
     def targets(self, path: str) -> tuple[list, object, Optional[str]]:
         """What to check for ``path``: the file, and the configured models that run it."""
@@ -121,17 +213,33 @@ def build_server(timeout: float = 120.0):
         pending = worker.Pending(targets, options, cache_root)  # forked here, in the loop's thread
         # awaited in another thread; a check that hangs is stopped at ``timeout``, the server goes on
         outcome = await asyncio.get_running_loop().run_in_executor(None, pending.result, timeout)
-        by_uri: dict[str, list] = {uri: []}
-        for finding in outcome.findings:
-            by_uri.setdefault(_uri(finding["path"]), []).append(diagnostic(finding))
-        if outcome.error:
-            by_uri[uri].append(_problem(outcome.error))
-        # A file this check published to before and found clean now is cleared.
-        for stale in checker.published.get(uri, set()) - set(by_uri):
-            by_uri[stale] = []
-        checker.published[uri] = {u for u, found in by_uri.items() if found}
-        for target, found in by_uri.items():
+        for target, found in checker.diagnostics(uri, outcome).items():
             ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=target, diagnostics=found))
+
+    @server.feature(types.TEXT_DOCUMENT_HOVER)
+    def hover(ls, params: types.HoverParams) -> Optional[types.Hover]:
+        """Over a layer's constructor call or a `forward` line calling it: each module it
+        built, with its settings, size map, sizes at the example, receptive field and jump."""
+        path = os.path.abspath(to_fs_path(params.text_document.uri))
+        over = checker.hovers_at(path, params.position.line + 1, params.position.character + 1)
+        if not over:
+            return None
+        return types.Hover(
+            contents=types.MarkupContent(
+                kind=types.MarkupKind.Markdown, value="\n\n---\n\n".join(e["text"] for e in over)
+            ),
+            range=span(over[0]),
+        )
+
+    @server.feature(
+        types.TEXT_DOCUMENT_CODE_ACTION,
+        types.CodeActionOptions(code_action_kinds=[types.CodeActionKind.QuickFix, types.CodeActionKind.SourceFixAll]),
+    )
+    def code_action(ls, params: types.CodeActionParams) -> list:
+        """Each finding's fix under the cursor (safe ones preferred, unsafe ones marked),
+        and "fix all safe convlint findings in this file"."""
+        uri = params.text_document.uri
+        return checker.code_actions(uri, params.range)
 
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     async def did_open(ls, params: types.DidOpenTextDocumentParams) -> None:
@@ -142,6 +250,27 @@ def build_server(timeout: float = 120.0):
         await check(ls, params.text_document.uri)
 
     return server
+
+
+def _before(a, b) -> bool:
+    return (a.line, a.character) < (b.line, b.character)
+
+
+def _workspace_edit(edits: list):
+    """convlint's edits (``Finding.to_dict()["fix"]["edits"]``) as an LSP workspace edit."""
+    from lsprotocol import types
+
+    changes: dict[str, list] = {}
+    for e in edits:
+        changes.setdefault(_uri(e["path"]), []).append(types.TextEdit(range=span(e), new_text=e["content"]))
+    return types.WorkspaceEdit(changes=changes)
+
+
+def _by_path(entries: list) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for entry in entries:
+        found.setdefault(os.path.abspath(entry["path"]), []).append(entry)
+    return found
 
 
 def _problem(message: str):

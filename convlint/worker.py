@@ -8,6 +8,7 @@ killed at its time limit, one that crashes ends only its child; the server goes 
 
 from __future__ import annotations
 
+import gc
 import os
 import pickle
 import select
@@ -21,17 +22,43 @@ from typing import Optional, Sequence
 @dataclass
 class Outcome:
     findings: list = field(default_factory=list)  # Finding.to_dict() records
+    hovers: list = field(default_factory=list)  # convlint.report.hover entries
     error: Optional[str] = None  # the check did not finish: why
 
 
 def warm() -> None:
-    """Import what every check needs, once, in the process the checks fork from."""
+    """Import what every check needs, once, in the process the checks fork from, and run
+    one small check, so that the caches it fills (sympy's, the size formulas') come warm
+    to every child."""
+    import libcst  # noqa: F401  (fixes are planned with it)
     import sympy  # noqa: F401
-    import torch  # noqa: F401
+    import torch
+    import torch.nn as nn
 
     from convlint import engine
+    from convlint.fix import edits, padding  # noqa: F401
+    from convlint.report import formats, hover  # noqa: F401
 
     engine.all_rules()
+
+    class Warm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1, dilation=2)
+            self.pool = nn.MaxPool2d(2)
+
+        def forward(self, x):
+            return self.pool(self.conv(x)) + self.pool(x[:, :4])
+
+    with torch.device("meta"):
+        model = Warm()
+    try:
+        engine.check_model(model, ((1, 3, 32, 32),))
+    except Exception:  # warming is an optimisation: never a reason not to serve
+        pass
+    # What is alive now lives as long as the server: the garbage collector need not walk it,
+    # and a child that did would touch, and so copy, every page it shares with the server.
+    gc.freeze()
 
 
 def _child(targets: Sequence, options, cache_root: Optional[str]) -> Outcome:
@@ -42,15 +69,18 @@ def _child(targets: Sequence, options, cache_root: Optional[str]) -> Outcome:
     import warnings
 
     from convlint import engine, usage
+    from convlint.report import hover
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cache = usage.Cache(cache_root) if cache_root else None
-            result = engine.check_paths(targets, options, cache)
+            views: list = []
+            result = engine.check_paths(targets, options, cache, views)
             if cache is not None:
                 cache.save()
-        return Outcome([f.to_dict() for f in result.findings])
+            hovers = hover.entries(views)
+        return Outcome([f.to_dict() for f in result.findings], hovers)
     except BaseException as exc:  # convlint's own failure: said, not a dead worker
         return Outcome(error=f"convlint failed: {type(exc).__name__}: {exc}")
 
@@ -64,6 +94,7 @@ class Pending:
         self.receive, send = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the child: check, answer, and leave without running the parent's cleanup
+            gc.disable()  # short-lived: its memory goes back at exit, without collections
             status = 0
             try:
                 os.close(self.receive)

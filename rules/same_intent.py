@@ -28,7 +28,7 @@ from convlint.rule_api import (
     fix_padding,
     geometry_of,
     keeping_padding,
-    literal,
+    layer_settings,
     odd_axes,
     same_pad_argument,
     same_target,
@@ -53,13 +53,7 @@ def _same_layers(view: ModelView) -> Iterator[tuple]:
 
 
 def _describe(info, geometry: Geometry) -> str:
-    parts = [f"kernel {literal(geometry.kernel)}"]
-    if any(s != 1 for s in geometry.stride):
-        parts.append(f"stride {literal(geometry.stride)}")
-    if any(d != 1 for d in geometry.dilation):
-        parts.append(f"dilation {literal(geometry.dilation)}")
-    parts.append(f"padding {literal(geometry.padding_literal)}")
-    return f"{info.type_name}({', '.join(parts)})"
+    return layer_settings(info.type_name, geometry)
 
 
 def _at_example(view: ModelView, qualname: str, geometry: Geometry) -> str:

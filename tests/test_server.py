@@ -70,6 +70,7 @@ async def test_opening_the_seed_example_publishes_its_findings_with_exact_ranges
     ]
     assert found[0].message.endswith("at the example input 19x19 -> 9x9; use padding=6")
     assert all(d.source == "convlint" for d in found)
+    assert found[0].code_description.href.endswith("docs/rules.md#cvl101-same-padding-mismatch")
 
 
 @pytest.mark.asyncio(loop_scope="function")
@@ -101,3 +102,59 @@ async def test_a_block_file_that_a_configured_model_builds_gets_that_models_find
     found = client.diagnostics[uri]
     assert {(d.code, d.range.start.line) for d in found} == {("CVL201", 15)}
     assert any("`inc.double_conv.0` Conv2d(kernel 3, dilation 2, padding 1)" in d.message for d in found)
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_hovering_the_dilated_layer_shows_its_size_map_and_sizes_at_the_example(client, workspace):
+    uri = await opened(client, workspace / "aspp.py")
+    hover = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=16, character=30)
+        )
+    )
+    assert hover.contents.value == (
+        "**`branch2`** Conv2d(kernel 3, dilation 6, padding 1) in `aspp.py:ASPP`  \n"
+        "size: H -> H - 10, W -> W - 10  \n"
+        "at the example input: 1x256x19x19 -> 1x64x9x9  \n"
+        "receptive field 13, jump 1"
+    )
+    assert (hover.range.start.line, hover.range.start.character) == (16, 23)
+    nothing = await client.text_document_hover_async(
+        types.HoverParams(
+            text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=0, character=0)
+        )
+    )
+    assert nothing is None
+
+
+def applied(text, edits):
+    """A document's text with LSP text edits applied (last first, so offsets hold)."""
+    lines = text.splitlines(True)
+    for edit in sorted(edits, key=lambda e: (e.range.start.line, e.range.start.character), reverse=True):
+        start, end = edit.range.start, edit.range.end
+        head = "".join(lines[: start.line]) + lines[start.line][: start.character]
+        tail = lines[end.line][end.character :] + "".join(lines[end.line + 1 :])
+        lines = (head + edit.new_text + tail).splitlines(True)
+    return "".join(lines)
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_the_quick_fix_applied_and_saved_leaves_no_diagnostics(client, workspace):
+    path = workspace / "aspp.py"
+    uri = await opened(client, path)
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=types.Range(start=types.Position(line=16, character=30), end=types.Position(line=16, character=30)),
+            context=types.CodeActionContext(diagnostics=client.diagnostics[uri]),
+        )
+    )
+    titles = [a.title for a in actions]
+    assert titles == ["convlint: Set padding=6 (CVL101)", "convlint: fix all safe findings in this file"]
+    quick = actions[0]
+    assert quick.is_preferred and quick.kind == types.CodeActionKind.QuickFix
+    path.write_text(applied(path.read_text(), quick.edit.changes[uri]))
+    assert "nn.Conv2d(channels, out, 3, padding=6, dilation=6)" in path.read_text()
+    client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
+    await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+    assert list(client.diagnostics[uri]) == []
