@@ -63,17 +63,31 @@ def _padding_expression(call: CallRef, kind: str, needs: list[tuple]) -> str:
     elif any(isinstance(a.value, (cst.Tuple, cst.List)) for a in (dilation, kernel) if a is not None):
         raise FixError("its modules need different paddings, and arithmetic on a tuple argument would repeat it")
     elif kernel_literal is not None:
-        factor, rest = divmod(kernel_literal - 1, 2)
-        text = f"{factor} * {d}" if not rest else f"{d} * {kernel_literal - 1} // 2"
+        text = _times_dilation(kernel_literal, d)
     elif d is None:
         text = f"({call.code(kernel.value).strip()} - 1) // 2"
     else:
         text = f"{d} * ({call.code(kernel.value).strip()} - 1) // 2"
+    return _fitting(f"padding={text}", needs)[len("padding=") :]
+
+
+def _times_dilation(kernel: int, d: str) -> str:
+    """The padding that keeps a kernel of odd size ``kernel`` at dilation ``d`` (an
+    expression): ``d`` for 3, ``2 * d`` for 5, ``d * 6 // 2`` for 7... in general."""
+    factor, rest = divmod(kernel - 1, 2)
+    if (factor, rest) == (1, 0):
+        return d
+    return f"{factor} * {d}" if not rest else f"{d} * {kernel - 1} // 2"
+
+
+def _fitting(text: str, needs: list[tuple]) -> str:
+    """``text`` (an expression of the dilation) when it gives every module the padding it
+    needs, as ``dilation * (kernel - 1) // 2`` does; else why not."""
     for built, geometry, need in needs:
         got = tuple(geometry.dilation[i] * (geometry.kernel[i] - 1) // 2 for i in range(geometry.ndim))
         if need["padding"] != got:
             raise FixError(
-                f"`padding={text}` would not fit `{built.qualname}` (it needs padding={pretty.literal(need['padding'])})"
+                f"`{text}` would not fit `{built.qualname}` (it needs padding={pretty.literal(need['padding'])})"
             )
     return text
 
@@ -181,17 +195,7 @@ def _dilation_expression(call: CallRef, given, group: list[tuple]) -> str:
     kernels = {g.kernel for _, g, _ in group}
     if len(kernels) != 1 or len(set(next(iter(kernels)))) != 1:
         raise FixError("the modules it reaches have different kernels")
-    k = next(iter(kernels))[0]
-    d = edits.operand(call, given)
-    factor, rest = divmod(k - 1, 2)
-    text = d if (factor, rest) == (1, 0) else f"{factor} * {d}" if not rest else f"{d} * {k - 1} // 2"
-    for built, geometry, need in group:
-        got = tuple(geometry.dilation[i] * (geometry.kernel[i] - 1) // 2 for i in range(geometry.ndim))
-        if need["padding"] != got:
-            raise FixError(
-                f"`{text}` would not fit `{built.qualname}` (it needs padding={pretty.literal(need['padding'])})"
-            )
-    return text
+    return _fitting(_times_dilation(next(iter(kernels))[0], edits.operand(call, given)), group)
 
 
 class NoPadding(FixError):
