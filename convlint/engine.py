@@ -657,17 +657,12 @@ class Target:
     key: str = ""
 
 
-# Where torch defines the layers that change a spatial size: convolutions, pooling
-# (adaptive too), padding.
-_SPATIAL_MODULES = ("torch.nn.modules.conv", "torch.nn.modules.pooling", "torch.nn.modules.padding")
-
-
 def _spatial(model) -> bool:
-    """Does the model hold a convolution, pooling or padding layer (or a subclass of one),
-    or a weight of rank 3 or more (a convolution written with ``F.conv2d``)?"""
-    return any(c.__module__ in _SPATIAL_MODULES for m in model.modules() for c in type(m).__mro__) or any(
-        p.dim() >= 3 for p in model.parameters()
-    )
+    """Does the model hold a convolution, pooling (adaptive too) or padding layer (or a
+    subclass of one), or a weight of rank 3 or more (a convolution written with ``F.conv2d``)?"""
+    from convlint import layers
+
+    return any(layers.torch_family(m) for m in model.modules()) or any(p.dim() >= 3 for p in model.parameters())
 
 
 def _signature(model, shapes) -> tuple:

@@ -161,6 +161,16 @@ def pool_geometry(ndim: int, kind: str, kernel, stride=None, padding=0, dilation
     )
 
 
+def torch_family(module) -> Optional[str]:
+    """ "conv", "pooling" or "padding": the torch.nn family a layer's class (or one of its
+    bases, for a subclass) belongs to; None for anything else."""
+    for cls in type(module).__mro__:
+        family = cls.__module__.rpartition(".")[2] if cls.__module__.startswith("torch.nn.modules.") else None
+        if family in ("conv", "pooling", "padding"):
+            return family
+    return None
+
+
 def geometry_of(module) -> Optional[Geometry]:
     """Geometry of a conv, transposed conv or pooling module; None for anything else."""
     import torch.nn as nn

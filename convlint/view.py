@@ -143,7 +143,7 @@ class ModelView:
             return None
         if first.op == "call_module":
             module = self.submodule(analysis, first)
-            if any(c.__module__ == "torch.nn.modules.padding" for c in type(module).__mro__):
+            if layers.torch_family(module) == "padding":
                 return first
         if first.op == "call_function" and first.target is torch.nn.functional.pad:
             return first
@@ -477,7 +477,7 @@ def pad_amounts(result: sizes.SizeResult, node: torch.fx.Node) -> Optional[tuple
     """(mode, [(left, right) per padded dim, last dim last]) of a pad layer or ``F.pad``
     node whose amounts are integers; None for anything else."""
     module = result.graph_module.get_submodule(node.target) if node.op == "call_module" else None
-    if module is not None and any(c.__module__ == "torch.nn.modules.padding" for c in type(module).__mro__):
+    if module is not None and layers.torch_family(module) == "padding":
         mode = (
             "reflect"
             if isinstance(module, REFLECTION_PADS)
