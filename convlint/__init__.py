@@ -51,6 +51,7 @@ def check(
     same: Sequence[str] = (),
     args: Sequence = (),
     kwargs: Optional[dict] = None,
+    run_every_op: bool = False,
 ) -> list:
     """Check a model and return its findings (``convlint.finding.Finding``).
 
@@ -71,7 +72,7 @@ def check(
         # A bare torch container has no source of the user's: point at this call instead.
         caller = sites.frame_site(sys._getframe(1))
         path, line = (caller.path, caller.line) if caller else (None, None)
-    return engine.check_model(model, shapes, same=same, path=path, line=line)
+    return engine.check_model(model, shapes, same=same, path=path, line=line, run_every_op=run_every_op)
 
 
 def assert_clean(
@@ -83,6 +84,7 @@ def assert_clean(
     ignore: Sequence[str] = (),
     args: Sequence = (),
     kwargs: Optional[dict] = None,
+    run_every_op: bool = False,
 ) -> None:
     """A test-suite gate: raise ``AssertionError`` listing the findings, as
     ``convlint check`` prints them, if ``model`` has any (after ``select``/``ignore``)::
@@ -92,7 +94,8 @@ def assert_clean(
     """
     from convlint import engine, report
 
-    findings = engine.visible(check(model, input_shape, same=same, args=args, kwargs=kwargs), select, ignore)
+    findings = check(model, input_shape, same=same, args=args, kwargs=kwargs, run_every_op=run_every_op)
+    findings = engine.visible(findings, select, ignore)
     if findings:
         raise AssertionError(
             f"convlint found {len(findings)} problem{'s' * (len(findings) != 1)}:\n" + report.text(findings)
@@ -105,6 +108,7 @@ def shapes(
     *,
     args: Sequence = (),
     kwargs: Optional[dict] = None,
+    run_every_op: bool = False,
 ) -> dict:
     """The shapes report as data: ``{"layers": [...], "requirements": [...]}``, one row per
     layer in execution order (settings, symbolic and concrete size, receptive field, jump),
@@ -112,5 +116,5 @@ def shapes(
     from convlint import engine, report
 
     with engine.analysing(_built(model, args, kwargs)) as meta:
-        view, _, _ = engine.build_view(meta, _shapes(input_shape))
+        view, _, _ = engine.build_view(meta, _shapes(input_shape), run_every_op=run_every_op)
         return {"layers": report.shape_rows(view), "requirements": view.requirements()}

@@ -57,7 +57,7 @@ def _first_tensor(value, shadows: dict) -> Optional[sizes.SymTensor]:
 def analyse(
     module: nn.Module,
     input_shapes: Sequence[Sequence[int]],
-    run_every_op: Optional[bool] = None,
+    run_every_op: bool = False,
     traced=None,
     by_execution: bool = True,
 ) -> Analysis:
@@ -110,7 +110,7 @@ class Block(NamedTuple):
     reason: str
 
 
-def analyse_block(module: nn.Module, shapes: Optional[tuple], run_every_op: Optional[bool] = None) -> Block:
+def analyse_block(module: nn.Module, shapes: Optional[tuple], run_every_op: bool = False) -> Block:
     """A block traced on its own at the input it saw, and whether each spatial dim keeps
     "same" (from its size map, or by running it on meta tensors where the map is unknown)."""
     if not shapes:

@@ -452,7 +452,7 @@ def check_model(
     path: Optional[str] = None,
     line: Optional[int] = None,
     calls: Optional[dict] = None,
-    run_every_op: Optional[bool] = None,
+    run_every_op: bool = False,
     coverage: Optional[list] = None,
     views: Optional[list] = None,
 ) -> list[Finding]:
@@ -565,7 +565,7 @@ def analysing(model):
             m.training = flag
 
 
-def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=None, run_every_op=None):
+def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=None, run_every_op=False):
     """Trace and size one model: (view, where findings about it point, input error)."""
     from convlint.analysis import Analysis, analyse
     from convlint.capture import trace
@@ -589,7 +589,7 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
             analysis = Analysis(error=input_error if traced is not None else f"{trace_error}; {input_error}")
         else:
             analysis = analyse(model, shapes, run_every_op, traced=traced)
-    view = ModelView(where.name, where.path, model, shapes, analysis, tuple(same), run_every_op=run_every_op)
+    view = ModelView(where.name, where.path, model, shapes, analysis, tuple(same))
     view.inferred_input = not input_shapes
     if shapes and any(info.intent for info in view.modules):
         _analyse_intent(view, run_every_op)

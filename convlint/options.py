@@ -40,7 +40,3 @@ class Options:
     # predict (activations, norms, merges, cat, adaptive pooling, interpolation): slower,
     # and the self-check then covers those ops too.
     run_every_op: bool = False
-
-
-# What a run does unless told otherwise. The tests set it to run both modes.
-DEFAULT = Options()

@@ -51,7 +51,6 @@ class ModelView:
     input_shapes: tuple
     analysis: Analysis
     same_globs: tuple = ()
-    run_every_op: Optional[bool] = None  # see convlint.options.Options
     inputs: Optional[ModuleInputs] = None  # what each module was called with (capture)
     blocks: dict = field(default_factory=dict)  # qualified name -> analysis.Block
     inferred_input: bool = False  # the example input was inferred, not declared

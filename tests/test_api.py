@@ -16,37 +16,37 @@ class Net(nn.Module):
         return self.block(x)
 
 
-def test_check_a_class_builds_it_on_meta_and_points_at_the_constructor_calls():
-    findings = convlint.check(Net, input_shape=(1, 3, 32, 32))
+def test_check_a_class_builds_it_on_meta_and_points_at_the_constructor_calls(run_every_op):
+    findings = convlint.check(Net, input_shape=(1, 3, 32, 32), run_every_op=run_every_op)
     assert [(f.code, f.module) for f in findings] == [("CVL103", "block"), ("CVL201", "block.1")]
     f = findings[0]
     assert f.path.endswith("test_api.py") and f.line == 13
     assert "H -> H - 4" in f.message and "`block.1` (H -> H - 4, W -> W - 4)" in f.message
 
 
-def test_check_an_instance_leaves_it_untouched():
+def test_check_an_instance_leaves_it_untouched(run_every_op):
     model = Net().train()
     weight = model.block[0].weight.detach().clone()
-    findings = convlint.check(model, input_shape=(1, 3, 20, 20))
+    findings = convlint.check(model, input_shape=(1, 3, 20, 20), run_every_op=run_every_op)
     assert [f.code for f in findings] == ["CVL103", "CVL201"]
     assert model.training and model.block[0].weight.device.type == "cpu"
     assert torch.equal(model.block[0].weight, weight)
 
 
-def test_same_marks_and_returns_the_module():
+def test_same_marks_and_returns_the_module(run_every_op):
     conv = nn.Conv2d(1, 1, 5, padding=1)
     assert convlint.same(conv) is conv
-    findings = convlint.check(nn.Sequential(conv), input_shape=(1, 1, 9, 9))
+    findings = convlint.check(nn.Sequential(conv), input_shape=(1, 1, 9, 9), run_every_op=run_every_op)
     assert [f.code for f in findings] == ["CVL101"]
     assert findings[0].message.endswith("use padding=2")
 
 
-def test_models_are_built_on_the_meta_device():
+def test_models_are_built_on_the_meta_device(run_every_op):
     model = load.build(load.Candidate("Net", __file__, 1, Net, Net))
     assert {p.device.type for p in model.parameters()} == {"meta"}
 
 
-def test_input_shape_is_inferred_from_the_first_convolution():
+def test_input_shape_is_inferred_from_the_first_convolution(run_every_op):
     class Audio(nn.Module):
         def __init__(self):
             super().__init__()
@@ -55,35 +55,37 @@ def test_input_shape_is_inferred_from_the_first_convolution():
         def forward(self, x):
             return self.conv(x.relu())
 
-    (finding,) = convlint.check(Audio)
+    (finding,) = convlint.check(Audio, run_every_op=run_every_op)
     assert finding.code == "CVL101"
     assert "L -> L - 2" in finding.message and "1024 -> 1022" in finding.message
 
 
-def test_a_bare_torch_container_points_at_the_call_to_check():
-    conv = convlint.same(nn.Conv2d(1, 1, 5, padding=1))
-    findings = convlint.check(nn.Sequential(nn.Sequential(conv)), input_shape=(1, 1, 9, 9))  # this line
+def test_a_bare_torch_container_points_at_the_call_to_check(run_every_op):
+    model = nn.Sequential(nn.Sequential(convlint.same(nn.Conv2d(1, 1, 5, padding=1))))
+    findings = convlint.check(model, input_shape=(1, 1, 9, 9), run_every_op=run_every_op)  # this line
     assert findings[0].path.endswith("test_api.py")
     source = open(__file__).read().splitlines()
     assert source[findings[0].line - 1].endswith("# this line")
 
 
-def test_assert_clean_passes_a_clean_model_and_fails_with_the_findings_as_text():
-    convlint.assert_clean(nn.Sequential(nn.Conv2d(3, 3, 3, padding=1)), input_shape=(1, 3, 8, 8))
+def test_assert_clean_passes_a_clean_model_and_fails_with_the_findings_as_text(run_every_op):
+    convlint.assert_clean(
+        nn.Sequential(nn.Conv2d(3, 3, 3, padding=1)), input_shape=(1, 3, 8, 8), run_every_op=run_every_op
+    )
     try:
-        convlint.assert_clean(Net, input_shape=(1, 3, 32, 32))
+        convlint.assert_clean(Net, input_shape=(1, 3, 32, 32), run_every_op=run_every_op)
     except AssertionError as exc:
         text = str(exc)
     else:
         raise AssertionError("assert_clean did not fail")
     assert text.startswith("convlint found 2 problems:\n")
     assert "test_api.py:13:" in text and "CVL103 block `block` (Sequential) does not keep its size" in text
-    convlint.assert_clean(Net, input_shape=(1, 3, 32, 32), ignore=["CVL103", "CVL2"])
+    convlint.assert_clean(Net, input_shape=(1, 3, 32, 32), ignore=["CVL103", "CVL2"], run_every_op=run_every_op)
 
 
-def test_shapes_api_gives_rows_and_requirements():
+def test_shapes_api_gives_rows_and_requirements(run_every_op):
     stack = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.MaxPool2d(2), nn.Conv2d(8, 8, 3))
-    report = convlint.shapes(stack, input_shape=(1, 3, 64, 64))
+    report = convlint.shapes(stack, input_shape=(1, 3, 64, 64), run_every_op=run_every_op)
     assert [r["type"] for r in report["layers"]] == ["input", "Conv2d", "MaxPool2d", "Conv2d"]
     last = report["layers"][-1]
     assert last["size"][2:] == ["floor((H - 3)/4) - 1", "floor((W - 3)/4) - 1"] and last["shape"] == [1, 8, 14, 14]

@@ -31,10 +31,12 @@ def read_expected(path):
 
 
 @pytest.mark.parametrize("expected", CASES, ids=[os.path.basename(c)[: -len(".expected")] for c in CASES])
-def test_fixture_gives_exactly_its_expected_findings(expected, in_root):
+def test_fixture_gives_exactly_its_expected_findings(expected, in_root, run_every_op):
     source = expected[: -len(".expected")] + ".py"
     shapes, same, want = read_expected(expected)
-    result = engine.check_paths([os.path.relpath(source)], engine.Options(input_shapes=shapes, same=same))
+    result = engine.check_paths(
+        [os.path.relpath(source)], engine.Options(input_shapes=shapes, same=same, run_every_op=run_every_op)
+    )
     got = [f"{f.line}:{f.column} {f.code} {f.message}" for f in result.findings]
     assert all(f.path == os.path.relpath(source) for f in result.findings)
     assert got == want

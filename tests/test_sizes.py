@@ -152,11 +152,11 @@ def real_spatial(model, shape):
 
 
 @pytest.mark.parametrize("cls,example,others", CASES, ids=[c[0].__name__ for c in CASES])
-def test_graph_sizes_are_symbolic_everywhere_and_match_pytorch_at_other_sizes(cls, example, others):
+def test_graph_sizes_are_symbolic_everywhere_and_match_pytorch_at_other_sizes(cls, example, others, run_every_op):
     torch.manual_seed(0)
     model = cls()
     with engine.analysing(model) as meta:  # a copy on meta; the real model stays on the CPU
-        analysis = analyse(meta, [example])
+        analysis = analyse(meta, [example], run_every_op)
     result = analysis.sizes
     assert result.error is None and not result.mismatches and not result.transfer_errors
     assert not result.unknown_ops, [n.format_node() for n in result.unknown_ops]
@@ -171,7 +171,7 @@ def test_graph_sizes_are_symbolic_everywhere_and_match_pytorch_at_other_sizes(cl
         assert predicted == real[-ndim:] if len(real) == ndim else predicted == real, (spatial, out.dims)
 
 
-def test_untraceable_submodule_becomes_a_leaf_and_sizes_after_it_are_unknown():
+def test_untraceable_submodule_becomes_a_leaf_and_sizes_after_it_are_unknown(run_every_op):
     class Dynamic(nn.Module):
         def forward(self, x):
             if x.shape[-1] % 2:
@@ -190,13 +190,13 @@ def test_untraceable_submodule_becomes_a_leaf_and_sizes_after_it_are_unknown():
     traced = trace(Model())
     assert list(traced.leaves) == ["dynamic"]
     assert "control flow" in traced.leaves["dynamic"]
-    result = sizes.propagate(traced.graph_module, [(1, 1, 9, 9)])
+    result = sizes.propagate(traced.graph_module, [(1, 1, 9, 9)], run_every_op=run_every_op)
     out = result.shadows[next(n for n in traced.graph_module.graph.nodes if n.op == "output")]
     assert out.dims[2:] == (None, None)  # unknown from the leaf on, not a guess
     assert result.values[next(n for n in traced.graph_module.graph.nodes if n.op == "output")] == (1, 1, 9, 10)
 
 
-def test_a_wrong_formula_is_reported_as_a_mismatch_not_ignored(monkeypatch):
+def test_a_wrong_formula_is_reported_as_a_mismatch_not_ignored(monkeypatch, run_every_op):
     class Model(nn.Module):
         def __init__(self):
             super().__init__()
@@ -206,7 +206,7 @@ def test_a_wrong_formula_is_reported_as_a_mismatch_not_ignored(monkeypatch):
             return self.conv(x) + 1
 
     monkeypatch.setitem(sizes.transfer.MODULE_TRANSFERS, nn.Conv2d, lambda call: call.sargs[0])  # wrong on purpose
-    result = sizes.propagate(trace(Model()).graph_module, [(1, 1, 9, 9)])
+    result = sizes.propagate(trace(Model()).graph_module, [(1, 1, 9, 9)], run_every_op=run_every_op)
     assert [(m.node.name, m.axis, m.expected, m.actual) for m in result.mismatches] == [
         ("conv", 2, 7, 9),
         ("conv", 3, 7, 9),
@@ -274,13 +274,13 @@ class Interp(nn.Module):
     st.tuples(st.integers(24, 70), st.integers(24, 70)),
     st.lists(st.tuples(st.integers(1, 90), st.integers(1, 90)), min_size=3, max_size=3),
 )
-def test_random_stacks_symbolic_sizes_equal_pytorch(layers_, example, others):
+def test_random_stacks_symbolic_sizes_equal_pytorch(run_every_op, layers_, example, others):
     model = build([k for k, _ in layers_], [p for _, p in layers_])
     try:
         real_spatial(model, (1, 1, *example))  # must run at the example size
     except RuntimeError:
         return  # the stack does not run at the example size: nothing to compare
-    analysis = analyse(model, [(1, 1, *example)])
+    analysis = analyse(model, [(1, 1, *example)], run_every_op)
     result = analysis.sizes
     assert result.error is None and not result.mismatches and not result.transfer_errors, (model, result.mismatches)
     out = analysis.output
@@ -303,6 +303,7 @@ def test_random_stacks_symbolic_sizes_equal_pytorch(layers_, example, others):
         assert predicted == real, (model, spatial, out.dims)
 
 
+@pytest.mark.sets_mode
 def test_fast_path_gives_the_sizes_that_running_every_op_gives():
     """The default skips running activations, norms, merges, cat, adaptive pooling and
     interpolation on meta tensors; with run_every_op every op runs. Same result."""
@@ -327,6 +328,7 @@ def test_fast_path_gives_the_sizes_that_running_every_op_gives():
         assert results[0] == results[1], cls.__name__
 
 
+@pytest.mark.sets_mode
 def test_fast_path_still_reports_a_broken_merge():
 
     class Broken(nn.Module):
@@ -344,7 +346,7 @@ def test_fast_path_still_reports_a_broken_merge():
     )
 
 
-def test_an_untraceable_block_that_keeps_its_size_at_three_sizes_keeps_symbolic_sizes():
+def test_an_untraceable_block_that_keeps_its_size_at_three_sizes_keeps_symbolic_sizes(run_every_op):
     class Attention(nn.Module):
         """Control flow on a traced size: a leaf; but it keeps its input's size."""
 
@@ -370,7 +372,7 @@ def test_an_untraceable_block_that_keeps_its_size_at_three_sizes_keeps_symbolic_
 
     model = Model()
     with engine.analysing(model) as meta:
-        analysis = analyse(meta, [(1, 2, 33, 31)], by_execution=False)
+        analysis = analyse(meta, [(1, 2, 33, 31)], run_every_op, by_execution=False)
         calls = meta.attention.calls
     assert list(analysis.trace.leaves) == ["attention"]
     out = analysis.output

@@ -49,10 +49,10 @@ def runs(model, n):
 
 @SETTINGS
 @given(st.lists(LAYER, min_size=1, max_size=5))
-def test_predicted_smallest_input_agrees_with_pytorch(specs):
+def test_predicted_smallest_input_agrees_with_pytorch(run_every_op, specs):
     model = build(specs)
     with engine.analysing(model) as meta:
-        view, _, _ = engine.build_view(meta, [(1, 1, 4096)])
+        view, _, _ = engine.build_view(meta, [(1, 1, 4096)], run_every_op=run_every_op)
         predicted = view.smallest_input(view.symbols[0])
     assert predicted is not None
     assert runs(model, predicted), (model, predicted)
@@ -70,7 +70,7 @@ PROBE_LAYER = st.tuples(
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(PROBE_LAYER, min_size=1, max_size=4))
-def test_receptive_field_and_jump_match_a_gradient_probe(specs):
+def test_receptive_field_and_jump_match_a_gradient_probe(run_every_op, specs):
     layers = []
     for kind, k, s, d in specs:
         if kind == "conv":
@@ -82,7 +82,7 @@ def test_receptive_field_and_jump_match_a_gradient_probe(specs):
     model = nn.Sequential(*layers).double()
     size = 160
     with engine.analysing(model) as meta:
-        view, _, _ = engine.build_view(meta, [(1, 1, size, size)])
+        view, _, _ = engine.build_view(meta, [(1, 1, size, size)], run_every_op=run_every_op)
         fields = receptive.receptive_fields(view)
     out_node = [n for n in view.sizes.graph_module.graph.nodes if n.op == "output"][0].all_input_nodes[0]
     (rf_h, jump_h), (rf_w, jump_w) = fields[out_node]

@@ -301,11 +301,11 @@ CASES = [
 
 
 @pytest.mark.parametrize("cls,example,others", CASES, ids=[c[0].__name__ for c in CASES])
-def test_zoo_pattern_has_symbolic_sizes_that_match_pytorch(cls, example, others):
+def test_zoo_pattern_has_symbolic_sizes_that_match_pytorch(cls, example, others, run_every_op):
     torch.manual_seed(0)
     model = cls().eval()
     with engine.analysing(model) as meta:
-        analysis = analyse(meta, [example])
+        analysis = analyse(meta, [example], run_every_op)
     result = analysis.sizes
     assert result.error is None and not result.mismatches and not result.transfer_errors
     assert not result.unknown_ops, [n.format_node() for n in result.unknown_ops]
@@ -319,18 +319,18 @@ def test_zoo_pattern_has_symbolic_sizes_that_match_pytorch(cls, example, others)
 
 
 @pytest.mark.parametrize("cls,example,others", CASES, ids=[c[0].__name__ for c in CASES])
-def test_zoo_pattern_has_no_finding_at_any_size(cls, example, others):
+def test_zoo_pattern_has_no_finding_at_any_size(cls, example, others, run_every_op):
     for spatial in [example[2:], *others]:
-        findings = engine.check_model(cls(), [(*example[:2], *spatial)])
+        findings = engine.check_model(cls(), [(*example[:2], *spatial)], run_every_op=run_every_op)
         assert findings == [], (spatial, [f.message for f in findings])
 
 
-def test_run_time_same_padding_is_measured_not_taken_from_the_padding_attribute():
+def test_run_time_same_padding_is_measured_not_taken_from_the_padding_attribute(run_every_op):
     """padding=0 on the layer, yet the output is ceil(n / s): the layer is a leaf (its
     forward cannot be traced), so its size map is found by running it at one full period
     of sizes, and the shapes report shows the padding it really has."""
     with engine.analysing(TFStem()) as meta:
-        analysis = analyse(meta, [(1, 3, 64, 64)], by_execution=False)
+        analysis = analyse(meta, [(1, 3, 64, 64)], run_every_op, by_execution=False)
     assert set(analysis.trace.leaves) == {"stem", "pool", "dw", "even", "down"}
     geometry = {
         n.target: analysis.sizes.geometries.get(n)
@@ -341,7 +341,7 @@ def test_run_time_same_padding_is_measured_not_taken_from_the_padding_attribute(
     assert str(analysis.output.dims[2]) == "ceiling(H/8)"
 
 
-def test_a_conv_subclass_whose_own_forward_changes_sizes_otherwise_stays_unknown():
+def test_a_conv_subclass_whose_own_forward_changes_sizes_otherwise_stays_unknown(run_every_op):
     """Neither the layer's formula nor "same" fits: unknown from there on, never a guess
     (and no internal-consistency error)."""
 
@@ -360,7 +360,7 @@ def test_a_conv_subclass_whose_own_forward_changes_sizes_otherwise_stays_unknown
             return self.conv(x)
 
     with engine.analysing(Model()) as meta:
-        analysis = analyse(meta, [(1, 2, 21, 21)], by_execution=False)
+        analysis = analyse(meta, [(1, 2, 21, 21)], run_every_op, by_execution=False)
     assert list(analysis.trace.leaves) == ["conv"]
     assert not analysis.sizes.mismatches
     assert analysis.output.dims[2:] == (None, None)
@@ -395,9 +395,9 @@ class TwoScales(nn.Module):
         return a.mean((2, 3)) + b.mean((2, 3)), b
 
 
-def test_a_helper_function_that_stops_the_top_level_trace_becomes_a_leaf_node():
+def test_a_helper_function_that_stops_the_top_level_trace_becomes_a_leaf_node(run_every_op):
     with engine.analysing(TwoScales()) as meta:
-        analysis = analyse(meta, [(1, 3, 240, 200)], by_execution=False)
+        analysis = analyse(meta, [(1, 3, 240, 200)], run_every_op, by_execution=False)
     assert set(analysis.trace.leaves) == {f"{__name__}.resize_to()", f"{__name__}.normalise()"}
     assert "control flow" in analysis.trace.leaves[f"{__name__}.resize_to()"]
     assert scale_input is resize_to and globals()["resize_to"].__code__ is resize_to.__code__  # names restored
@@ -461,10 +461,10 @@ class ChannelsLastAndRouted(nn.Module):
         return self.routed(x, routing)
 
 
-def test_leaves_that_cache_tensors_are_channels_last_or_take_routing_weights_keep_symbolic_sizes():
+def test_leaves_that_cache_tensors_are_channels_last_or_take_routing_weights_keep_symbolic_sizes(run_every_op):
     model = ChannelsLastAndRouted().eval()
     with engine.analysing(model) as meta:
-        analysis = analyse(meta, [(1, 3, 64, 64)], by_execution=False)
+        analysis = analyse(meta, [(1, 3, 64, 64)], run_every_op, by_execution=False)
     assert set(analysis.trace.leaves) == {"attention", "routed"}
     result = analysis.sizes
     assert not result.mismatches and not result.unknown_ops
@@ -475,7 +475,7 @@ def test_leaves_that_cache_tensors_are_channels_last_or_take_routing_weights_kee
         assert tuple(sizes.evaluate_int(d, {h: spatial[0], w: spatial[1]}) for d in analysis.output.dims[2:]) == real
 
 
-def test_padding_given_as_a_list_is_a_padding_like_any_other():
+def test_padding_given_as_a_list_is_a_padding_like_any_other(run_every_op):
     """PyTorch accepts padding=[1, 1] (MViTv2's shortcut pooling); it gave CVL902."""
 
     class ListPadding(nn.Module):
@@ -487,7 +487,7 @@ def test_padding_given_as_a_list_is_a_padding_like_any_other():
         def forward(self, x):
             return self.pool(self.conv(x))
 
-    assert convlint.check(ListPadding, (1, 3, 33, 31)) == []
-    out = convlint.shapes(ListPadding, (1, 3, 33, 31))["layers"][-1]
+    assert convlint.check(ListPadding, (1, 3, 33, 31), run_every_op=run_every_op) == []
+    out = convlint.shapes(ListPadding, (1, 3, 33, 31), run_every_op=run_every_op)["layers"][-1]
     assert out["size"][2:] == ["floor((H - 1)/2) + 1", "floor((W - 1)/2) + 1"]
     assert out["shape"][2:] == list(ListPadding()(torch.zeros(1, 3, 33, 31)).shape[2:])

@@ -332,13 +332,13 @@ def input_shadow(shape: Sequence[int], names: Sequence[str]) -> tuple[SymTensor,
 
 
 def propagate(
-    graph_module: torch.fx.GraphModule, input_shapes: Sequence[Sequence[int]], *, run_every_op: Optional[bool] = None
+    graph_module: torch.fx.GraphModule, input_shapes: Sequence[Sequence[int]], *, run_every_op: bool = False
 ) -> SizeResult:
     """Sizes for every node, the inputs' spatial dims named L / H, W / D, H, W.
 
     A second input with the same spatial sizes as the first shares its symbols; one
     with other sizes gets its own (``H1``, ``W1``, ...). ``run_every_op``: see the module's
-    doc; None takes ``options.DEFAULT``'s.
+    doc (``convlint.options.Options`` carries it from the CLI, the configuration or the API).
     """
     shadows, symbols, seen = [], {}, {}
     for index, shape in enumerate(input_shapes):
@@ -353,10 +353,6 @@ def propagate(
         seen[spatial] = shadow.dims[len(shape) - ndim :]
         shadows.append(shadow)
         symbols.update(syms)
-    if run_every_op is None:
-        from convlint import options
-
-        run_every_op = options.DEFAULT.run_every_op
     prop = SizeProp(graph_module, shadows, symbols, run_every_op)
     prop.result.spatial_ndim = max(0, min(3, len(input_shapes[0]) - 2)) if input_shapes else 0
     inputs = [meta_input(shape) for shape in input_shapes]
