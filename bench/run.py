@@ -60,13 +60,13 @@ def measure(method: str, model_name: str, size: int) -> dict:
         findings = engine.check_model(model, [shape])
         assert not [f for f in findings if f.code.startswith("CVL9")], findings
     elif method in ("capture-fx", "capture-execution"):
-        import convlint.sizes  # noqa: F401  (both captures run inside convlint, which has it loaded)
+        from convlint import sizes  # both captures run inside convlint, which has it loaded
         from convlint.capture import execute, trace
 
         model = _build(model_name, "meta")
         start = time.perf_counter()  # capture and sizes: the model is built either way
-        traced = trace(model) if method == "capture-fx" else execute.capture(model, [shape])
-        convlint.sizes.propagate(traced.graph_module, [shape])
+        traced = trace(model) if method == "capture-fx" else execute.capture(model, [shape], sizes.PREDICTOR)
+        sizes.propagate(traced.graph_module, [shape])
     elif method == "shapeprop-meta":
         from torch.fx.passes.shape_prop import ShapeProp
 

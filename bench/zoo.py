@@ -104,14 +104,14 @@ def _conv_coverage(result) -> tuple[int, int]:
 
 
 def analyse(name, factory, shape, verify: bool = True) -> dict:
-    from convlint import engine, load
+    from convlint import common, engine, load
 
     start = time.perf_counter()
     record = {"model": name, "input": list(shape)}
     try:
         model = load.build(load.Candidate(name, "", 0, factory))
     except Exception as exc:
-        record.update(status="failed", reason=f"build: {load.describe(exc)}")
+        record.update(status="failed", reason=f"build: {common.describe(exc)}")
         return record
     with engine.analysing(model) as meta:
         view, _, input_error = engine.build_view(meta, [shape], name=name, path="<zoo>", line=1)
@@ -121,7 +121,7 @@ def analyse(name, factory, shape, verify: bool = True) -> dict:
         convs, symbolic = _conv_coverage(analysis.sizes)
     if analysis.error or input_error or (analysis.sizes is not None and analysis.sizes.error):
         status = "failed"
-        record["reason"] = analysis.error or input_error or load.describe(analysis.sizes.error[1])
+        record["reason"] = analysis.error or input_error or common.describe(analysis.sizes.error[1])
     else:
         status = "leaves" if leaves else "full"
     records = [{"code": f.code, "severity": f.severity, "module": f.module, "message": f.message} for f in findings]

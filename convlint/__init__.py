@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-__version__ = "0.1.0"
+from convlint.common import VERSION as __version__
 
 __all__ = ["assert_clean", "check", "same", "shapes", "__version__"]
 

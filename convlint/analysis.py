@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional, Sequence
 
@@ -17,9 +18,10 @@ import torch.nn as nn
 
 from convlint import layers, samesize, sizes
 from convlint.capture import Trace, execute, trace
-from convlint.load import describe
-from convlint.options import Shape, meta_input
+from convlint.common import Shape, describe, meta_input
 from convlint.samesize import AxisVerdict
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -80,7 +82,7 @@ def analyse(
         fx = Analysis(traced, sizes.propagate(traced.graph_module, input_shapes, run_every_op=run_every_op))
         fx_stopped = f"fx could not follow {', '.join(f'`{leaf}`' for leaf in traced.leaves)}"
     try:
-        executed = execute.capture(module, input_shapes)
+        executed = execute.capture(module, input_shapes, sizes.PREDICTOR)
     except Exception as exc:
         why = f"running it at the example input raised {describe(exc)}"
         if fx is not None:
@@ -182,8 +184,9 @@ def _executed_axis(module, shapes, i: int) -> Callable[[int], Optional[int]]:
                     meta_input(Shape(shape, getattr(shapes[0], "dtype", "float32"))),
                     *[meta_input(s) for s in shapes[1:]],
                 )
-        except Exception:
-            return None  # the block is not defined at this size: that is the answer
+        except Exception as exc:  # the block is not defined at this size: that is the answer
+            log.debug("%s raised at size %d of spatial dim %d: %s", type(module).__name__, n, i, describe(exc))
+            return None
         while isinstance(y, (tuple, list)):
             y = y[0]
         return int(y.shape[axis]) if isinstance(y, torch.Tensor) and y.dim() == len(shape) else None

@@ -9,7 +9,7 @@ import sys
 import warnings
 from typing import Optional, Sequence
 
-from convlint import __version__
+from convlint.common import VERSION
 
 EXIT_CLEAN, EXIT_FINDINGS, EXIT_ERROR = 0, 1, 2
 
@@ -25,13 +25,14 @@ def _analysis_flags(command: argparse.ArgumentParser) -> None:
         "-v",
         "--verbose",
         action="store_true",
-        help="also show the warnings raised while models were imported, built and run, and the models skipped",
+        help="also show the warnings raised while models were imported, built and run, the models skipped, "
+        "and what convlint caught and worked around on the way (a debug log)",
     )
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(prog="convlint", description="Static shape checker for PyTorch convolutions.")
-    parser.add_argument("--version", action="version", version=f"convlint {__version__}")
+    parser.add_argument("--version", action="version", version=f"convlint {VERSION}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     check = commands.add_parser("check", help="check model files or module:NAME targets")
@@ -298,6 +299,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Warnings from torch's import (its NumPy warning where numpy is absent), from the
     # user's code and from deprecations are not convlint's report: collected, and shown
     # on stderr only with --verbose.
+    if getattr(args, "verbose", False):
+        _debug_log()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -308,6 +311,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                     print(
                         f"convlint: note: {w.filename}:{w.lineno}: {w.category.__name__}: {w.message}", file=sys.stderr
                     )
+
+
+def _debug_log() -> None:
+    """What convlint caught and worked around (an op it ran instead of predicting, a model
+    built on the CPU because its constructor needs data) on stderr."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("convlint: debug: %(name)s: %(message)s"))
+    logger = logging.getLogger("convlint")
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
 
 
 def _run(args) -> int:

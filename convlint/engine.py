@@ -12,15 +12,18 @@ import copy
 import fnmatch
 import functools
 import inspect
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import Iterable, Iterator, Optional, Sequence
 
-from convlint import comments, load, registry, scan
+from convlint import comments, common, load, registry, scan
 from convlint.finding import ERROR, INFO, Finding, Related
 from convlint.options import Options, Shape
 from convlint.registry import Report, Rule
+
+log = logging.getLogger(__name__)
 
 # Default spatial sizes when no --input-shape is given (batch 1; channels from the
 # first convolution the input reaches).
@@ -172,7 +175,8 @@ def selected(code: str, select: Sequence[str], ignore: Sequence[str]) -> bool:
 def _forward_inputs(model) -> list[str]:
     try:
         params = inspect.signature(model.forward).parameters.values()
-    except (TypeError, ValueError):
+    except (TypeError, ValueError) as exc:  # a forward without a signature: one input
+        log.debug("%s.forward has no signature (%s): one input assumed", type(model).__name__, common.describe(exc))
         return ["input"]
     return [p.name for p in params if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
@@ -284,8 +288,8 @@ def _model_location(model, name: Optional[str], path: Optional[str], line: Optio
     try:
         path = path or inspect.getsourcefile(cls)
         line = line or inspect.getsourcelines(cls)[1]
-    except (OSError, TypeError):
-        pass
+    except (OSError, TypeError) as exc:  # a class without source: findings point at what is known
+        log.debug("no source for %s: %s", cls.__name__, common.describe(exc))
     return _Where(name or cls.__name__, path or "<unknown>", line or 1)
 
 
@@ -314,12 +318,12 @@ def report_finding(rule: Rule, report: Report, site, model: Optional[str] = None
     ``site`` (the report's own site wins)."""
     site = report.site or site
     related = tuple(
-        Related(load.relpath(s.path), s.line, s.column, s.end_line, s.end_column, text) for s, text in report.related
+        Related(common.relpath(s.path), s.line, s.column, s.end_line, s.end_column, text) for s, text in report.related
     )
     return Finding(
         code=rule.code,
         severity=report.severity or rule.severity,
-        path=load.relpath(site.path),
+        path=common.relpath(site.path),
         line=site.line,
         column=site.column,
         end_line=site.end_line,
@@ -367,13 +371,16 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
                 CVL904,
                 Report(
                     f"model `{view.name}` was not checked: on the input convlint inferred ({shapes}) it raised{at}"
-                    f"{line}: {load.describe(exc)}; declare its input with --input-shape "
+                    f"{line}: {common.describe(exc)}; declare its input with --input-shape "
                     "(or input-shape in its [tool.convlint] models entry)",
                     "",
                 ),
             )
             return
-        yield CVL901, Report(f"model `{view.name}` raised when run on meta tensors{at}: {load.describe(exc)}", "", site)
+        yield (
+            CVL901,
+            Report(f"model `{view.name}` raised when run on meta tensors{at}: {common.describe(exc)}", "", site),
+        )
     for m in result.mismatches:
         axis = f"dimension {m.axis}" if m.axis >= 0 else "value"
         yield (
@@ -390,7 +397,7 @@ def _engine_reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Re
         yield (
             CVL902,
             Report(
-                f"internal: size rule for {view.describe(node)} failed: {load.describe(exc)}",
+                f"internal: size rule for {view.describe(node)} failed: {common.describe(exc)}",
                 "",
                 view.site_of(node),
             ),
@@ -484,7 +491,7 @@ def check_model(
                 for report in rule.check(view):
                     findings.append(_finding(rule, report, view, where))
             except Exception as exc:  # one broken rule must not hide the others
-                report = Report(f"internal: rule {rule.code} crashed: {load.describe(exc)}", "")
+                report = Report(f"internal: rule {rule.code} crashed: {common.describe(exc)}", "")
                 findings.append(_finding(CVL902, report, view, where))
     if plan_here:
         findings = plan_fixes(findings, calls, rules)
@@ -580,7 +587,7 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
         try:
             traced, trace_error = trace(model), None
         except Exception as exc:
-            traced, trace_error = None, f"cannot be traced: {load.describe(exc)}"
+            traced, trace_error = None, f"cannot be traced: {common.describe(exc)}"
         try:
             shapes = infer_input_shapes(model, traced.graph_module if traced else None)
         except InputError as exc:
@@ -601,7 +608,7 @@ def _analyse_intent(view, run_every_op) -> None:
     the inputs each module saw (one more run of the model) for a layer that misses "same"
     (its message shows the example) or a block declared "same", which is then analysed on
     its own at that input."""
-    from convlint import analysis, capture, layers
+    from convlint import analysis, capture, layers, sizes
 
     blocks, missing = [], False
     for info in view.modules:
@@ -614,7 +621,7 @@ def _analyse_intent(view, run_every_op) -> None:
             missing = True
     if not blocks and not missing:
         return
-    view.inputs = capture.module_inputs(view.model, view.input_shapes)
+    view.inputs = capture.module_inputs(view.model, view.input_shapes, sizes.PREDICTOR)
     for info in blocks:
         if info.qualname not in view.blocks:
             shapes = view.module_inputs(info.qualname)
@@ -626,7 +633,7 @@ def _analyse_intent(view, run_every_op) -> None:
 
 def _excluded(patterns: Sequence[str]):
     def test(path: str) -> bool:
-        rel = load.relpath(path)
+        rel = common.relpath(path)
         return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(os.path.basename(path), p) for p in patterns)
 
     return test
@@ -752,7 +759,7 @@ def _build(candidate, item: Target, result: Result) -> tuple:
 
 
 def _not_built(candidate, exc: Exception) -> Finding:
-    report = Report(f"model `{candidate.name}` cannot be built: {load.describe(exc)}")
+    report = Report(f"model `{candidate.name}` cannot be built: {common.describe(exc)}")
     return report_finding(CVL901, report, _at(candidate.path, candidate.line), candidate.name)
 
 
@@ -789,7 +796,7 @@ def check_source(path: str, rules: Sequence[Rule]) -> list[Finding]:
         try:
             findings += [report_finding(rule, report, report.site) for report in rule.check_source(path)]
         except Exception as exc:  # one broken rule must not hide the others
-            report = Report(f"internal: rule {rule.code} crashed: {load.describe(exc)}")
+            report = Report(f"internal: rule {rule.code} crashed: {common.describe(exc)}")
             findings.append(report_finding(CVL902, report, _at(path)))
     return findings
 

@@ -18,6 +18,7 @@ import importlib
 import importlib.util
 import inspect
 import keyword
+import logging
 import os
 import sys
 import traceback
@@ -25,6 +26,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
 from convlint import scan, sites
+from convlint.common import describe, relpath
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -136,14 +140,6 @@ def parse_target(text: str, args=None, kwargs=None) -> TargetSpec:
     return spec
 
 
-def relpath(path: str) -> str:
-    try:
-        rel = os.path.relpath(path)
-    except ValueError:
-        return path
-    return path if rel.startswith("..") else rel
-
-
 def _error_site(exc: BaseException, path: str) -> tuple[int, int]:
     """The line in ``path`` closest to where ``exc`` was raised."""
     if isinstance(exc, SyntaxError) and exc.filename and os.path.abspath(exc.filename) == os.path.abspath(path):
@@ -153,11 +149,6 @@ def _error_site(exc: BaseException, path: str) -> tuple[int, int]:
         if os.path.abspath(frame.filename) == os.path.abspath(path):
             line = frame.lineno or line
     return line, 1
-
-
-def describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def _module_name(path: str) -> tuple[str, str]:
@@ -436,7 +427,8 @@ def build(candidate: Candidate):
                 model = candidate.factory()
         except DownloadRefused:
             raise
-        except Exception:
+        except Exception as exc:  # a constructor that needs real data: built on the CPU
+            log.debug("%s: built on the CPU, on meta its constructor raised %s", candidate.name, describe(exc))
             model = candidate.factory().to("meta")
     if not isinstance(model, nn.Module):
         raise NotAModel(f"{candidate.name} returned {type(model).__name__}, not an nn.Module")

@@ -5,28 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from convlint.common import Shape
 
-class Shape(tuple):
-    """An example input's shape, and its dtype when it is not float32 (class labels,
-    timesteps, token ids: ``1:int64``)."""
-
-    dtype: str = "float32"
-
-    def __new__(cls, sizes, dtype: str = "float32") -> "Shape":
-        shape = super().__new__(cls, tuple(sizes))
-        shape.dtype = dtype
-        return shape
-
-    def empty(self):
-        """A meta tensor of this shape and dtype."""
-        import torch
-
-        return torch.empty(tuple(self), device="meta", dtype=getattr(torch, self.dtype))
-
-
-def meta_input(shape):
-    """A meta tensor for an example input (a ``Shape``, or a plain tuple: float32)."""
-    return shape.empty() if isinstance(shape, Shape) else Shape(shape).empty()
+__all__ = ["Options", "Shape"]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import functools
 import os
 from typing import Optional
 
-from convlint import __version__
+from convlint.common import VERSION
 
 SEVERITIES = {"error": 1, "warning": 2, "info": 3}  # lsprotocol's DiagnosticSeverity values
 
@@ -189,7 +189,7 @@ def build_server(timeout: float = 120.0):
 
     from convlint import worker
 
-    server = LanguageServer("convlint", __version__, text_document_sync_kind=types.TextDocumentSyncKind.Full)
+    server = LanguageServer("convlint", VERSION, text_document_sync_kind=types.TextDocumentSyncKind.Full)
     checker = Checker()
 
     @server.feature(types.INITIALIZE)

@@ -9,6 +9,7 @@ killed at its time limit, one that crashes ends only its child; the server goes 
 from __future__ import annotations
 
 import gc
+import logging
 import os
 import pickle
 import select
@@ -17,6 +18,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -54,8 +57,8 @@ def warm() -> None:
         model = Warm()
     try:
         engine.check_model(model, ((1, 3, 32, 32),))
-    except Exception:  # warming is an optimisation: never a reason not to serve
-        pass
+    except Exception as exc:  # warming is an optimisation: never a reason not to serve
+        log.warning("warming the server's check failed: %s: %s", type(exc).__name__, exc)
     # What is alive now lives as long as the server: the garbage collector need not walk it,
     # and a child that did would touch, and so copy, every page it shares with the server.
     gc.freeze()

@@ -28,8 +28,7 @@ import dataclasses
 import inspect
 import math
 import operator
-from types import SimpleNamespace
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import torch
 import torch.fx
@@ -38,8 +37,7 @@ from torch.overrides import TorchFunctionMode
 
 from convlint import sites
 from convlint.capture.fx import Trace
-from convlint.options import meta_input
-from convlint.sizes import interpreter
+from convlint.common import describe, meta_input
 
 # Tensor dunder methods recorded as the operator fx would use.
 _DUNDERS = {
@@ -49,6 +47,19 @@ _DUNDERS = {
 }
 # Tensor properties whose value is not a tensor and does not depend on the input's sizes.
 _PLAIN_PROPERTIES = {"ndim", "dtype", "device", "is_cuda", "requires_grad", "layout", "is_meta", "names"}
+
+
+class Predictor(Protocol):
+    """What the capture may ask of the sizes stage, passed in by the caller (the sizes
+    stage comes after the capture and the capture does not import it). Without one,
+    every op is run on meta tensors."""
+
+    def output(self, op: str, target: Any, module: Optional[nn.Module], args: tuple, kwargs: dict) -> Any:
+        """An op's output predicted from its sizes, without running it; None: run it."""
+
+    def merge_stand_in(self, op: str, target: Any, args: tuple, kwargs: dict) -> Any:
+        """What a merge of mismatched sizes stands for, so that the capture goes on; None:
+        it is no such merge."""
 
 
 class _SizeNumber:
@@ -154,8 +165,9 @@ def _plain(value: Any) -> Any:
 class _Recorder(TorchFunctionMode):
     """Records every op run while it is active into ``graph``."""
 
-    def __init__(self, root: nn.Module) -> None:
+    def __init__(self, root: nn.Module, predictor: Optional[Predictor]) -> None:
         super().__init__()
+        self.predictor = predictor
         self.graph = torch.fx.Graph()
         self.attrs: dict[str, Any] = {}  # get_attr / call_module targets -> object
         self.guards: list = []
@@ -272,11 +284,12 @@ class _Recorder(TorchFunctionMode):
         else:
             op, target = "call_function", func
         try:
-            out = _run(op, target, None, lambda: func(*_plain(args), **_plain(kwargs)), args, kwargs)
+            out = self.run(op, target, None, lambda: func(*_plain(args), **_plain(kwargs)), args, kwargs)
         except Exception:
             # A merge of mismatched sizes (CVL301's bug) must not end the capture: go on
             # as the sizes stage does, which meets the same error there and reports it.
-            out = interpreter.merge_stand_in(SimpleNamespace(op=op, target=target), _plain(args), _plain(kwargs))
+            stand_in = self.predictor.merge_stand_in if self.predictor is not None else None
+            out = stand_in(op, target, _plain(args), _plain(kwargs)) if stand_in is not None else None
             if out is None:
                 raise
         node = self.create(op, target, args, kwargs)
@@ -315,40 +328,23 @@ class _Recorder(TorchFunctionMode):
                 self.stack.pop()
         self.suspended += 1
         try:
-            out = _run("call_module", None, module, lambda: call(module, *_plain(args), **_plain(kwargs)), args, kwargs)
+            out = self.run(
+                "call_module", None, module, lambda: call(module, *_plain(args), **_plain(kwargs)), args, kwargs
+            )
         finally:
             self.suspended -= 1
         name = self.modules[id(module)]
         self.attrs[name] = module
         return self.bind(out, self.create("call_module", name, args, kwargs))
 
-
-def _run(op: str, target: Any, module: Optional[nn.Module], run: Callable, args: tuple, kwargs: dict) -> Any:
-    """An op's output: predicted from its transfer function where the sizes stage may
-    (activations, norms, merges, cat, adaptive pooling: running those on meta tensors
-    imports torch._dynamo, a second per process) and for conv and pooling layers (the
-    sizes stage runs those and checks their formula), else run on meta tensors."""
-    from convlint import layers
-    from convlint.sizes import interpreter, transfer
-    from convlint.sizes.symbolic import constant_shadow
-
-    # Conv and pooling layers too: their formula is exact, and the sizes stage runs them.
-    layer = module is not None and layers.geometry_of(module) is not None
-    if interpreter.is_fast(op, target, module) or layer:
-        fn = transfer.for_module(module) if module is not None else transfer.for_function(target)
-        if op == "call_method":
-            fn = transfer.for_method(target)
-        if fn is not None:
-            plain_args, plain_kwargs = _plain(args), _plain(kwargs)
-            call = transfer.Call(
-                None, target, tuple(plain_args), dict(plain_kwargs),
-                constant_shadow(tuple(plain_args)), {k: constant_shadow(v) for k, v in plain_kwargs.items()},
-                None, module,
-            )  # fmt: skip
-            predicted = interpreter.predict(fn, call, {})
+    def run(self, op: str, target: Any, module: Optional[nn.Module], run: Callable, args: tuple, kwargs: dict) -> Any:
+        """An op's output: predicted where the predictor can (running activations, norms,
+        merges on meta tensors imports torch._dynamo, a second per process), else run."""
+        if self.predictor is not None:
+            predicted = self.predictor.output(op, target, module, tuple(_plain(args)), dict(_plain(kwargs)))
             if predicted is not None:
-                return predicted[1]
-    return run()
+                return predicted
+        return run()
 
 
 class _IntMeta(type):
@@ -461,24 +457,24 @@ def _run_recorded(recorder: "_Recorder", module: nn.Module, input_shapes: Sequen
         nn.Module.__call__ = original
 
 
-def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> Trace:
+def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]], predictor: Optional[Predictor] = None) -> Trace:
     """Run ``module`` on meta tensors of ``input_shapes`` and record what it does.
 
     Raises what the model raises: a model that does not run at the example input has no
     graph to record."""
-    recorder = _Recorder(module)
+    recorder = _Recorder(module, predictor)
     out = _run_recorded(recorder, module, input_shapes)
     recorder.graph.output(_outputs(recorder, out))
     graph_module = torch.fx.GraphModule(recorder.attrs, recorder.graph, type(module).__name__)
     return Trace(graph_module, {}, method="execution", guards=recorder.guards)
 
 
-def module_inputs(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> tuple[dict, Optional[str]]:
+def module_inputs(
+    module: nn.Module, input_shapes: Sequence[Sequence[int]], predictor: Optional[Predictor] = None
+) -> tuple[dict, Optional[str]]:
     """The shapes of the tensors each module (by qualified name) was first called with,
     from one recorded run; and why the run stopped early, if it did."""
-    from convlint.load import describe
-
-    recorder = _Recorder(module)
+    recorder = _Recorder(module, predictor)
     try:
         _run_recorded(recorder, module, input_shapes)
     except Exception as exc:

@@ -20,7 +20,7 @@ import torch.fx
 import torch.nn as nn
 
 from convlint import sites
-from convlint.load import describe
+from convlint.common import describe
 
 
 @dataclass

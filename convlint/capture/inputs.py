@@ -14,10 +14,11 @@ class ModuleInputs:
     stopped: Optional[str] = None  # why the run stopped early: modules after that point are missing
 
 
-def module_inputs(model: nn.Module, input_shapes: Sequence[Sequence[int]]) -> ModuleInputs:
+def module_inputs(model: nn.Module, input_shapes: Sequence[Sequence[int]], predictor=None) -> ModuleInputs:
     """One run of the model on meta tensors, watched as the execution capture watches it
-    (the ops whose sizes the transfer functions give are not run: no torch._dynamo import)."""
+    (with the sizes stage's predictor, the ops whose sizes it gives are not run: no
+    torch._dynamo import)."""
     from convlint.capture import execute
 
-    shapes, stopped = execute.module_inputs(model, input_shapes)
+    shapes, stopped = execute.module_inputs(model, input_shapes, predictor)
     return ModuleInputs(shapes, stopped)

@@ -151,7 +151,7 @@ def argument(node, name: str, index: Optional[int], strict: bool = False):
 def find_call(site) -> CallRef:
     import libcst as cst
 
-    from convlint.load import relpath
+    from convlint.common import relpath
 
     source = read_source(relpath(site.path))
     wrapper, positions = source.parsed()

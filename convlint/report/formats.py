@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from convlint import __version__
+from convlint.common import VERSION
 from convlint.finding import Finding
 
 
@@ -169,8 +169,8 @@ def sarif(findings: Sequence[Finding], context: Context = Context()) -> str:
         results.append(result)
     driver = {
         "name": "convlint",
-        "version": __version__,
-        "semanticVersion": __version__,
+        "version": VERSION,
+        "semanticVersion": VERSION,
         "informationUri": "https://pypi.org/project/convlint/",
         "rules": [
             {

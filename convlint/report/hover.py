@@ -4,7 +4,7 @@ size map, its sizes at the example input, and its receptive field and jump."""
 
 from __future__ import annotations
 
-from convlint import layers, load, pretty, samesize
+from convlint import common, layers, pretty, samesize
 
 
 def _shape(value) -> str:
@@ -50,7 +50,7 @@ def entries(views) -> list[dict]:
             for site in {s for s in sites if s is not None}:
                 found.append(
                     {
-                        "path": load.relpath(site.path),
+                        "path": common.relpath(site.path),
                         "line": site.line,
                         "column": site.column,
                         "end_line": site.end_line,

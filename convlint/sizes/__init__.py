@@ -4,12 +4,14 @@
 - ``transfer``: the transfer-function registry and what a transfer function sees;
 - ``conv``, ``resample``, ``elementwise``, ``views``: the transfer functions, by family;
 - ``probe``: sizes of a leaf, measured by running it at a few sizes;
-- ``interpreter``: ``SizeProp``, the fx interpreter that runs a graph and records both.
+- ``interpreter``: ``SizeProp``, the fx interpreter that runs a graph and records both;
+- ``predictor``: what the capture stage is handed to predict ops instead of running them.
 """
 
 from convlint.sizes import conv, elementwise, resample, views  # noqa: F401  (registers the transfer functions)
 from convlint.sizes.elementwise import cat_dim, is_cat, is_merge, merge_operands
 from convlint.sizes.interpreter import Mismatch, SizeResult, propagate
+from convlint.sizes.predictor import PREDICTOR
 from convlint.sizes.symbolic import (
     SPATIAL_NAMES,
     Dim,
@@ -23,6 +25,7 @@ from convlint.sizes.symbolic import (
 from convlint.sizes.transfer import apply_geometry
 
 __all__ = [
+    "PREDICTOR",
     "SPATIAL_NAMES",
     "Dim",
     "Mismatch",

@@ -25,6 +25,7 @@ from convlint.sizes.transfer import (
     for_functions,
     for_methods,
     for_modules,
+    shape_preserving,
 )
 
 # ---------------------------------------------------------------- merges
@@ -84,6 +85,7 @@ def _flat(args: Sequence[Any], kwargs: dict) -> list:
     return list(args) + list(kwargs.values())
 
 
+@shape_preserving
 def same_shape(call: Call) -> Any:
     """Elementwise ops, activations, norms: operands broadcast, sizes pass through."""
     pairs = zip(_flat(call.args, call.kwargs), _flat(call.sargs, call.skwargs))

@@ -15,6 +15,7 @@ second each process); when on, every op runs and the self-check covers them too.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -22,11 +23,13 @@ import sympy
 import torch
 import torch.fx
 
-from convlint.options import meta_input
+from convlint.common import describe, meta_input
 from convlint.sizes import probe, transfer
 from convlint.sizes.elementwise import is_cat, is_merge, merge_operands
 from convlint.sizes.symbolic import SPATIAL_NAMES, SymTensor, constant_shadow, evaluate_int, has_symbols, symbol
 from convlint.sizes.transfer import Call, Unpredictable
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -273,8 +276,9 @@ def predict(fn: transfer.Transfer, call: Call, symbols: dict) -> Optional[tuple]
         shadow = fn(call)
     except Unpredictable:
         return None
-    except Exception:
-        return None  # the op itself would raise: run it, so its own error is kept
+    except Exception as exc:  # the op itself would raise: run it, so its own error is kept
+        log.debug("predicting %s raised %s; the op is run instead", call.target, describe(exc))
+        return None
     dtype = tensors[0].dtype
     for t in tensors[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
@@ -311,8 +315,9 @@ def _on_cpu(module, args, kwargs) -> Any:
         runnable = copy.deepcopy(module).to_empty(device="cpu")
         with torch.no_grad():
             out = runnable(*torch.fx.node.map_aggregate(args, to_cpu), **torch.fx.node.map_aggregate(kwargs, to_cpu))
-    except Exception:
-        return None  # the caller raises the meta error, the one that explains it
+    except Exception as exc:  # the caller raises the meta error, the one that explains it
+        log.debug("%s did not run on the CPU either: %s", type(module).__name__, describe(exc))
+        return None
     return torch.fx.node.map_aggregate(out, to_meta)
 
 

@@ -26,8 +26,8 @@ import torch
 import torch.nn as nn
 
 from convlint import layers
+from convlint.common import describe
 from convlint.formulas import cdiv, fdiv
-from convlint.load import describe
 from convlint.sizes.symbolic import SymTensor, constant_shadow, has_symbols
 from convlint.sizes.transfer import Call, geometry_call
 

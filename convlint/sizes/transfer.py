@@ -105,25 +105,32 @@ _SHAPE_PRESERVING_MODULE_FILES = {
 SHAPE_PRESERVING_NAMES = {"stochastic_depth", "drop_path", "drop_block_2d", "drop_block_fast_2d"}
 
 
-def for_module(module: nn.Module) -> Optional[Transfer]:
-    from convlint.sizes.elementwise import same_shape
+# The transfer of an op that keeps its input's shape (elementwise, activations, norms),
+# registered by the module that writes it (``elementwise``) with ``@shape_preserving``.
+_SHAPE_PRESERVING: list[Transfer] = []
 
+
+def shape_preserving(fn: Transfer) -> Transfer:
+    """Register ``fn`` as the transfer of every shape-preserving op known by file or name."""
+    _SHAPE_PRESERVING[:] = [fn]
+    return fn
+
+
+def for_module(module: nn.Module) -> Optional[Transfer]:
     for cls in type(module).__mro__:
         if cls in MODULE_TRANSFERS:
             # A subclass with its own forward (timm's Conv2dSame pads at run time) is not
             # the layer the transfer describes: it is a leaf for the probe to measure.
             return MODULE_TRANSFERS[cls] if type(module).forward is cls.forward else None
     if type(module).__module__ in _SHAPE_PRESERVING_MODULE_FILES and not isinstance(module, nn.MultiheadAttention):
-        return same_shape
+        return _SHAPE_PRESERVING[0]
     return None
 
 
 def for_function(target: Any) -> Optional[Transfer]:
-    from convlint.sizes.elementwise import same_shape
-
     found = FUNCTION_TRANSFERS.get(target)
     if found is None and getattr(target, "__name__", None) in SHAPE_PRESERVING_NAMES:
-        return same_shape
+        return _SHAPE_PRESERVING[0]
     if found is None and isinstance(target, type) and dataclasses.is_dataclass(target):
         return record  # a model's output record, built in forward
     return found

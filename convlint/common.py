@@ -1,0 +1,50 @@
+"""Leaf utilities that every stage may use: the version, how an exception reads in a
+message, paths as findings show them, an example input as a meta tensor.
+
+It imports nothing of convlint (the architecture contract in ``pyproject.toml`` keeps it
+so), and torch only inside the function that needs it.
+"""
+
+from __future__ import annotations
+
+import os
+
+VERSION = "0.1.0"
+
+
+def describe(exc: BaseException) -> str:
+    """``TypeError: first line of the message``: an exception as one line of a finding."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def relpath(path: str) -> str:
+    """A path relative to the working directory when it is below it, else as given."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive (Windows): the path as given is the answer
+        return path
+    return path if rel.startswith("..") else rel
+
+
+class Shape(tuple):
+    """An example input's shape, and its dtype when it is not float32 (class labels,
+    timesteps, token ids: ``1:int64``)."""
+
+    dtype: str = "float32"
+
+    def __new__(cls, sizes, dtype: str = "float32") -> "Shape":
+        shape = super().__new__(cls, tuple(sizes))
+        shape.dtype = dtype
+        return shape
+
+    def empty(self):
+        """A meta tensor of this shape and dtype."""
+        import torch
+
+        return torch.empty(tuple(self), device="meta", dtype=getattr(torch, self.dtype))
+
+
+def meta_input(shape):
+    """A meta tensor for an example input (a ``Shape``, or a plain tuple: float32)."""
+    return shape.empty() if isinstance(shape, Shape) else Shape(shape).empty()
