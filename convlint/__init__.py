@@ -72,7 +72,8 @@ def check(
         # A bare torch container has no source of the user's: point at this call instead.
         caller = sites.frame_site(sys._getframe(1))
         path, line = (caller.path, caller.line) if caller else (None, None)
-    return engine.check_model(model, shapes, same=same, path=path, line=line, run_every_op=run_every_op)
+    options = engine.Options(same=tuple(same), run_every_op=run_every_op)
+    return engine.check_model(model, shapes, options=options, path=path, line=line)
 
 
 def assert_clean(

@@ -24,9 +24,10 @@ def _analysis_flags(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "-v",
         "--verbose",
-        action="store_true",
-        help="also show the warnings raised while models were imported, built and run, the models skipped, "
-        "and what convlint caught and worked around on the way (a debug log)",
+        action="count",
+        default=0,
+        help="also show the warnings raised while models were imported, built and run, and the models skipped; "
+        "-vv also what convlint caught and worked around on the way (a debug log)",
     )
 
 
@@ -81,9 +82,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     return parser, {"check": check, "shapes": shapes, "rules": rules, "server": server}
 
 
-def _codes(text: Optional[str], default: Sequence[str]) -> tuple[str, ...]:
+def _codes(text: Optional[str]) -> Optional[tuple[str, ...]]:
+    """``--select CVL1,cvl302`` -> ("CVL1", "CVL302"); None when not given."""
     if text is None:
-        return tuple(default)
+        return None
     return tuple(c.strip().upper() for c in text.split(",") if c.strip())
 
 
@@ -99,15 +101,14 @@ def _check(args) -> int:
 
     from convlint import engine, report
 
-    options = engine.Options(
-        input_shapes=shapes or config.input_shapes,
-        same=tuple(config.same) + tuple(args.same),
-        select=_codes(args.select, config.select),
-        ignore=_codes(args.ignore, config.ignore),
-        exclude=config.exclude,
-        run_every_op=args.run_every_op or config.run_every_op,
+    options = config.options(
+        input_shapes=shapes,
+        same=tuple(args.same),
+        select=_codes(args.select),
+        ignore=_codes(args.ignore),
+        run_every_op=args.run_every_op,
     )
-    configured = [engine.Target(e.target, e.input_shapes, e.args, e.kwargs) for e in config.models]
+    configured = config.targets()
     targets, cache = list(args.targets) or configured, None
     if args.targets and configured:
         # File names with models configured (a pre-commit hook): the files themselves, and
@@ -227,7 +228,7 @@ def _shapes(args) -> int:
 
     try:
         config = config_mod.load(args.config)
-        shapes = tuple(config_mod.parse_shape(s) for s in args.input_shape) or config.input_shapes
+        shapes = tuple(config_mod.parse_shape(s) for s in args.input_shape)
     except config_mod.ConfigError as exc:
         print(f"convlint: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -235,13 +236,18 @@ def _shapes(args) -> int:
 
     result = engine.Result()
     views = []
-    every_op = args.run_every_op or config.run_every_op
-    options = engine.Options(input_shapes=shapes, same=config.same, exclude=config.exclude, run_every_op=every_op)
+    options = config.options(input_shapes=shapes, run_every_op=args.run_every_op)
     with _report_only_stdout():
         for candidate, model, _shapes, _target, _files in engine.built_models(args.targets, options, result):
             with engine.analysing(model) as model:
                 view, _, _ = engine.build_view(
-                    model, shapes, name=candidate.name, path=candidate.path, line=candidate.line, run_every_op=every_op
+                    model,
+                    options.input_shapes,
+                    same=options.same,
+                    name=candidate.name,
+                    path=candidate.path,
+                    line=candidate.line,
+                    run_every_op=options.run_every_op,
                 )
                 views.append(view)
     sys.stdout.write((report.shapes_json if args.format == "json" else report.shapes_text)(views))
@@ -299,7 +305,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # Warnings from torch's import (its NumPy warning where numpy is absent), from the
     # user's code and from deprecations are not convlint's report: collected, and shown
     # on stderr only with --verbose.
-    if getattr(args, "verbose", False):
+    if getattr(args, "verbose", 0) >= 2:
         _debug_log()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

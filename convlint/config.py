@@ -36,6 +36,35 @@ class Config:
     run_every_op: bool = False
     extra: dict = field(default_factory=dict)
 
+    def options(
+        self,
+        *,
+        input_shapes: tuple = (),
+        same: tuple = (),
+        select: Optional[tuple] = None,
+        ignore: Optional[tuple] = None,
+        run_every_op: bool = False,
+    ):
+        """The run's ``Options``: this configuration, with the command line's on top (its
+        shapes and select/ignore replace the configuration's, its same globs add to them,
+        its --run-every-op turns the mode on)."""
+        from convlint.options import Options
+
+        return Options(
+            input_shapes=tuple(input_shapes) or self.input_shapes,
+            same=self.same + tuple(same),
+            select=self.select if select is None else tuple(select),
+            ignore=self.ignore if ignore is None else tuple(ignore),
+            exclude=self.exclude,
+            run_every_op=run_every_op or self.run_every_op,
+        )
+
+    def targets(self) -> list:
+        """The configured models (``models = [...]``), each a ``Target`` with its own shapes."""
+        from convlint.targets import Target
+
+        return [Target(e.target, e.input_shapes, e.args, e.kwargs) for e in self.models]
+
 
 def _strings(key: str, value) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):

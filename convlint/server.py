@@ -93,19 +93,9 @@ class Checker:
 
     def options_and_models(self):
         from convlint import config as config_mod
-        from convlint import engine
 
         config = config_mod.load(start=self.root or ".")
-        options = engine.Options(
-            input_shapes=config.input_shapes,
-            same=config.same,
-            select=config.select,
-            ignore=config.ignore,
-            exclude=config.exclude,
-            run_every_op=config.run_every_op,
-        )
-        models = [engine.Target(e.target, e.input_shapes, e.args, e.kwargs) for e in config.models]
-        return config, options, models
+        return config, config.options(), config.targets()
 
     def diagnostics(self, uri: str, outcome) -> dict[str, list]:
         """What a check's outcome publishes: diagnostics per file (the checked one always,

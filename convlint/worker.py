@@ -78,11 +78,10 @@ def _child(targets: Sequence, options, cache_root: Optional[str]) -> Outcome:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             cache = usage.Cache(cache_root) if cache_root else None
-            views: list = []
-            result = engine.check_paths(targets, options, cache, views)
+            result = engine.check_paths(targets, options, cache, keep_views=True)
             if cache is not None:
                 cache.save()
-            hovers = hover.entries(views)
+            hovers = hover.entries(result.views)
         return Outcome([f.to_dict() for f in result.findings], hovers)
     except BaseException as exc:  # convlint's own failure: said, not a dead worker
         return Outcome(error=f"convlint failed: {type(exc).__name__}: {exc}")

@@ -321,7 +321,9 @@ def test_zoo_pattern_has_symbolic_sizes_that_match_pytorch(cls, example, others,
 @pytest.mark.parametrize("cls,example,others", CASES, ids=[c[0].__name__ for c in CASES])
 def test_zoo_pattern_has_no_finding_at_any_size(cls, example, others, run_every_op):
     for spatial in [example[2:], *others]:
-        findings = engine.check_model(cls(), [(*example[:2], *spatial)], run_every_op=run_every_op)
+        findings = engine.check_model(
+            cls(), [(*example[:2], *spatial)], options=engine.Options(run_every_op=run_every_op)
+        )
         assert findings == [], (spatial, [f.message for f in findings])
 
 

@@ -1,0 +1,220 @@
+"""The engine's own findings, documented like rules and listed by ``convlint rules``:
+CVL900 a file or target not imported, CVL901 a model not built or analysed, CVL902
+convlint's own error, CVL903 sizes not followed past an op, CVL904 a model not checked;
+and when a model's analysis gives them."""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from convlint import common
+from convlint.finding import ERROR, INFO
+from convlint.registry import Report, Rule
+
+CVL900 = Rule(
+    "CVL900",
+    "import-error",
+    ERROR,
+    "A file or target could not be imported",
+    doc="""\
+## What it does
+Reports a model file or `module:NAME` target that fails to import (a syntax error, a
+missing dependency, an exception at import time), at the line that failed.
+
+## Why is this bad?
+Nothing in that file was checked. The other files are still checked.
+
+## Fix
+Make the file importable from the directory convlint runs in (install its
+dependencies; run from the project root).
+""",
+)
+CVL901 = Rule(
+    "CVL901",
+    "model-not-analysed",
+    ERROR,
+    "A model could not be built, traced or run on meta tensors",
+    doc="""\
+## What it does
+Reports a model whose sizes convlint could not work out: its constructor raised, its
+input shape cannot be inferred, its `forward` could not be traced at all, or it raised
+when run on meta tensors (a size mismatch at a merge, say). The message gives the reason
+and, where it can, the line in `forward`. Rules that need only a layer's own settings
+(CVL101, CVL102) still run on every layer the model built.
+
+## Why is this bad?
+Whole-model checks were skipped for this model.
+
+## Fix
+Follow the reason: pass `--input-shape` for inputs that cannot be inferred, or fix the
+error the model raises.
+""",
+)
+CVL902 = Rule(
+    "CVL902",
+    "internal-error",
+    ERROR,
+    "convlint's symbolic sizes disagree with PyTorch, or a rule crashed",
+    doc="""\
+## What it does
+Reports a bug in convlint: at the example input, a symbolic size did not evaluate to the
+size PyTorch computed on meta tensors, or a rule raised. The dimension is treated as
+unknown from there on, so no other finding rests on the wrong formula.
+
+## Fix
+Please report it with the model. `--ignore CVL902` hides it meanwhile.
+""",
+)
+CVL903 = Rule(
+    "CVL903",
+    "sizes-not-followed",
+    INFO,
+    "Sizes could not be followed past an op: the convolutions after it were checked at the example size only",
+    doc="""\
+## What it does
+Reports an op or submodule whose output sizes convlint could not follow as expressions
+of the input's sizes (a block whose `forward` reads data, `.item()`; an op convlint has
+no size rule for), at the line that calls it, with how many convolutions after it (or
+inside it) were therefore checked at the example input size only, not for every size.
+
+## Why is this bad?
+"All checks passed" is a claim about every convolution for every input size. Past this
+point it holds at the example size only; this finding says so instead of passing
+silently. The summary counts the convolutions checked each way.
+
+## Fix
+Nothing is wrong with the model. Where you can, keep sizes out of data-dependent
+control flow; or check the model at each input size you use (`--input-shape`).
+""",
+)
+CVL904 = Rule(
+    "CVL904",
+    "model-not-checked",
+    INFO,
+    "A model in a checked file was not checked: its constructor needs arguments, or its input could not be inferred",
+    doc="""\
+## What it does
+Reports a model class (or `hubconf.py` entry) that convlint found but did not check, at
+its definition, with the reason: its constructor needs arguments (`UNet(n_channels,
+n_classes)`; convlint never invents them), or the input convlint inferred from the first
+convolution made the model raise for a reason the size analysis does not explain (a
+channel or rank mismatch: the guess was wrong, not the model). A class that a checked
+model in the same run builds (a block of that model) is checked through it and is not
+reported.
+
+## Why is this bad?
+Nothing is wrong with the model, but nothing was checked either. The finding is
+information, so a file of building blocks never fails a commit, while a CI log shows
+what was skipped; the summary says `No model was checked` when nothing was.
+
+## Fix
+Tell convlint how the model is built: the message gives the line to add to
+`[tool.convlint] models` (`"unet.unet_model:UNet(3, 2)"`, or a table with `args`,
+`kwargs` and `input-shape`), or check it on the command line with a call target,
+`convlint check 'unet/unet_model.py:UNet(3, 2)'`, and `--input-shape` where the input
+cannot be inferred.
+""",
+)
+ENGINE_RULES = (CVL900, CVL901, CVL902, CVL903, CVL904)
+
+
+def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
+    from convlint.pretty import show
+
+    analysis = view.analysis
+    if input_error:
+        yield CVL904, Report(f"model `{view.name}` was not checked: {input_error}", "")
+        return
+    if analysis.error:
+        yield CVL901, Report(f"model `{view.name}` {analysis.error}; only layer-level rules ran", "")
+        return
+    result = analysis.sizes
+    if result.error is not None and not _explained(view, result.error[0]):
+        node, exc = result.error
+        site = view.site_of(node) if node is not None else None
+        at = f" at {view.describe(node)}" if node is not None else ""
+        if view.inferred_input:
+            # A channel or rank mismatch at an input convlint guessed says the guess was
+            # wrong, not the model: information, with the way to declare it.
+            line = f" (line {site.line})" if site is not None else ""
+            shapes = ", ".join("x".join(map(str, s)) for s in view.input_shapes)
+            yield (
+                CVL904,
+                Report(
+                    f"model `{view.name}` was not checked: on the input convlint inferred ({shapes}) it raised{at}"
+                    f"{line}: {common.describe(exc)}; declare its input with --input-shape "
+                    "(or input-shape in its [tool.convlint] models entry)",
+                    "",
+                ),
+            )
+            return
+        yield (
+            CVL901,
+            Report(f"model `{view.name}` raised when run on meta tensors{at}: {common.describe(exc)}", "", site),
+        )
+    for m in result.mismatches:
+        axis = f"dimension {m.axis}" if m.axis >= 0 else "value"
+        yield (
+            CVL902,
+            Report(
+                f"internal: symbolic size {show(m.expression)} of {axis} of {view.describe(m.node)} gives {m.actual}, "
+                f"PyTorch gives {m.expected}; treated as unknown",
+                "",
+                view.site_of(m.node),
+            ),
+        )
+    yield from _unfollowed_reports(view)
+    for node, exc in result.transfer_errors:
+        yield (
+            CVL902,
+            Report(
+                f"internal: size rule for {view.describe(node)} failed: {common.describe(exc)}",
+                "",
+                view.site_of(node),
+            ),
+        )
+
+
+def _unfollowed_reports(view) -> Iterable[tuple[Rule, Report]]:
+    """CVL903 for each op whose sizes could not be followed, if a convolution depends on it."""
+    for node, why in view.unfollowed():
+        after, seen, stack = 0, {node}, [node]
+        while stack:
+            for user in stack.pop().users:
+                if user not in seen:
+                    seen.add(user)
+                    stack.append(user)
+                    after += view.is_convolution(user) and not view.checked_for_every_size(user)
+        inside = 0
+        if view.is_leaf(node):
+            prefix = f"{node.target}."
+            inside = sum(1 for q, m in view.model.named_modules() if q.startswith(prefix) and _is_conv(m))
+        count = after + inside
+        if not count:
+            continue
+        where = " after it" if not inside else " in it and after it" if after else " in it"
+        message = (
+            f"sizes are not followed past {view.describe(node)}: {why}; {count} convolution{'s' * (count != 1)}"
+            f"{where} {'are' if count != 1 else 'is'} checked at the example input size only"
+        )
+        yield CVL903, Report(message, site=view.site_of(node))
+
+
+def count_convs(model) -> int:
+    return sum(1 for m in model.modules() if _is_conv(m))
+
+
+def _is_conv(module) -> bool:
+    import torch.nn as nn
+
+    return isinstance(module, nn.modules.conv._ConvNd)
+
+
+def _explained(view, node) -> bool:
+    """Did the example input break one of the layer's limits (CVL401/CVL402 say so)?"""
+    example = dict(view.sizes.symbols)
+    from convlint import sizes
+
+    return any(
+        c.node is node and (sizes.evaluate_int(c.expression, example) or 0) < c.minimum for c in view.constraints()
+    )

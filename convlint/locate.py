@@ -1,0 +1,85 @@
+"""Where a finding points: a rule's ``Report`` made a located ``Finding`` (the one place a
+finding is born), at the report's own site, the constructor call of the module it names
+(or its nearest parent with one), or the model's class."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import Optional
+
+from convlint import common, sites
+from convlint.finding import Finding, Related
+from convlint.registry import Report, Rule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Place:
+    """Where findings about a model point when no module site applies."""
+
+    name: str
+    path: str
+    line: int
+
+
+def place_of(model, name: Optional[str], path: Optional[str], line: Optional[int]) -> Place:
+    cls = type(model)
+    try:
+        path = path or inspect.getsourcefile(cls)
+        line = line or inspect.getsourcelines(cls)[1]
+    except (OSError, TypeError) as exc:  # a class without source: findings point at what is known
+        log.debug("no source for %s: %s", cls.__name__, common.describe(exc))
+    return Place(name or cls.__name__, path or "<unknown>", line or 1)
+
+
+def site_for(view, qualname: Optional[str], where: Place):
+    if qualname is not None:
+        # A module built outside convlint has no site: use the nearest parent that has one.
+        parts = qualname.split(".") if qualname else []
+        while True:
+            name = ".".join(parts)
+            try:
+                site = view.module(name).site
+            except StopIteration:
+                site = None
+            if site is not None:
+                return site
+            if not parts:
+                break
+            parts.pop()
+    return sites.Site(where.path, where.line, 1, where.line, 1)
+
+
+def report_finding(rule: Rule, report: Report, site, model: Optional[str] = None) -> Finding:
+    """The one place a finding is made: a rule's (or the engine's) ``Report``, located at
+    ``site`` (the report's own site wins)."""
+    site = report.site or site
+    related = tuple(
+        Related(common.relpath(s.path), s.line, s.column, s.end_line, s.end_column, text) for s, text in report.related
+    )
+    return Finding(
+        code=rule.code,
+        severity=report.severity or rule.severity,
+        path=common.relpath(site.path),
+        line=site.line,
+        column=site.column,
+        end_line=site.end_line,
+        end_column=site.end_column,
+        message=report.message,
+        model=model,
+        module=report.module,
+        fix=report.fix,
+        related=related,
+        detail=report.detail,
+    )
+
+
+def at(path: str, line: int = 1, column: int = 1):
+    return sites.Site(path, line, column, line, column)
+
+
+def on_model(rule: Rule, report: Report, view, where: Place) -> Finding:
+    return report_finding(rule, report, report.site or site_for(view, report.module, where), where.name)
