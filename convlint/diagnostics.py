@@ -177,6 +177,8 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
 
 def _unfollowed_reports(view) -> Iterable[tuple[Rule, Report]]:
     """CVL903 for each op whose sizes could not be followed, if a convolution depends on it."""
+    from convlint import layers
+
     for node, why in view.unfollowed():
         after, seen, stack = 0, {node}, [node]
         while stack:
@@ -188,7 +190,7 @@ def _unfollowed_reports(view) -> Iterable[tuple[Rule, Report]]:
         inside = 0
         if view.is_leaf(node):
             prefix = f"{node.target}."
-            inside = sum(1 for q, m in view.model.named_modules() if q.startswith(prefix) and _is_conv(m))
+            inside = sum(1 for q, m in view.model.named_modules() if q.startswith(prefix) and layers.is_convolution(m))
         count = after + inside
         if not count:
             continue
@@ -201,13 +203,9 @@ def _unfollowed_reports(view) -> Iterable[tuple[Rule, Report]]:
 
 
 def count_convs(model) -> int:
-    return sum(1 for m in model.modules() if _is_conv(m))
+    from convlint import layers
 
-
-def _is_conv(module) -> bool:
-    import torch.nn as nn
-
-    return isinstance(module, nn.modules.conv._ConvNd)
+    return sum(1 for m in model.modules() if layers.is_convolution(m))
 
 
 def _explained(view, node) -> bool:

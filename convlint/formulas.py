@@ -67,16 +67,17 @@ def effective_kernel(kernel: int, dilation: int) -> int:
     return dilation * (kernel - 1) + 1
 
 
-def conv_out(n: Size, kernel: int, stride: int, pad_left: int, pad_right: int, dilation: int) -> Size:
+def conv_out(n: Size, kernel: Size, stride: Size, pad_left: int, pad_right: int, dilation: int) -> Size:
     """Convolution: floor((n + pl + pr - d(k-1) - 1) / s) + 1."""
     return fdiv(n + pad_left + pad_right - dilation * (kernel - 1) - 1, stride) + 1
 
 
-def pool_out(n: Size, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> Size:
+def pool_out(n: Size, kernel: Size, stride: Size, pad: int, dilation: int, ceil_mode: bool) -> Size:
     """Max/avg pooling, PyTorch's ``pooling_output_shape``.
 
     With ``ceil_mode`` the size rounds up, but the last window must start inside the
-    input or the left padding, so it drops by one when ``(out-1)*s >= n + p``.
+    input or the left padding, so it drops by one when ``(out-1)*s >= n + p``. The
+    kernel and stride may be expressions (global pooling by ``kernel_size=x.size()[2:]``).
     """
     if not ceil_mode:
         return conv_out(n, kernel, stride, pad, pad, dilation)
@@ -85,12 +86,15 @@ def pool_out(n: Size, kernel: int, stride: int, pad: int, dilation: int, ceil_mo
     # (out-1)*s = m + ((-m) mod s), so the drop happens exactly when
     # r = (-m) mod s >= c with c = d(k-1) + 1 - p; r lies in [0, s).
     c = dilation * (kernel - 1) + 1 - pad
-    if c <= 0:
-        return out - 1
-    if c >= stride:
-        return out
     r = mod(-m, stride)
-    return out - fdiv(r + stride - c, stride)
+    if is_int(c) and is_int(stride):
+        if c <= 0:
+            return out - 1
+        if c >= stride:
+            return out
+        return out - fdiv(r + stride - c, stride)
+    # An expression's c may fall on either side: the drop is [r >= c], 0 or 1.
+    return out - sympy.Max(0, sympy.Min(1, r - c + 1))
 
 
 def conv_transpose_out(n: Size, kernel: int, stride: int, pad: int, dilation: int, output_padding: int) -> Size:

@@ -34,8 +34,9 @@ def _forward_inputs(model) -> list[str]:
 
 def _first_conv(model, graph_module, placeholder) -> Optional[object]:
     """The first convolution (in execution order) that an input reaches."""
-    import torch.nn as nn
     import torch.nn.functional as F
+
+    from convlint import layers
 
     convs = (F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)
     reached = {placeholder}
@@ -45,7 +46,7 @@ def _first_conv(model, graph_module, placeholder) -> Optional[object]:
         reached.add(node)
         if node.op == "call_module":
             sub = graph_module.get_submodule(node.target)
-            if isinstance(sub, nn.modules.conv._ConvNd):
+            if layers.is_convolution(sub):
                 return sub
         if node.op == "call_function" and node.target in convs:
             weight = node.args[1] if len(node.args) > 1 else node.kwargs.get("weight")
@@ -77,7 +78,7 @@ def infer_input_shapes(model, graph_module=None) -> tuple:
     Without a graph (a model whose forward cannot be traced) the first convolution
     the model built stands in, for a single-input model.
     """
-    import torch.nn as nn
+    from convlint import layers
 
     names = _forward_inputs(model)
     if not names:
@@ -99,7 +100,7 @@ def infer_input_shapes(model, graph_module=None) -> tuple:
         return tuple(shapes)
     if len(names) > 1:
         raise InputError(f"forward() takes {len(names)} inputs and could not be traced; " + _how_to_declare(names))
-    conv = next((m for m in model.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    conv = next((m for m in model.modules() if layers.is_convolution(m)), None)
     if conv is None:
         raise InputError("it has no convolution to infer its input from; " + _how_to_declare(names))
     return (_shape_for(conv),)

@@ -72,6 +72,20 @@ class Geometry:
             return formulas.conv_transpose_out(n, k, s, left, d, self.output_padding[i])
         return formulas.pool_out(n, k, s, left, d, self.ceil_mode)
 
+    def effective_kernel(self, i: int) -> int:
+        """The span of the dilated kernel along dim ``i``: d*(k-1) + 1."""
+        return formulas.effective_kernel(self.kernel[i], self.dilation[i])
+
+    def keeping_total(self, i: int) -> int:
+        """The total padding (left + right) along dim ``i`` that keeps "same" at stride 1
+        for every size: d*(k-1); split evenly when it is even."""
+        return formulas.same_total_padding(self.kernel[i], self.dilation[i])
+
+    def symmetric_keeping_padding(self) -> tuple[int, ...]:
+        """d*(k-1)//2 per dim: the symmetric padding that keeps the size where d*(k-1) is
+        even (``samesize.keeping_padding`` checks that it does)."""
+        return tuple(self.keeping_total(i) // 2 for i in range(self.ndim))
+
     def scale_stride(self, i: int) -> Fraction:
         """Stride as "same" reads it: s for a downsampling layer, 1/s for a transposed one."""
         return Fraction(1, self.stride[i]) if self.kind == TRANSPOSED else Fraction(self.stride[i])
@@ -171,11 +185,17 @@ def torch_family(module) -> Optional[str]:
     return None
 
 
-def geometry_of(module) -> Optional[Geometry]:
-    """Geometry of a conv, transposed conv or pooling module; None for anything else."""
+def is_convolution(module) -> bool:
+    """A torch.nn convolution, transposed or not, in 1 to 3 dimensions (or a subclass):
+    the layers "every convolution checked" counts."""
     import torch.nn as nn
 
-    if isinstance(module, nn.modules.conv._ConvNd):
+    return isinstance(module, nn.modules.conv._ConvNd)
+
+
+def geometry_of(module) -> Optional[Geometry]:
+    """Geometry of a conv, transposed conv or pooling module; None for anything else."""
+    if is_convolution(module):
         ndim = len(module.kernel_size)
         return conv_geometry(
             ndim,

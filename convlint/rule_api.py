@@ -15,6 +15,8 @@ from convlint.layers import AVGPOOL, CONV, MAXPOOL, TRANSPOSED, Geometry, geomet
 from convlint.pretty import axes_map, fix_arguments, layer_settings, literal, show, size_map
 from convlint.registry import BuiltModule, CallSite, Report, Rule
 from convlint.samesize import AxisVerdict, agreement, keeping_padding, layer_verdicts, odd_axes
+from convlint.signatures import FUNCTIONS as FUNCTION_SIGNATURES
+from convlint.signatures import MODULES as MODULE_SIGNATURES
 from convlint.sites import Site
 from convlint.sizes import evaluate_int
 from convlint.view import Constraint, ModelView, ModuleInfo
@@ -33,5 +35,5 @@ __all__ = [
     "show", "literal", "size_map", "axes_map", "fix_arguments", "layer_settings",
     # fixes
     "fix_padding", "declared_same", "find_call", "set_argument", "argument", "read_source",
-    "CallRef", "FixError", "SIGNATURES",
+    "CallRef", "FixError", "SIGNATURES", "MODULE_SIGNATURES", "FUNCTION_SIGNATURES",
 ]  # fmt: skip

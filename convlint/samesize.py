@@ -209,7 +209,7 @@ def odd_axes(geometry) -> list[int]:
 
     if geometry.kind == layers.TRANSPOSED:
         return []
-    return [i for i in range(geometry.ndim) if (geometry.dilation[i] * (geometry.kernel[i] - 1)) % 2]
+    return [i for i in range(geometry.ndim) if geometry.keeping_total(i) % 2]
 
 
 def keeping_padding(geometry) -> Optional[dict[str, tuple[int, ...]]]:
@@ -225,7 +225,7 @@ def keeping_padding(geometry) -> Optional[dict[str, tuple[int, ...]]]:
             return None
         fixed = geometry.with_padding(fix["padding"], fix["output_padding"])
     else:
-        padding = tuple(geometry.dilation[i] * (geometry.kernel[i] - 1) // 2 for i in range(geometry.ndim))
+        padding = geometry.symmetric_keeping_padding()
         if geometry.kind != layers_mod.CONV and any(p > k // 2 for p, k in zip(padding, geometry.kernel)):
             return None  # pooling refuses padding above half the kernel
         fix, fixed = {"padding": padding}, geometry.with_padding(padding)
@@ -238,9 +238,9 @@ def transposed_padding(geometry) -> Optional[dict[str, tuple[int, ...]]]:
     """Output n*s needs 2p - output_padding = d(k-1) + 1 - s; keep output_padding if it can."""
     padding, output_padding = [], []
     for i in range(geometry.ndim):
-        s, d, k = geometry.stride[i], geometry.dilation[i], geometry.kernel[i]
+        s, d = geometry.stride[i], geometry.dilation[i]
         allowed = [geometry.output_padding[i]] + [op for op in range(max(s, d)) if op != geometry.output_padding[i]]
-        need = d * (k - 1) + 1 - s
+        need = geometry.effective_kernel(i) - s
         for op in allowed:
             if need + op >= 0 and (need + op) % 2 == 0:
                 padding.append((need + op) // 2)

@@ -235,7 +235,7 @@ class ModelView:
         """How each convolution of the model was checked: for every input size (its input's
         sizes are expressions), at the example size only (a leaf before it, or around
         it, could not be followed), or not at all (the model was not analysed)."""
-        convs = [m for m in self.model.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+        convs = [m for m in self.model.modules() if layers.is_convolution(m)]
         if self.sizes is None or self.sizes.error is not None:
             return Coverage(0, 0, len(convs))
         every = example = 0
@@ -246,7 +246,7 @@ class ModelView:
                 else:
                     example += 1
         leaves = [n.target for n in self.nodes if n.op == "call_module" and self.is_leaf(n)]
-        inside = sum(1 for name, m in self.model.named_modules() if isinstance(m, nn.modules.conv._ConvNd)
+        inside = sum(1 for name, m in self.model.named_modules() if layers.is_convolution(m)
                      and any(name.startswith(f"{leaf}.") for leaf in leaves))  # fmt: skip
         return Coverage(every, example + inside, 0)
 
@@ -260,9 +260,7 @@ class ModelView:
         geometry = self.sizes.geometries.get(node) if self.sizes is not None else None
         if geometry is not None:
             return geometry.kind in (layers.CONV, layers.TRANSPOSED)
-        return node.op == "call_module" and isinstance(
-            self.sizes.graph_module.get_submodule(node.target), nn.modules.conv._ConvNd
-        )
+        return node.op == "call_module" and layers.is_convolution(self.sizes.graph_module.get_submodule(node.target))
 
     def is_leaf(self, node: torch.fx.Node) -> bool:
         """A submodule the capture did not follow inside."""

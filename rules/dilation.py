@@ -27,9 +27,10 @@ def forgot_dilation(module) -> bool:
     geometry = geometry_of(module)
     if geometry is None or geometry.kind != CONV or isinstance(geometry.padding_literal, str):
         return False
+    keeping = geometry.symmetric_keeping_padding()
     return any(
-        d > 1 and k > 1 and left == right == (k - 1) // 2 != d * (k - 1) // 2
-        for (left, right), k, d in zip(geometry.padding, geometry.kernel, geometry.dilation)
+        d > 1 and k > 1 and left == right == (k - 1) // 2 != keep
+        for (left, right), k, d, keep in zip(geometry.padding, geometry.kernel, geometry.dilation, keeping)
     )
 
 

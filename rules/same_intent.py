@@ -172,7 +172,7 @@ def _check_odd(view: ModelView) -> Iterator[Report]:
             continue
         name = view.display(info.qualname)
         totals = ", ".join(
-            f"{axes[i].symbol}: {geometry.dilation[i]}*({geometry.kernel[i]}-1) = {geometry.dilation[i] * (geometry.kernel[i] - 1)}"
+            f"{axes[i].symbol}: {geometry.dilation[i]}*({geometry.kernel[i]}-1) = {geometry.keeping_total(i)}"
             for i in odd
         )
         head = f"`{name}` {_describe(info, geometry)} cannot keep its size with symmetric padding, dilation*(kernel-1) is odd ({totals})"

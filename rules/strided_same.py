@@ -6,7 +6,18 @@ from __future__ import annotations
 import re
 from typing import Iterator, Optional
 
-from convlint.rule_api import ERROR, SIGNATURES, FixError, Report, Rule, Site, argument, read_source, same_pad_argument
+from convlint.rule_api import (
+    ERROR,
+    FUNCTION_SIGNATURES,
+    MODULE_SIGNATURES,
+    FixError,
+    Report,
+    Rule,
+    Site,
+    argument,
+    read_source,
+    same_pad_argument,
+)
 
 _SAME_LITERAL = re.compile(r"""["']same["']""")
 _CONV = {"Conv1d": 1, "Conv2d": 2, "Conv3d": 3, "conv1d": 1, "conv2d": 2, "conv3d": 3}
@@ -48,14 +59,10 @@ def _check(path: str) -> Iterator[Report]:
     for node in _calls(wrapper.module):
         name = _callee(node)
         module_form = name in ("Conv1d", "Conv2d", "Conv3d")
-        padding = _argument(
-            node, "padding", SIGNATURES["conv"].index("padding") if module_form else 4 if name in _CONV else None
-        )
+        padding = _argument(node, "padding", _position(name, module_form, "padding"))
         if not (isinstance(padding, cst.SimpleString) and padding.evaluated_value == "same"):
             continue
-        stride_arg = _argument(
-            node, "stride", SIGNATURES["conv"].index("stride") if module_form else 3 if name in _CONV else None
-        )
+        stride_arg = _argument(node, "stride", _position(name, module_form, "stride"))
         stride = _ints(stride_arg) if stride_arg is not None else (1,)
         if stride is None or all(s == 1 for s in stride):
             continue
@@ -67,6 +74,14 @@ def _check(path: str) -> Iterator[Report]:
             + _advice(node, name, module_form),
             site=site,
         )
+
+
+def _position(name: str, module_form: bool, parameter: str) -> Optional[int]:
+    """Where ``parameter`` sits among a conv call's positional arguments (None: the call is
+    not one whose signature is known, so only a keyword counts)."""
+    if module_form:
+        return MODULE_SIGNATURES["conv"].index(parameter)
+    return FUNCTION_SIGNATURES["conv"].index(parameter) if name in _CONV else None
 
 
 def _calls(module) -> list:
@@ -85,8 +100,8 @@ def _calls(module) -> list:
 def _advice(node, name: str, module_form: bool) -> str:
     """The explicit pad that gives ceil(n/s) for every n: d*(k-1) in all, total//2 before."""
     ndim = _CONV.get(name)
-    kernel = _ints(_argument(node, "kernel_size", 2) if module_form else None)
-    dilation_arg = _argument(node, "dilation", 5) if module_form else None
+    kernel = _ints(_argument(node, "kernel_size", _position(name, True, "kernel_size")) if module_form else None)
+    dilation_arg = _argument(node, "dilation", _position(name, True, "dilation")) if module_form else None
     dilation = (
         (1,) if module_form and dilation_arg is None else _ints(dilation_arg) if dilation_arg is not None else None
     )

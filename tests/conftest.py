@@ -9,10 +9,20 @@ import pytest
 # so that the self-check covers those ops too. The tests of these modules run in both
 # modes (they pass the `run_every_op` fixture down, as the CLI passes its options); every
 # other test runs in the default mode, the one users run.
-BOTH_MODES = {"test_sizes", "test_zoo_patterns", "test_whole_model", "test_api", "test_rule_fixtures"}
+BOTH_MODES = {
+    "test_sizes", "test_zoo_patterns", "test_whole_model", "test_api", "test_rule_fixtures", "test_rule_snapshots",
+}  # fmt: skip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "fixtures")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--update-snapshots",
+        action="store_true",
+        help="rewrite the per-rule snapshots (fixtures/rules/CODE/NAME.snap) from what convlint now prints",
+    )
 
 
 def pytest_configure(config):

@@ -196,3 +196,35 @@ def test_every_argument_form_pytorch_accepts_gives_the_sizes_of_the_real_layer(d
     symbols = [sizes.symbol(n) for n in sizes.SPATIAL_NAMES[ndim]]
     predicted = tuple(sizes.evaluate_int(e, dict(zip(symbols, size))) for e in sizes.apply_geometry(geometry, symbols))
     assert predicted == real, (layer, args, size)
+
+
+@SETTINGS
+@given(
+    st.integers(1, 40),
+    st.integers(1, 7),
+    st.one_of(st.none(), st.integers(1, 4)),
+    st.integers(0, 3),
+    st.integers(1, 3),
+    st.booleans(),
+    st.booleans(),
+)
+def test_pool_formula_with_a_computed_kernel_and_stride_equals_pytorch(n, k, s, p, d, ceil_mode, maxpool):
+    """One pooling formula (formulas.pool_out) also where the kernel and stride are
+    expressions (global pooling by ``kernel_size=x.size()[2:]``): with the kernel and
+    stride as symbols it gives PyTorch's size, ceil_mode's last-window rule included."""
+    import sympy
+
+    from convlint import formulas
+
+    assume(p <= k // 2)
+    stride = k if s is None else s
+    kernel_symbol, stride_symbol, n_symbol = sympy.symbols("K S N", integer=True, positive=True)
+    expression = formulas.pool_out(n_symbol, kernel_symbol, stride_symbol, p, d if maxpool else 1, ceil_mode)
+    if maxpool:
+        layer = nn.MaxPool1d(k, stride, p, d, ceil_mode=ceil_mode)
+    else:
+        layer = nn.AvgPool1d(k, stride, p, ceil_mode=ceil_mode)
+    want = real_output(layer, (n,))
+    assume(want is not None)
+    got = sizes.evaluate_int(expression, {kernel_symbol: k, stride_symbol: stride, n_symbol: n})
+    assert (got,) == want

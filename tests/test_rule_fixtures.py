@@ -1,4 +1,6 @@
-"""Fixture pairs, as TorchFix does: ``fixtures/rules/NAME.py`` beside ``NAME.expected``.
+"""Integration fixtures, as TorchFix has them: ``fixtures/rules/NAME.py`` beside
+``NAME.expected``, checked with the rules below together (per-rule snapshots are in
+``fixtures/rules/CODE/``, see test_rule_snapshots.py).
 
 The expected file holds the exact findings, one ``LINE:COL CODE message`` per line,
 after an optional ``# args: --input-shape ...`` line. A fixture with no findings has an
@@ -15,6 +17,12 @@ from conftest import FIXTURES
 from convlint import config, engine
 
 CASES = sorted(glob.glob(os.path.join(FIXTURES, "rules", "*.expected")))
+# The rules these fixtures pin together: a new rule brings its own fixture folder and
+# snapshots, and changes none of these files.
+RULES = (
+    "CVL101", "CVL102", "CVL103", "CVL201", "CVL301", "CVL302", "CVL303", "CVL401", "CVL402", "CVL403",
+    "CVL900", "CVL901", "CVL902", "CVL903", "CVL904",
+)  # fmt: skip
 
 
 def read_expected(path):
@@ -35,7 +43,8 @@ def test_fixture_gives_exactly_its_expected_findings(expected, in_root, run_ever
     source = expected[: -len(".expected")] + ".py"
     shapes, same, want = read_expected(expected)
     result = engine.check_paths(
-        [os.path.relpath(source)], engine.Options(input_shapes=shapes, same=same, run_every_op=run_every_op)
+        [os.path.relpath(source)],
+        engine.Options(input_shapes=shapes, same=same, select=RULES, run_every_op=run_every_op),
     )
     got = [f"{f.line}:{f.column} {f.code} {f.message}" for f in result.findings]
     assert all(f.path == os.path.relpath(source) for f in result.findings)

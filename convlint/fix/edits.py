@@ -19,36 +19,11 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
+from convlint import signatures
 from convlint.finding import Edit, Finding
 
 # Positions of (name) in each layer's constructor, for calls that pass it positionally.
-SIGNATURES = {
-    "conv": (
-        "in_channels",
-        "out_channels",
-        "kernel_size",
-        "stride",
-        "padding",
-        "dilation",
-        "groups",
-        "bias",
-        "padding_mode",
-    ),
-    "transposed": (
-        "in_channels",
-        "out_channels",
-        "kernel_size",
-        "stride",
-        "padding",
-        "output_padding",
-        "groups",
-        "bias",
-        "dilation",
-        "padding_mode",
-    ),
-    "maxpool": ("kernel_size", "stride", "padding", "dilation", "return_indices", "ceil_mode"),
-    "avgpool": ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"),
-}
+SIGNATURES = signatures.MODULES
 
 
 class FixError(Exception):
@@ -181,6 +156,8 @@ def set_argument(call: CallRef, name: str, kind: Optional[str], value: str, inde
     path = call.source.path
     if arg is not None:
         line, col, end_line, end_col = call.span(arg.value)
+        if getattr(arg.value, "lpar", None) and value.startswith("(") and value.endswith(")"):
+            value = value[1:-1]  # the span is inside the written parentheses: (0, 1) -> (0, 2)
         return Edit(path, line, col, end_line, end_col, value)
     args = call.node.args
     if not args:

@@ -84,7 +84,7 @@ def _fitting(text: str, needs: list[tuple]) -> str:
     """``text`` (an expression of the dilation) when it gives every module the padding it
     needs, as ``dilation * (kernel - 1) // 2`` does; else why not."""
     for built, geometry, need in needs:
-        got = tuple(geometry.dilation[i] * (geometry.kernel[i] - 1) // 2 for i in range(geometry.ndim))
+        got = geometry.symmetric_keeping_padding()
         if need["padding"] != got:
             raise FixError(
                 f"`{text}` would not fit `{built.qualname}` (it needs padding={pretty.literal(need['padding'])})"

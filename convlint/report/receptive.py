@@ -93,7 +93,7 @@ def receptive_fields(view) -> dict:
 
 
 def _through(geometry: layers.Geometry, i: int, rf: int, jump: Fraction) -> tuple[int, Fraction]:
-    span = geometry.dilation[i] * (geometry.kernel[i] - 1)
+    span = geometry.effective_kernel(i) - 1
     if geometry.kind == layers.TRANSPOSED:
         # an output sees ceil((span + 1) / stride) inputs
         taps = -(-(span + 1) // geometry.stride[i])

@@ -9,7 +9,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from convlint import layers
+from convlint import formulas, layers, signatures
 from convlint.sizes.symbolic import SymTensor, as_dim, has_symbols, spatial, with_spatial
 from convlint.sizes.transfer import FUNCTION_TRANSFERS, Call, for_functions, for_modules, geometry_call
 
@@ -39,14 +39,13 @@ def conv_transpose_module(call: Call) -> Any:
 
 
 def _conv_function(ndim: int, transposed: bool):
-    if transposed:
-        names, defaults = ("stride", "padding", "output_padding", "groups", "dilation"), (1, 0, 0, 1, 1)
-    else:
-        names, defaults = ("stride", "padding", "dilation", "groups"), (1, 0, 1, 1)
+    signature = signatures.FUNCTIONS["transposed" if transposed else "conv"]
+    defaults = {"stride": 1, "padding": 0, "dilation": 1, "groups": 1, "output_padding": 0}
+    names = [n for n in signature if n in defaults]
 
     def transfer(call: Call) -> Any:
-        weight = call.arg(1, "weight")
-        values = {n: call.arg(3 + i, n, d) for i, (n, d) in enumerate(zip(names, defaults))}
+        weight = call.arg(signature.index("weight"), "weight")
+        values = {n: call.arg(signature.index(n), n, defaults[n]) for n in names}
         geometry = layers.conv_geometry(
             ndim,
             tuple(weight.shape[2:]),
@@ -68,22 +67,20 @@ def _computed_pool(call: Call, ndim: int, dilation: int, ceil_mode: bool) -> Sym
     kernel = layers.ntuple(call.arg(1, "kernel_size", shadow=True), ndim)
     stride = call.arg(2, "stride", shadow=True)
     stride = kernel if stride is None or stride == () else layers.ntuple(stride, ndim)
-    padding = layers.ntuple(call.arg(3, "padding", 0), ndim)
+    padding = layers.ntuple(call.arg(3, "padding", 0), ndim)  # the same positions in max and avg pooling
     dilation = layers.ntuple(dilation, ndim)
-    rounding = sympy.ceiling if ceil_mode else sympy.floor
     dims = []
     for n, k, s, p, d in zip(spatial(call.sargs[0], ndim), kernel, stride, padding, dilation):
         k, s = as_dim(k), as_dim(s)
-        dims.append(None if None in (n, k, s) else rounding((n + 2 * p - d * (k - 1) - 1) / s) + 1)
+        dims.append(None if None in (n, k, s) else formulas.pool_out(n, k, s, p, d, ceil_mode))
     return with_spatial(call.sargs[0], ndim, dims)
 
 
 def _pool_function(ndim: int, kind: str):
     def transfer(call: Call) -> Any:
-        if kind == layers.MAXPOOL:
-            dilation, ceil_mode = call.arg(4, "dilation", 1), call.arg(5, "ceil_mode", False)
-        else:
-            dilation, ceil_mode = 1, call.arg(4, "ceil_mode", False)
+        signature = signatures.FUNCTIONS[kind]
+        dilation = call.arg(signature.index("dilation"), "dilation", 1) if "dilation" in signature else 1
+        ceil_mode = call.arg(signature.index("ceil_mode"), "ceil_mode", False)
         if has_symbols((call.arg(1, "kernel_size", shadow=True), call.arg(2, "stride", shadow=True))):
             return _maybe_indices(call, _computed_pool(call, ndim, dilation, ceil_mode), False)
         kernel, stride, padding = call.arg(1, "kernel_size"), call.arg(2, "stride"), call.arg(3, "padding", 0)
