@@ -19,6 +19,7 @@ from convlint import common, diagnostics, inference, locate, registry, suppress
 from convlint.diagnostics import CVL902, CVL904
 from convlint.finding import Finding
 from convlint.fix import plan
+from convlint.intent import Intent
 from convlint.options import Options, Shape
 from convlint.outcome import Outcome, Result
 from convlint.registry import Report, Rule
@@ -114,7 +115,7 @@ def _analyse_intent(view, run_every_op) -> None:
             continue
         if geometry is None:
             blocks.append(info)
-        elif info.intent != 'padding="same"' and not all(a.verdict.keeps for a in view.layer_axes(geometry)):
+        elif info.intent is not Intent.PADDING_SAME and not all(a.verdict.keeps for a in view.layer_axes(geometry)):
             missing = True
     if not blocks and not missing:
         return
@@ -137,6 +138,8 @@ def analyse_model(
 ) -> Outcome:
     """One built model through the engine's checks and ``rules``: its findings, fixes not
     yet planned (a run plans them over every model it checks)."""
+    from convlint import facts
+
     with analysing(model) as model:
         view, place, input_error = build_view(
             model, input_shapes, same=options.same, name=name, path=path, line=line, run_every_op=options.run_every_op
@@ -148,9 +151,10 @@ def analyse_model(
         ]
         checked = not any(f.code == CVL904.code for f in findings)
         coverage = tuple(view.coverage) if checked else (0, 0, diagnostics.count_convs(model))
+        model_facts = facts.build(view) if rules else None  # what every rule reads, computed once
         for rule in rules:
             try:
-                findings += [locate.on_model(rule, report, view, place) for report in rule.check(view)]
+                findings += [locate.on_model(rule, report, view, place) for report in rule.check(model_facts)]
             except Exception as exc:  # one broken rule must not hide the others
                 report = Report(f"internal: rule {rule.code} crashed: {common.describe(exc)}", "")
                 findings.append(locate.on_model(CVL902, report, view, place))

@@ -7,12 +7,25 @@ module names in ``[tool.convlint]``, and ``convlint.same(module)`` in code.
 
 from __future__ import annotations
 
+import enum
 import fnmatch
 from typing import Sequence
 
 from convlint import comments
 
 MARKER = "_convlint_same"
+
+
+class Intent(str, enum.Enum):
+    """How a module declares that it keeps its size."""
+
+    COMMENT = "comment"  # `# convlint: same` on its constructor call
+    API = "convlint.same()"  # convlint.same(module) in code
+    CONFIG = "config"  # a `same` glob in [tool.convlint]
+    PADDING_SAME = 'padding="same"'  # PyTorch keeps the size itself
+
+    def __str__(self) -> str:
+        return self.value
 
 
 def mark(module):
@@ -49,24 +62,24 @@ def _comment_owners(entries) -> set[str]:
 UNCALLED_CONTAINERS = ("ModuleList", "ModuleDict", "ParameterList")
 
 
-def declarations(entries, globs: Sequence[str]) -> dict[str, str]:
-    """How each module declares same intent: {qualified name: "comment", ...}.
+def declarations(entries, globs: Sequence[str]) -> dict[str, Intent]:
+    """How each module declares same intent: {qualified name: Intent.COMMENT, ...}.
 
     ``entries`` are (qualified name, module, construction site). Intent on a
     ``ModuleList`` or ``ModuleDict``, which is never called itself, passes to its members.
     """
     commented = _comment_owners(entries)
-    found: dict[str, str] = {}
+    found: dict[str, Intent] = {}
     for qualname, module, _site in entries:
         how = None
         if qualname in commented:
-            how = "comment"
+            how = Intent.COMMENT
         elif module.__dict__.get(MARKER):
-            how = "convlint.same()"
+            how = Intent.API
         elif any(fnmatch.fnmatchcase(qualname, g) for g in globs):
-            how = "config"
+            how = Intent.CONFIG
         elif getattr(module, "padding", None) == "same" and hasattr(module, "kernel_size"):
-            how = 'padding="same"'
+            how = Intent.PADDING_SAME
         if how:
             found[qualname] = how
     for qualname, module, _site in entries:

@@ -15,7 +15,17 @@ from typing import Optional, Sequence
 from convlint import formulas
 from convlint.formulas import Size
 
-CONV, TRANSPOSED, MAXPOOL, AVGPOOL = "conv", "transposed", "maxpool", "avgpool"
+
+class Kind:
+    """What a ``Geometry`` describes (its ``kind``)."""
+
+    CONV = "conv"
+    TRANSPOSED = "transposed"
+    MAXPOOL = "maxpool"
+    AVGPOOL = "avgpool"
+
+
+CONV, TRANSPOSED, MAXPOOL, AVGPOOL = Kind.CONV, Kind.TRANSPOSED, Kind.MAXPOOL, Kind.AVGPOOL
 
 
 def ntuple(value, n: int) -> tuple:

@@ -1,7 +1,7 @@
 """Rules: declarative records found through the ``convlint.rules`` entry point.
 
-A rule is a code, a name, a default severity, its documentation and a function from a
-read-only ``ModelView`` to ``Report``s. Built-in rules come in through the same entry
+A rule is a code, a name, a default severity, its documentation and a function from the
+model's ``Facts`` (``convlint.facts``) to ``Report``s. Built-in rules come in through the same entry
 point as a third-party plugin's; an entry point may name a ``Rule``, a list of them,
 or a module (or package) whose module-level ``Rule`` objects are all taken.
 """
@@ -45,7 +45,14 @@ class BuiltModule:
     model: str
     qualname: str
     module: object
-    intent: Optional[str]
+    intent: Optional[str]  # a convlint.intent.Intent
+
+    @property
+    def geometry(self):
+        """The module's kernel, stride, padding and dilation (a ``Geometry``)."""
+        from convlint.layers import geometry_of
+
+        return geometry_of(self.module)
 
 
 @dataclass(frozen=True)

@@ -1,39 +1,34 @@
-"""The public API for rules: everything a rule may use, in one module.
+"""The rule API: everything a rule may use to find problems, in one module.
 
-The built-in rules in ``rules/`` import only this module (a test checks it), as a
-third-party plugin would: a rule is a ``Rule`` record whose ``check`` takes a read-only
-``ModelView`` and yields ``Report``s; ``fix`` turns a ``CallSite`` into a ``Fix``;
-``check_source`` reads a file before it is imported. Register rules under the
-``convlint.rules`` entry point (see ``fixtures/plugin_example``).
+A rule is a ``Rule`` record whose ``check`` takes the model's ``Facts`` (computed before
+any rule runs: modules, layers, blocks, merges, limits, the ops of ``forward``) and
+yields ``Report``s; ``check_source`` reads a file before it is imported. Fixes are
+written against ``convlint.fix_api``. The built-in rules in ``rules/`` import only these
+two modules (a test and the architecture contract check it), as a third-party plugin
+would; register rules under the ``convlint.rules`` entry point (see
+``fixtures/plugin_example``). The README's "Writing a rule" documents each name.
 """
 
-from convlint.finding import DISPLAY, ERROR, INFO, SAFE, UNSAFE, WARNING, Edit, Fix
-from convlint.fix.edits import SIGNATURES, CallRef, FixError, argument, find_call, read_source, set_argument
-from convlint.fix.padding import declared_same, fix_padding
+from convlint import pretty as text
+from convlint.facts import BlockFact, Facts, LayerFact, Limit, MergeFact, ModuleFact, Op
+from convlint.finding import ERROR, INFO, WARNING
 from convlint.formulas import same_pad_argument, same_target
-from convlint.layers import AVGPOOL, CONV, MAXPOOL, TRANSPOSED, Geometry, geometry_of
-from convlint.pretty import axes_map, fix_arguments, layer_settings, literal, show, size_map
-from convlint.registry import BuiltModule, CallSite, Report, Rule
-from convlint.samesize import AxisVerdict, agreement, keeping_padding, layer_verdicts, odd_axes
-from convlint.signatures import FUNCTIONS as FUNCTION_SIGNATURES
-from convlint.signatures import MODULES as MODULE_SIGNATURES
+from convlint.intent import Intent
+from convlint.layers import Geometry, Kind
+from convlint.registry import Report, Rule
+from convlint.samesize import agreement, keeping_padding, layer_verdicts, odd_axes
 from convlint.sites import Site
-from convlint.sizes import evaluate_int
-from convlint.view import Constraint, ModelView, ModuleInfo
+from convlint.sizes.symbolic import evaluate_int
 
 __all__ = [
-    # records
-    "Rule", "Report", "CallSite", "BuiltModule", "Fix", "Edit", "Site",
-    "ERROR", "WARNING", "INFO", "SAFE", "UNSAFE", "DISPLAY",
-    # the view of one analysed model
-    "ModelView", "ModuleInfo", "Constraint",
-    # geometry and "same"
-    "Geometry", "geometry_of", "CONV", "TRANSPOSED", "MAXPOOL", "AVGPOOL",
-    "AxisVerdict", "layer_verdicts", "odd_axes", "keeping_padding", "same_target", "same_pad_argument",
+    # a rule and what it says
+    "Rule", "Report", "Site", "ERROR", "WARNING", "INFO",
+    # the facts it reads
+    "Facts", "Op", "ModuleFact", "LayerFact", "BlockFact", "MergeFact", "Limit", "Intent",
+    # a layer's geometry and "same"
+    "Geometry", "Kind", "layer_verdicts", "keeping_padding", "odd_axes", "same_target", "same_pad_argument",
+    # sizes: does a merge hold, what is an expression worth at a size
     "agreement", "evaluate_int",
-    # text
-    "show", "literal", "size_map", "axes_map", "fix_arguments", "layer_settings",
-    # fixes
-    "fix_padding", "declared_same", "find_call", "set_argument", "argument", "read_source",
-    "CallRef", "FixError", "SIGNATURES", "MODULE_SIGNATURES", "FUNCTION_SIGNATURES",
+    # writing sizes as people do: text.show, text.literal, text.size_map, text.axes_map, ...
+    "text",
 ]  # fmt: skip

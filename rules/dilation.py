@@ -4,28 +4,14 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from convlint.rule_api import (
-    CONV,
-    WARNING,
-    ModelView,
-    Report,
-    Rule,
-    axes_map,
-    declared_same,
-    fix_arguments,
-    fix_padding,
-    geometry_of,
-    keeping_padding,
-    layer_verdicts,
-    literal,
-)
+from convlint.fix_api import declared_same, fix_padding
+from convlint.rule_api import WARNING, Facts, Geometry, Kind, Report, Rule, keeping_padding, text
 
 
-def forgot_dilation(module) -> bool:
+def forgot_dilation(geometry: Geometry) -> bool:
     """A dilated convolution whose padding is (kernel-1)//2, which keeps the size only
     without the dilation, in some dim; no same intent declared (that is CVL101's)."""
-    geometry = geometry_of(module)
-    if geometry is None or geometry.kind != CONV or isinstance(geometry.padding_literal, str):
+    if geometry is None or geometry.kind != Kind.CONV or isinstance(geometry.padding_literal, str):
         return False
     keeping = geometry.symmetric_keeping_padding()
     return any(
@@ -34,19 +20,20 @@ def forgot_dilation(module) -> bool:
     )
 
 
-def _check(view: ModelView) -> Iterator[Report]:
-    for info in view.modules:
-        if declared_same(info) or not forgot_dilation(info.module):
+def _check(facts: Facts) -> Iterator[Report]:
+    for layer in facts.layers:
+        if declared_same(layer) or not forgot_dilation(layer.geometry):
             continue
-        geometry = geometry_of(info.module)
-        axes = layer_verdicts(geometry)
+        geometry = layer.geometry
         fix = keeping_padding(geometry)
-        advice = f"use {fix_arguments(geometry, fix)}" if fix else 'no symmetric padding keeps it (use padding="same")'
+        advice = (
+            f"use {text.fix_arguments(geometry, fix)}" if fix else 'no symmetric padding keeps it (use padding="same")'
+        )
         yield Report(
-            f"`{view.display(info.qualname)}` {info.type_name}(kernel {literal(geometry.kernel)}, "
-            f"dilation {literal(geometry.dilation)}, padding {literal(geometry.padding_literal)}) "
-            f"has the padding of an undilated kernel: {axes_map(axes)}; {advice}",
-            info.qualname,
+            f"`{layer.display}` {layer.type_name}(kernel {text.literal(geometry.kernel)}, "
+            f"dilation {text.literal(geometry.dilation)}, padding {text.literal(geometry.padding_literal)}) "
+            f"has the padding of an undilated kernel: {text.axes_map(layer.axes)}; {advice}",
+            layer.qualname,
         )
 
 
@@ -56,7 +43,7 @@ CVL201 = Rule(
     severity=WARNING,
     summary="A dilated convolution whose padding is (kernel-1)//2, written for dilation 1",
     check=_check,
-    fix=lambda call_site: fix_padding(call_site, lambda b: declared_same(b) or forgot_dilation(b.module)),
+    fix=lambda call_site: fix_padding(call_site, lambda b: declared_same(b) or forgot_dilation(b.geometry)),
     doc="""\
 ## What it does
 Finds convolutions with dilation > 1 whose padding is `(kernel-1)//2` in a dimension

@@ -9,48 +9,46 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from convlint.rule_api import ERROR, Constraint, ModelView, Report, Rule, evaluate_int, show
+from convlint.rule_api import ERROR, Facts, Limit, Report, Rule, evaluate_int, text
 
 
-def violated(view: ModelView, kinds: tuple[str, ...]) -> Iterator[list[tuple[Constraint, int]]]:
-    """Per layer, the constraints of these kinds the example input breaks, each with the
-    size the layer gets there."""
-    example = view.example
-    by_node: dict = {}
-    for c in view.constraints():
+def violated(facts: Facts, kinds: tuple[str, ...]) -> Iterator[list[tuple[Limit, int]]]:
+    """Per layer, the limits of these kinds the example input breaks, each with the size
+    the layer gets there."""
+    by_op: dict = {}
+    for c in facts.limits:
         if c.kind in kinds:
-            got = evaluate_int(c.expression, example)
-            if got is not None and got < c.minimum and c.axis not in [x.axis for x, _ in by_node.get(c.node, [])]:
-                by_node.setdefault(c.node, []).append((c, got))
-    yield from by_node.values()
+            got = evaluate_int(c.expression, facts.example)
+            if got is not None and got < c.minimum and c.axis not in [x.axis for x, _ in by_op.get(c.op, [])]:
+                by_op.setdefault(c.op, []).append((c, got))
+    yield from by_op.values()
 
 
-def _report(view: ModelView, broken: list[tuple[Constraint, int]], what: str) -> Report:
-    node = broken[0][0].node
-    names = [str(view.symbols[c.axis]) if c.axis < len(view.symbols) else str(c.axis) for c, _ in broken]
+def _report(facts: Facts, broken: list[tuple[Limit, int]], what: str) -> Report:
+    op = broken[0][0].op
+    symbols = facts.symbols
+    names = [str(symbols[c.axis]) if c.axis < len(symbols) else str(c.axis) for c, _ in broken]
     got = "x".join(str(g) for _, g in broken)
-    maps = ", ".join(f"{n} -> {show(c.expression)}" for n, (c, _) in zip(names, broken))
+    maps = ", ".join(f"{n} -> {text.show(c.expression)}" for n, (c, _) in zip(names, broken))
     runs = ", ".join(
         f"{symbol} >= {n}" if n is not None else f"no {symbol} up to {1 << 20}"
         for symbol in sorted({s for c, _ in broken for s in c.expression.free_symbols}, key=str)
-        for n in [view.smallest_input(symbol, upto=node)]
+        for n in [facts.smallest_input(symbol, upto=op)]
     )
-    module = node.target if node.op == "call_module" else None
     return Report(
-        f"{view.describe(node)} gets {got} in {', '.join(names)} at the example input ({maps}), {what}; "
+        f"{op.text} gets {got} in {', '.join(names)} at the example input ({maps}), {what}; "
         f"PyTorch raises here. It runs for {runs}",
-        module=module,
-        site=None if module else view.site_of(node),
+        module=op.module,
+        site=None if op.module else op.site,
     )
 
 
-def _check_kernel(view: ModelView) -> Iterator[Report]:
-    for broken in violated(view, ("kernel",)):
-        node = broken[0][0].node
-        geometry = view.geometry(node)
-        spans = "x".join(str(geometry.dilation[c.axis] * (geometry.kernel[c.axis] - 1) + 1) for c, _ in broken)
+def _check_kernel(facts: Facts) -> Iterator[Report]:
+    for broken in violated(facts, ("kernel",)):
+        geometry = broken[0][0].op.geometry
+        spans = "x".join(str(geometry.effective_kernel(c.axis)) for c, _ in broken)
         padded = "x".join(str(got + sum(geometry.padding[c.axis])) for c, got in broken)
-        yield _report(view, broken, f"but its kernel spans {spans} and its padded input is {padded}")
+        yield _report(facts, broken, f"but its kernel spans {spans} and its padded input is {padded}")
 
 
 CVL401 = Rule(
@@ -81,11 +79,11 @@ Feed larger inputs, pad the layer, or remove a downsampling stage.
 )
 
 
-def _check_padding(view: ModelView) -> Iterator[Report]:
-    for broken in violated(view, ("reflect", "circular")):
+def _check_padding(facts: Facts) -> Iterator[Report]:
+    for broken in violated(facts, ("reflect", "circular")):
         c = broken[0][0]
         rule = "below" if c.kind == "reflect" else "at most"
-        yield _report(view, broken, f"but its {c.kind} padding of {c.padding} must be {rule} the input size")
+        yield _report(facts, broken, f"but its {c.kind} padding of {c.padding} must be {rule} the input size")
 
 
 CVL402 = Rule(

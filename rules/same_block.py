@@ -4,46 +4,28 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from convlint.rule_api import ERROR, INFO, ModelView, Report, Rule, axes_map, geometry_of, size_map
+from convlint.rule_api import ERROR, INFO, BlockFact, Facts, Report, Rule, layer_verdicts, text
 
 
-def _responsible(view: ModelView, qualname: str, analysis) -> list[str]:
+def _responsible(block: BlockFact) -> list[str]:
     """Layers inside the block that do not keep "same" on their own (a pad layer and the
     convolution it feeds count as one)."""
     names = []
-    prefix = f"{qualname}." if qualname else ""
-    for node in view.nodes_in(analysis):
-        if node.op != "call_module":
-            continue
-        module = view.submodule(analysis, node)
-        geometry = geometry_of(module)
-        if geometry is None:
-            continue
-        name = f"`{prefix}{node.target}`"
-        pad = view.pad_in_front(analysis, node)
-        unit = view.with_pad_in_front(analysis, pad, geometry) if pad is not None else None
-        if unit is not None:  # the pad layer in front supplies its padding: judge them together
-            geometry = unit
-            name = f"{view.describe(pad) if pad.op != 'call_module' else f'`{prefix}{pad.target}`'} and {name}"
-        axes = view.layer_axes(geometry)
+    for unit in block.units:
+        axes = layer_verdicts(unit.geometry)
         if not all(a.verdict.keeps for a in axes):
-            names.append(f"{name} ({size_map([a.symbol for a in axes], [a.expression for a in axes])})")
+            names.append(f"{unit.text} ({text.size_map([a.symbol for a in axes], [a.expression for a in axes])})")
     return names
 
 
-def _check_block(view: ModelView) -> Iterator[Report]:
-    for info in view.modules:
-        if not info.intent or geometry_of(info.module) is not None:
-            continue
-        if info.uncalled_container:
-            continue  # never called itself; its members carry the intent
-        name = view.display(info.qualname)
-        analysis, axes, reason = view.block(info.qualname)
+def _check_block(facts: Facts) -> Iterator[Report]:
+    for block in facts.blocks:
+        axes, reason = block.axes, block.reason
         if reason or any(a.verdict is None for a in axes):
             why = reason or "its size map is not defined at the example input"
             yield Report(
-                f"cannot check that block `{name}` ({info.type_name}) keeps its size: {why}",
-                info.qualname,
+                f"cannot check that block `{block.display}` ({block.type_name}) keeps its size: {why}",
+                block.qualname,
                 severity=INFO,
             )
             continue
@@ -51,17 +33,19 @@ def _check_block(view: ModelView) -> Iterator[Report]:
             continue
         known = all(a.expression is not None for a in axes)
         if known:
-            change = axes_map(axes)
+            change = text.axes_map(axes)
         else:
             broken = next(a for a in axes if not a.verdict.keeps)
             change = f"at {broken.symbol} = {broken.verdict.counterexample} it gives {broken.verdict.got}"
-        culprits = _responsible(view, info.qualname, analysis) if analysis is not None else []
+        culprits = _responsible(block)
         blame = (
             "; layers responsible: " + ", ".join(culprits)
             if culprits
             else "; no single conv or pooling layer in it breaks same on its own"
         )
-        yield Report(f"block `{name}` ({info.type_name}) does not keep its size: {change}{blame}", info.qualname)
+        yield Report(
+            f"block `{block.display}` ({block.type_name}) does not keep its size: {change}{blame}", block.qualname
+        )
 
 
 CVL103 = Rule(

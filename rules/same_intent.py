@@ -9,56 +9,42 @@ from __future__ import annotations
 
 from typing import Iterator, Union
 
+from convlint.fix_api import UNSAFE, CallSite, Fix, FixError, find_call, fix_padding, set_argument
 from convlint.rule_api import (
-    CONV,
     ERROR,
-    MAXPOOL,
-    UNSAFE,
-    AxisVerdict,
-    CallSite,
-    Fix,
-    FixError,
+    Facts,
     Geometry,
-    ModelView,
+    Intent,
+    Kind,
+    LayerFact,
     Report,
     Rule,
-    axes_map,
-    find_call,
-    fix_arguments,
-    fix_padding,
-    geometry_of,
     keeping_padding,
-    layer_settings,
     odd_axes,
     same_pad_argument,
     same_target,
-    set_argument,
+    text,
 )
 
 # ---------------------------------------------------------------- shared helpers
 
 
-def _same_layers(view: ModelView) -> Iterator[tuple]:
+def _same_layers(facts: Facts) -> Iterator[LayerFact]:
     """Conv and pooling layers that declare same intent and could miss it."""
-    for info in view.modules:
-        if not info.intent or info.intent == 'padding="same"':
+    for layer in facts.layers:
+        if not layer.intent or layer.intent is Intent.PADDING_SAME:
             continue  # PyTorch itself keeps the size of a padding="same" layer
-        geometry = geometry_of(info.module)
-        if geometry is None:
-            continue
-        axes = view.layer_axes(geometry)
-        if all(a.verdict.keeps for a in axes):
-            continue
-        yield info, geometry, axes
+        if not layer.keeps:
+            yield layer
 
 
-def _describe(info, geometry: Geometry) -> str:
-    return layer_settings(info.type_name, geometry)
+def _describe(layer: LayerFact) -> str:
+    return text.layer_settings(layer.type_name, layer.geometry)
 
 
-def _at_example(view: ModelView, qualname: str, geometry: Geometry) -> str:
+def _at_example(layer: LayerFact) -> str:
     """``; at the example input 19x19 -> 9x9`` when the layer ran in the model."""
-    shapes = view.module_inputs(qualname)
+    geometry, shapes = layer.geometry, layer.input_shapes
     if not shapes:
         return ""
     before = tuple(shapes[0][-geometry.ndim :])
@@ -70,9 +56,9 @@ def _at_example(view: ModelView, qualname: str, geometry: Geometry) -> str:
     return f"; at the example input {'x'.join(map(str, before))} -> {'x'.join(map(str, after))}"
 
 
-def _smallest_failure(axes: tuple[AxisVerdict, ...]) -> str:
+def _smallest_failure(layer: LayerFact) -> str:
     """``; first fails at H = 32 (17, not 16)``: a size that shows the break."""
-    broken = next(a for a in axes if not a.verdict.keeps)
+    broken = next(a for a in layer.axes if not a.verdict.keeps)
     v = broken.verdict
     return f"; first fails at {broken.symbol} = {v.counterexample} ({v.got}, not {v.want})"
 
@@ -84,15 +70,15 @@ def _fix_same_string(call_site: CallSite) -> Union[Fix, str, None]:
     """CVL102 at stride 1: padding="same" (unsafe: PyTorch may copy the input)."""
     try:
         for built in call_site.modules:
-            geometry = geometry_of(built.module)
-            if geometry.kind != CONV:
+            geometry = built.geometry
+            if geometry.kind != Kind.CONV:
                 raise FixError('pooling has no padding="same"')
             if any(s != 1 for s in geometry.stride):
                 raise FixError('PyTorch refuses padding="same" at stride > 1')
             if not built.intent:
                 raise FixError(f"the call also builds `{built.qualname}`, which declares no same intent")
         call = find_call(call_site.site)
-        edit = set_argument(call, "padding", CONV, '"same"')
+        edit = set_argument(call, "padding", Kind.CONV, '"same"')
         return Fix('Set padding="same"', UNSAFE, (edit,))
     except FixError as exc:
         return str(exc)
@@ -101,20 +87,19 @@ def _fix_same_string(call_site: CallSite) -> Union[Fix, str, None]:
 # ---------------------------------------------------------------- CVL101
 
 
-def _check_layer(view: ModelView) -> Iterator[Report]:
-    for info, geometry, axes in _same_layers(view):
+def _check_layer(facts: Facts) -> Iterator[Report]:
+    for layer in _same_layers(facts):
+        geometry = layer.geometry
         if odd_axes(geometry):
             continue  # CVL102
-        name = view.display(info.qualname)
-        head = f"`{name}` {_describe(info, geometry)} does not keep its size: {axes_map(axes)}"
-        example = _at_example(view, info.qualname, geometry)
-        head += example or _smallest_failure(axes)
+        head = f"`{layer.display}` {_describe(layer)} does not keep its size: {text.axes_map(layer.axes)}"
+        head += _at_example(layer) or _smallest_failure(layer)
         fix = keeping_padding(geometry)
         if fix is None:
             reason = "ceil_mode=True" if geometry.ceil_mode else "its other settings"
-            yield Report(f"{head}; no padding keeps it with {reason}", info.qualname)
+            yield Report(f"{head}; no padding keeps it with {reason}", layer.qualname)
         else:
-            yield Report(f"{head}; use {fix_arguments(geometry, fix)}", info.qualname)
+            yield Report(f"{head}; use {text.fix_arguments(geometry, fix)}", layer.qualname)
 
 
 CVL101 = Rule(
@@ -160,27 +145,27 @@ def _pad_layer(geometry: Geometry) -> str:
     name = {"reflect": "ReflectionPad", "replicate": "ReplicationPad", "circular": "CircularPad"}.get(
         geometry.padding_mode, "ZeroPad"
     )
-    if geometry.kind == MAXPOOL:
+    if geometry.kind == Kind.MAXPOOL:
         return f"nn.ConstantPad{geometry.ndim}d({amounts}, float('-inf'))"
     return f"nn.{name}{geometry.ndim}d({amounts})"
 
 
-def _check_odd(view: ModelView) -> Iterator[Report]:
-    for info, geometry, axes in _same_layers(view):
+def _check_odd(facts: Facts) -> Iterator[Report]:
+    for layer in _same_layers(facts):
+        geometry, axes = layer.geometry, layer.axes
         odd = odd_axes(geometry)
         if not odd:
             continue
-        name = view.display(info.qualname)
         totals = ", ".join(
             f"{axes[i].symbol}: {geometry.dilation[i]}*({geometry.kernel[i]}-1) = {geometry.keeping_total(i)}"
             for i in odd
         )
-        head = f"`{name}` {_describe(info, geometry)} cannot keep its size with symmetric padding, dilation*(kernel-1) is odd ({totals})"
-        if geometry.kind == CONV and all(s == 1 for s in geometry.stride):
+        head = f"`{layer.display}` {_describe(layer)} cannot keep its size with symmetric padding, dilation*(kernel-1) is odd ({totals})"
+        if geometry.kind == Kind.CONV and all(s == 1 for s in geometry.stride):
             fix = 'use padding="same" (PyTorch then pads asymmetrically, and may copy the input)'
         else:
             fix = f"add {_pad_layer(geometry)} before it and set padding=0"
-        yield Report(f"{head}; {fix}", info.qualname)
+        yield Report(f"{head}; {fix}", layer.qualname)
 
 
 CVL102 = Rule(

@@ -6,18 +6,8 @@ from __future__ import annotations
 import re
 from typing import Iterator, Optional
 
-from convlint.rule_api import (
-    ERROR,
-    FUNCTION_SIGNATURES,
-    MODULE_SIGNATURES,
-    FixError,
-    Report,
-    Rule,
-    Site,
-    argument,
-    read_source,
-    same_pad_argument,
-)
+from convlint.fix_api import FUNCTION_SIGNATURES, MODULE_SIGNATURES, FixError, argument, read_source
+from convlint.rule_api import ERROR, Report, Rule, Site, same_pad_argument
 
 _SAME_LITERAL = re.compile(r"""["']same["']""")
 _CONV = {"Conv1d": 1, "Conv2d": 2, "Conv3d": 3, "conv1d": 1, "conv2d": 2, "conv3d": 3}

@@ -11,11 +11,12 @@ import sys
 from dataclasses import replace
 
 import pytest
-from conftest import FIXTURES
+from conftest import BUILTIN_RULES, FIXTURES
 
 from convlint import config, engine, fix
 
 PAIRS = sorted(glob.glob(os.path.join(FIXTURES, "fix", "*.in.py")))
+SELECT = ",".join(BUILTIN_RULES)  # the rules these tests pin: a new rule changes none
 
 
 def fix_args(path):
@@ -56,7 +57,7 @@ def test_fix_turns_the_in_file_into_the_out_file_byte_for_byte(source, tmp_path,
 def test_findings_without_a_fix_say_why(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     shutil.copyfile(os.path.join(FIXTURES, "fix", "loops_helpers.in.py"), tmp_path / "model.py")
-    result = engine.check_paths(["model.py"], engine.Options(input_shapes=((1, 8, 64, 64),)))
+    result = engine.check_paths(["model.py"], engine.Options(input_shapes=((1, 8, 64, 64),), select=BUILTIN_RULES))
     nofix = [f for f in result.findings if f.module == "nofix.1"]
     assert len(nofix) == 1 and nofix[0].fix is None
     assert nofix[0].message.endswith(
@@ -65,7 +66,8 @@ def test_findings_without_a_fix_say_why(tmp_path, monkeypatch):
     shared = [f for f in result.findings if f.module and f.module.startswith("same_value.")]
     assert {f.fix.applicability for f in shared} == {"unsafe"}  # a literal on a call that builds two modules
     strided = engine.check_paths(
-        [os.path.join(FIXTURES, "fix", "unsafe_same.in.py")], engine.Options(input_shapes=((1, 8, 32, 32),))
+        [os.path.join(FIXTURES, "fix", "unsafe_same.in.py")],
+        engine.Options(input_shapes=((1, 8, 32, 32),), select=BUILTIN_RULES),
     )
     (f,) = [f for f in strided.findings if f.module == "strided"]
     assert f.fix is None and f.message.endswith('no automatic fix: PyTorch refuses padding="same" at stride > 1')
@@ -97,7 +99,7 @@ def test_cli_fix_diff_and_idempotence_on_the_seed_example(tmp_path):
 
 def test_exit_code_after_fix_reflects_what_remains(tmp_path):
     shutil.copyfile(os.path.join(FIXTURES, "fix", "unsafe_same.in.py"), tmp_path / "model.py")
-    run = convlint("check", "model.py", "--fix", "--input-shape", "1,8,32,32", cwd=tmp_path)
+    run = convlint("check", "model.py", "--fix", "--input-shape", "1,8,32,32", "--select", SELECT, cwd=tmp_path)
     assert run.returncode == 1
     assert "Fixed 0 findings" in run.stderr  # padding="same" is unsafe: not without --unsafe-fixes
     assert [row.split()[1] for row in run.stdout.splitlines()] == ["CVL102", "CVL102"]

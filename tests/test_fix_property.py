@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import torch
+from conftest import BUILTIN_RULES
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -96,7 +97,19 @@ def test_cli_fix_makes_every_fixed_layer_keep_its_size_on_real_tensors(tmp_path_
     (work / "model.py").write_text(source)
     shape = ",".join(["1", "1"] + ["24"] * ndim)
     run = subprocess.run(
-        [sys.executable, "-m", "convlint", "check", "model.py", "--fix", "--unsafe-fixes", "--input-shape", shape],
+        [
+            sys.executable,
+            "-m",
+            "convlint",
+            "check",
+            "model.py",
+            "--fix",
+            "--unsafe-fixes",
+            "--input-shape",
+            shape,
+            "--select",
+            ",".join(BUILTIN_RULES),
+        ],
         cwd=work,
         capture_output=True,
         text=True,

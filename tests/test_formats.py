@@ -9,7 +9,7 @@ import sys
 from importlib import resources
 
 import jsonschema
-from conftest import ROOT
+from conftest import BUILTIN_RULES, ROOT
 
 from convlint import report
 from convlint.finding import Finding
@@ -100,7 +100,7 @@ def test_readme_problem_matcher_reads_file_line_column_code_and_message_from_rea
     task = _problem_matcher()["tasks"][0]
     pattern = task["problemMatcher"]["pattern"]
     regexp = re.compile(pattern["regexp"])
-    run = convlint("check", *SEED, "fixtures/rules/odd_kernel.py")
+    run = convlint("check", *SEED, "fixtures/rules/odd_kernel.py", "--select", ",".join(BUILTIN_RULES))
     lines = run.stdout.splitlines()
     assert len(lines) >= 6
     parsed = []

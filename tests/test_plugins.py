@@ -1,4 +1,4 @@
-"""Third-party rules through the convlint.rules entry point, and the rule docs."""
+"""Third-party rules through the convlint.rules entry point."""
 
 import os
 import subprocess
@@ -56,9 +56,3 @@ def test_a_broken_plugin_is_a_warning_and_the_other_rules_still_run(tmp_path):
         "convlint: warning: plugin 'broken' (convlint_no_such_plugin_module) failed to load: ModuleNotFoundError"
         in run.stderr
     )
-
-
-def test_docs_rules_md_is_the_generated_rule_documentation():
-    generated = convlint("rules", "--markdown").stdout
-    with open(os.path.join(ROOT, "docs", "rules.md"), encoding="utf-8") as fh:
-        assert fh.read() == generated, "docs/rules.md is stale: run `convlint rules --markdown > docs/rules.md`"

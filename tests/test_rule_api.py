@@ -1,4 +1,6 @@
-"""Rules use convlint only through its public rule API, the way a plugin would."""
+"""Rules use convlint only through its public rule API and fix API, the way a plugin would;
+both APIs are small, and their names are pinned here (a change to them is a change to
+what every plugin author learns)."""
 
 import ast
 import os
@@ -21,19 +23,43 @@ def _convlint_imports(path: str) -> list[tuple[str, str]]:
     return found
 
 
-def test_rules_import_only_public_names_of_the_rule_api():
+RULE_API = {
+    "Rule", "Report", "Site", "ERROR", "WARNING", "INFO",
+    "Facts", "Op", "ModuleFact", "LayerFact", "BlockFact", "MergeFact", "Limit", "Intent",
+    "Geometry", "Kind", "layer_verdicts", "keeping_padding", "odd_axes", "same_target", "same_pad_argument",
+    "agreement", "evaluate_int", "text",
+}  # fmt: skip
+FIX_API = {
+    "CallSite", "BuiltModule", "Fix", "Edit", "SAFE", "UNSAFE", "DISPLAY", "FixError",
+    "read_source", "find_call", "CallRef", "argument", "set_argument", "MODULE_SIGNATURES", "FUNCTION_SIGNATURES",
+    "fix_padding", "declared_same",
+}  # fmt: skip
+
+
+def test_rules_import_only_public_names_of_the_rule_and_fix_apis():
     files = [f for f in os.listdir(RULES) if f.endswith(".py")]
     assert len(files) >= 6
     for name in files:
         for module, imported in _convlint_imports(os.path.join(RULES, name)):
-            assert module == "convlint.rule_api", f"rules/{name} imports {module}"
+            assert module in ("convlint.rule_api", "convlint.fix_api"), f"rules/{name} imports {module}"
             assert not imported.startswith("_"), f"rules/{name} imports the private name {imported}"
 
 
-def test_the_rule_api_exports_what_it_lists():
-    from convlint import rule_api
+def test_no_rule_imports_torch():
+    for name in [f for f in os.listdir(RULES) if f.endswith(".py")]:
+        tree = ast.parse(open(os.path.join(RULES, name), encoding="utf-8").read())
+        for node in ast.walk(tree):
+            modules = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            modules += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not [m for m in modules if m.split(".")[0] == "torch"], f"rules/{name} imports torch"
 
+
+def test_the_rule_and_fix_apis_are_the_pinned_lists_and_export_them():
+    from convlint import fix_api, rule_api
+
+    assert set(rule_api.__all__) == RULE_API and set(fix_api.__all__) == FIX_API
     assert all(hasattr(rule_api, name) for name in rule_api.__all__)
+    assert all(hasattr(fix_api, name) for name in fix_api.__all__)
 
 
 def test_builtin_rules_load_from_an_installed_wheel_as_from_the_checkout(tmp_path):

@@ -12,17 +12,11 @@ import os
 import shlex
 
 import pytest
-from conftest import FIXTURES
+from conftest import BUILTIN_RULES, FIXTURES
 
 from convlint import config, engine
 
 CASES = sorted(glob.glob(os.path.join(FIXTURES, "rules", "*.expected")))
-# The rules these fixtures pin together: a new rule brings its own fixture folder and
-# snapshots, and changes none of these files.
-RULES = (
-    "CVL101", "CVL102", "CVL103", "CVL201", "CVL301", "CVL302", "CVL303", "CVL401", "CVL402", "CVL403",
-    "CVL900", "CVL901", "CVL902", "CVL903", "CVL904",
-)  # fmt: skip
 
 
 def read_expected(path):
@@ -44,7 +38,7 @@ def test_fixture_gives_exactly_its_expected_findings(expected, in_root, run_ever
     shapes, same, want = read_expected(expected)
     result = engine.check_paths(
         [os.path.relpath(source)],
-        engine.Options(input_shapes=shapes, same=same, select=RULES, run_every_op=run_every_op),
+        engine.Options(input_shapes=shapes, same=same, select=BUILTIN_RULES, run_every_op=run_every_op),
     )
     got = [f"{f.line}:{f.column} {f.code} {f.message}" for f in result.findings]
     assert all(f.path == os.path.relpath(source) for f in result.findings)

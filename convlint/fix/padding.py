@@ -11,12 +11,13 @@ from convlint import layers, pretty, sites
 from convlint.finding import SAFE, UNSAFE, Fix
 from convlint.fix import edits
 from convlint.fix.edits import CallRef, FixError
+from convlint.intent import Intent
 from convlint.registry import CallSite
 from convlint.samesize import keeping_padding
 
 
 def declared_same(built) -> bool:
-    return bool(built.intent) and built.intent != 'padding="same"'
+    return bool(built.intent) and built.intent is not Intent.PADDING_SAME
 
 
 def _needs(call_site: CallSite, wants_same: Callable = declared_same) -> list[tuple]:

@@ -1,0 +1,49 @@
+"""The rule documentation is generated from the rules' own records: docs/rules.md and the
+README's rule table. ``--update-snapshots`` regenerates both (as it does the per-rule
+snapshots), so a new rule changes them by a command, not by hand."""
+
+import os
+import re
+
+from conftest import ROOT
+
+from convlint import engine, report
+
+README = os.path.join(ROOT, "README.md")
+RULES_MD = os.path.join(ROOT, "docs", "rules.md")
+TABLE = re.compile(r"(<!-- rules table: [^\n]*-->\n)(.*?)(<!-- end of rules table -->)", re.S)
+
+
+def _rewrite(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+
+
+def test_docs_rules_md_is_the_generated_rule_documentation(request):
+    generated = report.rules_markdown(engine.all_rules()[0])
+    if request.config.getoption("--update-snapshots"):
+        _rewrite(RULES_MD, generated)
+    with open(RULES_MD, encoding="utf-8") as fh:
+        assert fh.read() == generated, "docs/rules.md is stale: run pytest tests/test_docs.py --update-snapshots"
+
+
+def test_readme_rule_table_is_generated_from_every_rule(request):
+    table = report.rules_index(engine.all_rules()[0], "docs/rules.md")
+    with open(README, encoding="utf-8") as fh:
+        readme = fh.read()
+    found = TABLE.search(readme)
+    assert found, "README.md has no generated rules table"
+    if request.config.getoption("--update-snapshots"):
+        readme = readme[: found.start(2)] + table + readme[found.end(2) :]
+        _rewrite(README, readme)
+        found = TABLE.search(readme)
+    assert found.group(2) == table, "README's rule table is stale: run pytest tests/test_docs.py --update-snapshots"
+
+
+def test_convlint_rules_markdown_prints_docs_rules_md(in_root):
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "convlint", "rules", "--markdown"], capture_output=True, text=True)
+    with open(RULES_MD, encoding="utf-8") as fh:
+        assert run.stdout == fh.read()
