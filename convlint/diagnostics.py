@@ -177,16 +177,11 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
 
 def _unfollowed_reports(view) -> Iterable[tuple[Rule, Report]]:
     """CVL903 for each op whose sizes could not be followed, if a convolution depends on it."""
-    from convlint import layers
+    from convlint import graph, layers
 
     for node, why in view.unfollowed():
-        after, seen, stack = 0, {node}, [node]
-        while stack:
-            for user in stack.pop().users:
-                if user not in seen:
-                    seen.add(user)
-                    stack.append(user)
-                    after += view.is_convolution(user) and not view.checked_for_every_size(user)
+        later = graph.descendants(node) - {node}
+        after = sum(view.is_convolution(n) and not view.checked_for_every_size(n) for n in later)
         inside = 0
         if view.is_leaf(node):
             prefix = f"{node.target}."

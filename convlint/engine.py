@@ -94,18 +94,19 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
             analysis = Analysis(error=input_error if traced is not None else f"{trace_error}; {input_error}")
         else:
             analysis = analyse(model, shapes, run_every_op, traced=traced)
-    view = ModelView(where.name, where.path, model, shapes, analysis, tuple(same))
-    view.inferred_input = not input_shapes
+    view = ModelView(where.name, where.path, model, shapes, analysis, tuple(same), inferred_input=not input_shapes)
     if shapes and any(info.intent for info in view.modules):
-        _analyse_intent(view, run_every_op)
+        view = _with_intent_analysed(view, run_every_op)
     return view, where, input_error
 
 
-def _analyse_intent(view, run_every_op) -> None:
-    """What the same-intent rules need beyond the model's own graph, when they need it:
-    the inputs each module saw (one more run of the model) for a layer that misses "same"
-    (its message shows the example) or a block declared "same", which is then analysed on
-    its own at that input."""
+def _with_intent_analysed(view, run_every_op):
+    """The view with what the same-intent rules need beyond the model's own graph, when
+    they need it: the inputs each module saw (one more run of the model) for a layer that
+    misses "same" (its message shows the example) or a block declared "same", which is
+    then analysed on its own at that input."""
+    import dataclasses
+
     from convlint import analysis, capture, layers, sizes
 
     blocks, missing = [], False
@@ -118,12 +119,14 @@ def _analyse_intent(view, run_every_op) -> None:
         elif info.intent is not Intent.PADDING_SAME and not all(a.verdict.keeps for a in view.layer_axes(geometry)):
             missing = True
     if not blocks and not missing:
-        return
-    view.inputs = capture.module_inputs(view.model, view.input_shapes, sizes.PREDICTOR)
+        return view
+    view = dataclasses.replace(view, inputs=capture.module_inputs(view.model, view.input_shapes, sizes.PREDICTOR))
+    analysed = {}
     for info in blocks:
-        if info.qualname not in view.blocks:
+        if info.qualname not in analysed:
             shapes = view.module_inputs(info.qualname)
-            view.blocks[info.qualname] = analysis.analyse_block(info.module, shapes, run_every_op)
+            analysed[info.qualname] = analysis.analyse_block(info.module, shapes, run_every_op)
+    return dataclasses.replace(view, blocks=analysed)
 
 
 def analyse_model(

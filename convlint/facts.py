@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterator, Optional
 
-from convlint import formulas, layers, samesize, sites
+from convlint import formulas, graph, layers, samesize, sites
 from convlint.intent import Intent
 from convlint.layers import Geometry
 from convlint.samesize import AxisVerdict
@@ -204,19 +204,18 @@ class Facts:
 
     def ancestors(self, op: Op) -> frozenset:
         """``op`` and every op it depends on."""
-        return frozenset(self._ops[n] for n in _reach(op._node, lambda n: n.all_input_nodes) if n in self._ops)
+        return frozenset(self._ops[n] for n in graph.ancestors(op._node) if n in self._ops)
 
     def parting(self, operand: Op, other: Op) -> tuple[Optional[Op], Optional[str]]:
         """The first layer on ``operand``'s branch, after the last op it shares with
         ``other``'s, that changes the size other than by a clean stride or scale, and
         the change at the example (``224x224 -> 222x222``); (None, None) if there is none."""
         a, b = operand._node, other._node
-        common = _reach(a, lambda n: n.all_input_nodes) & _reach(b, lambda n: n.all_input_nodes)
+        common = graph.ancestors(a) & graph.ancestors(b)
         if not common:
             return None, None
         fork = max(common, key=lambda n: self._ops[n].index)
-        between = _reach(fork, lambda n: n.users) & _reach(a, lambda n: n.all_input_nodes)
-        for node in _path(a, fork, between):
+        for node in graph.branch(a, fork):
             change = self._unclean(node)
             if change:
                 return self._ops[node], change
@@ -315,27 +314,6 @@ def _units(view, qualname: str, analysis) -> Iterator[Unit]:
             geometry = unit
             text = f"{view.describe(pad) if pad.op != 'call_module' else f'`{prefix}{pad.target}`'} and {text}"
         yield Unit(text, geometry)
-
-
-def _reach(node, step) -> set:
-    seen, stack = {node}, [node]
-    while stack:
-        for n in step(stack.pop()):
-            if n not in seen:
-                seen.add(n)
-                stack.append(n)
-    return seen
-
-
-def _path(start, fork, between: set) -> list:
-    """Nodes from just after ``fork`` to ``start``, following the branch back."""
-    path, node = [], start
-    while node is not fork:
-        path.append(node)
-        node = next((a for a in node.all_input_nodes if a is fork or a in between), None)
-        if node is None:
-            break
-    return list(reversed(path))
 
 
 def build(view) -> Facts:

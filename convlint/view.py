@@ -1,10 +1,12 @@
-"""The read-only view of one analysed model that every rule receives.
+"""The engine's index of one analysed model: the facts rules read (``convlint.facts``),
+the engine's own findings and the reports are built from it; no rule sees it.
 
 It joins what the earlier stages found: the built model and its construction sites
 (load), the fx graph and its leaves (capture), the sizes of every node (sizes), the
 declared same intent (intent), and the blocks declared "same" analysed on their own
-(analysis). It only answers queries: it runs nothing and installs no hooks; the one
-cost it keeps is arithmetic on sizes, computed on first use and cached.
+(analysis). It is frozen once built and only answers queries: it runs nothing and
+installs no hooks; the one cost it keeps is arithmetic on sizes, computed on first use
+and cached.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class ModuleInfo:
         return self.type_name in intent.UNCALLED_CONTAINERS
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class ModelView:
     name: str
     path: str
@@ -54,8 +56,7 @@ class ModelView:
     inputs: Optional[ModuleInputs] = None  # what each module was called with (capture)
     blocks: dict = field(default_factory=dict)  # qualified name -> analysis.Block
     inferred_input: bool = False  # the example input was inferred, not declared
-    _constraints: Optional[list] = field(default=None, repr=False)
-    _smallest: dict = field(default_factory=dict, repr=False)
+    _smallest: dict = field(default_factory=dict, repr=False)  # a cache: (symbol, upto) -> size
 
     # ------------------------------------------------------------ modules
 
@@ -405,9 +406,11 @@ class ModelView:
         """What every layer needs of its input, as expressions in the model's input symbols:
         a kernel no larger than the padded input, reflect padding below the size,
         circular padding at most the size."""
-        if self._constraints is None:
-            self._constraints = list(_constraints(self)) if self.sizes is not None else []
-        return self._constraints
+        return self._constraint_list
+
+    @functools.cached_property
+    def _constraint_list(self) -> list["Constraint"]:
+        return list(_constraints(self)) if self.sizes is not None else []
 
     def smallest_input(self, symbol, upto: Optional[torch.fx.Node] = None) -> Optional[int]:
         """Smallest size of input dim ``symbol`` for which every layer (up to ``upto``) runs,

@@ -4,7 +4,7 @@ size map, its sizes at the example input, and its receptive field and jump."""
 
 from __future__ import annotations
 
-from convlint import common, layers, pretty, samesize
+from convlint import common, pretty, samesize
 
 
 def _shape(value) -> str:
@@ -19,35 +19,26 @@ def _compact(values) -> str:
 def entries(views) -> list[dict]:
     """``[{"path", "line", "column", "end_line", "end_column", "text"}]`` (1-based, end
     exclusive, as findings), one per site and module; ``text`` is Markdown."""
-    from convlint.report import receptive
+    from convlint.report import receptive, shapes
 
     found = []
     for view in views:
-        if view.sizes is None:
-            continue
-        fields = receptive.receptive_fields(view)
-        for node in view.nodes:
-            if node.op != "call_module":
-                continue
-            module = view.submodule(view.analysis, node)
-            geometry = layers.geometry_of(module)
-            if geometry is None:
+        for row in shapes.rows(view):
+            geometry = row.geometry
+            if row.module is None or geometry is None:
                 continue
             axes = samesize.layer_verdicts(geometry)
-            inputs = [view.sizes.values.get(a) for a in node.all_input_nodes[:1]]
             text = [
-                f"**`{node.target}`** {pretty.layer_settings(type(module).__name__, geometry)} in `{view.name}`",
+                f"**`{row.module}`** {pretty.layer_settings(row.type_name, geometry)} in `{view.name}`",
                 f"size: {pretty.size_map([a.symbol for a in axes], [a.expression for a in axes])}",
-                f"at the example input: {_shape(inputs[0] if inputs else None)} -> {_shape(view.sizes.values.get(node))}",
+                f"at the example input: {_shape(row.input_shape)} -> {_shape(row.shape)}",
             ]
-            field = fields.get(node)
-            if field is not None and field != receptive.UNKNOWN:
-                rf = _compact([r for r, _ in field])
-                jump = _compact([j for _, j in field])
+            if row.field is not None and row.field != receptive.UNKNOWN:
+                rf = _compact([r for r, _ in row.field])
+                jump = _compact([j for _, j in row.field])
                 text.append(f"receptive field {rf}, jump {jump}")
             body = "  \n".join(text)
-            sites = [view.module(node.target).site, view.site_of(node)]  # where it is built, where called
-            for site in {s for s in sites if s is not None}:
+            for site in {s for s in (row.built_at, row.site) if s is not None}:  # where it is built, where called
                 found.append(
                     {
                         "path": common.relpath(site.path),

@@ -5,6 +5,8 @@ receptive field and jump, and what the model needs of its input (``convlint shap
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from typing import Optional
 
 
 def _op_name(node) -> str:
@@ -44,44 +46,41 @@ def _call_name(view, node) -> tuple[str, str]:
     return text or _op_name(node), f"line {site.line}" if site is not None else _op_name(node)
 
 
-def shape_rows(view) -> list[dict]:
-    """One row per layer (every submodule call, functional convolutions and pooling, and
-    function calls that change a size: ``F.pad``, slicing, ``F.interpolate``, ``view``)
-    in execution order: settings, symbolic and concrete output size, receptive field and
-    jump. ``size`` holds None where a dimension is unknown (listed again in ``unknown``)."""
-    from convlint import pretty
-    from convlint import sizes as sizes_mod
-    from convlint.report import receptive
+@dataclass(frozen=True)
+class Row:
+    """One row of what a model does, in execution order: an input, a layer call, a
+    functional convolution or pooling, or a call that changes a size (``F.pad``, slicing,
+    ``F.interpolate``, ``view``). The one row model read by ``convlint shapes`` (text and
+    JSON), ``convlint.shapes()`` and the editor's hover."""
 
-    analysis = view.analysis
-    if analysis.sizes is None:
-        return []
-    leaves = analysis.trace.leaves if analysis.trace else {}
-    fields = receptive.receptive_fields(view)
-    rows = []
-    for node in analysis.sizes.graph_module.graph.nodes:
-        shadow = analysis.sizes.shadows.get(node)
-        geometry = view.geometry(node)
-        if not isinstance(shadow, sizes_mod.SymTensor):
-            continue
-        call = geometry is None and node.op in ("call_function", "call_method")
-        if call and not _changes_size(analysis.sizes.shadows, node, shadow):
-            continue
-        if not (node.op == "call_module" or geometry is not None or node.op == "placeholder" or call):
-            continue
-        module = analysis.sizes.graph_module.get_submodule(node.target) if node.op == "call_module" else None
-        field = fields.get(node)
-        name, kind = _call_name(view, node) if call else (_op_name(node), _op_name(node))
+    name: str
+    type_name: str
+    geometry: Optional[object]  # a layers.Geometry, for conv and pooling rows
+    size: tuple  # per dim: its expression in the input's symbols, None where unknown
+    shape: tuple  # per dim: its size at the example input
+    input_shape: Optional[tuple]  # the shape of its first input at the example
+    field: object  # per spatial dim (receptive field, jump); None: global; receptive.UNKNOWN
+    module: Optional[str] = None  # the qualified name of the module it calls
+    site: Optional[object] = None  # the forward line that calls it
+    built_at: Optional[object] = None  # the constructor call that built its module
+    leaf: Optional[str] = None  # why the capture did not follow inside it
+    unknown_because: Optional[str] = None  # why its sizes are not expressions
+
+    def as_json(self) -> dict:
+        from convlint import pretty
+        from convlint.report import receptive
+
+        g, field = self.geometry, self.field
         row = {
-            "name": node.name if node.op == "placeholder" else name,
-            "type": type(module).__name__ if module is not None else ("input" if node.op == "placeholder" else kind),
-            "kernel": list(geometry.kernel) if geometry else None,
-            "stride": list(geometry.stride) if geometry else None,
-            "padding": [list(p) for p in geometry.padding] if geometry else None,
-            "dilation": list(geometry.dilation) if geometry else None,
-            "size": [None if d is None else pretty.show(d) for d in shadow.dims],
-            "shape": list(analysis.sizes.values[node]),
-            "unknown": [i for i, d in enumerate(shadow.dims) if d is None],
+            "name": self.name,
+            "type": self.type_name,
+            "kernel": list(g.kernel) if g else None,
+            "stride": list(g.stride) if g else None,
+            "padding": [list(p) for p in g.padding] if g else None,
+            "dilation": list(g.dilation) if g else None,
+            "size": [None if d is None else pretty.show(d) for d in self.size],
+            "shape": list(self.shape),
+            "unknown": [i for i, d in enumerate(self.size) if d is None],
             "receptive_field": "global"
             if field is None
             else field
@@ -89,12 +88,63 @@ def shape_rows(view) -> list[dict]:
             else [rf for rf, _ in field],
             "jump": None if field is None or field == receptive.UNKNOWN else [_number(j) for _, j in field],
         }
-        if node.op == "call_module" and node.target in leaves:
-            row["leaf"] = leaves[node.target]
-        if node in analysis.sizes.unknown_ops:
-            row["unknown_because"] = analysis.sizes.unknown_ops[node]
-        rows.append(row)
-    return rows
+        if self.leaf is not None:
+            row["leaf"] = self.leaf
+        if self.unknown_because is not None:
+            row["unknown_because"] = self.unknown_because
+        return row
+
+
+def rows(view) -> list[Row]:
+    """The rows of one analysed model (none when it was not analysed)."""
+    from convlint import sizes as sizes_mod
+    from convlint.report import receptive
+
+    result = view.sizes
+    if result is None:
+        return []
+    leaves = view.analysis.trace.leaves if view.analysis.trace else {}
+    fields = receptive.receptive_fields(view)
+    found = []
+    for node in view.nodes:
+        shadow = result.shadows.get(node)
+        geometry = view.geometry(node)
+        if not isinstance(shadow, sizes_mod.SymTensor):
+            continue
+        call = geometry is None and node.op in ("call_function", "call_method")
+        if call and not _changes_size(result.shadows, node, shadow):
+            continue
+        if not (node.op == "call_module" or geometry is not None or node.op == "placeholder" or call):
+            continue
+        module = view.submodule(view.analysis, node) if node.op == "call_module" else None
+        name, kind = _call_name(view, node) if call else (_op_name(node), _op_name(node))
+        first = node.all_input_nodes[:1]
+        found.append(
+            Row(
+                name=node.name if node.op == "placeholder" else name,
+                type_name=type(module).__name__
+                if module is not None
+                else ("input" if node.op == "placeholder" else kind),
+                geometry=geometry,
+                size=tuple(shadow.dims),
+                shape=tuple(result.values[node]),
+                input_shape=result.values.get(first[0]) if first else None,
+                field=fields.get(node),
+                module=node.target if module is not None else None,
+                site=view.site_of(node),
+                built_at=view.module(node.target).site if module is not None else None,
+                leaf=leaves.get(node.target) if module is not None else None,
+                unknown_because=result.unknown_ops.get(node),
+            )
+        )
+    return found
+
+
+def shape_rows(view) -> list[dict]:
+    """The rows as ``convlint shapes --format json`` and ``convlint.shapes()`` give them:
+    settings, symbolic and concrete output size, receptive field and jump; ``size`` holds
+    None where a dimension is unknown (listed again in ``unknown``)."""
+    return [row.as_json() for row in rows(view)]
 
 
 def shapes_json(views) -> str:
