@@ -261,10 +261,7 @@ class Facts:
     def within(self, symbol, op: Op) -> Optional[Callable[[int], bool]]:
         """``n -> does size n of ``symbol`` take the branches decided before ``op``?``, or
         None when there are none."""
-        if not self.guards_before(op):
-            return None
-        example = self.example
-        return lambda n: self._view.allowed({**example, symbol: n}, before=op._node)
+        return self._view.within(symbol, op._node)
 
     def smallest_input(self, symbol, upto: Optional[Op] = None) -> Optional[int]:
         """Smallest size of input dim ``symbol`` for which every layer (up to ``upto``) runs,

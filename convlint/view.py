@@ -273,7 +273,7 @@ class ModelView:
         if self.sizes is not None:
             yield from self.sizes.unknown_ops.items()
 
-    def _within(self, symbol, node: torch.fx.Node):
+    def within(self, symbol, node: torch.fx.Node):
         """``n -> does size n of ``symbol`` take the branches decided before ``node``?``,
         or None when there are none."""
         if not self.guards_before(node):
@@ -322,7 +322,7 @@ class ModelView:
             needs.append(f"{symbol} >= {n0}" if n0 is not None else f"no {symbol} up to {1 << 20}")
             others = {s: v for s, v in example.items() if s is not symbol}
             pairs = [
-                (a.xreplace(others), b.xreplace(others), self._within(symbol, node))
+                (a.xreplace(others), b.xreplace(others), self.within(symbol, node))
                 for a, b, node in pairs_by_dim.get(i, [])
             ]
             statement = samesize.joint_condition(pairs, symbol, n0 or 1) if pairs else None

@@ -3,7 +3,7 @@
 ``fixtures/rules/CODE/``, see test_rule_snapshots.py).
 
 The expected file holds the exact findings, one ``LINE:COL CODE message`` per line,
-after an optional ``# args: --input-shape ...`` line. A fixture with no findings has an
+after an optional ``# args: --input-shape ...`` line; ``--update-snapshots`` rewrites them. A fixture with no findings has an
 expected file with no finding lines, so correct designs stay clean.
 """
 
@@ -33,7 +33,7 @@ def read_expected(path):
 
 
 @pytest.mark.parametrize("expected", CASES, ids=[os.path.basename(c)[: -len(".expected")] for c in CASES])
-def test_fixture_gives_exactly_its_expected_findings(expected, in_root, run_every_op):
+def test_fixture_gives_exactly_its_expected_findings(expected, in_root, run_every_op, request):
     source = expected[: -len(".expected")] + ".py"
     shapes, same, want = read_expected(expected)
     result = engine.check_paths(
@@ -41,5 +41,11 @@ def test_fixture_gives_exactly_its_expected_findings(expected, in_root, run_ever
         engine.Options(input_shapes=shapes, same=same, select=BUILTIN_RULES, run_every_op=run_every_op),
     )
     got = [f"{f.line}:{f.column} {f.code} {f.message}" for f in result.findings]
+    if request.config.getoption("--update-snapshots"):  # rewrite the finding lines, keep the header
+        with open(expected, encoding="utf-8") as fh:
+            header = [line for line in fh.read().splitlines() if line.startswith("# args:")]
+        with open(expected, "w", encoding="utf-8") as fh:
+            fh.write("".join(line + "\n" for line in [*header, *got]))
+        want = got
     assert all(f.path == os.path.relpath(source) for f in result.findings)
     assert got == want
