@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 from convlint.common import VERSION as __version__
 
-__all__ = ["assert_clean", "check", "same", "shapes", "__version__"]
+__all__ = ["assert_clean", "check", "domain", "same", "shapes", "__version__"]
 
 
 def same(module):
@@ -119,3 +119,22 @@ def shapes(
     with engine.analysing(_built(model, args, kwargs)) as meta:
         view, _, _ = engine.build_view(meta, _shapes(input_shape), run_every_op=run_every_op)
         return {"layers": report.shape_rows(view), "requirements": view.requirements()}
+
+
+def domain(
+    model,
+    input_shape: Sequence[int] | Sequence[Sequence[int]] = (),
+    *,
+    args: Sequence = (),
+    kwargs: Optional[dict] = None,
+    run_every_op: bool = False,
+):
+    """The input sizes at which ``model`` runs (a ``convlint.input_domain.Domain``):
+    ``contains(shape)`` is True exactly when the model runs at that input shape (batch and
+    channels as in the example), ``exact`` says whether that is the whole truth (False
+    where part of the model was followed at the example size only)."""
+    from convlint import engine, input_domain
+
+    with engine.analysing(_built(model, args, kwargs)) as meta:
+        view, _, _ = engine.build_view(meta, _shapes(input_shape), run_every_op=run_every_op)
+        return input_domain.of(view)

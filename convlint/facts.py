@@ -159,11 +159,12 @@ class Limit:
     the size, circular padding at most the size."""
 
     op: Op
-    axis: int
+    axis: int  # the layer's own axis (its geometry's); for a pad, the spatial dim
     expression: Any
     minimum: int
     kind: str  # "kernel", "reflect", "circular"
     padding: int = 0
+    dim: int = 0  # the spatial dim of the model's input it is about
 
 
 class Facts:
@@ -193,7 +194,8 @@ class Facts:
             for node, operands in view.merges()
         )
         self.limits: tuple[Limit, ...] = tuple(
-            Limit(self._ops[c.node], c.axis, c.expression, c.minimum, c.kind, c.padding) for c in view.constraints()
+            Limit(self._ops[c.node], c.axis, c.expression, c.minimum, c.kind, c.padding, c.dim)
+            for c in view.constraints()
         )
 
     # ------------------------------------------------------------ the graph, walked for the rules

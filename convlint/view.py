@@ -466,11 +466,16 @@ class Constraint:
     """``expression`` (a layer's input size along one dim) must be at least ``minimum``."""
 
     node: torch.fx.Node
-    axis: int  # spatial axis of the node's input
+    axis: int  # the layer's own axis (its geometry's); for a pad, the spatial dim
     expression: sympy.Expr
     minimum: int
     kind: str  # "kernel", "reflect", "circular"
     padding: int = 0
+    dim: Optional[int] = None  # the spatial dim of the model's input it is about (None: ``axis``)
+
+    def __post_init__(self) -> None:
+        if self.dim is None:
+            object.__setattr__(self, "dim", self.axis)
 
 
 def pad_amounts(result: sizes.SizeResult, node: torch.fx.Node) -> Optional[tuple[str, list]]:
@@ -511,16 +516,19 @@ def _constraints(view: ModelView) -> Iterator[Constraint]:
         if dims is None:
             continue
         geometry = view.geometry(node)
-        if geometry is not None and geometry.ndim <= len(dims):
-            for i in range(geometry.ndim):
-                expr = dims[len(dims) - geometry.ndim + i][0]
+        if geometry is not None:
+            # Aligned from the last dim: a Conv3d on a map with two spatial symbols (after an
+            # unsqueeze) has a first axis of constant size, which ran at the example.
+            for i in range(max(0, geometry.ndim - len(dims)), geometry.ndim):
+                dim = len(dims) - geometry.ndim + i
+                expr = dims[dim][0]
                 if expr is None:
                     continue
-                yield Constraint(node, i, expr, geometry.min_input(i), "kernel")
+                yield Constraint(node, i, expr, geometry.min_input(i), "kernel", dim=dim)
                 left = geometry.padding[i][0]
                 if geometry.padding_mode in ("reflect", "circular") and left:
                     minimum = left + 1 if geometry.padding_mode == "reflect" else left
-                    yield Constraint(node, i, expr, minimum, geometry.padding_mode, left)
+                    yield Constraint(node, i, expr, minimum, geometry.padding_mode, left, dim=dim)
         pads = _pad_amounts(view, node)
         if pads is not None:
             mode, pairs = pads

@@ -19,7 +19,7 @@ def violated(facts: Facts, kinds: tuple[str, ...]) -> Iterator[list[tuple[Limit,
     for c in facts.limits:
         if c.kind in kinds:
             got = evaluate_int(c.expression, facts.example)
-            if got is not None and got < c.minimum and c.axis not in [x.axis for x, _ in by_op.get(c.op, [])]:
+            if got is not None and got < c.minimum and c.dim not in [x.dim for x, _ in by_op.get(c.op, [])]:
                 by_op.setdefault(c.op, []).append((c, got))
     yield from by_op.values()
 
@@ -27,7 +27,7 @@ def violated(facts: Facts, kinds: tuple[str, ...]) -> Iterator[list[tuple[Limit,
 def _report(facts: Facts, broken: list[tuple[Limit, int]], what: str) -> Report:
     op = broken[0][0].op
     symbols = facts.symbols
-    names = [str(symbols[c.axis]) if c.axis < len(symbols) else str(c.axis) for c, _ in broken]
+    names = [str(symbols[c.dim]) if c.dim < len(symbols) else str(c.dim) for c, _ in broken]
     got = "x".join(str(g) for _, g in broken)
     maps = ", ".join(f"{n} -> {text.show(c.expression)}" for n, (c, _) in zip(names, broken))
     runs = ", ".join(

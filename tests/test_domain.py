@@ -1,0 +1,96 @@
+"""The input domain against PyTorch, size by size (issue 20's oracle): for every fixture
+model, ``convlint.domain(...).contains`` is compared with a real run of the model on the
+CPU, over every square size from 1 to 64 and non-square pairs up to 232.
+
+An exact domain must agree at every size. An inexact one (sizes followed at the example
+only, a branch whose other side was never run, a model that raised at its example) must
+still be right where it ``refuses`` a size: a condition fails within the branches that
+lead to it, and PyTorch raises there.
+"""
+
+import importlib.util
+import inspect
+import os
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import FIXTURES
+
+import convlint
+from convlint import config
+
+FILES = [
+    *sorted(
+        os.path.join(FIXTURES, "rules", f) for f in os.listdir(os.path.join(FIXTURES, "rules")) if f.endswith(".py")
+    ),
+    os.path.join(FIXTURES, "execution.py"),
+    os.path.join(FIXTURES, "dilated_loop.py"),
+]
+SQUARES = range(1, 65)
+PAIRS = [(a, b) for a in (1, 2, 3, 16, 17, 31, 32, 33, 64, 65, 224, 232) for b in (1, 2, 5, 19, 32, 63, 224, 231)]
+
+
+def _arguments(path: str) -> tuple:
+    expected = path[:-3] + ".expected"
+    lines = open(expected, encoding="utf-8").read().splitlines() if os.path.exists(expected) else []
+    words = next((line[len("# args:") :].split() for line in lines if line.startswith("# args:")), [])
+    return tuple(config.parse_shape(words[i + 1]) for i, w in enumerate(words) if w == "--input-shape")
+
+
+def _models(path: str) -> list:
+    name = "domain_" + os.path.basename(path)[:-3]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception:  # a fixture that does not import (broken_import.py) has no model
+        return []
+    found = []
+    for obj in vars(module).values():
+        if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == name:
+            params = inspect.signature(obj).parameters.values()
+            if not any(p.default is p.empty and p.kind is p.POSITIONAL_OR_KEYWORD for p in params):
+                found.append(obj)
+    return found
+
+
+CASES = [(path, cls) for path in FILES for cls in _models(path)]
+
+
+def _runs(model, shape, dtype: str) -> bool:
+    try:
+        with torch.no_grad():
+            model(torch.zeros(shape, dtype=getattr(torch, dtype)))
+        return True
+    except Exception:  # PyTorch refuses the size (or the model raises on it): not in the domain
+        return False
+
+
+@pytest.mark.parametrize("path, cls", CASES, ids=[f"{os.path.basename(p)[:-3]}:{c.__name__}" for p, c in CASES])
+def test_domain_agrees_with_pytorch_at_every_size_it_claims(path, cls):
+    shapes = _arguments(path)
+    try:
+        domain = convlint.domain(cls, shapes[0] if len(shapes) == 1 else shapes)
+    except Exception as exc:  # a model convlint cannot build (it refuses padding="same" at stride 2)
+        pytest.skip(f"not built: {type(exc).__name__}")
+    if len(domain.input_shapes) != 1 or not domain.symbols:
+        pytest.skip("one spatial input only")
+    torch.manual_seed(0)
+    real = cls().eval()
+    example = domain.input_shapes[0]
+    ndim = len(domain.symbols)
+    grid = [(n,) * ndim for n in SQUARES] + (PAIRS if ndim == 2 else [])
+    dtype = getattr(example, "dtype", "float32")
+    wrong = []
+    for spatial in grid:
+        shape = (*example[: len(example) - ndim], *spatial)
+        runs = _runs(real, shape, dtype)
+        if domain.exact:
+            if domain.contains(shape) != runs:
+                wrong.append((spatial, domain.contains(shape), runs))
+        elif runs and domain.refuses(shape):
+            wrong.append((spatial, False, runs))
+    assert not wrong, f"(sizes, convlint says it runs, PyTorch runs) disagree: {wrong[:8]} ({len(wrong)} in all)"
