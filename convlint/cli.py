@@ -144,6 +144,7 @@ def _check(args) -> int:
         unsafe=args.unsafe_fixes,
         coverage=result.coverage,
         skipped=result.skipped,
+        domains=result.domains,
     )
     print(summary, file=sys.stderr)
     # Info findings say what was not checked; they do not fail a commit or a CI gate.

@@ -141,7 +141,7 @@ def analyse_model(
 ) -> Outcome:
     """One built model through the engine's checks and ``rules``: its findings, fixes not
     yet planned (a run plans them over every model it checks)."""
-    from convlint import facts
+    from convlint import facts, input_domain
 
     with analysing(model) as model:
         view, place, input_error = build_view(
@@ -154,6 +154,7 @@ def analyse_model(
         ]
         checked = not any(f.code == CVL904.code for f in findings)
         coverage = tuple(view.coverage) if checked else (0, 0, diagnostics.count_convs(model))
+        domain = input_domain.statement(input_domain.of(view)) if checked and view.sizes is not None else None
         model_facts = facts.build(view) if rules else None  # what every rule reads, computed once
         for rule in rules:
             try:
@@ -161,7 +162,7 @@ def analyse_model(
             except Exception as exc:  # one broken rule must not hide the others
                 report = Report(f"internal: rule {rule.code} crashed: {common.describe(exc)}", "")
                 findings.append(locate.on_model(CVL902, report, view, place))
-    return Outcome(findings, view, coverage, calls, checked)
+    return Outcome(findings, view, coverage, calls, checked, domain)
 
 
 def check_model(
@@ -240,6 +241,8 @@ def check_paths(targets: Sequence, options: Options, cache=None, keep_views: boo
                 merged.setdefault(module_id, module)
         result.coverage = [a + b for a, b in zip(result.coverage, outcome.coverage)]
         result.models += outcome.checked
+        if outcome.domain is not None:
+            result.domains.append((candidate.name, outcome.domain))
         result.findings.extend(outcome.findings)
         if keep_views:
             result.views.append(outcome.view)

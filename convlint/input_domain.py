@@ -35,6 +35,14 @@ class Condition:
     where: str  # what imposes it: `conv2` (Conv2d), `torch.cat([y, x], dim=1)` in `up`
     site: Any = None  # its line, when it has one
     branches: tuple = ()  # the guards decided before it: it is PyTorch's only within them
+    expressions: tuple = ()  # the size expressions it compares (what its period comes from)
+
+    @property
+    def symbols(self) -> frozenset:
+        found = set()
+        for e in self.expressions:
+            found |= getattr(e, "free_symbols", set())
+        return frozenset(found)
 
     def holds(self, env: dict) -> Optional[bool]:
         return self.test(env)
@@ -128,14 +136,13 @@ def of(view) -> Domain:
     if result.error is not None:
         why.append("it raised at the example input: what comes after is not known")
     for c in view.constraints():
-        conditions.append(_condition(view, "limit", _limit(c), c.node))
+        conditions.append(_condition(view, "limit", _limit(c), c.node, (c.expression,)))
     for node, operands in view.merges():
         conditions += _merge_conditions(view, node, operands, why)
     conditions += _fixed_conditions(view, why)
     for relation, site in view.guards:
-        conditions.append(
-            Condition("guard", _guard(relation), f"the branch at line {site.line}" if site else "a branch", site)
-        )
+        where = f"the branch at line {site.line}" if site else "a branch"
+        conditions.append(Condition("guard", _guard(relation), where, site, (), (relation,)))
         why.append("a branch the example took (the other side was not run)")
     if result.unknown_ops:
         why.append("sizes not followed past some ops")
@@ -148,9 +155,9 @@ def of(view) -> Domain:
     )
 
 
-def _condition(view, kind: str, test, node, line: bool = True) -> Condition:
+def _condition(view, kind: str, test, node, expressions: tuple, line: bool = True) -> Condition:
     where = view.describe(node, line=line)
-    return Condition(kind, test, where, view.site_of(node), tuple(view.guards_before(node)))
+    return Condition(kind, test, where, view.site_of(node), tuple(view.guards_before(node)), expressions)
 
 
 def _merge_conditions(view, node, operands: list, why: list) -> list[Condition]:
@@ -168,9 +175,7 @@ def _merge_conditions(view, node, operands: list, why: list) -> list[Condition]:
                 continue
             if a == b:
                 continue
-            found.append(
-                Condition("merge", _agree(a, b, elementwise), view.describe(node, line=False), view.site_of(node))
-            )
+            found.append(_condition(view, "merge", _agree(a, b, elementwise), node, (a, b), line=False))
     return found
 
 
@@ -194,7 +199,152 @@ def _fixed_conditions(view, why: list) -> list[Condition]:
             why.append(f"the features of {view.describe(node)} not followed")
             continue
         if features.free_symbols:
-            found.append(
-                Condition("fixed", _equals(features, module.in_features), view.describe(node), view.site_of(node))
-            )
+            found.append(_condition(view, "fixed", _equals(features, module.in_features), node, (features,)))
     return found
+
+
+# ---------------------------------------------------------------- one axis, stated
+
+
+@dataclass(frozen=True)
+class AxisSet:
+    """The sizes of one input dim at which the model runs, the other dims at the example:
+    every n >= ``start`` whose ``n % period`` is in ``residues``, and the sizes in
+    ``also`` below it. ``lowest`` is where every layer's limit holds (None: nowhere up to
+    2**20); ``joint`` says that a condition ties this dim to another."""
+
+    symbol: Any
+    lowest: Optional[int]
+    start: int = 1
+    period: int = 1
+    residues: frozenset = frozenset({0})
+    also: tuple = ()
+    joint: bool = False
+    causes: tuple = ()  # what restricts it beyond the layers' limits: `fc` (Linear), a merge
+
+    def __contains__(self, n: int) -> bool:
+        if self.lowest is None or n < self.lowest:
+            return False
+        return n in self.also or (n >= self.start and n % self.period in self.residues)
+
+    @property
+    def every_size_above(self) -> bool:
+        """Every size from ``lowest`` on: a lower bound says it all."""
+        return self.lowest is not None and self.start == self.lowest and len(self.residues) == self.period
+
+    def phrase(self, names: str, plural: bool) -> str:
+        """``H, W >= 17 and multiples of 8``; ``H % 32 in {0, 17..31}``; ``H in 223..224``."""
+        if self.lowest is None:
+            return f"no {names} up to {1 << 20}"
+        if not self.residues:
+            return _finite(names, self.also)
+        first = next(n for n in range(1, self.period + 1) if n % self.period in self.residues)
+        parts = [f"{names} >= {self.start}"] if self.start > first else []
+        if len(self.residues) < self.period:
+            if self.residues == frozenset({0}):
+                multiple = f"{'multiples' if plural else 'a multiple'} of {self.period}"
+                parts.append(multiple if parts else f"{names} {multiple}")
+            else:
+                parts.append(f"{names} % {self.period} in {_ranges(sorted(self.residues))}")
+        text = " and ".join(parts) if parts else f"any {names}"
+        if self.also:
+            text += (
+                f" (also {names} in {_ranges(list(self.also))})" if len(self.also) > 1 else f" (also {self.also[0]})"
+            )
+        return text
+
+
+def _ranges(values: list) -> str:
+    """``{0, 17..31}``: runs of consecutive numbers as ranges; past a handful, a count."""
+    runs: list = []
+    for v in values:
+        if runs and v == runs[-1][1] + 1:
+            runs[-1][1] = v
+        else:
+            runs.append([v, v])
+    if len(runs) > 5:
+        return f"{len(values)} sizes from {values[0]} to {values[-1]}"
+    return "{" + ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs) + "}"
+
+
+def _finite(names: str, sizes: tuple) -> str:
+    if not sizes:
+        return f"no {names}"
+    if len(sizes) == 1:
+        return f"{names} = {sizes[0]}"
+    if list(sizes) == list(range(sizes[0], sizes[-1] + 1)):
+        return f"{names} in {sizes[0]}..{sizes[-1]}"
+    return f"{names} in {_ranges(list(sizes))}"
+
+
+MAX_PERIOD = 1024  # past this, the pattern of a dim is not worked out
+
+
+def axis_set(domain: Domain, symbol) -> AxisSet:
+    """The sizes of input dim ``symbol`` at which the model runs, the other dims at their
+    example sizes (see ``AxisSet``)."""
+    import math
+
+    from convlint.samesize import period_of, smallest_defined
+
+    example = domain.example
+    relevant = [c for c in domain.conditions if symbol in c.symbols]
+    joint = any(len(c.symbols & set(domain.symbols)) > 1 for c in relevant if c.kind != "limit")
+
+    def env(n: int) -> dict:
+        return {**example, symbol: n}
+
+    limits = [c for c in relevant if c.kind == "limit"]
+    lowest = smallest_defined(lambda n: all(c.holds(env(n)) is not False for c in limits), 1 << 20)
+    elsewhere = [c.where for c in domain.conditions if symbol not in c.symbols and c.holds(example) is False]
+    if lowest is not None and elsewhere:  # the other dims at the example already fail: no size runs
+        return AxisSet(symbol, lowest, lowest, 1, frozenset(), (), joint, tuple(dict.fromkeys(elsewhere)))
+    others = [c for c in relevant if c.kind != "limit"]
+    if lowest is None or not others:
+        return AxisSet(symbol, lowest, lowest or 1, joint=joint)
+    others_env = {s: v for s, v in example.items() if s is not symbol}
+    period = 1
+    for c in others:
+        for e in c.expressions:
+            period = min(math.lcm(period, period_of(e.xreplace(others_env))), MAX_PERIOD)
+    end = lowest + max(4 * example.get(symbol, 16), 64) + 2 * period
+    failed: dict = {}  # condition -> first size it refused
+    passes = {}
+    for n in range(lowest, end + period):
+        refused = [c for c in others if c.holds(env(n)) is False]
+        for c in refused:
+            failed.setdefault(c.where, n)
+        passes[n] = not refused
+    start = end
+    while start > lowest and passes[start - 1] == passes[start - 1 + period]:
+        start -= 1  # the pattern repeats from here on
+    residues = frozenset(n % period for n in range(start, start + period) if passes[n])
+    # The repeating pattern may hold further down: start where it first holds for good.
+    while start > lowest and passes[start - 1] == ((start - 1) % period in residues):
+        start -= 1
+    also = tuple(n for n in range(lowest, start) if passes[n])
+    return AxisSet(symbol, lowest, start, period, residues, also, joint, tuple(failed))
+
+
+def statement(domain: Domain) -> Optional[str]:
+    """The domain in words when it is more than a lower bound per dim (``H = W = 256``,
+    ``H, W >= 17 and multiples of 8``); None when every size above a bound runs."""
+    sets = [axis_set(domain, s) for s in domain.symbols]
+    if all(a.every_size_above and not a.joint for a in sets):
+        return None
+    groups: dict = {}
+    for a in sets:
+        key = (a.lowest, a.start, a.period, a.residues, a.also)
+        groups.setdefault(key, []).append(a)
+    phrases = []
+    for members in groups.values():
+        names = ", ".join(str(a.symbol) for a in members)
+        phrases.append(members[0].phrase(names, len(members) > 1))
+    text = "; ".join(phrases)
+    if any(a.joint for a in sets) and len(sets) > 1:
+        held = "x".join(str(domain.example[s]) for s in domain.symbols)
+        text += f" (each with the other{'s' * (len(sets) > 2)} as at the example, {held})"
+    causes = list(dict.fromkeys(c for a in sets for c in a.causes))
+    if causes:
+        text += ": " + ", ".join(causes[:2]) + (f" and {len(causes) - 2} more" if len(causes) > 2 else "")
+    return text

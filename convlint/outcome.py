@@ -22,6 +22,9 @@ class Result:
     configured: list = field(default_factory=list)  # objects the targets named
     usage: dict = field(default_factory=dict)  # Target -> project files its model ran
     views: list = field(default_factory=list)  # the analysed models, when asked to keep them
+    # (model, its input domain in words) for each checked model whose domain is more than
+    # a lower bound per dim: what a pass covers
+    domains: list = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -36,3 +39,4 @@ class Outcome:
     coverage: tuple
     calls: dict
     checked: bool  # False: the model was not checked (CVL904)
+    domain: Optional[str] = None  # the input sizes it runs for, when more than a lower bound per dim

@@ -94,3 +94,45 @@ def test_domain_agrees_with_pytorch_at_every_size_it_claims(path, cls):
         elif runs and domain.refuses(shape):
             wrong.append((spatial, False, runs))
     assert not wrong, f"(sizes, convlint says it runs, PyTorch runs) disagree: {wrong[:8]} ({len(wrong)} in all)"
+
+
+@pytest.mark.parametrize("path, cls", CASES, ids=[f"{os.path.basename(p)[:-3]}:{c.__name__}" for p, c in CASES])
+def test_each_dim_stated_is_the_sizes_pytorch_runs_with_the_others_at_the_example(path, cls):
+    """What a summary states of a dim (``H, W multiples of 16``) is exactly the sizes at
+    which the real model runs, the other dims at their example sizes."""
+    from convlint import input_domain
+
+    shapes = _arguments(path)
+    try:
+        domain = convlint.domain(cls, shapes[0] if len(shapes) == 1 else shapes)
+    except Exception as exc:
+        pytest.skip(f"not built: {type(exc).__name__}")
+    if len(domain.input_shapes) != 1 or not domain.symbols or not domain.exact:
+        pytest.skip("one spatial input, an exact domain")
+    torch.manual_seed(0)
+    real = cls().eval()
+    example = domain.input_shapes[0]
+    lead = len(example) - len(domain.symbols)
+    for axis, symbol in enumerate(domain.symbols):
+        stated = input_domain.axis_set(domain, symbol)
+        for n in range(1, 97):
+            shape = list(example)
+            shape[lead + axis] = n
+            assert (n in stated) == _runs(real, tuple(shape), getattr(example, "dtype", "float32")), (symbol, n, stated)
+
+
+def test_a_clean_check_says_which_sizes_it_covers_when_the_model_runs_at_one_size(in_root):
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, "-m", "convlint", "check", "fixtures/rules/fixed_size.py", "--input-shape", "1,3,32,32"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.endswith(
+        "All checks passed! (1 model in 1 file; runs only for H, W in 32..33 "
+        "(each with the other as at the example, 32x32): `fc` (Linear))\n"
+    )
+    model = _models(os.path.join(FIXTURES, "rules", "fixed_size.py"))[0]().eval()
+    assert [n for n in range(1, 129) if _runs(model, (1, 3, n, 32), "float32")] == [32, 33]

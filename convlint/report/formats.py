@@ -243,6 +243,7 @@ def summary(
     unsafe: bool = False,
     coverage: Sequence[int] = (0, 0, 0),
     skipped: int = 0,
+    domains: Sequence[tuple] = (),
 ) -> str:
     """The last lines: what was found, what can be fixed, and, unless every convolution
     was checked for every input size, how many were checked how. "All checks passed!"
@@ -255,6 +256,10 @@ def summary(
         extras.append(f"{skipped} without convolutions skipped")
     extra = f"; {', '.join(extras)}" if extras else ""
     scope = f"{models} model{'s' * (models != 1)} in {files} file{'s' * (files != 1)}{extra}"
+    if domains and not findings:  # what a pass covers, where it is not every size above a bound
+        scope += "; " + "; ".join(
+            f"runs only for {text}" if models == 1 else f"`{name}` runs only for {text}" for name, text in domains[:3]
+        )
     complete = not coverage[1] and not coverage[2]
     if not models:
         where = f"{files} file{'s' * (files != 1)}{extra}" if files else extra[2:]
