@@ -114,11 +114,11 @@ def shapes(
     """The shapes report as data: ``{"layers": [...], "requirements": [...]}``, one row per
     layer in execution order (settings, symbolic and concrete size, receptive field, jump),
     and what the model needs of its input, as ``convlint shapes --format json`` gives it."""
-    from convlint import engine, report
+    from convlint import report
 
-    with engine.analysing(_built(model, args, kwargs)) as meta:
-        view, _, _ = engine.build_view(meta, _shapes(input_shape), run_every_op=run_every_op)
-        return {"layers": report.shape_rows(view), "requirements": view.requirements()}
+    return _analysed(model, input_shape, args, kwargs, run_every_op, lambda view: {
+        "layers": report.shape_rows(view), "requirements": view.requirements()
+    })  # fmt: skip
 
 
 def domain(
@@ -133,8 +133,15 @@ def domain(
     ``contains(shape)`` is True exactly when the model runs at that input shape (batch and
     channels as in the example), ``exact`` says whether that is the whole truth (False
     where part of the model was followed at the example size only)."""
-    from convlint import engine, input_domain
+    from convlint import input_domain
+
+    return _analysed(model, input_shape, args, kwargs, run_every_op, input_domain.of)
+
+
+def _analysed(model, input_shape, args, kwargs, run_every_op: bool, read):
+    """``read(view)`` of the model analysed at ``input_shape`` (built as ``_built`` does)."""
+    from convlint import engine
 
     with engine.analysing(_built(model, args, kwargs)) as meta:
         view, _, _ = engine.build_view(meta, _shapes(input_shape), run_every_op=run_every_op)
-        return input_domain.of(view)
+        return read(view)
