@@ -12,10 +12,12 @@ import os
 VERSION = "0.1.0"
 
 
-def describe(exc: BaseException) -> str:
-    """``TypeError: first line of the message``: an exception as one line of a finding."""
+def describe(exc: BaseException, limit: int = 0) -> str:
+    """``TypeError: first line of the message``: an exception as one line of a finding,
+    cut to ``limit`` characters when one is given (PyTorch's messages can be long)."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    line = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return line if not limit or len(line) <= limit else line[: limit - 3].rstrip() + "..."
 
 
 def relpath(path: str) -> str:

@@ -11,6 +11,8 @@ from convlint import common
 from convlint.finding import ERROR, INFO
 from convlint.registry import Report, Rule
 
+MESSAGE_LIMIT = 320  # a message people read (tests/test_messages.py holds every fixture to it)
+
 CVL900 = Rule(
     "CVL900",
     "import-error",
@@ -138,19 +140,22 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
             # wrong, not the model: information, with the way to declare it.
             line = f" (line {site.line})" if site is not None else ""
             shapes = ", ".join("x".join(map(str, s)) for s in view.input_shapes)
-            yield (
-                CVL904,
-                Report(
-                    f"model `{view.name}` was not checked: on the input convlint inferred ({shapes}) it raised{at}"
-                    f"{line}: {common.describe(exc)}; declare its input with --input-shape "
-                    "(or input-shape in its [tool.convlint] models entry)",
-                    "",
-                ),
+            head = (
+                f"model `{view.name}` was not checked: on the input convlint inferred ({shapes}) it raised{at}{line}: "
             )
+            tail, where = (
+                "; declare its input with --input-shape",
+                " (or input-shape in its [tool.convlint] models entry)",
+            )
+            error = common.describe(exc)
+            if len(head + error + tail + where) > MESSAGE_LIMIT:
+                where = ""  # the optional part goes first, PyTorch's reason last
+                error = common.describe(exc, limit=max(80, MESSAGE_LIMIT - len(head) - len(tail)))
+            yield CVL904, Report(head + error + tail + where, "")
             return
         yield (
             CVL901,
-            Report(f"model `{view.name}` raised when run on meta tensors{at}: {common.describe(exc)}", "", site),
+            Report(f"model `{view.name}` raised when run on meta tensors{at}: {common.describe(exc, 200)}", "", site),
         )
     for m in result.mismatches:
         axis = f"dimension {m.axis}" if m.axis >= 0 else "value"

@@ -176,8 +176,7 @@ def test_a_folder_without_init_imports_its_siblings_from_the_project_root():
     assert run.stdout.splitlines() == [
         f"{base}/attention/CBAM.py:19:1: CVL904 model `{base}/attention/CBAM.py:CBAMBlock` was not checked: on the "
         "input convlint inferred (1x2x224x224) it raised at `ca.fc.0` (Linear) (line 18): RuntimeError: a and b must have "
-        "same reduction dim, but got [1, 2] X [64, 4].; declare its input with --input-shape "
-        "(or input-shape in its [tool.convlint] models entry)",
+        "same reduction dim, but got [1, 2] X [64, 4].; declare its input with --input-shape",
         f"{base}/attention/SEAttention.py:4:1: CVL904 model `{base}/attention/SEAttention.py:SEAttention` was not "
         "checked: input `x` of forward() reaches no convolution, so its shape cannot be inferred; pass its shape, "
         "for example --input-shape 1,3,224,224",
