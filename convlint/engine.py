@@ -17,7 +17,7 @@ from typing import Optional, Sequence
 
 from convlint import common, diagnostics, inference, locate, registry, suppress
 from convlint.diagnostics import CVL902, CVL904
-from convlint.finding import Finding
+from convlint.finding import INFO, Finding
 from convlint.fix import plan
 from convlint.intent import Intent
 from convlint.options import Options, Shape
@@ -154,7 +154,7 @@ def analyse_model(
         ]
         checked = not any(f.code == CVL904.code for f in findings)
         coverage = tuple(view.coverage) if checked else (0, 0, diagnostics.count_convs(model))
-        domain = input_domain.statement(input_domain.of(view)) if checked and view.sizes is not None else None
+        domain = None
         model_facts = facts.build(view) if rules else None  # what every rule reads, computed once
         for rule in rules:
             try:
@@ -162,6 +162,9 @@ def analyse_model(
             except Exception as exc:  # one broken rule must not hide the others
                 report = Report(f"internal: rule {rule.code} crashed: {common.describe(exc)}", "")
                 findings.append(locate.on_model(CVL902, report, view, place))
+        if checked and view.sizes is not None and all(f.severity == INFO for f in findings):
+            # What a pass covers (the summary of a clean check says it): only then worth its cost.
+            domain = input_domain.statement(input_domain.of(view))
     return Outcome(findings, view, coverage, calls, checked, domain)
 
 

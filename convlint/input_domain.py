@@ -299,7 +299,8 @@ def axis_set(domain: Domain, symbol) -> AxisSet:
     elsewhere = [c.where for c in domain.conditions if symbol not in c.symbols and c.holds(example) is False]
     if lowest is not None and elsewhere:  # the other dims at the example already fail: no size runs
         return AxisSet(symbol, lowest, lowest, 1, frozenset(), (), joint, tuple(dict.fromkeys(elsewhere)))
-    others = [c for c in relevant if c.kind != "limit"]
+    # Many merges compare the same two sizes (a block used many times): each pair once.
+    others = list({(c.kind, c.expressions): c for c in relevant if c.kind != "limit"}.values())
     if lowest is None or not others:
         return AxisSet(symbol, lowest, lowest or 1, joint=joint)
     others_env = {s: v for s, v in example.items() if s is not symbol}
@@ -307,7 +308,7 @@ def axis_set(domain: Domain, symbol) -> AxisSet:
     for c in others:
         for e in c.expressions:
             period = min(math.lcm(period, period_of(e.xreplace(others_env))), MAX_PERIOD)
-    end = lowest + max(4 * example.get(symbol, 16), 64) + 2 * period
+    end = lowest + max(2 * example.get(symbol, 16), 64) + 2 * period
     failed: dict = {}  # condition -> first size it refused
     passes = {}
     for n in range(lowest, end + period):
