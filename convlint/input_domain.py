@@ -8,7 +8,7 @@ where it comes from:
 - a merge: an add, sub, mul or div needs its operands' sizes equal or one of them 1 (it
   broadcasts), a cat needs them equal outside its own dimension;
 - a fixed size: a Linear fed by features that depend on the input needs exactly its
-  ``in_features``;
+  ``in_features``; an ``assert`` on sizes that fx traced (``torch._assert(H == 224)``);
 - a guard: a branch the model's own Python took at the example (``if H % 32: raise``),
   whose other side was never run.
 
@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
+import sympy
+
 from convlint.sizes.symbolic import evaluate_int, holds
 
 
@@ -30,7 +32,7 @@ from convlint.sizes.symbolic import evaluate_int, holds
 class Condition:
     """One thing the input's sizes must satisfy for the model to run."""
 
-    kind: str  # "limit", "merge", "fixed", "guard"
+    kind: str  # "limit", "merge", "fixed", "assert", "guard"
     test: Callable[[dict], Optional[bool]]  # env -> holds? (None: cannot be decided)
     where: str  # what imposes it: `conv2` (Conv2d), `torch.cat([y, x], dim=1)` in `up`
     site: Any = None  # its line, when it has one
@@ -137,9 +139,9 @@ def of(view) -> Domain:
         why.append("it raised at the example input: what comes after is not known")
     for c in view.constraints():
         conditions.append(_condition(view, "limit", _limit(c), c.node, (c.expression,)))
-    for node, operands in view.merges():
-        conditions += _merge_conditions(view, node, operands, why)
+    conditions += _merge_conditions(view, why)
     conditions += _fixed_conditions(view, why)
+    conditions += _assert_conditions(view)
     for relation, site in view.guards:
         where = f"the branch at line {site.line}" if site else "a branch"
         conditions.append(Condition("guard", _guard(relation), where, site, (), (relation,)))
@@ -160,22 +162,50 @@ def _condition(view, kind: str, test, node, expressions: tuple, line: bool = Tru
     return Condition(kind, test, where, view.site_of(node), tuple(view.guards_before(node)), expressions)
 
 
-def _merge_conditions(view, node, operands: list, why: list) -> list[Condition]:
-    """Each operand against the first, in every spatial dim but a cat's own."""
+def _merge_conditions(view, why: list) -> list[Condition]:
+    """Every add, sub, mul, div and cat: each operand against the first in every dim, as
+    PyTorch aligns them (from the last; a cat's own dim apart), not only the spatial ones
+    (a position table added to tokens whose count depends on H and W)."""
+    from convlint import sizes
+
     found = []
-    elementwise = view.is_elementwise_merge(node)
-    skip = view.cat_axis(node)
-    first = operands[0][1]
-    for _operand, dims in operands[1:]:
-        for i, ((a, _), (b, _)) in enumerate(zip(first, dims)):
-            if i == skip:
+    shadows = view.sizes.shadows
+    for node in view.nodes:
+        if node not in shadows or not sizes.is_merge(node):
+            continue
+        tensors = [shadows.get(a) for a in sizes.merge_operands(node, node.args, node.kwargs) if hasattr(a, "op")]
+        tensors = [t for t in tensors if isinstance(t, sizes.SymTensor)]
+        if len(tensors) < 2:
+            continue
+        cat = sizes.is_cat(node)
+        skip = sizes.cat_dim(node) if cat else None
+        first = tensors[0].dims
+        for other in tensors[1:]:
+            dims = other.dims
+            if cat and (len(dims) != len(first) or not isinstance(skip, int)):
                 continue
-            if a is None or b is None:
-                why.append("a merge of sizes not followed")
-                continue
-            if a == b:
-                continue
-            found.append(_condition(view, "merge", _agree(a, b, elementwise), node, (a, b), line=False))
+            for k in range(1, min(len(first), len(dims)) + 1):
+                if cat and (len(first) - k) == skip % len(first):
+                    continue
+                a, b = first[-k], dims[-k]
+                if a is None or b is None:
+                    why.append("a merge of sizes not followed")
+                    continue
+                if a == b or not (getattr(a, "free_symbols", None) or getattr(b, "free_symbols", None)):
+                    continue  # equal, or two constants that agreed at the example
+                found.append(_condition(view, "merge", _agree(a, b, not cat), node, (a, b), line=False))
+    return found
+
+
+def _assert_conditions(view) -> list[Condition]:
+    """``torch._assert(H == 224, ...)`` traced by fx: the input must satisfy it."""
+    found = []
+    for node in view.nodes:
+        if node.op != "call_function" or getattr(node.target, "__name__", "") != "_assert" or not node.args:
+            continue
+        relation = view.sizes.shadows.get(node.args[0]) if hasattr(node.args[0], "op") else None
+        if getattr(relation, "free_symbols", None) and isinstance(relation, sympy.logic.boolalg.Boolean):
+            found.append(_condition(view, "assert", _guard(relation), node, (relation,)))
     return found
 
 

@@ -136,3 +136,28 @@ def test_a_clean_check_says_which_sizes_it_covers_when_the_model_runs_at_one_siz
     )
     model = _models(os.path.join(FIXTURES, "rules", "fixed_size.py"))[0]().eval()
     assert [n for n in range(1, 129) if _runs(model, (1, 3, n, 32), "float32")] == [32, 33]
+
+
+class TinyViT(nn.Module):
+    """Patches of 8, a class token and a position table for 4x4 patches, and an assert on
+    the height as timm writes it: runs at 32x32 only (and the table alone allows 32..39)."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Conv2d(3, 16, 8, stride=8)
+        self.cls = nn.Parameter(torch.zeros(1, 1, 16))
+        self.pos = nn.Parameter(torch.zeros(1, 17, 16))
+
+    def forward(self, x):
+        torch._assert(x.shape[2] == 32, "height must be 32")
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        return torch.cat([self.cls.expand(x.shape[0], -1, -1), tokens], dim=1) + self.pos
+
+
+def test_token_merges_and_traced_asserts_bound_the_domain_as_pytorch_does():
+    domain = convlint.domain(TinyViT, (1, 3, 32, 32))
+    assert domain.exact
+    assert {c.kind for c in domain.conditions} >= {"merge", "assert"}
+    real = TinyViT().eval()
+    for h, w in [(n, n) for n in range(1, 65)] + [(32, n) for n in range(1, 65)] + [(n, 32) for n in range(1, 65)]:
+        assert domain.contains((1, 3, h, w)) == _runs(real, (1, 3, h, w), "float32"), (h, w)
