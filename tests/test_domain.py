@@ -161,3 +161,18 @@ def test_token_merges_and_traced_asserts_bound_the_domain_as_pytorch_does():
     real = TinyViT().eval()
     for h, w in [(n, n) for n in range(1, 65)] + [(32, n) for n in range(1, 65)] + [(n, 32) for n in range(1, 65)]:
         assert domain.contains((1, 3, h, w)) == _runs(real, (1, 3, h, w), "float32"), (h, w)
+
+
+def test_shapes_json_carries_the_domain(in_root):
+    import json
+    import subprocess
+
+    run = subprocess.run(
+        [sys.executable, "-m", "convlint", "shapes", "fixtures/rules/fixed_size.py", "--input-shape", "1,3,32,32",
+         "--format", "json"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    (model,) = json.loads(run.stdout)
+    domain = model["domain"]
+    assert domain["exact"] and domain["statement"].startswith("H, W in 32..33")
+    assert {"kind": "fixed", "where": "`fc` (Linear)", "line": 13} in domain["conditions"]

@@ -147,6 +147,24 @@ def shape_rows(view) -> list[dict]:
     return [row.as_json() for row in rows(view)]
 
 
+def domain_json(view) -> dict:
+    """The input domain as data: whether it is exact (and why not), the statement a clean
+    check's summary gives (None: every size above a bound per dim), and each condition
+    with what imposes it."""
+    from convlint import input_domain
+
+    domain = input_domain.of(view)
+    return {
+        "exact": domain.exact,
+        "why_inexact": list(domain.why_inexact),
+        "statement": input_domain.statement(domain),
+        "conditions": [
+            {"kind": c.kind, "where": c.where, "line": c.site.line if c.site is not None else None}
+            for c in domain.conditions
+        ],
+    }
+
+
 def shapes_json(views) -> str:
     out = []
     for view in views:
@@ -162,6 +180,7 @@ def shapes_json(views) -> str:
                 "error": view.analysis.error,
                 "layers": shape_rows(view),
                 "requirements": view.requirements(),
+                "domain": domain_json(view),
             }
         )
     return json.dumps(out, indent=2) + "\n"
