@@ -117,7 +117,7 @@ def shapes(
     from convlint import report
 
     return _analysed(model, input_shape, args, kwargs, run_every_op, lambda view: {
-        "layers": report.shape_rows(view), "requirements": view.requirements()
+        "layers": report.shape_rows(view), "requirements": report.requirements(view)
     })  # fmt: skip
 
 
@@ -132,10 +132,9 @@ def domain(
     """The input sizes at which ``model`` runs (a ``convlint.input_domain.Domain``):
     ``contains(shape)`` is True exactly when the model runs at that input shape (batch and
     channels as in the example), ``exact`` says whether that is the whole truth (False
-    where part of the model was followed at the example size only)."""
-    from convlint import input_domain
-
-    return _analysed(model, input_shape, args, kwargs, run_every_op, input_domain.of)
+    where part of the model was followed at the example size only), ``str()`` states it
+    as every report does (``H, W multiples of 16: ...``)."""
+    return _analysed(model, input_shape, args, kwargs, run_every_op, lambda view: view.domain)
 
 
 def _analysed(model, input_shape, args, kwargs, run_every_op: bool, read):

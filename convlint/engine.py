@@ -141,7 +141,7 @@ def analyse_model(
 ) -> Outcome:
     """One built model through the engine's checks and ``rules``: its findings, fixes not
     yet planned (a run plans them over every model it checks)."""
-    from convlint import facts, input_domain
+    from convlint import domain_statement, facts
 
     with analysing(model) as model:
         view, place, input_error = build_view(
@@ -164,7 +164,7 @@ def analyse_model(
                 findings.append(locate.on_model(CVL902, report, view, place))
         if checked and view.sizes is not None and all(f.severity == INFO for f in findings):
             # What a pass covers (the summary of a clean check says it): only then worth its cost.
-            domain = input_domain.statement(input_domain.of(view))
+            domain = domain_statement.statement(view.domain)
     return Outcome(findings, view, coverage, calls, checked, domain)
 
 

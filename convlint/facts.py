@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterator, Optional
 
-from convlint import formulas, graph, layers, samesize, sites
+from convlint import domain_statement, formulas, graph, input_domain, layers, samesize, sites
 from convlint.intent import Intent
 from convlint.layers import Geometry
 from convlint.samesize import AxisVerdict
@@ -162,7 +162,7 @@ class Limit:
     axis: int  # the layer's own axis (its geometry's); for a pad, the spatial dim
     expression: Any
     minimum: int
-    kind: str  # "kernel", "reflect", "circular"
+    kind: str  # "kernel", "reflect", "circular"; "output" (a kernel computed from sizes: 1 at least)
     padding: int = 0
     dim: int = 0  # the spatial dim of the model's input it is about
 
@@ -264,6 +264,21 @@ class Facts:
         """``n -> does size n of ``symbol`` take the branches decided before ``op``?``, or
         None when there are none."""
         return self._view.within(symbol, op._node)
+
+    @property
+    def domain(self) -> input_domain.Domain:
+        """The input sizes at which the model runs (``convlint.input_domain``)."""
+        return self._view.domain
+
+    def sizes_that_run(self, ops: Optional[Iterator[Op]] = None) -> domain_statement.Statement:
+        """Where the model runs, stated (``convlint.domain_statement``): by every condition,
+        or, given ``ops``, by theirs (the merges one finding groups) with the layers' lower
+        bound; its ``needs``, ``bounds``, ``first`` failure and ``str()`` are what a message
+        says, the same as ``convlint shapes`` and the summary."""
+        if ops is None:
+            return domain_statement.state(self.domain)
+        nodes = {op._node for op in ops}
+        return domain_statement.state(self.domain, lambda c: c.origin in nodes)
 
     def smallest_input(self, symbol, upto: Optional[Op] = None) -> Optional[int]:
         """Smallest size of input dim ``symbol`` for which every layer (up to ``upto``) runs,

@@ -47,6 +47,40 @@ def fdiv(a: Size, b: int) -> Size:
     return sympy.floor(_flatten(a, sympy.floor) / b)
 
 
+class trunc(sympy.Function):
+    """Python's ``int()`` of a size expression: toward zero (``int(-1/2) == 0``), where
+    ``//`` floors (``-1 // 2 == -1``). A pad of ``int(diff / 2)`` on a negative diff crops
+    one less than ``diff // 2`` does."""
+
+    is_integer = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Rational:
+            return sympy.Integer(int(Fraction(int(x.p), int(x.q))))
+        if x.is_integer:
+            return x
+        if x.is_nonnegative:
+            return sympy.floor(x)
+        if x.is_nonpositive:
+            return sympy.ceiling(x)
+        return None
+
+
+class round_even(sympy.Function):
+    """Python's ``round()`` of a size expression: to the nearest, half to even."""
+
+    is_integer = True
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Rational:
+            return sympy.Integer(round(Fraction(int(x.p), int(x.q))))
+        if x.is_integer:
+            return x
+        return None
+
+
 def cdiv(a: Size, b: int) -> Size:
     """Ceiling division: -((-a) // b)."""
     if is_int(a) and is_int(b):

@@ -20,11 +20,12 @@ or where a guard leaves the other branch unknown).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import sympy
 
+from convlint import domain_statement
 from convlint.sizes.symbolic import evaluate_int, holds
 
 
@@ -38,6 +39,8 @@ class Condition:
     site: Any = None  # its line, when it has one
     branches: tuple = ()  # the guards decided before it: it is PyTorch's only within them
     expressions: tuple = ()  # the size expressions it compares (what its period comes from)
+    origin: Any = field(default=None, compare=False, repr=False)  # the op that imposes it (an fx node)
+    broadcasts: bool = False  # a merge whose sizes may also differ where one is 1
 
     @property
     def symbols(self) -> frozenset:
@@ -69,6 +72,10 @@ class Domain:
     conditions: tuple[Condition, ...]
     exact: bool  # every size followed, no branch left unknown
     why_inexact: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        """The domain in words, as every report states it: ``H, W multiples of 8``."""
+        return domain_statement.words(domain_statement.state(self))
 
     def env(self, *shapes: Sequence[int]) -> dict:
         """The symbols' values at these input shapes (the example's for inputs not given)."""
@@ -138,7 +145,7 @@ def of(view) -> Domain:
     if result.error is not None:
         why.append("it raised at the example input: what comes after is not known")
     for c in view.constraints():
-        conditions.append(_condition(view, "limit", _limit(c), c.node, (c.expression,)))
+        conditions.append(_condition(view, "limit", _limit(c), c.node, (c.expression, sympy.Integer(c.minimum))))
     conditions += _merge_conditions(view, why)
     conditions += _fixed_conditions(view, why)
     conditions += _assert_conditions(view)
@@ -157,9 +164,12 @@ def of(view) -> Domain:
     )
 
 
-def _condition(view, kind: str, test, node, expressions: tuple, line: bool = True) -> Condition:
+def _condition(
+    view, kind: str, test, node, expressions: tuple, line: bool = True, broadcasts: bool = False
+) -> Condition:
     where = view.describe(node, line=line)
-    return Condition(kind, test, where, view.site_of(node), tuple(view.guards_before(node)), expressions)
+    guards = tuple(view.guards_before(node))
+    return Condition(kind, test, where, view.site_of(node), guards, expressions, node, broadcasts)
 
 
 def _merge_conditions(view, why: list) -> list[Condition]:
@@ -193,7 +203,9 @@ def _merge_conditions(view, why: list) -> list[Condition]:
                     continue
                 if a == b or not (getattr(a, "free_symbols", None) or getattr(b, "free_symbols", None)):
                     continue  # equal, or two constants that agreed at the example
-                found.append(_condition(view, "merge", _agree(a, b, not cat), node, (a, b), line=False))
+                found.append(
+                    _condition(view, "merge", _agree(a, b, not cat), node, (a, b), line=False, broadcasts=not cat)
+                )
     return found
 
 
@@ -205,7 +217,9 @@ def _assert_conditions(view) -> list[Condition]:
             continue
         relation = view.sizes.shadows.get(node.args[0]) if hasattr(node.args[0], "op") else None
         if getattr(relation, "free_symbols", None) and isinstance(relation, sympy.logic.boolalg.Boolean):
-            found.append(_condition(view, "assert", _guard(relation), node, (relation,)))
+            # `H == 224 and W == 224` is two conditions, one per dim
+            for part in relation.args if isinstance(relation, sympy.And) else (relation,):
+                found.append(_condition(view, "assert", _guard(part), node, (part,)))
     return found
 
 
@@ -229,153 +243,13 @@ def _fixed_conditions(view, why: list) -> list[Condition]:
             why.append(f"the features of {view.describe(node)} not followed")
             continue
         if features.free_symbols:
-            found.append(_condition(view, "fixed", _equals(features, module.in_features), node, (features,)))
-    return found
-
-
-# ---------------------------------------------------------------- one axis, stated
-
-
-@dataclass(frozen=True)
-class AxisSet:
-    """The sizes of one input dim at which the model runs, the other dims at the example:
-    every n >= ``start`` whose ``n % period`` is in ``residues``, and the sizes in
-    ``also`` below it. ``lowest`` is where every layer's limit holds (None: nowhere up to
-    2**20); ``joint`` says that a condition ties this dim to another."""
-
-    symbol: Any
-    lowest: Optional[int]
-    start: int = 1
-    period: int = 1
-    residues: frozenset = frozenset({0})
-    also: tuple = ()
-    joint: bool = False
-    causes: tuple = ()  # what restricts it beyond the layers' limits: `fc` (Linear), a merge
-
-    def __contains__(self, n: int) -> bool:
-        if self.lowest is None or n < self.lowest:
-            return False
-        return n in self.also or (n >= self.start and n % self.period in self.residues)
-
-    @property
-    def every_size_above(self) -> bool:
-        """Every size from ``lowest`` on: a lower bound says it all."""
-        return self.lowest is not None and self.start == self.lowest and len(self.residues) == self.period
-
-    def phrase(self, names: str, plural: bool) -> str:
-        """``H, W >= 17 and multiples of 8``; ``H % 32 in {0, 17..31}``; ``H in 223..224``."""
-        if self.lowest is None:
-            return f"no {names} up to {1 << 20}"
-        if not self.residues:
-            return _finite(names, self.also)
-        first = next(n for n in range(1, self.period + 1) if n % self.period in self.residues)
-        parts = [f"{names} >= {self.start}"] if self.start > first else []
-        if len(self.residues) < self.period:
-            if self.residues == frozenset({0}):
-                multiple = f"{'multiples' if plural else 'a multiple'} of {self.period}"
-                parts.append(multiple if parts else f"{names} {multiple}")
-            else:
-                parts.append(f"{names} % {self.period} in {_ranges(sorted(self.residues))}")
-        text = " and ".join(parts) if parts else f"any {names}"
-        if self.also:
-            text += (
-                f" (also {names} in {_ranges(list(self.also))})" if len(self.also) > 1 else f" (also {self.also[0]})"
+            found.append(
+                _condition(
+                    view,
+                    "fixed",
+                    _equals(features, module.in_features),
+                    node,
+                    (features, sympy.Integer(module.in_features)),
+                )
             )
-        return text
-
-
-def _ranges(values: list) -> str:
-    """``{0, 17..31}``: runs of consecutive numbers as ranges; past a handful, a count."""
-    runs: list = []
-    for v in values:
-        if runs and v == runs[-1][1] + 1:
-            runs[-1][1] = v
-        else:
-            runs.append([v, v])
-    if len(runs) > 5:
-        return f"{len(values)} sizes from {values[0]} to {values[-1]}"
-    return "{" + ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs) + "}"
-
-
-def _finite(names: str, sizes: tuple) -> str:
-    if not sizes:
-        return f"no {names}"
-    if len(sizes) == 1:
-        return f"{names} = {sizes[0]}"
-    if list(sizes) == list(range(sizes[0], sizes[-1] + 1)):
-        return f"{names} in {sizes[0]}..{sizes[-1]}"
-    return f"{names} in {_ranges(list(sizes))}"
-
-
-MAX_PERIOD = 1024  # past this, the pattern of a dim is not worked out
-
-
-def axis_set(domain: Domain, symbol) -> AxisSet:
-    """The sizes of input dim ``symbol`` at which the model runs, the other dims at their
-    example sizes (see ``AxisSet``)."""
-    import math
-
-    from convlint.samesize import period_of, smallest_defined
-
-    example = domain.example
-    relevant = [c for c in domain.conditions if symbol in c.symbols]
-    joint = any(len(c.symbols & set(domain.symbols)) > 1 for c in relevant if c.kind != "limit")
-
-    def env(n: int) -> dict:
-        return {**example, symbol: n}
-
-    limits = [c for c in relevant if c.kind == "limit"]
-    lowest = smallest_defined(lambda n: all(c.holds(env(n)) is not False for c in limits), 1 << 20)
-    elsewhere = [c.where for c in domain.conditions if symbol not in c.symbols and c.holds(example) is False]
-    if lowest is not None and elsewhere:  # the other dims at the example already fail: no size runs
-        return AxisSet(symbol, lowest, lowest, 1, frozenset(), (), joint, tuple(dict.fromkeys(elsewhere)))
-    # Many merges compare the same two sizes (a block used many times): each pair once.
-    others = list({(c.kind, c.expressions): c for c in relevant if c.kind != "limit"}.values())
-    if lowest is None or not others:
-        return AxisSet(symbol, lowest, lowest or 1, joint=joint)
-    others_env = {s: v for s, v in example.items() if s is not symbol}
-    period = 1
-    for c in others:
-        for e in c.expressions:
-            period = min(math.lcm(period, period_of(e.xreplace(others_env))), MAX_PERIOD)
-    end = lowest + max(2 * example.get(symbol, 16), 64) + 2 * period
-    failed: dict = {}  # condition -> first size it refused
-    passes = {}
-    for n in range(lowest, end + period):
-        refused = [c for c in others if c.holds(env(n)) is False]
-        for c in refused:
-            failed.setdefault(c.where, n)
-        passes[n] = not refused
-    start = end
-    while start > lowest and passes[start - 1] == passes[start - 1 + period]:
-        start -= 1  # the pattern repeats from here on
-    residues = frozenset(n % period for n in range(start, start + period) if passes[n])
-    # The repeating pattern may hold further down: start where it first holds for good.
-    while start > lowest and passes[start - 1] == ((start - 1) % period in residues):
-        start -= 1
-    also = tuple(n for n in range(lowest, start) if passes[n])
-    return AxisSet(symbol, lowest, start, period, residues, also, joint, tuple(failed))
-
-
-def statement(domain: Domain) -> Optional[str]:
-    """The domain in words when it is more than a lower bound per dim (``H = W = 256``,
-    ``H, W >= 17 and multiples of 8``); None when every size above a bound runs."""
-    sets = [axis_set(domain, s) for s in domain.symbols]
-    if all(a.every_size_above and not a.joint for a in sets):
-        return None
-    groups: dict = {}
-    for a in sets:
-        key = (a.lowest, a.start, a.period, a.residues, a.also)
-        groups.setdefault(key, []).append(a)
-    phrases = []
-    for members in groups.values():
-        names = ", ".join(str(a.symbol) for a in members)
-        phrases.append(members[0].phrase(names, len(members) > 1))
-    text = "; ".join(phrases)
-    if any(a.joint for a in sets) and len(sets) > 1:
-        held = "x".join(str(domain.example[s]) for s in domain.symbols)
-        text += f" (each with the other{'s' * (len(sets) > 2)} as at the example, {held})"
-    causes = list(dict.fromkeys(c for a in sets for c in a.causes))
-    if causes:
-        text += ": " + ", ".join(causes[:2]) + (f" and {len(causes) - 2} more" if len(causes) > 2 else "")
-    return text
+    return found

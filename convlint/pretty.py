@@ -22,6 +22,12 @@ class _Printer(StrPrinter):
     def _print_floor(self, expr) -> str:
         return f"floor({self._print(sympy.together(expr.args[0]))})"
 
+    def _print_trunc(self, expr) -> str:
+        return f"int({self._print(sympy.together(expr.args[0]))})"
+
+    def _print_round_even(self, expr) -> str:
+        return f"round({self._print(sympy.together(expr.args[0]))})"
+
     def _print_ceiling(self, expr) -> str:
         return f"ceil({self._print(sympy.together(expr.args[0]))})"
 
@@ -30,6 +36,13 @@ def show(expr) -> str:
     if expr is None:
         return "?"
     return _Printer().doprint(expr)
+
+
+def sizes(values: dict) -> str:
+    """An input's sizes by symbol: ``H = W = 17`` where they agree, else ``H = 17, W = 18``."""
+    if len(values) > 1 and len(set(values.values())) == 1:
+        return " = ".join(str(s) for s in values) + f" = {next(iter(values.values()))}"
+    return ", ".join(f"{s} = {v}" for s, v in values.items())
 
 
 def size_map(inputs, outputs) -> str:

@@ -54,7 +54,7 @@ def period_of(expr) -> int:
     """
     if expr is None or not isinstance(expr, sympy.Basic) or not expr.free_symbols:
         return 1
-    if isinstance(expr, (sympy.floor, sympy.ceiling)):
+    if isinstance(expr, (sympy.floor, sympy.ceiling, formulas.trunc, formulas.round_even)):
         arg = expr.args[0]
         step = 1
         for coefficient in arg.as_coefficients_dict().values():
@@ -150,7 +150,7 @@ def agreement(
     from convlint.sizes import evaluate_int
 
     others = {s: v for s, v in example.items() if s is not symbol}
-    a, b = a.xreplace(others), b.xreplace(others)
+    a, b = sympy.sympify(sympy.sympify(a).xreplace(others)), sympy.sympify(sympy.sympify(b).xreplace(others))
     if symbol not in (a.free_symbols | b.free_symbols) or a == b:
         return None
     n0 = n0()  # costly: only once the expressions differ

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from convlint import analysis as analysis_mod
-from convlint import formulas, intent, layers, pretty, samesize, sites, sizes
+from convlint import formulas, input_domain, intent, layers, samesize, sites, sizes
 from convlint.analysis import Analysis
 from convlint.capture import ModuleInputs
 from convlint.samesize import AxisVerdict
@@ -304,66 +304,6 @@ class ModelView:
                 if av != 1 and bv != 1 and i != skip:
                     yield i, a, b
 
-    def requirements(self) -> list[str]:
-        """What the whole model needs of its input: the smallest size every layer runs on,
-        and the divisibility its merges require: ``["runs for H >= 16, W >= 16",
-        "merges: H and W must be multiples of 16"]``."""
-        if self.sizes is None:
-            return []
-        needs, groups = [], {}
-        example = dict(self.sizes.symbols)
-        pairs_by_dim: dict[int, list] = {}
-        for node, operands in self.merges():
-            for i, a, b in self.merge_pairs(node, operands):
-                if a is not None and b is not None:
-                    pairs_by_dim.setdefault(i, []).append((a, b, node))
-        for i, symbol in enumerate(self.symbols):
-            n0 = self.smallest_input(symbol)
-            needs.append(f"{symbol} >= {n0}" if n0 is not None else f"no {symbol} up to {1 << 20}")
-            others = {s: v for s, v in example.items() if s is not symbol}
-            pairs = [
-                (a.xreplace(others), b.xreplace(others), self.within(symbol, node))
-                for a, b, node in pairs_by_dim.get(i, [])
-            ]
-            statement = samesize.joint_condition(pairs, symbol, n0 or 1) if pairs else None
-            if statement is not None:
-                groups.setdefault(statement([""]), (statement, []))[1].append(str(symbol))
-        merge_needs = [statement(names) for statement, names in groups.values()]
-        checks = [pretty.show(relation) for relation, _ in self.guards]
-        return (
-            [f"runs for {', '.join(needs)}"]
-            + ([f"merges: {'; '.join(merge_needs)}"] if merge_needs else [])
-            + self._fixed_sizes()
-            + ([f"within the branches the example took: {', '.join(checks)}"] if checks else [])
-        )
-
-    def _fixed_sizes(self) -> list[str]:
-        """Layers that take a fixed number of features from sizes that depend on the input
-        (a Linear after a flatten): the input sizes at which they run."""
-        found = []
-        example = dict(self.sizes.symbols)
-        for node in self.sizes.graph_module.graph.nodes:
-            if node.op != "call_module" or not node.all_input_nodes:
-                continue
-            module = self.sizes.graph_module.get_submodule(node.target)
-            shadow = self.sizes.shadows.get(node.all_input_nodes[0])
-            if not isinstance(module, nn.Linear) or not module.in_features or not isinstance(shadow, sizes.SymTensor):
-                continue
-            features = shadow.dims[-1]
-            if features is None or not features.free_symbols:
-                continue
-            runs = []
-            for symbol in sorted(features.free_symbols, key=str):
-                others = {s: v for s, v in example.items() if s is not symbol}
-                fits = [
-                    n
-                    for n in range(1, 4 * example.get(symbol, 64) + 17)
-                    if sizes.evaluate_int(features, {**others, symbol: n}) == module.in_features
-                ]
-                runs.append(f"{symbol} {_values(fits)}")
-            found.append(f"`{node.target}` (Linear, {module.in_features} features) runs only at {', '.join(runs)}")
-        return found
-
     def geometry(self, node: torch.fx.Node) -> Optional[layers.Geometry]:
         """Kernel, stride, padding, dilation of a conv or pooling node (module or functional),
         also for a layer that raised before its sizes were worked out."""
@@ -409,6 +349,11 @@ class ModelView:
         return self._constraint_list
 
     @functools.cached_property
+    def domain(self) -> input_domain.Domain:
+        """The input sizes at which the model runs (``convlint.input_domain``), computed once."""
+        return input_domain.of(self)
+
+    @functools.cached_property
     def _constraint_list(self) -> list["Constraint"]:
         return list(_constraints(self)) if self.sizes is not None else []
 
@@ -450,17 +395,6 @@ def _relation(shadow, value: bool):
     return None  # unknown: nothing to state
 
 
-def _values(values: list[int]) -> str:
-    """``= 224``, ``in 223..224``, ``in {7, 14}``, or ``(none)``."""
-    if not values:
-        return "(none up to 4x the example)"
-    if len(values) == 1:
-        return f"= {values[0]}"
-    if values == list(range(values[0], values[-1] + 1)):
-        return f"in {values[0]}..{values[-1]}"
-    return "in {" + ", ".join(map(str, values)) + "}"
-
-
 @dataclass(frozen=True)
 class Constraint:
     """``expression`` (a layer's input size along one dim) must be at least ``minimum``."""
@@ -469,7 +403,7 @@ class Constraint:
     axis: int  # the layer's own axis (its geometry's); for a pad, the spatial dim
     expression: sympy.Expr
     minimum: int
-    kind: str  # "kernel", "reflect", "circular"
+    kind: str  # "kernel", "reflect", "circular"; "output" (a kernel computed from sizes: 1 at least)
     padding: int = 0
     dim: Optional[int] = None  # the spatial dim of the model's input it is about (None: ``axis``)
 
@@ -507,6 +441,18 @@ def _pad_amounts(view: ModelView, node: torch.fx.Node) -> Optional[tuple[str, li
     return found if found is not None and found[0] in ("reflect", "circular") else None
 
 
+POOL_FUNCTIONS = tuple(f"{kind}_pool{n}d" for kind in ("max", "avg") for n in (1, 2, 3))
+
+
+def _computed_kernel(view: ModelView, node: torch.fx.Node) -> Iterator[Constraint]:
+    """A pooling kernel computed from sizes (``kernel_size=x.size(3)``): no geometry to
+    read a limit from, so its output must be 1 at least."""
+    if node.op == "call_function" and getattr(node.target, "__name__", "").endswith(POOL_FUNCTIONS):
+        for dim, (expr, _) in enumerate(view.spatial(node) or ()):
+            if expr is not None and expr.free_symbols:
+                yield Constraint(node, dim, expr, 1, "output", dim=dim)
+
+
 def _constraints(view: ModelView) -> Iterator[Constraint]:
     for node in view.sizes.graph_module.graph.nodes:
         inputs = [a for a in node.all_input_nodes if isinstance(view.sizes.shadows.get(a), sizes.SymTensor)]
@@ -529,6 +475,8 @@ def _constraints(view: ModelView) -> Iterator[Constraint]:
                 if geometry.padding_mode in ("reflect", "circular") and left:
                     minimum = left + 1 if geometry.padding_mode == "reflect" else left
                     yield Constraint(node, i, expr, minimum, geometry.padding_mode, left, dim=dim)
+        else:
+            yield from _computed_kernel(view, node)
         pads = _pad_amounts(view, node)
         if pads is not None:
             mode, pairs = pads

@@ -2,7 +2,8 @@
 
 Each layer needs of its input a padded size at least its effective kernel (CVL401), and
 reflect or circular padding within the size (CVL402). The finding names the layer, the
-size it gets, and the smallest model input for which it runs.
+size it gets, and the input sizes at which the model runs (its domain, stated once for
+every report).
 """
 
 from __future__ import annotations
@@ -30,20 +31,21 @@ def _report(facts: Facts, broken: list[tuple[Limit, int]], what: str) -> Report:
     names = [str(symbols[c.dim]) if c.dim < len(symbols) else str(c.dim) for c, _ in broken]
     got = "x".join(str(g) for _, g in broken)
     maps = ", ".join(f"{n} -> {text.show(c.expression)}" for n, (c, _) in zip(names, broken))
-    runs = ", ".join(
-        f"{symbol} >= {n}" if n is not None else f"no {symbol} up to {1 << 20}"
-        for symbol in sorted({s for c, _ in broken for s in c.expression.free_symbols}, key=str)
-        for n in [facts.smallest_input(symbol, upto=op)]
-    )
+    said = facts.sizes_that_run()  # the model's domain: the same words as `convlint shapes` and the summary
+    runs = said.lower if said.trivial else str(said)
+    exact = "" if facts.domain.exact else " as far as its sizes were followed"
     return Report(
         f"{op.text} gets {got} in {', '.join(names)} at the example input ({maps}), {what}; "
-        f"PyTorch raises here. It runs for {runs}",
+        f"PyTorch raises here. The model runs for {runs}{exact}",
         module=op.module,
         site=None if op.module else op.site,
     )
 
 
 def _check_kernel(facts: Facts) -> Iterator[Report]:
+    for broken in violated(facts, ("output",)):  # a kernel computed from sizes
+        outputs = "x".join(str(got) for _, got in broken)
+        yield _report(facts, broken, f"and its kernel, computed from the sizes, leaves an output of {outputs}")
     for broken in violated(facts, ("kernel",)):
         geometry = broken[0][0].op.geometry
         spans = "x".join(str(geometry.effective_kernel(c.axis)) for c, _ in broken)
@@ -60,8 +62,9 @@ CVL401 = Rule(
     doc="""\
 ## What it does
 Finds the convolution or pooling layer whose padded input, at the example input size,
-is smaller than its effective kernel `dilation*(kernel-1) + 1`, and gives the smallest
-model input for which it (and every layer before it) runs.
+is smaller than its effective kernel `dilation*(kernel-1) + 1` (or, for a kernel computed
+from sizes, whose output would be empty), and states the input sizes at which the model
+runs: its input domain, in the words `convlint shapes` uses.
 
 ## Why is this bad?
 PyTorch raises "Kernel size can't be greater than actual input size" (or "Output size is
@@ -96,8 +99,8 @@ CVL402 = Rule(
 ## What it does
 Finds reflect padding not smaller than its input, and circular padding larger than its
 input (it would wrap more than once), at the example input size: pad layers, `F.pad`
-and convolutions with `padding_mode="reflect"` or `"circular"`. It gives the smallest
-model input for which the layer runs.
+and convolutions with `padding_mode="reflect"` or `"circular"`. It states the input sizes
+at which the model runs (its input domain).
 
 ## Why is this bad?
 PyTorch raises ("Padding size should be less than the corresponding input dimension",

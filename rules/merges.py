@@ -143,18 +143,11 @@ def _holds_for_some(facts: Facts, merge: MergeFact) -> Optional[tuple]:
     for symbol, (condition, *_rest) in found.items():
         groups.setdefault(condition(["{}"]), (condition, []))[1].append(str(symbol))
     conditions = "; ".join(condition(names) for condition, names in groups.values())
-    first = _sizes({symbol: smallest for symbol, (_c, smallest, _a, _m) in found.items()})
-    above = _sizes({s: a for s, (_c, smallest, a, _m) in found.items() if a is not None and a != smallest})
+    first = text.sizes({symbol: smallest for symbol, (_c, smallest, _a, _m) in found.items()})
+    above = text.sizes({s: a for s, (_c, smallest, a, _m) in found.items() if a is not None and a != smallest})
     fails = (first, f" (above the example: {above})" if above else "")
     maps = "; ".join(m for *_x, m in found.values())
     return conditions, fails, maps, min(smallest for _c, smallest, _a, _m in found.values())
-
-
-def _sizes(values: dict) -> str:
-    """``H = W = 17`` where they agree, else ``H = 17, W = 18``."""
-    if len(values) > 1 and len(set(values.values())) == 1:
-        return " = ".join(str(s) for s in values) + f" = {next(iter(values.values()))}"
-    return ", ".join(f"{s} = {v}" for s, v in values.items())
 
 
 def _within(ops: list[Op]) -> str:
@@ -182,9 +175,9 @@ def _fit(core: str, optional: list[tuple[int, str]]) -> str:
 
 def _check_some_sizes(facts: Facts) -> Iterator[Report]:
     """One finding per condition: merges at one line (a loop, a block used many times)
-    are one finding, at the one that fails first; merges elsewhere that need the same
-    condition are related to it."""
-    by_site: dict = {}  # source line -> [(op, conditions, fails, maps, smallest), ...]
+    are one finding, stating the condition they need together and the smallest size that
+    fails it; merges elsewhere that need the same are related to it."""
+    by_site: dict = {}  # source line -> [(op, per-merge verdict), ...]
     for merge in facts.merges:
         if merge.broken:
             continue
@@ -193,27 +186,32 @@ def _check_some_sizes(facts: Facts) -> Iterator[Report]:
             by_site.setdefault(merge.op.site or merge.op, []).append((merge.op, *verdict))
     by_condition: dict = {}
     for merges in by_site.values():
+        said = facts.sizes_that_run([m[0] for m in merges])
+        if said.first is None:
+            continue  # a size of 1 that broadcasts is their only difference
         merges.sort(key=lambda m: m[4])  # the first to fail speaks for its line
-        by_condition.setdefault(merges[0][1], []).append(merges)
+        by_condition.setdefault((said.needs, said.bounds), []).append((merges, said))
     for groups in by_condition.values():
-        (op, conditions, fails, maps, _), *same_line = groups[0]
-        others = [m for g in groups[1:] for m in g]
+        ((op, _, _, maps, _), *same_line), said = groups[0]
+        others = [m for g, _ in groups[1:] for m in g]
         within = ""
         if facts.guards_before(op):
             within = " (among the sizes that take the example's branches before it)"
             maps += "; branches: " + ", ".join(text.show(g) for g in facts.guards_before(op))
         here = _size_text(op.spatial or [])
+        together = [f"with the {len(same_line)} other merge{'s' * (len(same_line) != 1)} at this line"] * bool(
+            same_line
+        )
+        aside = "; ".join(together + [f"the layers need {said.bounds}"] * bool(said.bounds))
         core = (
             f"{op.brief} merges tensors whose sizes agree at the example input ({here}) "
-            f"but not for every input size{within}: {conditions}; it first fails at {fails[0]}"
+            f"but not for every input size{within}: it needs {said.needs}{f' ({aside})' if aside else ''}; "
+            f"it first fails at {text.sizes(said.first)}"
         )
-        tail = ""
-        if same_line:
-            tail += f"; {len(same_line)} more merge{'s' * (len(same_line) != 1)} at this line"
-        if others:
-            tail += f"; {len(others)} more merge{'s' * (len(others) != 1)} need the same"
+        above = f" (above the example: {text.sizes(said.above)})" if said.above and said.above != said.first else ""
+        tail = f"; {len(others)} more merge{'s' * (len(others) != 1)} need the same" if others else ""
         where = _within([m[0] for m in others])
-        message = _fit(core, [(2, fails[1]), (1, tail), (3, where)])
+        message = _fit(core, [(2, above), (1, tail), (3, where)])
         related = tuple(
             (m[0].site, f"{m[0].brief}: {m[1]}; it first fails at {''.join(m[2])}")
             for m in [*same_line, *others]
@@ -232,12 +230,15 @@ CVL302 = Rule(
 ## What it does
 At every add, sub, mul, div or cat, compares the operands' sizes as expressions of the
 input size. When they agree at the example input but the expressions differ, it states
-the exact condition on the input (for example "H and W must be multiples of 16") and the
-smallest size that fails (a size of 1 that broadcasts is no failure). The condition is
-derived, not guessed: the size maps are periodic in the input size with period dividing
-the product of the strides, so one period decides it. Merges at one line (a loop over
-skips) are one finding, at the one that fails first; merges that need the same condition
-are related to it. The size maps themselves are in JSON's `detail`.
+the exact condition on the input: what the merges at its line need together ("it needs
+H, W multiples of 8" for three halvings built by one line, not "multiples of 2"), jointly
+where the truth is joint ("H = W", "H % 2 = W % 2"), with the layers' own lower bound
+apart ("the layers need H, W >= 5"), and the smallest size that fails (a size of 1 that
+broadcasts is no failure). The statement is the model's input domain (see "The input
+domain" in the README), worked out exactly (Python's `int()` truncates, `//` floors) and
+the same words `convlint shapes` prints. Merges at one line (a loop over skips) are one
+finding, at the one that fails first; merges elsewhere that need the same are related to
+it. The size maps themselves are in JSON's `detail`.
 
 ## Why is this bad?
 A U-Net trained on 256x256 crops fails on a 250x250 image at the first skip

@@ -156,7 +156,7 @@ def test_shapes_text_has_the_layer_table_and_what_the_model_needs_of_its_input()
     assert lines[1].split() == ["layer", "type", "settings", "size", "shape", "rf", "jump"]
     pool = next(row for row in lines if row.strip().startswith("pool ") and "1x8x4x3" in row)
     assert "k2 s2 p0" in pool and "(1, 8, floor(H/16), floor(W/16))" in pool and pool.split()[-2:] == ["48", "16"]
-    assert lines[-1] == "  Model input: runs for H >= 16, W >= 16; merges: H and W must be multiples of 16."
+    assert lines[-1] == "  Model input: runs for H, W multiples of 16: `torch.cat([up(x), skips.pop()], dim=1)`."
 
 
 def test_config_select_ignore_exclude_and_cli_override(tmp_path):

@@ -30,6 +30,7 @@ FILES = [
 ]
 SQUARES = range(1, 65)
 PAIRS = [(a, b) for a in (1, 2, 3, 16, 17, 31, 32, 33, 64, 65, 224, 232) for b in (1, 2, 5, 19, 32, 63, 224, 231)]
+PAIRS += [(8, 128), (128, 8), (16, 64), (64, 16), (17, 65), (96, 48), (48, 96)]  # products kept, sides swapped
 
 
 def _arguments(path: str) -> tuple:
@@ -100,7 +101,7 @@ def test_domain_agrees_with_pytorch_at_every_size_it_claims(path, cls):
 def test_each_dim_stated_is_the_sizes_pytorch_runs_with_the_others_at_the_example(path, cls):
     """What a summary states of a dim (``H, W multiples of 16``) is exactly the sizes at
     which the real model runs, the other dims at their example sizes."""
-    from convlint import input_domain
+    from convlint import domain_statement
 
     shapes = _arguments(path)
     try:
@@ -114,11 +115,48 @@ def test_each_dim_stated_is_the_sizes_pytorch_runs_with_the_others_at_the_exampl
     example = domain.input_shapes[0]
     lead = len(example) - len(domain.symbols)
     for axis, symbol in enumerate(domain.symbols):
-        stated = input_domain.axis_set(domain, symbol)
+        stated = domain_statement.axis_set(domain, symbol)
         for n in range(1, 97):
             shape = list(example)
             shape[lead + axis] = n
             assert (n in stated) == _runs(real, tuple(shape), getattr(example, "dtype", "float32")), (symbol, n, stated)
+
+
+@pytest.mark.parametrize("path, cls", CASES, ids=[f"{os.path.basename(p)[:-3]}:{c.__name__}" for p, c in CASES])
+def test_the_statement_means_the_sizes_pytorch_runs_with_and_its_first_failure_fails(path, cls):
+    """The words, not only the conditions: each part of the statement is the predicate its
+    text says (``H, W multiples of 8``, ``H = W``, ``H >= W``), and together they are true
+    exactly where the real model runs; the first failure it names fails, and every square
+    from the layers' bound up to it runs."""
+    from convlint import domain_statement
+
+    shapes = _arguments(path)
+    try:
+        domain = convlint.domain(cls, shapes[0] if len(shapes) == 1 else shapes)
+    except Exception as exc:
+        pytest.skip(f"not built: {type(exc).__name__}")
+    if len(domain.input_shapes) != 1 or not domain.symbols or not domain.exact:
+        pytest.skip("one spatial input, an exact domain")
+    said = domain_statement.state(domain)
+    torch.manual_seed(0)
+    real = cls().eval()
+    example = domain.input_shapes[0]
+    ndim, dtype = len(domain.symbols), getattr(example, "dtype", "float32")
+    lead = tuple(example[: len(example) - ndim])
+    grid = [(n,) * ndim for n in SQUARES] + (PAIRS if ndim == 2 else [])
+    wrong = [
+        (spatial, runs)
+        for spatial in grid
+        for runs in [_runs(real, (*lead, *spatial), dtype)]
+        if (dict(zip(domain.symbols, spatial)) in said) != runs
+    ]
+    assert not wrong, f"`{said}` is wrong at (sizes, PyTorch runs): {wrong[:8]} ({len(wrong)} in all)"
+    if said.first is not None:
+        first = tuple(said.first[s] for s in domain.symbols)
+        assert not _runs(real, (*lead, *first), dtype), (str(said), first)
+        if len(set(first)) == 1:
+            low = max(said.lowest.values())
+            assert all(_runs(real, (*lead, *(n,) * ndim), dtype) for n in range(low, first[0])), (str(said), first)
 
 
 def test_a_clean_check_says_which_sizes_it_covers_when_the_model_runs_at_one_size(in_root):
@@ -131,11 +169,12 @@ def test_a_clean_check_says_which_sizes_it_covers_when_the_model_runs_at_one_siz
     )
     assert run.returncode == 0, run.stderr
     assert run.stderr.endswith(
-        "All checks passed! (1 model in 1 file; runs only for H, W in 32..33 "
-        "(each with the other as at the example, 32x32): `fc` (Linear))\n"
+        "All checks passed! (1 model in 1 file; runs only for 8*floor(H/2)*floor(W/2) = 2048 "
+        "(squares: H = W in 32..33): `fc` (Linear))\n"
     )
     model = _models(os.path.join(FIXTURES, "rules", "fixed_size.py"))[0]().eval()
-    assert [n for n in range(1, 129) if _runs(model, (1, 3, n, 32), "float32")] == [32, 33]
+    assert [n for n in range(1, 129) if _runs(model, (1, 3, n, n), "float32")] == [32, 33]
+    assert _runs(model, (1, 3, 16, 64), "float32")  # not a square: the condition is the truth
 
 
 class TinyViT(nn.Module):
@@ -174,5 +213,5 @@ def test_shapes_json_carries_the_domain(in_root):
     )  # fmt: skip
     (model,) = json.loads(run.stdout)
     domain = model["domain"]
-    assert domain["exact"] and domain["statement"].startswith("H, W in 32..33")
+    assert domain["exact"] and domain["statement"].startswith("8*floor(H/2)*floor(W/2) = 2048")
     assert {"kind": "fixed", "where": "`fc` (Linear)", "line": 13} in domain["conditions"]

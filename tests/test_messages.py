@@ -92,8 +92,8 @@ def test_merges_at_one_line_are_one_finding_and_the_size_maps_go_to_detail():
     (finding,) = loop
     assert finding["message"] == (
         "`torch.cat([up(x), skips.pop()], dim=1)` merges tensors whose sizes agree at the example input (224x224) "
-        "but not for every input size: H and W must be multiples of 16; it first fails at H = W = 17 "
-        "(above the example: H = W = 225); 3 more merges at this line"
+        "but not for every input size: it needs H, W multiples of 16 (with the 3 other merges at this line; "
+        "the layers need H, W >= 16); it first fails at H = W = 17 (above the example: H = W = 225)"
     )
     assert finding["detail"] == "H: 16*floor(H/16) vs H; W: 16*floor(W/16) vs W"
     assert len(finding["related"]) == 3
@@ -135,8 +135,8 @@ def test_shapes_has_rows_for_size_changing_calls_and_the_sizes_a_linear_fixes():
         "fc",
     ]
     assert run.stdout.splitlines()[-1] == (
-        "  Model input: runs for H >= 1, W >= 1; `fc` (Linear, 100352 features) runs only at H in 223..224, "
-        "W in 223..224."
+        "  Model input: runs for 8*(floor((H - 1)/2) + 1)*(floor((W - 1)/2) + 1) = 100352 "
+        "(squares: H = W in 223..224): `fc` (Linear)."
     )
     model = fixture("shapes_calls.py").Classifier()
     for size in (223, 224):

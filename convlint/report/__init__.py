@@ -16,7 +16,7 @@ from convlint.report.formats import (
     summary,
     text,
 )
-from convlint.report.shapes import shape_rows, shapes_json, shapes_text
+from convlint.report.shapes import requirements, shape_rows, shapes_json, shapes_text
 
 __all__ = [
     "FORMATS",
@@ -27,6 +27,7 @@ __all__ = [
     "rule_doc",
     "rules_index",
     "rules_markdown",
+    "requirements",
     "sarif",
     "shape_rows",
     "shapes_json",

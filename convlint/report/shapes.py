@@ -147,17 +147,32 @@ def shape_rows(view) -> list[dict]:
     return [row.as_json() for row in rows(view)]
 
 
+def requirements(view) -> list[str]:
+    """What the model needs of its input, in the words every report shares (the domain's
+    statement): ``["runs for H, W >= 5 and multiples of 8 (`torch.cat(...)` in `down`)",
+    "within the branches the example took: H % 16 == 0"]``."""
+    from convlint import pretty
+
+    if view.sizes is None:
+        return []
+    domain = view.domain
+    text = str(domain)
+    needs = [f"runs for {text}" + ("" if domain.exact else " as far as its sizes were followed")]
+    checks = [pretty.show(relation) for relation, _ in view.guards]
+    return needs + ([f"within the branches the example took: {', '.join(checks)}"] if checks else [])
+
+
 def domain_json(view) -> dict:
     """The input domain as data: whether it is exact (and why not), the statement a clean
     check's summary gives (None: every size above a bound per dim), and each condition
     with what imposes it."""
-    from convlint import input_domain
+    from convlint import domain_statement
 
-    domain = input_domain.of(view)
+    domain = view.domain
     return {
         "exact": domain.exact,
         "why_inexact": list(domain.why_inexact),
-        "statement": input_domain.statement(domain),
+        "statement": domain_statement.statement(domain),
         "conditions": [
             {"kind": c.kind, "where": c.where, "line": c.site.line if c.site is not None else None}
             for c in domain.conditions
@@ -179,7 +194,7 @@ def shapes_json(views) -> str:
                 "fx_stopped": view.analysis.trace.fx_stopped if view.analysis.trace else None,
                 "error": view.analysis.error,
                 "layers": shape_rows(view),
-                "requirements": view.requirements(),
+                "requirements": requirements(view),
                 "domain": domain_json(view),
             }
         )
@@ -225,7 +240,8 @@ def shapes_text(views) -> str:
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]) - 1)]
         for row in table:
             lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
-        if view.requirements():
-            lines.append(f"  Model input: {'; '.join(view.requirements())}.")
+        needs = requirements(view)
+        if needs:
+            lines.append(f"  Model input: {'; '.join(needs)}.")
         lines.append("")
     return "\n".join(lines)

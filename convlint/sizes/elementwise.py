@@ -14,6 +14,7 @@ import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from convlint import formulas
 from convlint.formulas import fdiv, mod
 from convlint.sizes.symbolic import SymTensor, as_dim, unknown_shadow
 from convlint.sizes.transfer import (
@@ -162,7 +163,8 @@ _SCALAR_OPS = {
     # what Python does with a size it read (an execution capture records these)
     math.floor: sympy.floor,
     math.ceil: sympy.ceiling,
-    int: sympy.floor,  # sizes are not negative: truncation is floor
+    int: formulas.trunc,  # toward zero: int(-1 / 2) == 0 (a negative diff of sizes)
+    round: formulas.round_even,
     float: lambda a: a,
 }
 # Comparisons of sizes: the relations guards are made of.

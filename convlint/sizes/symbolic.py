@@ -11,6 +11,8 @@ from typing import Any, Callable, Optional, Sequence
 import sympy
 import torch
 
+from convlint import formulas
+
 Dim = Optional[sympy.Expr]  # None: unknown, the concrete size is all there is
 
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
@@ -138,6 +140,8 @@ _EXACT: dict = {
     sympy.Pow: lambda a: Fraction(a[0]) ** a[1],  # an int to a negative power stays exact
     sympy.floor: lambda a: math.floor(a[0]),
     sympy.ceiling: lambda a: math.ceil(a[0]),
+    formulas.trunc: lambda a: int(a[0]),
+    formulas.round_even: lambda a: round(a[0]),
     sympy.Mod: lambda a: a[0] % a[1],
     sympy.Min: min,
     sympy.Max: max,
