@@ -255,6 +255,16 @@ class Statement:
         return ", ".join(said)
 
     @property
+    def summary(self) -> str:
+        """With what imposes it: ``H, W multiples of 16: `torch.cat(...)` in `up```; the
+        lower bound alone where that is all (``H >= 1, W >= 2``). The words every report uses."""
+        if self.trivial:
+            return self.lower
+        causes = list(self.causes)
+        more = f" and {len(causes) - 2} more" if len(causes) > 2 else ""
+        return f"{self}: {', '.join(causes[:2])}{more}" if causes else str(self)
+
+    @property
     def needs(self) -> str:
         """What the conditions need beyond the layers' lower bound: ``H, W multiples of 8``."""
         return "; ".join(p.needs for p in self.parts if p.needs)
@@ -462,14 +472,4 @@ def statement(domain: Domain) -> Optional[str]:
     """The domain in words when it is more than a lower bound per dim (``H = W = 256``,
     ``H, W >= 17 and multiples of 8``); None when every size above a bound runs."""
     said = state(domain)
-    return None if said.trivial else words(said)
-
-
-def words(said: Statement) -> str:
-    """A statement with what imposes it: ``H, W multiples of 16: `torch.cat(...)` in `up```;
-    a bare lower bound where that is all (``H >= 1, W >= 2``)."""
-    if said.trivial:
-        return said.lower
-    causes = list(said.causes)
-    more = f" and {len(causes) - 2} more" if len(causes) > 2 else ""
-    return f"{said}: {', '.join(causes[:2])}{more}" if causes else str(said)
+    return None if said.trivial else said.summary

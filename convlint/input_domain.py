@@ -75,7 +75,7 @@ class Domain:
 
     def __str__(self) -> str:
         """The domain in words, as every report states it: ``H, W multiples of 8``."""
-        return domain_statement.words(domain_statement.state(self))
+        return domain_statement.state(self).summary
 
     def env(self, *shapes: Sequence[int]) -> dict:
         """The symbols' values at these input shapes (the example's for inputs not given)."""

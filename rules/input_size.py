@@ -31,8 +31,7 @@ def _report(facts: Facts, broken: list[tuple[Limit, int]], what: str) -> Report:
     names = [str(symbols[c.dim]) if c.dim < len(symbols) else str(c.dim) for c, _ in broken]
     got = "x".join(str(g) for _, g in broken)
     maps = ", ".join(f"{n} -> {text.show(c.expression)}" for n, (c, _) in zip(names, broken))
-    said = facts.sizes_that_run()  # the model's domain: the same words as `convlint shapes` and the summary
-    runs = said.lower if said.trivial else str(said)
+    runs = facts.sizes_that_run().summary  # the model's domain: the same words as `convlint shapes` and hover
     exact = "" if facts.domain.exact else " as far as its sizes were followed"
     return Report(
         f"{op.text} gets {got} in {', '.join(names)} at the example input ({maps}), {what}; "

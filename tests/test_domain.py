@@ -215,3 +215,23 @@ def test_shapes_json_carries_the_domain(in_root):
     domain = model["domain"]
     assert domain["exact"] and domain["statement"].startswith("8*floor(H/2)*floor(W/2) = 2048")
     assert {"kind": "fixed", "where": "`fc` (Linear)", "line": 13} in domain["conditions"]
+
+
+@pytest.mark.parametrize("name", ["too_small", "domain_patterns", "merges"])
+def test_check_shapes_hover_and_json_state_the_same_sizes(name, in_root):
+    """One fact, one renderer: what a CVL401/402 says the model runs for, the `Model input`
+    line of `convlint shapes`, every hover over its layers and JSON's statement agree."""
+    from convlint import report
+    from convlint.report import hover
+
+    path = os.path.join(FIXTURES, "rules", f"{name}.py")
+    shapes = _arguments(path)
+    for cls in _models(path):
+        view = convlint._analysed(cls, shapes[0] if shapes else (), (), None, False, lambda view: view)
+        runs = report.requirements(view)[0]
+        assert runs == f"runs for {view.domain}" + ("" if view.domain.exact else " as far as its sizes were followed")
+        assert all(f"model input: {runs}" in entry["text"] for entry in hover.entries([view]))
+        assert report.shapes.domain_json(view)["statement"] in (None, str(view.domain))
+        for finding in convlint.check(cls, shapes[0] if shapes else ()):
+            if finding.code in ("CVL401", "CVL402"):
+                assert finding.message.endswith(f"The model {runs}"), (finding.message, runs)

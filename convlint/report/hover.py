@@ -23,6 +23,7 @@ def entries(views) -> list[dict]:
 
     found = []
     for view in views:
+        runs = shapes.requirements(view)  # the model's domain, in the words of every report
         for row in shapes.rows(view):
             geometry = row.geometry
             if row.module is None or geometry is None:
@@ -37,6 +38,7 @@ def entries(views) -> list[dict]:
                 rf = _compact([r for r, _ in row.field])
                 jump = _compact([j for _, j in row.field])
                 text.append(f"receptive field {rf}, jump {jump}")
+            text += [f"model input: {line}" for line in runs]
             body = "  \n".join(text)
             for site in {s for s in (row.built_at, row.site) if s is not None}:  # where it is built, where called
                 found.append(
