@@ -45,6 +45,25 @@ def sizes(values: dict) -> str:
     return ", ".join(f"{s} = {v}" for s, v in values.items())
 
 
+def names(described: list[str]) -> str:
+    """`a`, `b` and `c`; past three, `a`, `b` and 4 more."""
+    if len(described) > 3:
+        return f"{', '.join(described[:2])} and {len(described) - 2} more"
+    return ", ".join(described[:-1]) + " and " + described[-1] if len(described) > 1 else described[0]
+
+
+def within(qualnames: list[str]) -> str:
+    """`` (in `stages.2`)``: modules by their common prefix when there are many, else by name."""
+    import os
+
+    qualnames = list(dict.fromkeys(q for q in qualnames if q))
+    if len(qualnames) > 2:
+        common = os.path.commonprefix([q.split(".") for q in qualnames])
+        if common:
+            return f" (in `{'.'.join(common)}`)"
+    return f" (in {names([f'`{q}`' for q in qualnames])})" if qualnames else ""
+
+
 def size_map(inputs, outputs) -> str:
     """``H -> H - 10, W -> W - 10``."""
     return ", ".join(f"{show(i)} -> {show(o)}" for i, o in zip(inputs, outputs))

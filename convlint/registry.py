@@ -8,13 +8,15 @@ or a module (or package) whose module-level ``Rule`` objects are all taken.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import pkgutil
 import re
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
+from convlint import pretty
 from convlint.finding import Fix
 
 GROUP = "convlint.rules"
@@ -36,6 +38,27 @@ class Report:
     severity: Optional[str] = None  # None: the rule's own
     related: tuple = ()  # ((site, message), ...): other places of the same root cause
     detail: Optional[str] = None  # the full expressions behind the message (JSON, SARIF)
+
+
+def per_line(found: Iterable[tuple[Any, Report]]) -> Iterator[Report]:
+    """One report per constructor line: the layers one call built (a block used many
+    times, a loop) share its mistake and its fix, so the first speaks for the line and
+    names how many more it built; each one's own message is related. ``found``: (layer
+    fact, its report) pairs, in model order."""
+    lines: dict = {}
+    for layer, report in found:
+        lines.setdefault(layer.site if layer.site is not None else layer.qualname, []).append((layer, report))
+    for members in lines.values():
+        (_, report), rest = members[0], members[1:]
+        if not rest:
+            yield report
+            continue
+        more = f"; the same call built {len(rest)} more{pretty.within([layer.qualname for layer, _ in rest])}"
+        shape = {other.message.replace(f"`{layer.display}`", "") for layer, other in members}
+        if len(shape) > 1:  # a helper called with other dilations: each needs its own numbers
+            more += ", with other settings (each in related)"
+        related = tuple((layer.site, other.message) for layer, other in rest if layer.site is not None)
+        yield dataclasses.replace(report, message=report.message + more, related=report.related + related)
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,14 @@ from convlint.finding import ERROR, INFO, WARNING
 from convlint.formulas import same_pad_argument, same_target
 from convlint.intent import Intent
 from convlint.layers import Geometry, Kind
-from convlint.registry import Report, Rule
+from convlint.registry import Report, Rule, per_line
 from convlint.samesize import agreement, keeping_padding, layer_verdicts, odd_axes
 from convlint.sites import Site
 from convlint.sizes.symbolic import evaluate_int
 
 __all__ = [
     # a rule and what it says
-    "Rule", "Report", "Site", "ERROR", "WARNING", "INFO",
+    "Rule", "Report", "Site", "ERROR", "WARNING", "INFO", "per_line",
     # the facts it reads
     "Facts", "Op", "ModuleFact", "LayerFact", "BlockFact", "MergeFact", "Limit", "Intent",
     # a layer's geometry and "same"

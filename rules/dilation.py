@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Iterator
 
 from convlint.fix_api import declared_same, fix_padding
-from convlint.rule_api import WARNING, Facts, Geometry, Kind, Report, Rule, keeping_padding, text
+from convlint.rule_api import WARNING, Facts, Geometry, Kind, Report, Rule, keeping_padding, per_line, text
 
 
 def forgot_dilation(geometry: Geometry) -> bool:
@@ -21,6 +21,10 @@ def forgot_dilation(geometry: Geometry) -> bool:
 
 
 def _check(facts: Facts) -> Iterator[Report]:
+    return per_line(_each(facts))  # a stage of blocks built by one line: one finding
+
+
+def _each(facts: Facts) -> Iterator[tuple]:
     for layer in facts.layers:
         if declared_same(layer) or not forgot_dilation(layer.geometry):
             continue
@@ -29,11 +33,14 @@ def _check(facts: Facts) -> Iterator[Report]:
         advice = (
             f"use {text.fix_arguments(geometry, fix)}" if fix else 'no symmetric padding keeps it (use padding="same")'
         )
-        yield Report(
-            f"`{layer.display}` {layer.type_name}(kernel {text.literal(geometry.kernel)}, "
-            f"dilation {text.literal(geometry.dilation)}, padding {text.literal(geometry.padding_literal)}) "
-            f"has the padding of an undilated kernel: {text.axes_map(layer.axes)}; {advice}",
-            layer.qualname,
+        yield (
+            layer,
+            Report(
+                f"`{layer.display}` {layer.type_name}(kernel {text.literal(geometry.kernel)}, "
+                f"dilation {text.literal(geometry.dilation)}, padding {text.literal(geometry.padding_literal)}) "
+                f"has the padding of an undilated kernel: {text.axes_map(layer.axes)}; {advice}",
+                layer.qualname,
+            ),
         )
 
 

@@ -6,7 +6,6 @@ that its operands have one size.
 
 from __future__ import annotations
 
-import os
 from typing import Iterator, Optional
 
 from convlint.rule_api import ERROR, WARNING, Facts, MergeFact, Op, Report, Rule, agreement, text
@@ -21,19 +20,12 @@ def _size_text(dims) -> str:
 # ---------------------------------------------------------------- CVL301
 
 
-def _names(described: list[str]) -> str:
-    """`a`, `b` and `c`; past three, `a`, `b` and 4 more."""
-    if len(described) > 3:
-        return f"{', '.join(described[:2])} and {len(described) - 2} more"
-    return ", ".join(described[:-1]) + " and " + described[-1] if len(described) > 1 else described[0]
-
-
 def _listed(merge: MergeFact, texts: list[str]) -> str:
     """224x224 from `branch1` (Conv2d) and `branch3` (Conv2d); 214x214 from `branch2`."""
     by_size: dict = {}
     for operand, size in zip(merge.operands, texts):
         by_size.setdefault(size, []).append(operand.name)
-    return "; ".join(f"{size} from {_names(names)}" for size, names in by_size.items())
+    return "; ".join(f"{size} from {text.names(names)}" for size, names in by_size.items())
 
 
 def _downstream(rest: list[Op], one_layer: bool) -> str:
@@ -151,14 +143,8 @@ def _holds_for_some(facts: Facts, merge: MergeFact) -> Optional[tuple]:
 
 
 def _within(ops: list[Op]) -> str:
-    """`` (in `stages.2`)``: the modules holding these merges, by their common prefix when
-    there are many."""
-    owners = list(dict.fromkeys(op.owner for op in ops if op.owner))
-    if len(owners) > 2:
-        common = os.path.commonprefix([o.split(".") for o in owners])
-        if common:
-            return f" (in `{'.'.join(common)}`)"
-    return f" (in {_names([f'`{o}`' for o in owners])})" if owners else ""
+    """`` (in `stages.2`)``: the modules holding these merges."""
+    return text.within([op.owner for op in ops])
 
 
 LIMIT = 320  # a message people read; what does not fit is in JSON's related and detail

@@ -21,6 +21,7 @@ from convlint.rule_api import (
     Rule,
     keeping_padding,
     odd_axes,
+    per_line,
     same_pad_argument,
     same_target,
     text,
@@ -88,6 +89,10 @@ def _fix_same_string(call_site: CallSite) -> Union[Fix, str, None]:
 
 
 def _check_layer(facts: Facts) -> Iterator[Report]:
+    return per_line(_each_layer(facts))  # the layers one call built: one finding
+
+
+def _each_layer(facts: Facts) -> Iterator[tuple]:
     for layer in _same_layers(facts):
         geometry = layer.geometry
         if odd_axes(geometry):
@@ -97,9 +102,9 @@ def _check_layer(facts: Facts) -> Iterator[Report]:
         fix = keeping_padding(geometry)
         if fix is None:
             reason = "ceil_mode=True" if geometry.ceil_mode else "its other settings"
-            yield Report(f"{head}; no padding keeps it with {reason}", layer.qualname)
+            yield layer, Report(f"{head}; no padding keeps it with {reason}", layer.qualname)
         else:
-            yield Report(f"{head}; use {text.fix_arguments(geometry, fix)}", layer.qualname)
+            yield layer, Report(f"{head}; use {text.fix_arguments(geometry, fix)}", layer.qualname)
 
 
 CVL101 = Rule(
@@ -151,6 +156,10 @@ def _pad_layer(geometry: Geometry) -> str:
 
 
 def _check_odd(facts: Facts) -> Iterator[Report]:
+    return per_line(_each_odd(facts))
+
+
+def _each_odd(facts: Facts) -> Iterator[tuple]:
     for layer in _same_layers(facts):
         geometry, axes = layer.geometry, layer.axes
         odd = odd_axes(geometry)
@@ -165,7 +174,7 @@ def _check_odd(facts: Facts) -> Iterator[Report]:
             fix = 'use padding="same" (PyTorch then pads asymmetrically, and may copy the input)'
         else:
             fix = f"add {_pad_layer(geometry)} before it and set padding=0"
-        yield Report(f"{head}; {fix}", layer.qualname)
+        yield layer, Report(f"{head}; {fix}", layer.qualname)
 
 
 CVL102 = Rule(

@@ -14,6 +14,7 @@ import pytest
 import torch
 from conftest import FIXTURES, ROOT
 
+import convlint as lint
 from convlint import engine
 
 
@@ -172,3 +173,30 @@ def test_a_long_message_drops_its_optional_parts_to_stay_readable():
     assert _fit(core, parts) == core + " (above the example: H = W = 225); 8 more merges need the same"
     assert len(_fit("y" * 300, parts)) <= LIMIT
     assert _fit("z", parts) == "z" + "".join(text for _, text in parts)
+
+
+class _Dilated(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 3, padding=1, dilation=2)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+class _Stage(torch.nn.Module):
+    """Twelve dilated blocks built by one line: one mistake, one fix, one finding."""
+
+    def __init__(self):
+        super().__init__()
+        self.stage = torch.nn.Sequential(*[_Dilated() for _ in range(12)])
+
+    def forward(self, x):
+        return self.stage(x)
+
+
+def test_layers_one_constructor_line_built_are_one_finding_naming_how_many():
+    (finding,) = lint.check(_Stage, (1, 4, 64, 64))
+    assert finding.code == "CVL201" and finding.message.startswith("`stage.0.conv` Conv2d(kernel 3, dilation 2")
+    assert finding.message.endswith("; use padding=2; the same call built 11 more (in `stage`)")
+    assert len(finding.related) == 11

@@ -24,7 +24,7 @@ def _convlint_imports(path: str) -> list[tuple[str, str]]:
 
 
 RULE_API = {
-    "Rule", "Report", "Site", "ERROR", "WARNING", "INFO",
+    "Rule", "Report", "Site", "ERROR", "WARNING", "INFO", "per_line",
     "Facts", "Op", "ModuleFact", "LayerFact", "BlockFact", "MergeFact", "Limit", "Intent",
     "Geometry", "Kind", "layer_verdicts", "keeping_padding", "odd_axes", "same_target", "same_pad_argument",
     "agreement", "evaluate_int", "text",
