@@ -217,11 +217,64 @@ class Facts:
         if not common:
             return None, None
         fork = max(common, key=lambda n: self._ops[n].index)
-        for node in graph.branch(a, fork):
+        path = graph.branch(a, fork)
+        lasting = self._lasting_change(path, fork)
+        if lasting is not False:  # sizes followed as functions of the input: they decide
+            return (self._ops[lasting], self._change(lasting)) if lasting is not None else (None, None)
+        for node in path:
             change = self._unclean(node)
             if change:
                 return self._ops[node], change
         return None, None
+
+    def _lasting_change(self, path: list, fork) -> Any:
+        """The first node on ``path`` after which its sizes are never again an exact
+        scaling of the fork's, as functions of the input (a pad and the convolution that
+        undoes it are one unit; a stride-2 layer that rounds is where odd sizes part);
+        None when the branch ends an exact scaling; False when sizes were not followed."""
+        base = self._view.spatial(fork)
+        if not base or any(e is None for e, _ in base):
+            return False
+        scaled = []
+        for node in path:
+            dims = self._view.spatial(node)
+            if dims is None or len(dims) != len(base):
+                scaled.append(None)  # no spatial layout here (a size read, a flatten): no say
+            elif any(e is None for e, _ in dims):
+                return False
+            else:
+                scaled.append(all(self._scales(e, b) for (e, _), (b, _) in zip(dims, base)))
+        for i, node in enumerate(path):
+            if scaled[i] is False and not any(later for later in scaled[i + 1 :]):
+                return node
+        return None
+
+    def _scales(self, e, base) -> bool:
+        """Is ``e`` a constant multiple of ``base`` at every input size (checked where the
+        sizes' periods show: the example and the next sizes, and two far ones)?"""
+        from convlint.sizes.symbolic import evaluate_int
+
+        example = self.example
+        at = evaluate_int(base, example)
+        if not at:
+            return False
+        ratio = Fraction(evaluate_int(e, example) or 0, at)
+        for symbol in self.symbols:
+            n0 = example.get(symbol, 16)
+            for n in [*range(n0 + 1, n0 + 17), 2 * n0 + 5, 3 * n0 + 7]:
+                env = {**example, symbol: n}
+                got, want = evaluate_int(e, env), evaluate_int(base, env)
+                if got is None or want is None or Fraction(got) != ratio * want:
+                    return False
+        return True
+
+    def _change(self, node) -> str:
+        """``37x41 -> 35x39``: a node's sizes at the example, in and out."""
+        view = self._view
+        inputs = [a for a in node.all_input_nodes if view.spatial(a) is not None]
+        after = "x".join(str(v) for _, v in view.spatial(node))
+        before = "x".join(str(v) for _, v in view.spatial(inputs[0])) if inputs else "?"
+        return f"{before} -> {after}"
 
     def _unclean(self, node) -> Optional[str]:
         """``224 -> 222`` if the node changes the size other than by a clean stride or scale."""

@@ -54,10 +54,10 @@ def _check_mismatch(facts: Facts) -> Iterator[Report]:
             layer, change = facts.parting(operand, other)
             if layer is not None and (layer, change) not in partings:
                 partings.append((layer, change))
-        root = partings[0][0] if partings else None
-        if root is None:  # downstream of a merge already broken: the same cause
-            ancestors = facts.ancestors(merge.op)
-            root = next((r for m, r in roots.items() if m in ancestors and r is not None), None)
+        # Downstream of a merge already broken, sizes are the stand-in's: the same cause.
+        ancestors = facts.ancestors(merge.op)
+        upstream = next((r for m, r in roots.items() if m in ancestors and r is not None), None)
+        root = upstream or (partings[0][0] if partings else None)
         roots[merge.op] = root
         where = "; ".join(f"they part at {layer.text}: {change}" for layer, change in partings)
         message = (
