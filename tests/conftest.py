@@ -24,6 +24,60 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "fixtures")
 
 
+# PyTorch as the oracle of the input domain: every square size from 1 to 64 and non-square
+# pairs up to 232 (sides swapped, and products kept: 16x64 has the features of 32x32).
+SQUARES = range(1, 65)
+PAIRS = [(a, b) for a in (1, 2, 3, 16, 17, 31, 32, 33, 64, 65, 224, 232) for b in (1, 2, 5, 19, 32, 63, 224, 231)]
+PAIRS += [(8, 128), (128, 8), (16, 64), (64, 16), (17, 65), (96, 48), (48, 96)]
+
+
+def runs(model, shape, dtype: str = "float32") -> bool:
+    """Does the real model run on a tensor of this shape?"""
+    import torch
+
+    try:
+        with torch.no_grad():
+            model(torch.zeros(shape, dtype=getattr(torch, dtype)))
+        return True
+    except Exception:  # PyTorch refuses the size (or the model raises on it): not in the domain
+        return False
+
+
+def domain_disagreements(domain, model, squares=SQUARES, pairs=PAIRS) -> list:
+    """Where the domain and its statement disagree with the real model, size by size: an
+    exact domain (``contains`` and every part of the statement) everywhere, an inexact
+    one wherever it ``refuses`` a size. [(sizes, what convlint says, PyTorch runs)]"""
+    from convlint import domain_statement
+
+    example = domain.input_shapes[0]
+    ndim, dtype = len(domain.symbols), getattr(example, "dtype", "float32")
+    lead = tuple(example[: len(example) - ndim])
+    said = domain_statement.state(domain) if domain.exact else None
+    wrong = []
+    for spatial in [(n,) * ndim for n in squares] + (list(pairs) if ndim == 2 else []):
+        real = runs(model, (*lead, *spatial), dtype)
+        if said is not None:
+            claims = {
+                "contains": domain.contains((*lead, *spatial)),
+                "statement": dict(zip(domain.symbols, spatial)) in said,
+            }
+            wrong += [(spatial, f"{k}: {v}", real) for k, v in claims.items() if v != real]
+        elif real and domain.refuses((*lead, *spatial)):
+            wrong.append((spatial, "refuses", real))
+    if said is not None and said.first is not None:  # the first failure it names fails, no square before it
+        first = tuple(said.first[s] for s in domain.symbols)
+        if runs(model, (*lead, *first), dtype):
+            wrong.append((first, f"first fails at {first}", True))
+        if len(set(first)) == 1:
+            low = max(said.lowest.values())
+            wrong += [
+                ((n,) * ndim, "runs before the first failure", False)
+                for n in range(low, first[0])
+                if not runs(model, (*lead, *(n,) * ndim), dtype)
+            ]
+    return wrong
+
+
 def pytest_addoption(parser):
     parser.addoption(
         "--update-snapshots",

@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import domain_disagreements
 
 import convlint
 from convlint import engine, sizes
@@ -325,6 +326,16 @@ def test_zoo_pattern_has_no_finding_at_any_size(cls, example, others, run_every_
             cls(), [(*example[:2], *spatial)], options=engine.Options(run_every_op=run_every_op)
         )
         assert findings == [], (spatial, [f.message for f in findings])
+
+
+@pytest.mark.parametrize("cls,example,others", CASES, ids=[c[0].__name__ for c in CASES])
+def test_zoo_pattern_domain_and_statement_agree_with_pytorch_size_by_size(cls, example, others, run_every_op):
+    """The input domain of each pattern, and the words it is stated in, against the real
+    model at every square size from 1 to 64 and the non-square pairs (as the fixtures)."""
+    domain = convlint.domain(cls, example, run_every_op=run_every_op)  # inexact: right where it refuses
+    torch.manual_seed(0)
+    wrong = domain_disagreements(domain, cls().eval())
+    assert not wrong, f"`{domain}` disagrees with PyTorch at {wrong[:8]} ({len(wrong)} in all)"
 
 
 def test_run_time_same_padding_is_measured_not_taken_from_the_padding_attribute(run_every_op):
