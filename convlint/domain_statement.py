@@ -111,7 +111,7 @@ def _ranges(values: list) -> str:
             runs.append([v, v])
     if len(runs) > HANDFUL:
         return f"{len(values)} values from {values[0]} to {values[-1]}"
-    return "{" + ", ".join(str(a) if a == b else f"{a}..{b}" for a, b in runs) + "}"
+    return "{" + ", ".join(str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}..{b}" for a, b in runs) + "}"
 
 
 def _finite(names: str, sizes: tuple) -> str:

@@ -222,6 +222,8 @@ class Facts:
         if lasting is not False:  # sizes followed as functions of the input: they decide
             return (self._ops[lasting], self._change(lasting)) if lasting is not None else (None, None)
         for node in path:
+            if self._view.broken_merge(node) is not None:
+                return None, None  # past a broken merge, sizes are a stand-in's: they say nothing
             change = self._unclean(node)
             if change:
                 return self._ops[node], change
@@ -237,6 +239,8 @@ class Facts:
             return False
         scaled = []
         for node in path:
+            if self._view.broken_merge(node) is not None:
+                return False  # past a broken merge, sizes are a stand-in's
             dims = self._view.spatial(node)
             if dims is None or len(dims) != len(base):
                 scaled.append(None)  # no spatial layout here (a size read, a flatten): no say

@@ -178,28 +178,6 @@ def agreement(
     return statement, smallest, above
 
 
-def joint_condition(pairs: list, symbol, n0: int) -> Optional[Callable[[list], str]]:
-    """The condition on dim ``symbol`` under which every pair of expressions (already
-    reduced to that one symbol) agrees; None when they always do. Each pair is
-    ``(a, b, allowed)``: sizes outside ``allowed`` (the branches the model took before that
-    merge; None: every size) need not agree there."""
-    from convlint.sizes import evaluate_int
-
-    period = 1
-    for a, b, _ in pairs:
-        period = min(math.lcm(period, period_of(a), period_of(b)), MAX_PERIOD)
-    passes = {
-        n: all(
-            (allowed is not None and not allowed(n)) or evaluate_int(a, {symbol: n}) == evaluate_int(b, {symbol: n})
-            for a, b, allowed in pairs
-        )
-        for n in range(n0, n0 + period)
-    }
-    if all(passes.values()):
-        return None
-    return condition(passes, n0, period)
-
-
 # ---------------------------------------------------------------- the padding that keeps "same"
 
 

@@ -28,11 +28,19 @@ def _listed(merge: MergeFact, texts: list[str]) -> str:
     return "; ".join(f"{size} from {text.names(names)}" for size, names in by_size.items())
 
 
-def _downstream(rest: list[Op], one_layer: bool) -> str:
-    """`; the same layer breaks 2 more merges after it (in `layer2.1` and `layer2.2`)`."""
+def _downstream(facts: Facts, merges: list) -> str:
+    """`; the same layer breaks 2 more merges after it (in `layer2.1` and `layer2.2`)`:
+    each merge's own parting layer says who breaks them (``merges``: (op, message, own))."""
+    rest = [m for m, _, _ in merges[1:]]
     if not rest:
         return ""
-    who = "the same layer breaks" if one_layer else "layers built at the same line break"
+    own = [o for _, _, o in merges if o is not None]  # None: only downstream of the first
+    if len(set(own)) == 1:
+        who = "the same layer breaks"
+    elif own and len({facts.construction(o) for o in own}) == 1:
+        who = "layers built at the same line break"
+    else:
+        who = "it breaks"
     return f"; {who} {len(rest)} more{_within(rest)}"
 
 
@@ -66,12 +74,11 @@ def _check_mismatch(facts: Facts) -> Iterator[Report]:
             + (f"; {where}" if where else "")
         )
         key = facts.construction(root) if root is not None else merge.op
-        groups.setdefault(key, []).append((merge.op, message, root))
+        groups.setdefault(key, []).append((merge.op, message, partings[0][0] if partings else None))
     for merges in groups.values():
-        (first, message, _), rest = merges[0], [m for m, _, _ in merges[1:]]
-        one_layer = len({id(r) for _, _, r in merges}) == 1
+        first, message, _ = merges[0]
         related = tuple((m.site, message) for m, message, _ in merges[1:] if m.site is not None)
-        yield Report(_fit(message, [(1, _downstream(rest, one_layer))]), site=first.site, related=related)
+        yield Report(_fit(message, [(1, _downstream(facts, merges))]), site=first.site, related=related)
 
 
 CVL301 = Rule(
@@ -198,12 +205,14 @@ def _check_some_sizes(facts: Facts) -> Iterator[Report]:
         tail = f"; {len(others)} more merge{'s' * (len(others) != 1)} need the same" if others else ""
         where = _within([m[0] for m in others])
         message = _fit(core, [(2, above), (1, tail), (3, where)])
-        related = tuple(
-            (m[0].site, f"{m[0].brief}: {m[1]}; it first fails at {''.join(m[2])}")
-            for m in [*same_line, *others]
-            if m[0].site is not None
-        )
+        related = tuple((m[0].site, _alone(facts, m[0])) for m in [*same_line, *others] if m[0].site is not None)
         yield Report(message, site=op.site, related=related, detail=maps)
+
+
+def _alone(facts: Facts, op: Op) -> str:
+    """What one merge needs by itself, in the domain's words (a related location)."""
+    said = facts.sizes_that_run([op])
+    return f"{op.brief}: it needs {said.needs or 'nothing more'}; it first fails at {text.sizes(said.first or {})}"
 
 
 CVL302 = Rule(
