@@ -94,7 +94,10 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
             analysis = Analysis(error=input_error if traced is not None else f"{trace_error}; {input_error}")
         else:
             analysis = analyse(model, shapes, run_every_op, traced=traced)
-    view = ModelView(where.name, where.path, model, shapes, analysis, tuple(same), inferred_input=not input_shapes)
+    view = ModelView(
+        where.name, where.path, model, shapes, analysis, tuple(same), inferred_input=not input_shapes,
+        run_every_op=run_every_op,
+    )  # fmt: skip
     if shapes and any(info.intent for info in view.modules):
         view = _with_intent_analysed(view, run_every_op)
     return view, where, input_error

@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional, Sequence
 import sympy
 
 from convlint import domain_statement
+from convlint.common import Shape
 from convlint.sizes.symbolic import evaluate_int, holds
 
 
@@ -253,3 +254,30 @@ def _fixed_conditions(view, why: list) -> list[Condition]:
                 )
             )
     return found
+
+
+def past_the_limits(view, domain: Domain) -> Optional[Shape]:
+    """An input that meets every layer limit the domain knows, when the example raised at
+    one (so that the layers after it are sized too); None when the example did not, or no
+    size is larger. Each dim grows to its lower bound, rounded up to the power of two the
+    example was a multiple of (a U-Net's example keeps its divisibility)."""
+    from convlint.samesize import smallest_defined
+
+    result = view.sizes
+    example = dict(domain.example)
+    limits = [c for c in domain.conditions if c.kind == "limit"]
+    if result is None or result.error is None or all(c.holds(example) is not False for c in limits):
+        return None
+    grown = {}
+    for symbol in domain.symbols:
+        mine = [c for c in limits if c.symbols == frozenset({symbol})]
+        low = smallest_defined(lambda n: all(c.holds({**example, symbol: n}) is not False for c in mine), 1 << 20)
+        if low is None:
+            return None
+        step = example[symbol] & -example[symbol]  # the largest power of two dividing it
+        grown[symbol] = max(example[symbol], -(-low // step) * step)
+    if grown == example:
+        return None
+    shape = domain.input_shapes[0]
+    lead = tuple(shape[: len(shape) - len(domain.symbols)])
+    return Shape((*lead, *(grown[s] for s in domain.symbols)), getattr(shape, "dtype", "float32"))

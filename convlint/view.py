@@ -56,6 +56,7 @@ class ModelView:
     inputs: Optional[ModuleInputs] = None  # what each module was called with (capture)
     blocks: dict = field(default_factory=dict)  # qualified name -> analysis.Block
     inferred_input: bool = False  # the example input was inferred, not declared
+    run_every_op: bool = False  # the analysis mode (another analysis of the model runs in it too)
     _smallest: dict = field(default_factory=dict, repr=False)  # a cache: (symbol, upto) -> size
 
     # ------------------------------------------------------------ modules
@@ -350,8 +351,24 @@ class ModelView:
 
     @functools.cached_property
     def domain(self) -> input_domain.Domain:
-        """The input sizes at which the model runs (``convlint.input_domain``), computed once."""
-        return input_domain.of(self)
+        """The input sizes at which the model runs (``convlint.input_domain``), computed once.
+        Where the example is too small for a layer, what comes after it was never sized:
+        the model is analysed again at an input that meets every limit known so far (a few
+        times at most), and that domain, which says what the whole model needs, is taken."""
+        domain = input_domain.of(self)
+        view = self
+        for _ in range(3):
+            larger = input_domain.past_the_limits(view, domain)
+            if larger is None:
+                break
+            view = dataclasses.replace(
+                self, input_shapes=(larger,), analysis=analysis_mod.analyse(self.model, [larger], self.run_every_op),
+                inputs=None, blocks={}, _smallest={},
+            )  # fmt: skip
+            if view.analysis.error or view.sizes is None:
+                break
+            domain = input_domain.of(view)
+        return domain
 
     @functools.cached_property
     def _constraint_list(self) -> list["Constraint"]:

@@ -55,7 +55,9 @@ CVL201 = Rule(
 ## What it does
 Finds convolutions with dilation > 1 whose padding is `(kernel-1)//2` in a dimension
 where that no longer keeps the size, with no same intent declared. It needs no
-annotation: that padding says what the author meant.
+annotation: that padding says what the author meant. The layers one constructor call
+built (a helper, a block used many times) are one finding at that call, naming how many
+it built; each one's own message is related.
 
 ## Why is this bad?
 `padding=1` keeps a 3x3 convolution's size only at dilation 1; at dilation 4 the map

@@ -92,10 +92,13 @@ CVL301 = Rule(
 Finds the add, sub, mul, div or cat in `forward` whose operands have different spatial
 sizes at the example input (outside the cat dimension), and names, on each branch, the
 layer where the sizes first part. A merge is named by its source (`out + residual`) and
-the module whose `forward` holds it (`layer2.0`). One root cause is one finding: the
-merges broken by one layer, or by layers one constructor line built (a block used many
-times), are reported at the first, with the others as related locations (JSON `related`,
-SARIF `relatedLocations`).
+the module whose `forward` holds it (`layer2.0`). The layer named is the first after which
+that branch's sizes are never again an exact scaling of the sizes where the branches
+forked, as functions of the input: a pad that the next convolution undoes is no cause, a
+stride-2 layer that rounds odd sizes is. One root cause is one finding: the merges broken
+by one layer (directly, or downstream of a merge it broke), or by layers one constructor
+line built (a block used many times), are reported at the first, with the others as
+related locations (JSON `related`, SARIF `relatedLocations`).
 
 ## Why is this bad?
 PyTorch raises at that line ("Sizes of tensors must match", "The size of tensor a must

@@ -119,7 +119,8 @@ CVL101 = Rule(
 Checks every convolution and pooling layer that declares "same" intent (a
 `# convlint: same` comment on its constructor call, a `same` glob in
 `[tool.convlint]`, or `convlint.same(layer)`) and proves, for every input size, whether
-its output size is `ceil(input / stride)`.
+its output size is `ceil(input / stride)`. The layers one constructor call built are one
+finding at that call, naming how many it built.
 
 ## Why is this bad?
 A padding copied from a 3x3 layer (`padding=1`) shrinks the map once dilation or a larger
