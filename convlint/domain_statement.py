@@ -201,8 +201,14 @@ def _equation(c: Condition) -> str:
     return " and ".join(pretty.show(e) for e in c.expressions) or c.where
 
 
+LONGEST_EQUATION = 100  # past this, an equation is named, not written (JSON has it)
+
+
 def _equation_part(symbols: tuple, conditions: list, lowest: dict) -> Part:
     text = " and ".join(dict.fromkeys(_equation(c) for c in conditions))
+    if len(text) > LONGEST_EQUATION:  # a window partition's token count: nobody reads 600 characters
+        names = ", ".join(map(str, symbols))
+        text = f"{names} as {pretty.names(list(dict.fromkeys(c.where for c in conditions)))} allow{'s' * (len(conditions) == 1)}"
 
     def test(env: dict) -> bool:
         return all(env[s] >= (lowest[s] or UNBOUNDED + 1) for s in symbols) and not any(
@@ -283,7 +289,12 @@ def state(domain: Domain, select: Optional[Callable[[Condition], bool]] = None) 
             single[next(iter(mine))].append(c)
         elif mine and c.kind != "guard" and (c.kind == "limit" or select is None or select(c)):
             chosen.append(c)
-    chosen = list({(c.kind, c.expressions, c.where): c for c in chosen}.values())  # a block used many times
+    # A block used many times repeats its conditions: each is evaluated once, for all who impose it.
+    alike: dict = {}
+    for c in chosen:
+        alike.setdefault((c.kind, c.expressions, c.broadcasts, c.branches), []).append(c)
+    chosen = [same[0] for same in alike.values()]
+    imposed = {id(same[0]): [c.where for c in same] for same in alike.values()}
     lowest = {
         s: smallest_defined(lambda n, s=s: all(c.holds({**example, s: n}) is not False for c in single[s]), UNBOUNDED)
         for s in symbols
@@ -293,7 +304,7 @@ def state(domain: Domain, select: Optional[Callable[[Condition], bool]] = None) 
     def fails(env: dict, among: list) -> bool:
         bad = [c for c in among if c.refuses(env)]
         for c in bad:
-            refused.setdefault(c.where, True)
+            refused.update(dict.fromkeys(imposed.get(id(c), [c.where])))
         return bool(bad)
 
     parts: list[Part] = []

@@ -3,6 +3,7 @@ unknown), the input's symbols (``H``, ``W``), and exact evaluation at integer si
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -157,8 +158,70 @@ _EXACT: dict = {
 }
 
 
+_OPERATORS = {
+    sympy.Add: " + ", sympy.Mul: " * ", sympy.Mod: " % ",
+    sympy.Eq: " == ", sympy.Ne: " != ", sympy.StrictLessThan: " < ", sympy.LessThan: " <= ",
+    sympy.StrictGreaterThan: " > ", sympy.GreaterThan: " >= ",
+}  # fmt: skip
+_CALLS = {
+    sympy.floor: "_floor", sympy.ceiling: "_ceil", formulas.trunc: "int", formulas.round_even: "round",
+    sympy.Min: "min", sympy.Max: "max", sympy.And: "_all", sympy.Or: "_any", sympy.Not: "_not",
+}  # fmt: skip
+
+
+@functools.lru_cache(maxsize=8192)
+def _compiled(expr) -> Callable[[dict], Any]:
+    """``expr`` as a Python function of the symbol values, on ints and Fractions: one line
+    per distinct subexpression (window partitions repeat ``floor((H - 1)/4)`` dozens of
+    times), so a size is as cheap to evaluate as the model's own arithmetic."""
+    lines: list[str] = []
+    names: dict = {}
+    namespace: dict = {
+        "_F": Fraction, "_floor": math.floor, "_ceil": math.ceil,
+        "_all": lambda *a: all(a), "_any": lambda *a: any(a), "_not": lambda a: not a,
+    }  # fmt: skip
+
+    def visit(e) -> str:
+        if e in names:
+            return names[e]
+        if e is sympy.true or e is sympy.false:
+            code = str(bool(e))
+        elif e.is_Integer:
+            code = str(int(e))
+        elif e.is_Rational:
+            code = f"_F({int(e.p)}, {int(e.q)})"
+        elif e.is_Symbol:
+            namespace[f"_S{len(namespace)}"] = e
+            code = f"env[_S{len(namespace) - 1}]"
+        elif type(e) is sympy.Pow and e.args[1].is_Integer:
+            base, k = visit(e.args[0]), int(e.args[1])
+            code = f"{base} ** {k}" if k >= 0 else f"_F(1) / ({base} ** {-k})"  # an int to a negative power stays exact
+        elif type(e) in _OPERATORS:
+            code = _OPERATORS[type(e)].join(visit(a) for a in e.args)
+        elif type(e) in _CALLS:
+            code = f"{_CALLS[type(e)]}({', '.join(visit(a) for a in e.args)})"
+        else:
+            raise TypeError(type(e).__name__)
+        names[e] = f"t{len(lines)}"
+        lines.append(f"    t{len(lines)} = {code}")
+        return names[e]
+
+    result = visit(expr)
+    exec("def _f(env):\n" + "\n".join(lines) + f"\n    return {result}\n", namespace)
+    return namespace["_f"]
+
+
 def _exact(expr, env: dict):
     """Evaluate a size expression exactly (ints and Fractions), far faster than subs."""
+    try:
+        fn = _compiled(expr)
+    except (TypeError, RecursionError, SyntaxError, MemoryError):
+        return _walk(expr, env)
+    return fn(env)
+
+
+def _walk(expr, env: dict):
+    """``_exact`` node by node: for what the compiled form does not take."""
     if expr is sympy.true or expr is sympy.false:
         return bool(expr)
     if expr.is_Integer:
@@ -170,7 +233,7 @@ def _exact(expr, env: dict):
     fn = _EXACT.get(type(expr))
     if fn is None:
         raise TypeError(type(expr).__name__)
-    return fn([_exact(a, env) for a in expr.args])
+    return fn([_walk(a, env) for a in expr.args])
 
 
 def evaluate_int(expr: Dim, env: dict) -> Optional[int]:
