@@ -96,7 +96,7 @@ class AxisSet:
             return said if shared else f"any {said}" if bound else ""
         text = " and ".join(parts)
         if self.also:
-            text = f"{_finite(said, self.also)} or {text if text.startswith(said) else f'{said} {text}'}"
+            text = f"{_finite(said, self.also)} or {text if text.startswith(names[0]) else f'{said} {text}'}"
         return text
 
 

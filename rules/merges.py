@@ -179,7 +179,8 @@ def _check_some_sizes(facts: Facts) -> Iterator[Report]:
             continue
         verdict = _holds_for_some(facts, merge)
         if verdict is not None:
-            by_site.setdefault(merge.op.site or merge.op, []).append((merge.op, *verdict))
+            site = merge.op.site  # a line: `a + b + c` is two merges at one line, one finding
+            by_site.setdefault((site.path, site.line) if site else merge.op, []).append((merge.op, *verdict))
     by_condition: dict = {}
     for merges in by_site.values():
         said = facts.sizes_that_run([m[0] for m in merges])

@@ -66,19 +66,30 @@ def cat_dim(node: torch.fx.Node) -> Any:
 
 
 def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple]) -> SymTensor:
-    """Broadcasting: per aligned dim, the operand whose size is not 1 decides (the first
-    one where several are not 1; merge rules compare the operands themselves)."""
+    """Broadcasting: per aligned dim, the operand whose size is not 1 decides. Where the
+    operands' sizes are different expressions of the input (equal at the example, or one
+    of them shrunk to 1 there), PyTorch's result is the larger wherever the op runs at all
+    (sizes equal, or one of them 1): their Max, so that what follows is sized right at
+    every size, not only where they agree (merge rules compare the operands themselves)."""
     rank = max(len(s) for s in shapes)
     dims = []
     for axis in range(rank):
-        chosen = None
+        chosen, seen, sizes = None, [], set()
         for shadow, shape in zip(shadows, shapes):
             offset = axis - (rank - len(shape))
             if offset < 0:
                 continue
+            dim = shadow.dims[offset]
+            sizes.add(shape[offset])
+            if dim is not None and dim not in seen and getattr(dim, "free_symbols", None):
+                seen.append(dim)
             if chosen is None or (chosen[1] == 1 and shape[offset] != 1):
-                chosen = (shadow.dims[offset], shape[offset])
-        dims.append(chosen[0] if chosen else sympy.Integer(1))
+                chosen = (dim, shape[offset])
+        valid = len(sizes - {1}) <= 1  # a merge broken at the example stands for its first operand
+        if valid and chosen is not None and chosen[0] is not None and len(seen) > 1:
+            dims.append(sympy.Max(*seen))
+        else:
+            dims.append(chosen[0] if chosen else sympy.Integer(1))
     return SymTensor(tuple(dims))
 
 
