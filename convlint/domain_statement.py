@@ -196,6 +196,8 @@ def _equation(c: Condition) -> str:
     if c.kind in ("merge", "fixed") and len(c.expressions) == 2:
         a, b = sorted(pretty.show(e) for e in c.expressions) if c.kind == "merge" else map(pretty.show, c.expressions)
         return f"{a} = {b}" + (" (or one of them 1)" if c.broadcasts else "")
+    if c.kind == "view":
+        return " and ".join(f"{pretty.show(e)} whole" for e in c.expressions)
     if c.kind == "limit" and len(c.expressions) == 2:
         return f"{pretty.show(c.expressions[0])} >= {pretty.show(c.expressions[1])}"
     return " and ".join(pretty.show(e) for e in c.expressions) or c.where

@@ -20,6 +20,7 @@ or where a guard leaves the other branch unknown).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -27,14 +28,14 @@ import sympy
 
 from convlint import domain_statement
 from convlint.common import Shape
-from convlint.sizes.symbolic import evaluate_int, holds
+from convlint.sizes.symbolic import evaluate_int, exact_value, holds
 
 
 @dataclass(frozen=True)
 class Condition:
     """One thing the input's sizes must satisfy for the model to run."""
 
-    kind: str  # "limit", "merge", "fixed", "assert", "guard"
+    kind: str  # "limit", "merge", "fixed", "view", "assert", "guard"
     test: Callable[[dict], Optional[bool]]  # env -> holds? (None: cannot be decided)
     where: str  # what imposes it: `conv2` (Conv2d), `torch.cat([y, x], dim=1)` in `up`
     site: Any = None  # its line, when it has one
@@ -149,6 +150,8 @@ def of(view) -> Domain:
         conditions.append(_condition(view, "limit", _limit(c), c.node, (c.expression, sympy.Integer(c.minimum))))
     conditions += _merge_conditions(view, why)
     conditions += _fixed_conditions(view, why)
+    conditions += _view_conditions(view)
+    conditions += _attention_conditions(view)
     conditions += _assert_conditions(view)
     for relation, site in view.guards:
         where = f"the branch at line {site.line}" if site else "a branch"
@@ -207,6 +210,76 @@ def _merge_conditions(view, why: list) -> list[Condition]:
                 found.append(
                     _condition(view, "merge", _agree(a, b, not cat), node, (a, b), line=False, broadcasts=not cat)
                 )
+    return found
+
+
+def _whole(dims: tuple, total: tuple) -> Callable[[dict], Optional[bool]]:
+    def test(env: dict) -> Optional[bool]:
+        outs = [exact_value(d, env) for d in dims]
+        ins = [exact_value(d, env) for d in total]
+        if any(v is None for v in outs + ins):
+            return None
+        return all(v == int(v) and v >= 0 for v in outs) and math.prod(outs) == math.prod(ins)
+
+    return test
+
+
+def _view_conditions(view) -> list[Condition]:
+    """A view or reshape needs its new sizes whole and their product the old one's: the
+    dim it infers (``-1``) from sizes that depend on the input divides evenly only for
+    some (``x.reshape(B, 8, -1, 49)``: tokens a multiple of 49)."""
+    from convlint import sizes
+
+    found = []
+    shadows = view.sizes.shadows
+    for node in view.nodes:
+        reshape = (node.op == "call_method" and node.target in ("view", "reshape")) or (
+            node.op == "call_function" and getattr(node.target, "__name__", "") == "reshape"
+        )
+        source = shadows.get(node.args[0]) if reshape and node.args and hasattr(node.args[0], "op") else None
+        out = shadows.get(node) if reshape else None
+        if not (isinstance(source, sizes.SymTensor) and isinstance(out, sizes.SymTensor)):
+            continue
+        if None in out.dims or None in source.dims:
+            continue
+        moving = [d for d in out.dims if getattr(d, "free_symbols", None) and not sympy.sympify(d).is_integer]
+        if moving:
+            found.append(_condition(view, "view", _whole(out.dims, source.dims), node, tuple(moving)))
+    return found
+
+
+def _fits(score, mask) -> Callable[[dict], Optional[bool]]:
+    """A mask broadcasts to the scores, never the other way: its size or 1."""
+
+    def test(env: dict) -> Optional[bool]:
+        x, y = evaluate_int(score, env), evaluate_int(mask, env)
+        return None if x is None or y is None else x == y or y == 1
+
+    return test
+
+
+def _attention_conditions(view) -> list[Condition]:
+    """``F.scaled_dot_product_attention(q, k, v, attn_mask=bias)`` adds the mask to the
+    (queries x keys) scores: a relative-position table of a fixed size needs that many
+    tokens, as an add would."""
+    found = []
+    shadows = view.sizes.shadows
+    for node in view.nodes:
+        if node.op != "call_function" or getattr(node.target, "__name__", "") != "scaled_dot_product_attention":
+            continue
+        args = list(node.args) + [None] * 4
+        q, k = shadows.get(args[0]), shadows.get(args[1])
+        mask = node.kwargs.get("attn_mask", args[3])
+        mask = shadows.get(mask) if hasattr(mask, "op") else None
+        if not all(hasattr(t, "dims") for t in (q, k, mask)) or len(q.dims) < 2 or len(k.dims) < 2:
+            continue
+        scores = (*q.dims[:-1], k.dims[-2])
+        for i in range(1, min(len(scores), len(mask.dims)) + 1):
+            a, b = scores[-i], mask.dims[-i]
+            if a is None or b is None or a == b:
+                continue
+            if getattr(a, "free_symbols", None) or getattr(b, "free_symbols", None):
+                found.append(_condition(view, "merge", _fits(a, b), node, (a, b), line=False))
     return found
 
 

@@ -252,6 +252,17 @@ def evaluate_int(expr: Dim, env: dict) -> Optional[int]:
     return int(value)
 
 
+def exact_value(expr: Dim, env: dict) -> Optional[Any]:
+    """``expr`` at integer symbol values as an int or a Fraction (``floor(H/4)*H/49`` need
+    not be whole: a view's inferred dim); None when it cannot be evaluated."""
+    if expr is None or isinstance(expr, int):
+        return expr
+    try:
+        return _exact(expr, env)
+    except (TypeError, KeyError, ZeroDivisionError):
+        return None
+
+
 def holds(relation, env: dict) -> Optional[bool]:
     """A relation on sizes (a guard: ``Eq(Mod(H, 32), 0)``) at integer symbol values;
     None when it cannot be decided."""
