@@ -237,8 +237,9 @@ def _run_real(factory, shape) -> str:
 ZOOS = {"torchvision": _torchvision_models, "timm": lambda limit: _timm_models(limit), "timm-os8": _timm_os8_models}
 
 
-class Timeout(Exception):
-    pass
+class Timeout(BaseException):
+    """Not an Exception: convlint's own handlers (a rule that crashes is a CVL902) must
+    not swallow it and go on past the time limit."""
 
 
 def _on_alarm(signum, frame):

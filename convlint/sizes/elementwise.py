@@ -86,7 +86,10 @@ def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple]) -> SymTenso
             if chosen is None or (chosen[1] == 1 and shape[offset] != 1):
                 chosen = (dim, shape[offset])
         valid = len(sizes - {1}) <= 1  # a merge broken at the example stands for its first operand
-        if valid and chosen is not None and chosen[0] is not None and len(seen) > 1:
+        # One level of Max: fused resolutions (HRNet) add sums to sums, and nested Maxes
+        # through every stage would grow the expressions without end.
+        nested = any(d.has(sympy.Max) for d in seen)
+        if valid and not nested and chosen is not None and chosen[0] is not None and len(seen) > 1:
             dims.append(sympy.Max(*seen))
         else:
             dims.append(chosen[0] if chosen else sympy.Integer(1))
