@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Iterable, Iterator, Optional, Union
 
-from convlint import pretty
 from convlint.finding import Fix
 
 GROUP = "convlint.rules"
@@ -45,6 +44,8 @@ def per_line(found: Iterable[tuple[Any, Report]]) -> Iterator[Report]:
     times, a loop) share its mistake and its fix, so the first speaks for the line and
     names how many more it built; each one's own message is related. ``found``: (layer
     fact, its report) pairs, in model order."""
+    from convlint import pretty  # sympy: not on the path of a check that runs no model
+
     lines: dict = {}
     for layer, report in found:
         lines.setdefault(layer.site if layer.site is not None else layer.qualname, []).append((layer, report))
