@@ -158,6 +158,7 @@ def _within(ops: list[Op]) -> str:
 
 
 LIMIT = 320  # a message people read; what does not fit is in JSON's related and detail
+NEEDS_LIMIT = 120  # a condition tying H and W through window partitions: named, in `detail`
 
 
 def _fit(core: str, optional: list[tuple[int, str]]) -> str:
@@ -200,9 +201,10 @@ def _check_some_sizes(facts: Facts) -> Iterator[Report]:
             same_line
         )
         aside = "; ".join(together + [f"the layers need {said.bounds}"] * bool(said.bounds))
+        needs = said.needs if len(said.needs) <= NEEDS_LIMIT else "the sizes where its operands agree (see `detail`)"
         core = (
             f"{op.brief} merges tensors whose sizes agree at the example input ({here}) "
-            f"but not for every input size{within}: it needs {said.needs}{f' ({aside})' if aside else ''}; "
+            f"but not for every input size{within}: it needs {needs}{f' ({aside})' if aside else ''}; "
             f"it first fails at {text.sizes(said.first)}"
         )
         above = f" (above the example: {text.sizes(said.above)})" if said.above and said.above != said.first else ""
