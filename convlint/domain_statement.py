@@ -378,10 +378,7 @@ def _joint(group: tuple, conditions: list, lowest: dict, example: dict, fails) -
         base = {**example, **dict(zip(group, min(passing)))}
         return [_axis_part((s,), _axis(s, lowest[s], conditions, base, fails)) for s in group]
     if all(len(set(p)) == 1 for p in passing):
-        m = max(lowest[s] for s in group)
-        period = _period(conditions, example, set(group))
-        start, residues, also = _pattern(lambda n: runs((n,) * len(group)), m, period, example.get(group[0], 16))
-        return [_diagonal_part(group, AxisSet(group[0], m, start, period, residues, also))]
+        return [_diagonal_part(group, _squares(group, conditions, lowest, example, runs))]
     bounds = [_axis_part((s,), AxisSet(s, lowest[s], lowest[s])) for s in group if lowest[s] > 1]
     if len(group) == 2:
         for a, b in ((0, 1), (1, 0)):
@@ -392,13 +389,18 @@ def _joint(group: tuple, conditions: list, lowest: dict, example: dict, fails) -
             return [_congruence_part(group, period), *bounds]
     part = _equation_part(group, conditions, lowest)
     if len({example.get(s) for s in group}) == 1:  # what it means for square inputs, as the example is
-        m = max(lowest[s] for s in group)
-        period = _period(conditions, example, set(group))
-        start, residues, also = _pattern(lambda n: runs((n,) * len(group)), m, period, example.get(group[0], 16))
-        squares = AxisSet(group[0], m, start, period, residues, also)
+        squares = _squares(group, conditions, lowest, example, runs)
         if not squares.every_size_above:
             part = dataclasses.replace(part, text=f"{part.text} (squares: {squares.phrase([None, *group])})")
     return [part]
+
+
+def _squares(group: tuple, conditions: list, lowest: dict, example: dict, runs) -> AxisSet:
+    """The sizes n at which the input n x n (x n) runs: one size shared by the group's dims."""
+    m = max(lowest[s] for s in group)
+    period = _period(conditions, example, set(group))
+    start, residues, also = _pattern(lambda n: runs((n,) * len(group)), m, period, example.get(group[0], 16))
+    return AxisSet(group[0], m, start, period, residues, also)
 
 
 def _window(lowest: Optional[int], around: int, half: int) -> list[int]:
@@ -484,5 +486,5 @@ def axis_set(domain: Domain, symbol) -> AxisSet:
 def statement(domain: Domain) -> Optional[str]:
     """The domain in words when it is more than a lower bound per dim (``H = W = 256``,
     ``H, W >= 17 and multiples of 8``); None when every size above a bound runs."""
-    said = state(domain)
+    said = domain.stated
     return None if said.trivial else said.summary

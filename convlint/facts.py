@@ -333,7 +333,7 @@ class Facts:
         bound; its ``needs``, ``bounds``, ``first`` failure and ``str()`` are what a message
         says, the same as ``convlint shapes`` and the summary."""
         if ops is None:
-            return domain_statement.state(self.domain)
+            return self.domain.stated
         nodes = {op._node for op in ops}
         return domain_statement.state(self.domain, lambda c: c.origin in nodes)
 

@@ -47,38 +47,39 @@ def fdiv(a: Size, b: int) -> Size:
     return sympy.floor(_flatten(a, sympy.floor) / b)
 
 
-class trunc(sympy.Function):
+class _PythonRounding(sympy.Function):
+    """A Python rounding of a size expression (``rounding``: the builtin), exact on numbers
+    and a no-op on integers; symbolic otherwise."""
+
+    is_integer = True
+    rounding = staticmethod(int)
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_Rational:
+            return sympy.Integer(cls.rounding(Fraction(int(x.p), int(x.q))))
+        return x if x.is_integer else None
+
+
+class trunc(_PythonRounding):
     """Python's ``int()`` of a size expression: toward zero (``int(-1/2) == 0``), where
     ``//`` floors (``-1 // 2 == -1``). A pad of ``int(diff / 2)`` on a negative diff crops
     one less than ``diff // 2`` does."""
 
-    is_integer = True
-
     @classmethod
     def eval(cls, x):
-        if x.is_Rational:
-            return sympy.Integer(int(Fraction(int(x.p), int(x.q))))
-        if x.is_integer:
-            return x
-        if x.is_nonnegative:
+        found = super().eval(x)
+        if found is None and x.is_nonnegative:
             return sympy.floor(x)
-        if x.is_nonpositive:
+        if found is None and x.is_nonpositive:
             return sympy.ceiling(x)
-        return None
+        return found
 
 
-class round_even(sympy.Function):
+class round_even(_PythonRounding):
     """Python's ``round()`` of a size expression: to the nearest, half to even."""
 
-    is_integer = True
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_Rational:
-            return sympy.Integer(round(Fraction(int(x.p), int(x.q))))
-        if x.is_integer:
-            return x
-        return None
+    rounding = staticmethod(round)
 
 
 def cdiv(a: Size, b: int) -> Size:

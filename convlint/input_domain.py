@@ -20,6 +20,7 @@ or where a guard leaves the other branch unknown).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
@@ -75,9 +76,15 @@ class Domain:
     exact: bool  # every size followed, no branch left unknown
     why_inexact: tuple[str, ...] = ()
 
+    @functools.cached_property
+    def stated(self) -> "domain_statement.Statement":
+        """The domain in words by every condition, worked out once (summary, shapes, hover,
+        CVL401/402 and JSON all read it)."""
+        return domain_statement.state(self)
+
     def __str__(self) -> str:
         """The domain in words, as every report states it: ``H, W multiples of 8``."""
-        return domain_statement.state(self).summary
+        return self.stated.summary
 
     def env(self, *shapes: Sequence[int]) -> dict:
         """The symbols' values at these input shapes (the example's for inputs not given)."""
