@@ -125,8 +125,9 @@ def _finite(names: str, sizes: tuple) -> str:
 
 
 def _pattern(passes: Callable[[int], bool], lowest: int, period: int, around: int) -> tuple:
-    """(start, residues, also) of a 1-D set from ``lowest`` on: it repeats with ``period``
-    from ``start``; ``around`` is the example's size (the window reaches twice it)."""
+    """(start, period, residues, also) of a 1-D set from ``lowest`` on: it repeats with
+    ``period`` (the given one or a divisor) from ``start``; ``around`` is the example's size
+    (the window reaches twice it)."""
     end = lowest + max(2 * around, 64) + 2 * period
     table = {n: passes(n) for n in range(lowest, end + period)}
     start = end
@@ -136,7 +137,17 @@ def _pattern(passes: Callable[[int], bool], lowest: int, period: int, around: in
     # The repeating pattern may hold further down: start where it first holds for good.
     while start > lowest and table[start - 1] == ((start - 1) % period in residues):
         start -= 1
-    return start, residues, tuple(n for n in range(lowest, start) if table[n])
+    period, residues = _shortest(period, residues)
+    return start, period, residues, tuple(n for n in range(lowest, start) if table[n])
+
+
+def _shortest(period: int, residues: frozenset) -> tuple:
+    """The shortest period the residues repeat with: the expressions' period is a multiple
+    of the set's (a Max of two sizes that each repeat every 32 is read as 512)."""
+    for q in range(1, period):
+        if period % q == 0 and all((r in residues) == (r % q in residues) for r in range(period)):
+            return q, frozenset(r for r in residues if r < q)
+    return period, residues
 
 
 def _period(conditions, base: dict, symbols) -> int:
@@ -318,9 +329,24 @@ def state(domain: Domain, select: Optional[Callable[[Condition], bool]] = None) 
         else:
             parts += _joint(group, conditions, lowest, example, fails)
     parts = _grouped(parts)
-    first, above = _first_failures(symbols, chosen, lowest, example)
+    first, above = _first_failures(symbols, chosen, lowest, example, _earlier(domain, chosen) if select else ())
     trivial = all(p.axis is not None and p.axis.every_size_above for p in parts)
     return Statement(symbols, lowest, tuple(parts), first, above, tuple(refused), trivial)
+
+
+def _earlier(domain: Domain, chosen: list) -> list:
+    """The conditions of ops that run before every chosen one: where one of them fails,
+    PyTorch raises there, before the chosen ops are reached."""
+    origins = [c.origin for c in chosen if c.kind != "limit" and c.origin is not None]
+    if not origins:
+        return []
+    order = {n: i for i, n in enumerate(origins[0].graph.nodes)}
+    start = min(order.get(n, 0) for n in origins)
+    return [
+        c
+        for c in domain.conditions
+        if c.kind != "guard" and c not in chosen and c.origin is not None and order.get(c.origin, start) < start
+    ]
 
 
 def _components(symbols: tuple, conditions: list) -> list[tuple]:
@@ -349,7 +375,7 @@ def _axis(symbol, lowest: Optional[int], conditions: list, base: dict, fails) ->
     if not conditions:
         return AxisSet(symbol, lowest, lowest)
     period = _period(conditions, base, {symbol})
-    start, residues, also = _pattern(
+    start, period, residues, also = _pattern(
         lambda n: not fails({**base, symbol: n}, conditions), lowest, period, base.get(symbol, 16)
     )
     return AxisSet(symbol, lowest, start, period, residues, also)
@@ -399,7 +425,7 @@ def _squares(group: tuple, conditions: list, lowest: dict, example: dict, runs) 
     """The sizes n at which the input n x n (x n) runs: one size shared by the group's dims."""
     m = max(lowest[s] for s in group)
     period = _period(conditions, example, set(group))
-    start, residues, also = _pattern(lambda n: runs((n,) * len(group)), m, period, example.get(group[0], 16))
+    start, period, residues, also = _pattern(lambda n: runs((n,) * len(group)), m, period, example.get(group[0], 16))
     return AxisSet(group[0], m, start, period, residues, also)
 
 
@@ -424,14 +450,16 @@ def _grouped(parts: list[Part]) -> list[Part]:
     return [p if isinstance(p, Part) else _axis_part(tuple(s for q in p for s in q.symbols), p[0].axis) for p in out]
 
 
-def _first_failures(symbols: tuple, chosen: list, lowest: dict, example: dict) -> tuple:
+def _first_failures(symbols: tuple, chosen: list, lowest: dict, example: dict, earlier=()) -> tuple:
     """The smallest input at or above the layers' bound that the conditions refuse (a
-    square where the example is one), and the first above the example."""
+    square where the example is one), and the first above the example; where ``earlier``
+    conditions are given, only sizes that pass them all (where PyTorch reaches the
+    chosen ops and raises there)."""
     if not chosen or any(lowest[s] is None for s in symbols):
         return None, None
 
     def refused(env: dict) -> bool:
-        return any(c.refuses(env) for c in chosen)
+        return any(c.refuses(env) for c in chosen) and not any(c.refuses(env) for c in earlier)
 
     period = _period(chosen, example, set(symbols))
     reach = max(example.values(), default=16) * 2 + 4 * period + 64

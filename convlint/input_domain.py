@@ -40,7 +40,7 @@ class Condition:
     test: Callable[[dict], Optional[bool]]  # env -> holds? (None: cannot be decided)
     where: str  # what imposes it: `conv2` (Conv2d), `torch.cat([y, x], dim=1)` in `up`
     site: Any = None  # its line, when it has one
-    branches: tuple = ()  # the guards decided before it: it is PyTorch's only within them
+    branches: tuple = ()  # what holds before it (guards, see ModelView.holds_before): it is PyTorch's only within them
     expressions: tuple = ()  # the size expressions it compares (what its period comes from)
     origin: Any = field(default=None, compare=False, repr=False)  # the op that imposes it (an fx node)
     broadcasts: bool = False  # a merge whose sizes may also differ where one is 1
@@ -58,11 +58,19 @@ class Condition:
     def refuses(self, env: dict) -> bool:
         """Does PyTorch certainly refuse these sizes here? (It fails, and the input takes
         the branches the example took before it; a guard itself refuses nothing.)"""
-        return (
-            self.kind != "guard"
-            and self.holds(env) is False
-            and all(holds(relation, env) is not False for relation in self.branches)
-        )
+        return self.kind != "guard" and self.holds(env) is False and _within(self.branches, tuple(env.items()))
+
+
+def _within(branches: tuple, env: tuple) -> bool:
+    """Do sizes ``env`` keep within every relation of ``branches``?"""
+    return all(_holds_at(relation, env) is not False for relation in branches)
+
+
+@functools.lru_cache(maxsize=65536)
+def _holds_at(relation, env: tuple) -> Optional[bool]:
+    """A relation at sizes ``env`` (a tuple of items), decided once: the conditions after
+    a guard all hold within it."""
+    return holds(relation, dict(env))
 
 
 @dataclass(frozen=True)
@@ -166,6 +174,10 @@ def of(view) -> Domain:
         why.append("a branch the example took (the other side was not run)")
     if result.unknown_ops:
         why.append("sizes not followed past some ops")
+    if result.within:
+        why.append(
+            "a broadcast whose exact size grew too large was sized by one operand (right where the others equal it or are 1)"
+        )
     coverage = view.coverage
     if coverage.example_only or coverage.unchecked:
         why.append("convolutions checked at the example size only")
@@ -179,7 +191,7 @@ def _condition(
     view, kind: str, test, node, expressions: tuple, line: bool = True, broadcasts: bool = False
 ) -> Condition:
     where = view.describe(node, line=line)
-    guards = tuple(view.guards_before(node))
+    guards = tuple(view.holds_before(node))
     return Condition(kind, test, where, view.site_of(node), guards, expressions, node, broadcasts)
 
 

@@ -9,6 +9,7 @@ Checking ``f(n) == ceil(n/S)`` on ``[n_min, n_min + P]`` therefore decides it fo
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -54,6 +55,11 @@ def period_of(expr) -> int:
     """
     if expr is None or not isinstance(expr, sympy.Basic) or not expr.free_symbols:
         return 1
+    return _period_of(expr)
+
+
+@functools.lru_cache(maxsize=65536)  # shared parts (a sum of sums) are met many times
+def _period_of(expr: sympy.Basic) -> int:
     if isinstance(expr, (sympy.floor, sympy.ceiling, formulas.trunc, formulas.round_even)):
         arg = expr.args[0]
         step = 1

@@ -213,7 +213,7 @@ class ModelView:
         trace = self.analysis.trace
         if trace is None or self.sizes is None:
             return ()
-        order = {n: i for i, n in enumerate(self.nodes)}
+        order = self._order
         found: dict = {}
         for node, value, site in trace.guards:
             relation = _relation(self.sizes.shadows.get(node), value)
@@ -222,14 +222,38 @@ class ModelView:
         return tuple((relation, site, position) for relation, (site, position) in found.items())
 
     def guards_before(self, node: torch.fx.Node) -> list:
-        """The guards decided before ``node`` ran: the ones its sizes hold within."""
-        position = {n: i for i, n in enumerate(self.nodes)}.get(node, len(self.nodes))
-        return [relation for relation, _, at in self._guards if at < position]
+        """The guards decided before ``node`` ran."""
+        at = self._position(node)
+        return [relation for relation, _, position in self._guards if position < at]
+
+    def holds_before(self, node: torch.fx.Node) -> list:
+        """The relations ``node``'s sizes hold within: the guards decided before it, and
+        where a broadcast before it was sized by one operand (its Max too large to write),
+        that the others equal it or are 1."""
+        at = self._position(node)
+        return self.guards_before(node) + [r for position, r in self._approximations if position < at]
+
+    @functools.cached_property
+    def _approximations(self) -> tuple:
+        if self.sizes is None:
+            return ()
+        order = self._order
+        return tuple((order.get(n, 0), r) for n, relations in self.sizes.within.items() for r in relations)
+
+    def _position(self, node: torch.fx.Node) -> int:
+        return self._order.get(node, len(self.nodes))
+
+    @functools.cached_property
+    def _order(self) -> dict:
+        return {n: i for i, n in enumerate(self.nodes)}
 
     def allowed(self, env: dict, before: Optional[torch.fx.Node] = None) -> bool:
-        """Do the input sizes ``env`` take the example's branches (those decided before
-        ``before``, or all)?"""
-        relations = self.guards_before(before) if before is not None else [r for r, _ in self.guards]
+        """Do the input sizes ``env`` take the example's branches and stay where its sizes
+        were followed (before ``before``, or everywhere)?"""
+        if before is None:
+            relations = [r for r, _ in self.guards] + [r for _, r in self._approximations]
+        else:
+            relations = self.holds_before(before)
         return all(sizes.holds(relation, env) is not False for relation in relations)
 
     @functools.cached_property
@@ -277,7 +301,7 @@ class ModelView:
     def within(self, symbol, node: torch.fx.Node):
         """``n -> does size n of ``symbol`` take the branches decided before ``node``?``,
         or None when there are none."""
-        if not self.guards_before(node):
+        if not self.holds_before(node):
             return None
         example = self.example
         return lambda n: self.allowed({**example, symbol: n}, before=node)

@@ -185,11 +185,16 @@ def _check_some_sizes(facts: Facts) -> Iterator[Report]:
     by_condition: dict = {}
     for merges in by_site.values():
         said = facts.sizes_that_run([m[0] for m in merges])
-        if said.first is None:
+        if not said.needs:
             continue  # a size of 1 that broadcasts is their only difference
         merges.sort(key=lambda m: m[4])  # the first to fail speaks for its line
         by_condition.setdefault((said.needs, said.bounds), []).append((merges, said))
     for groups in by_condition.values():
+        # A line speaks if PyTorch raises there at some size; one whose sizes fail only
+        # where an earlier op already raised is related to it, not a finding of its own.
+        groups.sort(key=lambda group: group[1].first is None)
+        if groups[0][1].first is None:
+            continue
         ((op, _, _, maps, _), *same_line), said = groups[0]
         others = [m for g, _ in groups[1:] for m in g]
         within = ""
@@ -218,7 +223,8 @@ def _check_some_sizes(facts: Facts) -> Iterator[Report]:
 def _alone(facts: Facts, op: Op) -> str:
     """What one merge needs by itself, in the domain's words (a related location)."""
     said = facts.sizes_that_run([op])
-    return f"{op.brief}: it needs {said.needs or 'nothing more'}; it first fails at {text.sizes(said.first or {})}"
+    fails = f"it first fails at {text.sizes(said.first)}" if said.first else "it fails only where an op before it does"
+    return f"{op.brief}: it needs {said.needs or 'nothing more'}; {fails}"
 
 
 CVL302 = Rule(
@@ -239,7 +245,9 @@ broadcasts is no failure). The statement is the model's input domain (see "The i
 domain" in the README), worked out exactly (Python's `int()` truncates, `//` floors) and
 the same words `convlint shapes` prints. Merges at one line (a loop over skips) are one
 finding, at the one that fails first; merges elsewhere that need the same are related to
-it. The size maps themselves are in JSON's `detail`.
+it. "First fails at" is a size at which PyTorch reaches the merge and raises there: a
+merge that fails only where an op before it already raises is no finding of its own.
+The size maps themselves are in JSON's `detail`.
 
 ## Why is this bad?
 A U-Net trained on 256x256 crops fails on a 250x250 image at the first skip

@@ -177,3 +177,21 @@ def test_check_shapes_hover_and_json_state_the_same_sizes(name, in_root):
         for finding in convlint.check(cls, shapes[0] if shapes else ()):
             if finding.code in ("CVL401", "CVL402"):
                 assert finding.message.endswith(f"The model {runs}"), (finding.message, runs)
+
+
+def test_a_sum_too_large_to_size_exactly_makes_the_domain_inexact_and_its_refusals_true(monkeypatch):
+    """Past the expression budget a broadcast is sized by one operand: the domain says it is
+    not exact, and every size it still refuses is one PyTorch refuses."""
+    from convlint.sizes import elementwise
+
+    patterns = _models(os.path.join(FIXTURES, "rules", "domain_patterns.py"))
+    cls = next(c for c in patterns if c.__name__ == "RoundingShortcuts")
+    monkeypatch.setattr(elementwise, "MAX_BROADCAST_SIZE", 0)
+    domain = convlint.domain(cls, (1, 3, 32, 32))
+    assert not domain.exact
+    assert any("broadcast" in why for why in domain.why_inexact)
+    real = cls().eval()
+    sizes = [(n, n) for n in range(1, 70)] + [(32, n) for n in range(1, 70)]
+    refused = [s for s in sizes if domain.refuses((1, 3, *s))]
+    assert (5, 5) in refused and (12, 12) not in refused
+    assert not [s for s in refused if _runs(real, (1, 3, *s), "float32")]

@@ -88,3 +88,13 @@ def test_residues_are_a_handful_of_ranges_at_most():
     said = domain_statement.state(_domain(small))
     assert len(str(said)) < 80 and str(said).count(",") <= domain_statement.HANDFUL, str(said)
     _agrees(_domain(small), upto=80)
+
+
+def test_a_period_longer_than_the_set_is_stated_by_the_sets_own():
+    """The expressions' period is a multiple of the set's: sizes that repeat every 2 inside
+    a floor by 16 are stated as ``multiples of 2``, not as 8 residues of 16."""
+    even = _merge(2 * sympy.floor(H / 2), H)
+    domain = _domain(Condition("merge", even.test, even.where, expressions=(*even.expressions, sympy.floor(H / 16))))
+    said = domain_statement.state(domain)
+    assert said.needs == "H a multiple of 2"
+    _agrees(domain, upto=70)

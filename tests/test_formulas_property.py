@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from convlint import layers, sizes
 from convlint.formulas import same_target
 from convlint.samesize import keeping_padding, layer_verdicts
+from convlint.sizes import symbolic
 
 SETTINGS = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -228,3 +229,38 @@ def test_pool_formula_with_a_computed_kernel_and_stride_equals_pytorch(n, k, s, 
     assume(want is not None)
     got = sizes.evaluate_int(expression, {kernel_symbol: k, stride_symbol: stride, n_symbol: n})
     assert (got,) == want
+
+
+@st.composite
+def size_expression(draw, depth: int = 3):
+    """A random size expression as the sizes stage builds them (floor, ceil, Max of sums of
+    rational multiples of H and W), with the same arithmetic written in plain Python."""
+    import math
+    from fractions import Fraction
+
+    import sympy
+
+    h, w = sizes.symbol("H"), sizes.symbol("W")
+    if depth == 0 or draw(st.booleans()):
+        name = draw(st.sampled_from(["H", "W"]))
+        return (h if name == "H" else w), (lambda env, name=name: env[name])
+    a, fa = draw(size_expression(depth - 1))
+    b, fb = draw(size_expression(depth - 1))
+    p, q = draw(st.integers(-5, 9)), draw(st.integers(1, 8))
+    r, s = draw(st.integers(-9, 9)), draw(st.integers(1, 8))
+    kind = draw(st.sampled_from(["floor", "ceiling", "max"]))
+    if kind == "max":
+        return sympy.Max(a, b, evaluate=False), lambda env: max(fa(env), fb(env))
+    inner = sympy.Rational(p, q) * a + b + sympy.Rational(r, s)
+    rounding = math.floor if kind == "floor" else math.ceil
+    return getattr(sympy, kind)(inner), lambda env: rounding(Fraction(p, q) * fa(env) + fb(env) + Fraction(r, s))
+
+
+@settings(max_examples=500, deadline=None)
+@given(size_expression(), st.integers(1, 300), st.integers(1, 300))
+def test_compiled_evaluation_equals_python_arithmetic(case, h, w):
+    """The compiled evaluator (integer floor division where a floor's argument is whole
+    once scaled) gives what Python's exact arithmetic gives."""
+    expr, python = case
+    env = {sizes.symbol("H"): h, sizes.symbol("W"): w}
+    assert symbolic.exact_value(expr, env) == python({"H": h, "W": w})

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import operator
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import sympy
 import torch
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from convlint import formulas
 from convlint.formulas import fdiv, mod
-from convlint.sizes.symbolic import SymTensor, as_dim, unknown_shadow
+from convlint.sizes.symbolic import SymTensor, as_dim, tree_size, unknown_shadow
 from convlint.sizes.transfer import (
     FUNCTION_TRANSFERS,
     METHOD_TRANSFERS,
@@ -65,12 +65,20 @@ def cat_dim(node: torch.fx.Node) -> Any:
 # ---------------------------------------------------------------- elementwise
 
 
-def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple]) -> SymTensor:
+# A Max of operands larger than this (in tree nodes) is not built: sums of sums through
+# every stage (HRNet's fused resolutions) would double it at each one.
+MAX_BROADCAST_SIZE = 1000
+
+
+def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple], within: Optional[list] = None) -> SymTensor:
     """Broadcasting: per aligned dim, the operand whose size is not 1 decides. Where the
     operands' sizes are different expressions of the input (equal at the example, or one
     of them shrunk to 1 there), PyTorch's result is the larger wherever the op runs at all
     (sizes equal, or one of them 1): their Max, so that what follows is sized right at
-    every size, not only where they agree (merge rules compare the operands themselves)."""
+    every size, not only where they agree (merge rules compare the operands themselves).
+    Where that Max would pass MAX_BROADCAST_SIZE, the dim is the deciding operand's, and
+    the relation it is right within (every other operand equal to it, or 1) is appended
+    to ``within``."""
     rank = max(len(s) for s in shapes)
     dims = []
     for axis in range(rank):
@@ -86,11 +94,13 @@ def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple]) -> SymTenso
             if chosen is None or (chosen[1] == 1 and shape[offset] != 1):
                 chosen = (dim, shape[offset])
         valid = len(sizes - {1}) <= 1  # a merge broken at the example stands for its first operand
-        # One level of Max: fused resolutions (HRNet) add sums to sums, and nested Maxes
-        # through every stage would grow the expressions without end.
-        nested = any(d.has(sympy.Max) for d in seen)
-        if valid and not nested and chosen is not None and chosen[0] is not None and len(seen) > 1:
-            dims.append(sympy.Max(*seen))
+        if valid and chosen is not None and chosen[0] is not None and len(seen) > 1:
+            if sum(tree_size(d) for d in seen) <= MAX_BROADCAST_SIZE:
+                dims.append(sympy.Max(*seen, evaluate=False))  # its own simplification is slow
+                continue
+            dims.append(chosen[0])
+            if within is not None:
+                within += [sympy.Or(sympy.Eq(d, chosen[0]), sympy.Eq(d, 1)) for d in seen if d != chosen[0]]
         else:
             dims.append(chosen[0] if chosen else sympy.Integer(1))
     return SymTensor(tuple(dims))
@@ -118,7 +128,7 @@ def same_shape(call: Call) -> Any:
     elif not tensors or not isinstance(call.out, torch.Tensor):
         return _scalar_arith(call)
     shadows, shapes = zip(*tensors)
-    result = broadcast(shadows, shapes)
+    result = broadcast(shadows, shapes, call.within)
     if call.out is not None and len(result) != call.out.dim():
         return unknown_shadow(call.out)
     return result
@@ -150,7 +160,9 @@ def matmul(call: Call) -> Any:
     (a, b), (sa, sb) = call.args[:2], call.sargs[:2]
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() >= 2 and b.dim() >= 2):
         return fallback(call)
-    batch = broadcast([SymTensor(sa.dims[:-2]), SymTensor(sb.dims[:-2])], [tuple(a.shape[:-2]), tuple(b.shape[:-2])])
+    batch = broadcast(
+        [SymTensor(sa.dims[:-2]), SymTensor(sb.dims[:-2])], [tuple(a.shape[:-2]), tuple(b.shape[:-2])], call.within
+    )
     return SymTensor(batch.dims + (sa.dims[-2], sb.dims[-1]))
 
 

@@ -56,6 +56,9 @@ class SizeResult:
     unknown_ops: dict = field(default_factory=dict)  # node whose sizes went unknown -> why
     broken_merges: dict = field(default_factory=dict)  # merge node -> the error PyTorch raised there
     example_only: dict = field(default_factory=dict)  # leaf whose sizes are known at the example only -> why
+    # node -> relations its sizes (and so all after it) are right within: a broadcast
+    # sized by one operand because the exact Max grew too large (elementwise.broadcast)
+    within: dict = field(default_factory=dict)
     spatial_ndim: int = 0  # spatial dims of the first input: the trailing dims rules read
 
 
@@ -151,10 +154,11 @@ class SizeProp(torch.fx.Interpreter):
         if fn is not None and not self.run_every_op and self._fast(n, module):
             predicted = self._predict(fn, call)
             if predicted is not None:
-                return self._record(*predicted, geometry=call.geometry)
+                return self._record(*predicted, geometry=call.geometry, within=call.within)
+            call.within.clear()
         call.out = self._execute(run)
         shadow = self._check(self._shadow(fn, call), call.out)
-        return self._record(shadow, call.out, geometry=call.geometry)
+        return self._record(shadow, call.out, geometry=call.geometry, within=call.within)
 
     @staticmethod
     def _fast(n: torch.fx.Node, module) -> bool:
@@ -217,13 +221,15 @@ class SizeProp(torch.fx.Interpreter):
             self.result.unknown_ops[n] = reason
         return transfer.fallback(call)
 
-    def _record(self, shadow: Any, value: Any, geometry=None) -> Any:
+    def _record(self, shadow: Any, value: Any, geometry=None, within: Sequence = ()) -> Any:
         """The one place a node's sizes are written."""
         n = self._node
         self.result.shadows[n] = shadow
         self.result.values[n] = shape_of(value)
         if geometry is not None:
             self.result.geometries[n] = geometry
+        if within:
+            self.result.within[n] = tuple(dict.fromkeys(within))
         return value
 
     def _stand_in(self, n: torch.fx.Node) -> Optional[torch.Tensor]:

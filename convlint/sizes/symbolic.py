@@ -112,6 +112,17 @@ def with_spatial(shadow: SymTensor, ndim: int, dims: Sequence[Dim], channels: An
     return SymTensor(tuple(lead) + tuple(dims))
 
 
+def tree_size(expr: Any) -> int:
+    """How many nodes an expression has written out as a tree (shared parts counted each
+    time they occur): what printing, comparing and substituting it cost."""
+    return _tree_size(expr) if isinstance(expr, sympy.Basic) else 1
+
+
+@functools.lru_cache(maxsize=65536)
+def _tree_size(expr: sympy.Basic) -> int:
+    return 1 + sum(_tree_size(a) for a in expr.args)
+
+
 # ---------------------------------------------------------------- evaluation
 
 
@@ -193,6 +204,10 @@ def _compiled(expr) -> Callable[[dict], Any]:
         elif e.is_Symbol:
             namespace[f"_S{len(namespace)}"] = e
             code = f"env[_S{len(namespace) - 1}]"
+        elif type(e) in (sympy.floor, sympy.ceiling) and _scaled(e.args[0]) is not None:
+            # floor((H + 1)/2) as (H + 1) // 2: on ints, not Fractions (ten times faster)
+            scaled, q = _scaled(e.args[0])
+            code = f"{visit(scaled)} // {q}" if type(e) is sympy.floor else f"-((-{visit(scaled)}) // {q})"
         elif type(e) is sympy.Pow and e.args[1].is_Integer:
             base, k = visit(e.args[0]), int(e.args[1])
             code = f"{base} ** {k}" if k >= 0 else f"_F(1) / ({base} ** {-k})"  # an int to a negative power stays exact
@@ -209,6 +224,32 @@ def _compiled(expr) -> Callable[[dict], Any]:
     result = visit(expr)
     exec("def _f(env):\n" + "\n".join(lines) + f"\n    return {result}\n", namespace)
     return namespace["_f"]
+
+
+def _scaled(arg) -> Optional[tuple]:
+    """(q * arg, q) when q * arg is a whole number at every size (q the common denominator
+    of ``arg``'s coefficients), else None."""
+    q = 1
+    for coefficient in arg.as_coefficients_dict().values():
+        if not coefficient.is_Rational:
+            return None
+        q = math.lcm(q, int(coefficient.q))
+    scaled = sympy.expand_mul(q * arg) if q > 1 else arg
+    return (scaled, q) if q > 1 and _integral(scaled) else None
+
+
+@functools.lru_cache(maxsize=65536)
+def _integral(e) -> bool:
+    """Is ``e`` a whole number at every integer size? (Only what the structure shows.)"""
+    if e.is_Integer or (e.is_Symbol and e.is_integer):
+        return True
+    if type(e) in (sympy.floor, sympy.ceiling, formulas.trunc, formulas.round_even):
+        return True
+    if type(e) in (sympy.Add, sympy.Mul, sympy.Max, sympy.Min, sympy.Mod):
+        return all(_integral(a) for a in e.args)
+    if type(e) is sympy.Pow:
+        return e.args[1].is_Integer and e.args[1] >= 0 and _integral(e.args[0])
+    return False
 
 
 def _exact(expr, env: dict):

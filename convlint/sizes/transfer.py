@@ -14,7 +14,7 @@ instead of running it (see ``interpreter.SizeProp``). Their transfer functions s
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -38,6 +38,9 @@ class Call:
     out: Any  # concrete result; None while the fast path predicts it
     module: Optional[nn.Module] = None
     geometry: Optional[layers.Geometry] = None  # set by conv-like transfers, for the rules
+    # Relations on the input's sizes within which the shadow is right (a broadcast sized
+    # by one operand where a Max would be too large): the sizes stage records them.
+    within: list = field(default_factory=list)
 
     def arg(self, index: int, name: str, default: Any = None, shadow: bool = False) -> Any:
         """A parameter by position or keyword, concrete or as its shadow."""
