@@ -235,7 +235,7 @@ def check_paths(targets: Sequence, options: Options, cache=None, keep_views: boo
             files = usage.project_files(recorded, cache.root)
             cache.store(item.key, files)
             result.usage[item.key] = files
-            if item.only_if_uses is not None and not files & item.only_if_uses:
+            if item.only_if_uses is not None and not item.only_if_uses.any_of(files):
                 result.notes.append(f"{candidate.name}: not checked: it runs none of the files given")
                 continue
         if candidate.kind == "target" and os.path.abspath(candidate.path) not in files_of_targets:

@@ -48,9 +48,10 @@ class Target:
     input_shapes: tuple = ()
     args: Optional[tuple] = None  # a configuration table's args / kwargs
     kwargs: Optional[tuple] = None  # ((name, value), ...)
-    # Pre-commit: the configured model is checked only if it runs one of these files;
-    # the project files it runs are then recorded under ``key`` (convlint.usage).
-    only_if_uses: Optional[frozenset] = None
+    # Pre-commit and targets given: the configured model is checked only if it runs a
+    # file in these paths (a ``usage.Given``); the project files it runs are then
+    # recorded under ``key`` (convlint.usage).
+    only_if_uses: Optional[object] = None
     key: str = ""
 
 

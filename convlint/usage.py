@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional
 
 CACHE_DIR = ".convlint_cache"
@@ -125,19 +126,39 @@ def recording(into: set) -> Iterator[None]:
         sys.setprofile(previous)
 
 
+@dataclass(frozen=True)
+class Given:
+    """The paths a run was given, files and folders: a file is in them if it is one of the
+    files or lies under one of the folders (``convlint check .`` gives the project)."""
+
+    files: frozenset
+    folders: tuple
+
+    @classmethod
+    def of(cls, paths: Iterable[str]) -> "Given":
+        absolute = [os.path.abspath(p) for p in paths]
+        return cls(frozenset(p for p in absolute if os.path.isfile(p)), tuple(p for p in absolute if os.path.isdir(p)))
+
+    def __contains__(self, path: str) -> bool:
+        return path in self.files or any(path.startswith(folder.rstrip(os.sep) + os.sep) for folder in self.folders)
+
+    def any_of(self, paths: Iterable[str]) -> bool:
+        return any(path in self for path in paths)
+
+
 def touched(configured: list, given: Iterable[str], cache: Cache) -> tuple[list, set]:
-    """The configured models (``engine.Target``s) to check for these files: those whose
-    recorded files include one of them, and those with no valid record (built, recorded,
-    and reported only if they run one). Also the files that the valid records say the
-    other models run."""
+    """The configured models (``engine.Target``s) to check for these paths: those whose
+    recorded files include one of them (or lie in a folder given), and those with no valid
+    record (built, recorded, and reported only if they run one). Also the files that the
+    valid records say the other models run."""
     from dataclasses import replace
 
-    changed = frozenset(os.path.abspath(f) for f in given if os.path.isfile(f))
+    changed = Given.of(given)
     chosen, others = [], set()
     for target in configured:
         key = target_key(target.target, target.args, target.kwargs, target.input_shapes)
         files = cache.files(key)
-        if files is None or files & changed:
+        if files is None or changed.any_of(files):
             chosen.append(replace(target, only_if_uses=changed, key=key))
         else:
             others |= files

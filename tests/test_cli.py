@@ -201,3 +201,35 @@ def test_diff_and_fix_say_how_many_fixes_were_left_for_unsafe_fixes(tmp_path):
     shutil.copyfile(os.path.join(ROOT, "fixtures", "fix", "unsafe_same.in.py"), tmp_path / "model.py")
     fixed = convlint("check", "model.py", "--fix", cwd=tmp_path)
     assert fixed.stderr.startswith("Fixed 0 findings in 0 files (1 more fix with `--unsafe-fixes`).\n")
+
+
+def test_a_folder_target_checks_the_configured_models_that_run_its_files(tmp_path):
+    """fixtures/repos/unet configures `UNet(3, 2)` (a class that needs arguments): given the
+    project folder or the package folder, as a CI gate does (`convlint check .`), the
+    configured model is built and its bug is reported, as for the file itself."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(
+        os.path.join(ROOT, "fixtures", "repos", "unet"), project, ignore=shutil.ignore_patterns(".convlint_cache")
+    )
+    parts = project / "unet" / "unet_parts.py"
+    parts.write_text(
+        parts.read_text().replace("kernel_size=3, padding=1, bias", "kernel_size=3, padding=1, dilation=2, bias", 1)
+    )
+    for target in (".", "unet", "unet/unet_parts.py"):
+        done = subprocess.run(
+            [sys.executable, "-m", "convlint", "check", "--no-cache", target],
+            cwd=project,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 1, (target, done.stdout, done.stderr)
+        assert "unet/unet_parts.py:16:13: CVL201 `inc.double_conv.0`" in done.stdout, target
+    elsewhere = subprocess.run(
+        [sys.executable, "-m", "convlint", "check", "--no-cache", "train.py"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert elsewhere.returncode == 0, elsewhere.stdout + elsewhere.stderr
