@@ -42,6 +42,8 @@ class Candidate:
     cls: Optional[type] = None
     # "class" and "factory" were found in a file; "target" was named by the user, so a
     # factory that returns no module is an error there, not a function to pass over.
+    # "function": a function found in a file that may build a model (only building it
+    # tells); one that raises or returns no module is passed over with a note.
     kind: str = "target"
     obj: object = None  # the class or function named (what a configured target stands for)
 
@@ -293,21 +295,37 @@ def candidates_in_file(path: str) -> Loaded:
     for name, obj in vars(module).items():
         if _is_model_class(obj, module.__name__):
             kind = "class"
-        elif inspect.isfunction(obj) and not name.startswith("_"):
-            # hubconf.py: every public function is an entry point, wherever it is defined
-            if not hub and (name not in factories or obj.__module__ != module.__name__):
+        elif inspect.isfunction(obj) and not name.startswith("_") and obj.__module__ == module.__name__:
+            if name not in factories and not hub:
                 continue
-            kind = "factory"
+            kind = "factory" if hub else factories[name]
+        elif hub and inspect.isfunction(obj) and not name.startswith("_") and _in_project(obj, path):
+            kind = "factory"  # hubconf.py's entry points: what it defines or imports from its project
         else:
             continue
+        where = _source_file(obj) or path  # an entry point hubconf.py imports is at its own line
         required = _required(obj)
         if required == []:
-            loaded.candidates.append(Candidate(f"{relpath(path)}:{name}", path, _line_of(obj), obj, obj, kind, obj))
+            loaded.candidates.append(Candidate(f"{relpath(path)}:{name}", where, _line_of(obj), obj, obj, kind, obj))
         elif required and (kind == "class" or hub):
             reason = needs_arguments(obj, path, name, required)
-            loaded.unchecked.append(Unchecked(f"{relpath(path)}:{name}", path, _line_of(obj), obj, reason))
+            loaded.unchecked.append(Unchecked(f"{relpath(path)}:{name}", where, _line_of(obj), obj, reason))
     loaded.candidates.sort(key=lambda c: c.line)
     return loaded
+
+
+def _source_file(obj) -> Optional[str]:
+    try:
+        return os.path.abspath(inspect.getsourcefile(obj) or "") or None
+    except TypeError:
+        return None
+
+
+def _in_project(obj, path: str) -> bool:
+    """Is ``obj`` defined in the project ``path`` belongs to (not an installed library)?"""
+    source, root = _source_file(obj), project_root(path) or os.path.dirname(os.path.abspath(path))
+    parts = (source or "").split(os.sep)
+    return bool(source) and source.startswith(root + os.sep) and not {"site-packages", "dist-packages"} & set(parts)
 
 
 def _import_target(spec: TargetSpec):

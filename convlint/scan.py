@@ -70,25 +70,27 @@ def _camel(name: str) -> bool:
     return name[:1].isupper()
 
 
-def _is_factory(fn: ast.FunctionDef) -> bool:
-    """A module-level function that builds a model when called with no arguments: public,
-    every parameter defaulted, returns a call or a name, calls a class (capitalized: the
-    model, ``nn.Sequential``) or passes one on (``_resnet(BasicBlock, ...)``), and does
-    nothing a script does (``backward``, ``DataLoader``, ``parse_args``...)."""
+def _is_factory(fn: ast.FunctionDef) -> Optional[str]:
+    """Does a module-level function build a model when called with no arguments? Public,
+    every parameter defaulted, returns a call or a name, and does nothing a script does
+    (``backward``, ``DataLoader``, ``parse_args``...). ``"factory"`` when it calls a class
+    (capitalized: the model, ``nn.Sequential``) or passes one on (``_resnet(BasicBlock,
+    ...)``); ``"function"`` when only building it can tell (``return _load_model(...)``);
+    None when it is not one."""
     if fn.name.startswith("_") or fn.name.lower().startswith(_SCRIPT_NAMES):
-        return False
+        return None
     a = fn.args
     if len(a.defaults) < len(a.posonlyargs) + len(a.args) or any(d is None for d in a.kw_defaults):
-        return False
+        return None
     nodes = list(ast.walk(fn))
     returns = [n.value for n in nodes if isinstance(n, ast.Return) and isinstance(n.value, (ast.Call, ast.Name))]
     calls = [n for n in nodes if isinstance(n, ast.Call)]
     if not returns or any(_callee(c) in _SCRIPT_CALLS for c in calls):
-        return False
+        return None
     passes_class = any(
         isinstance(arg, ast.Name) and _camel(arg.id) for r in returns if isinstance(r, ast.Call) for arg in r.args
     )
-    return passes_class or any(_camel(_callee(c)) for c in calls)
+    return "factory" if passes_class or any(_camel(_callee(c)) for c in calls) else "function"
 
 
 def _tree(path: str) -> Optional[ast.Module]:
@@ -99,12 +101,14 @@ def _tree(path: str) -> Optional[ast.Module]:
         return None
 
 
-def factory_names(path: str) -> set[str]:
-    """The module-level functions of ``path`` that build a model with no arguments."""
+def factory_names(path: str) -> dict[str, str]:
+    """The module-level functions of ``path`` that may build a model with no arguments:
+    name -> ``"factory"`` or ``"function"`` (see ``_is_factory``)."""
     tree = _tree(path)
     if tree is None:
-        return set()
-    return {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and _is_factory(n)}
+        return {}
+    found = {n.name: _is_factory(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
+    return {name: kind for name, kind in found.items() if kind is not None}
 
 
 def needs_import(path: str) -> bool:

@@ -133,13 +133,16 @@ def _build(candidate, item: Target, result: Result) -> tuple:
         with usage.recording(recorded) if recorded is not None else contextlib.nullcontext():
             model = load.build(candidate)
     except load.NotAModel as exc:
-        if candidate.kind != "factory":
+        if candidate.kind not in ("factory", "function"):
             result.findings.append(_not_built(candidate, exc))
         else:
             result.notes.append(f"{candidate.name}: not a model factory: {exc}")
         return None, None
     except Exception as exc:
-        result.findings.append(_not_built(candidate, exc))
+        if candidate.kind == "function":  # nothing says it builds a model: calling it told
+            result.notes.append(f"{candidate.name}: not checked: calling it raised {common.describe(exc)}")
+        else:
+            result.findings.append(_not_built(candidate, exc))
         return None, None
     result.used.update(type(m) for m in model.modules())
     if not _spatial(model):

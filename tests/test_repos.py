@@ -136,12 +136,13 @@ def test_factories_and_hub_entries_are_models_and_a_download_is_refused_by_name(
     assert run.returncode == 1
     drn, hub = "fixtures/repos/drn/drn.py", "fixtures/repos/drn/hubconf.py"
     codes = [line.split(" ", 2)[:2] for line in run.stdout.splitlines()]
-    # drn_d_24 (wrong paddings) is checked once, though hubconf.py exports it too
+    # drn_d_24 (wrong paddings) is checked once, though hubconf.py exports it too; the
+    # library function it imports (load_state_dict_from_url) is no entry point
     assert codes == [
         [f"{drn}:14:22:", "CVL201"],  # one line built the three wrong layers: one finding each
         [f"{drn}:23:26:", "CVL301"],
-        [f"{hub}:9:1:", "CVL901"],
-        [f"{hub}:18:1:", "CVL904"],
+        [f"{hub}:10:1:", "CVL901"],
+        [f"{hub}:19:1:", "CVL904"],
     ]
     lines = run.stdout.splitlines()
     assert lines[0].endswith("the same call built 2 more (in `layer2.1.conv1` and `layer2.2.conv1`)")
@@ -153,6 +154,22 @@ def test_factories_and_hub_entries_are_models_and_a_download_is_refused_by_name(
     assert f"convlint: note: {hub}:drn_d_22: skipped: the same model as {drn}:drn_d_22\n" in run.stderr
     assert without_warnings(run.stderr).endswith(
         "Found 4 findings in 2 models; 1 model not checked.\n[*] 1 fixable with the `--fix` option.\n"
+    )
+
+
+def test_a_factory_returning_a_helpers_result_is_built_and_other_functions_are_passed_over_with_a_note():
+    """fixtures/repos/factories/zoo.py: `seg_small()` returns `_load_model(...)`, no class
+    named at its level; the functions beside it return settings or raise when called."""
+    run = convlint("check", "fixtures/repos/factories/zoo.py", "-v")
+    assert run.returncode == 1
+    assert [line.split(" ", 2)[:2] for line in run.stdout.splitlines()] == [
+        ["fixtures/repos/factories/nets.py:11:24:", "CVL201"]
+    ]
+    zoo = "fixtures/repos/factories/zoo.py"
+    assert f"note: {zoo}:default_settings: not a model factory:" in run.stderr
+    assert f"note: {zoo}:newest_checkpoint: not checked: calling it raised FileNotFoundError" in run.stderr
+    assert without_warnings(run.stderr).endswith(
+        "Found 1 finding in 1 model.\n[*] 1 fixable with the `--fix` option.\n"
     )
 
 
