@@ -191,9 +191,37 @@ def _on_sys_path(path: str, root: str) -> None:
         sys.path.insert(1, project)
 
 
+def _namespace_name(path: str) -> Optional[tuple[str, str]]:
+    """(project root, dotted name) of a file in folders without ``__init__.py`` (namespace
+    packages), as ``python -c "import models.net"`` from the project root imports it."""
+    project = project_root(path)
+    if project is None:
+        return None
+    relative = os.path.relpath(os.path.splitext(os.path.abspath(path))[0], project).split(os.sep)
+    if relative[0] == os.pardir or not all(p.isidentifier() and not keyword.iskeyword(p) for p in relative):
+        return None
+    return project, ".".join(relative)
+
+
+@functools.lru_cache(maxsize=None)
+def _namespace_folder(folder: str) -> bool:
+    """Does a file of this folder (one without ``__init__.py``) import relatively? Then the
+    folder is a namespace package and each of its files is imported by its dotted path, so
+    that a block and the model importing it share one module."""
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return False
+    return any(n.endswith(".py") and scan.relative_imports(os.path.join(folder, n)) for n in names)
+
+
 def import_file(path: str):
-    """Import a .py file; a file inside a package is imported as part of it."""
+    """Import a .py file; a file inside a package is imported as part of it, one in a
+    folder without ``__init__.py`` that imports relatively by its path from the project
+    root (a namespace package)."""
     root, name = _module_name(path)
+    if "." not in name and _namespace_folder(os.path.dirname(os.path.abspath(path))):
+        root, name = _namespace_name(path) or (root, name)
     _on_sys_path(path, root)
     existing = sys.modules.get(name)
     if existing is not None:

@@ -111,6 +111,12 @@ def factory_names(path: str) -> dict[str, str]:
     return {name: kind for name, kind in found.items() if kind is not None}
 
 
+def relative_imports(path: str) -> bool:
+    """Does ``path`` import relatively (``from .layers import Block``)?"""
+    tree = _tree(path)
+    return tree is not None and any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree))
+
+
 def needs_import(path: str) -> bool:
     """Can ``path`` define a model? (True when unsure.)"""
     if comments.skip_file(path):

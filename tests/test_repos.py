@@ -173,6 +173,19 @@ def test_a_factory_returning_a_helpers_result_is_built_and_other_functions_are_p
     )
 
 
+def test_a_namespace_package_imports_relatively_as_from_the_project_root():
+    """fixtures/repos/namespace/models has no __init__.py and net.py does `from .layers
+    import Block`: as a file and as a folder it is imported as `models.net` (no CVL900),
+    and the block is checked through the model (one module, so no CVL904 for Block)."""
+    for target in ("fixtures/repos/namespace/models/net.py", "fixtures/repos/namespace"):
+        run = convlint("check", target)
+        assert run.returncode == 1, run.stdout + run.stderr
+        assert [line.split(" ", 2)[:2] for line in run.stdout.splitlines()] == [
+            ["fixtures/repos/namespace/models/layers.py:9:21:", "CVL201"],
+            ["fixtures/repos/namespace/models/layers.py:12:16:", "CVL301"],
+        ], target
+
+
 def test_what_a_model_prints_goes_to_stderr_so_json_and_sarif_stay_valid():
     for fmt in ("json", "sarif"):
         run = convlint("check", "fixtures/repos/printing", "--format", fmt)
