@@ -88,10 +88,38 @@ def analyse(
         if fx is not None:
             fx.trace.execution_failed = why
             return fx
-        return Analysis(error=f"{fx_stopped}; {why}")
+        executed = _captured_larger(module, input_shapes)
+        if executed is None:
+            return Analysis(error=f"{fx_stopped}; {why}")
+        # Recorded at a larger input; sized at the example, where it raises at the layer
+        # that cannot take it (a CVL401 at that line, as for a model fx follows).
+        fx_stopped = f"{fx_stopped}; {why}, so it was recorded at {_shapes(executed.captured_at)}"
     executed.fx_stopped = fx_stopped
     ran = Analysis(executed, sizes.propagate(executed.graph_module, input_shapes, run_every_op=run_every_op))
     return ran if fx is None or _symbolic_score(ran) >= _symbolic_score(fx) else fx
+
+
+LARGER = (2, 4, 8)  # the spatial sizes a model that raised at its example is recorded at
+
+
+def _captured_larger(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -> Optional[Trace]:
+    """An execution capture at the example's spatial sizes times 2, 4 or 8 (the first that
+    runs): a model whose example is too small for its layers is still recorded whole, its
+    branches as taken there (guards)."""
+    for factor in LARGER:
+        larger = [tuple(s[:2]) + tuple(n * factor for n in s[2:]) if len(s) > 2 else tuple(s) for s in input_shapes]
+        try:
+            executed = execute.capture(module, larger, sizes.PREDICTOR)
+        except Exception as exc:
+            log.debug("recording at %s raised %s", larger, describe(exc))
+            continue
+        executed.captured_at = tuple(larger)
+        return executed
+    return None
+
+
+def _shapes(shapes: Sequence[Sequence[int]]) -> str:
+    return " ".join("x".join(map(str, s)) for s in shapes)
 
 
 def _symbolic_score(analysis: Analysis) -> tuple:

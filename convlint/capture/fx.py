@@ -36,6 +36,7 @@ class Trace:
     guards: list = field(default_factory=list)
     fx_stopped: Optional[str] = None
     execution_failed: Optional[str] = None  # why the execution capture could not stand in
+    captured_at: Optional[tuple] = None  # the input shapes it was recorded at, if not the example's
 
 
 class _Tracer(torch.fx.Tracer):
