@@ -40,8 +40,10 @@ CVL901 = Rule(
 ## What it does
 Reports a model whose sizes convlint could not work out: its constructor raised, its
 input shape cannot be inferred, its `forward` could not be traced at all, or it raised
-when run on meta tensors (a size mismatch at a merge, say). The message gives the reason
-and, where it can, the line in `forward`. Rules that need only a layer's own settings
+when run on meta tensors (a size mismatch at a merge, say), at its example input or,
+where the sizes that disagree do not depend on the input, at every input size tried
+(located at the line that raised). The message gives the reason and, where it can, the
+line in `forward`. Rules that need only a layer's own settings
 (CVL101, CVL102) still run on every layer the model built.
 
 ## Why is this bad?
@@ -134,11 +136,26 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
     if result.error is not None and not _explained(view, result.error[0]):
         node, exc = result.error
         site = view.site_of(node) if node is not None else None
-        at = f" at {view.describe(node)}" if node is not None else ""
+        at = f" at {view.describe(node, line=False)}" if node is not None else ""
+        line = f" (line {site.line})" if site is not None else ""
+        if node is not None and _at_every_size(view, node):
+            # No input size runs it (operands whose fixed sizes disagree): the model's
+            # error, at its line, whatever input convlint was given or guessed.
+            shapes = ", ".join("x".join(map(str, s)) for s in view.input_shapes)
+            yield (
+                CVL901,
+                Report(
+                    f"model `{view.name}` raises at {view.describe(node, line=False)}{line} at {shapes} and at every "
+                    f"other input size tried (the sizes that disagree do not depend on the input): "
+                    f"{common.describe(exc, 160)}",
+                    "",
+                    site,
+                ),
+            )
+            return
         if view.inferred_input:
             # A channel or rank mismatch at an input convlint guessed says the guess was
             # wrong, not the model: information, with the way to declare it.
-            line = f" (line {site.line})" if site is not None else ""
             shapes = ", ".join("x".join(map(str, s)) for s in view.input_shapes)
             head = (
                 f"model `{view.name}` was not checked: on the input convlint inferred ({shapes}) it raised{at}{line}: "
@@ -156,7 +173,7 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
         yield (
             CVL901,
             Report(f"model `{view.name}` raised when run on meta tensors{at}: {common.describe(exc, 200)}", "", site),
-        )
+        )  # at its line: the finding's location names it
     for m in result.mismatches:
         axis = f"dimension {m.axis}" if m.axis >= 0 else "value"
         yield (
@@ -200,6 +217,19 @@ def _unfollowed_reports(view) -> Iterable[tuple[Rule, Report]]:
             f"{where} {'are' if count != 1 else 'is'} checked at the example input size only"
         )
         yield CVL903, Report(message, site=view.site_of(node))
+
+
+def _at_every_size(view, node) -> bool:
+    """Does the op that raised at the example raise at every input size tried? For an
+    inferred input only where a convolution ran before it: the rank and channels guessed
+    from the first convolution held there (else the guess may be what is wrong)."""
+    from convlint.sizes import probe
+
+    if view.inferred_input:
+        before = view.nodes[: view.nodes.index(node)] if node in view.nodes else []
+        if not any(view.is_convolution(n) and n in view.sizes.values for n in before):
+            return False
+    return probe.raises_everywhere(view.sizes, node) is True
 
 
 def count_convs(model) -> int:

@@ -200,3 +200,40 @@ def test_layers_one_constructor_line_built_are_one_finding_naming_how_many():
     assert finding.code == "CVL201" and finding.message.startswith("`stage.0.conv` Conv2d(kernel 3, dilation 2")
     assert finding.message.endswith("; use padding=2; the same call built 11 more (in `stage`)")
     assert len(finding.related) == 11
+
+
+class _Projected(torch.nn.Module):
+    """A projection whose weight expects 16 features where the conv gives 8: it raises at
+    any input, at a functional op (described by its source text and line)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.weight = torch.nn.Parameter(torch.zeros(16, 4))
+
+    def forward(self, x):
+        return torch.matmul(self.conv(x).flatten(2).transpose(1, 2), self.weight)
+
+
+class _NeedsSeven(torch.nn.Module):
+    """A Linear after a flatten that needs 7x7 maps: the inferred 224 raises, 112 runs."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, stride=16, padding=1)
+        self.fc = torch.nn.Linear(8 * 7 * 7, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+
+
+def test_a_raise_no_input_size_fixes_is_an_error_at_its_line_and_one_a_size_fixes_is_info():
+    (error,) = lint.check(_Projected)
+    assert error.code == "CVL901" and "at every other input size tried" in error.message
+    assert len(re.findall(r"\(line \d+\)", error.message)) == 1, error.message
+    (info,) = lint.check(_NeedsSeven)
+    assert info.code == "CVL904" and "declare its input" in info.message
+    real = _NeedsSeven()
+    real(torch.zeros(1, 3, 112, 112))  # a size fixes it: PyTorch runs there
+    with pytest.raises(RuntimeError):
+        _Projected()(torch.zeros(1, 3, 112, 112))

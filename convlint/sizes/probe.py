@@ -23,6 +23,7 @@ from typing import Callable, Optional
 
 import sympy
 import torch
+import torch.fx
 import torch.nn as nn
 
 from convlint import layers
@@ -162,3 +163,67 @@ def _fit_rounding(call: Call, shadow: SymTensor, runs: _Runs) -> SymTensor:
 
 
 __all__ = ["NoFit", "declared_geometry", "probe"]
+
+
+def raises_everywhere(result, node: torch.fx.Node) -> Optional[bool]:
+    """Does the op that raised at the example (``result.error``) raise at other input sizes
+    too? Its operands are rebuilt on meta tensors from their size maps at the example
+    times 2, 3 and 4, plus one, half, and squares up to 512; True when it raises at all,
+    False when some size runs it, None when its operands cannot be rebuilt (or rebuilt at
+    the example they do not raise as the model did)."""
+    example = dict(result.symbols)
+    envs = [{s: max(1, op(v)) for s, v in example.items()} for op in (lambda v: v * 2, lambda v: v * 3,
+            lambda v: v * 4, lambda v: v + 1, lambda v: v // 2)]  # fmt: skip
+    envs += [{s: n for s in example} for n in (32, 64, 96, 128, 256, 384, 512)]
+    if _run_at(result, node, example) is not False:
+        return None  # not rebuilt faithfully: it should raise at the example as the model did
+    for env in envs:
+        ran = _run_at(result, node, env)
+        if ran is None:
+            return None
+        if ran:
+            return False
+    return True
+
+
+def _run_at(result, node: torch.fx.Node, env: dict) -> Optional[bool]:
+    """Run one op on meta operands sized at ``env``: True if it runs, False if it raises,
+    None if an operand's size is not known there."""
+    from convlint.sizes.symbolic import evaluate_int
+
+    missing = []
+
+    def rebuild(a):
+        shadow = result.shadows.get(a)
+        if isinstance(shadow, SymTensor):
+            dims = [evaluate_int(d, env) for d in shadow.dims]
+            if any(d is None or d < 0 for d in dims):
+                missing.append(a)
+                return None
+            return torch.empty(dims, device="meta")
+        if isinstance(shadow, sympy.Expr):
+            value = evaluate_int(shadow, env)
+            if value is None:
+                missing.append(a)
+            return value
+        if shadow is None or isinstance(shadow, (tuple, list, dict)):
+            missing.append(a)
+        return shadow
+
+    args = torch.fx.node.map_arg(node.args, rebuild)
+    kwargs = torch.fx.node.map_arg(node.kwargs, rebuild)
+    if missing:
+        return None
+    try:
+        with torch.no_grad():
+            if node.op == "call_module":
+                result.graph_module.get_submodule(node.target)(*args, **kwargs)
+            elif node.op == "call_method":
+                getattr(args[0], node.target)(*args[1:], **kwargs)
+            elif node.op == "call_function":
+                node.target(*args, **kwargs)
+            else:
+                return None
+    except Exception:
+        return False
+    return True
