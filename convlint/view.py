@@ -262,11 +262,14 @@ class ModelView:
         sizes are expressions), at the example size only (a leaf before it, or around
         it, could not be followed), or not at all (the model was not analysed)."""
         convs = [m for m in self.model.modules() if layers.is_convolution(m)]
-        if self.sizes is None or self.sizes.error is not None:
+        if self.sizes is None:
             return Coverage(0, 0, len(convs))
+        # Where the example raised, the convolutions up to the one that raised were sized
+        # (its limit is what CVL401 states); those after it were not run at all.
+        ran = set(self.sizes.shadows) | ({self.sizes.error[0]} if self.sizes.error is not None else set())
         every = example = 0
         for node in self.nodes:
-            if self.is_convolution(node):
+            if self.is_convolution(node) and node in ran:
                 if self.checked_for_every_size(node):
                     every += 1
                 else:
@@ -274,6 +277,8 @@ class ModelView:
         leaves = [n.target for n in self.nodes if n.op == "call_module" and self.is_leaf(n)]
         inside = sum(1 for name, m in self.model.named_modules() if layers.is_convolution(m)
                      and any(name.startswith(f"{leaf}.") for leaf in leaves))  # fmt: skip
+        if self.sizes.error is not None:
+            return Coverage(every, example, max(0, len(convs) - every - example))
         return Coverage(every, example + inside, 0)
 
     def checked_for_every_size(self, node: torch.fx.Node) -> bool:

@@ -233,3 +233,31 @@ def test_a_folder_target_checks_the_configured_models_that_run_its_files(tmp_pat
         text=True,
     )
     assert elsewhere.returncode == 0, elsewhere.stdout + elsewhere.stderr
+
+
+def test_the_summary_counts_the_convolutions_up_to_a_raise_as_checked_and_after_it_as_not():
+    """fixtures/rules/too_small.py: each model raises at its example at a layer CVL401/402
+    names; every convolution up to it was sized, so none is "not checked"; a model whose
+    example raises before its last convolution leaves that one not checked."""
+    run = subprocess.run(
+        [sys.executable, "-m", "convlint", "check", "fixtures/rules/too_small.py", "--select", ",".join(BUILTIN_RULES)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.stderr.splitlines()[-1] == "Found 5 findings in 5 models."
+    import torch.nn as nn
+
+    class Early(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Conv2d(3, 4, 7)
+            self.b = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            return self.b(self.a(x))
+
+    from convlint import engine
+
+    view, _, _ = engine.build_view(Early(), [(1, 3, 4, 4)], name="Early", path="<test>", line=1)
+    assert tuple(view.coverage) == (1, 0, 1)
