@@ -124,12 +124,13 @@ def _shapes(shapes: Sequence[Sequence[int]]) -> str:
 
 def _symbolic_score(analysis: Analysis) -> tuple:
     """(ran to the end, conv-like layers whose output sizes are all symbolic)."""
+    stopped = analysis.trace is not None and analysis.trace.stopped is not None
     result = analysis.sizes
     kept = 0
     for node in result.geometries:
         shadow = result.shadows.get(node)
         kept += isinstance(shadow, sizes.SymTensor) and all(d is not None for d in shadow.dims[2:])
-    return (result.error is None, kept)
+    return (result.error is None and not stopped, kept)
 
 
 class Block(NamedTuple):

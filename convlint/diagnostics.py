@@ -132,6 +132,17 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
     if analysis.error:
         yield CVL901, Report(f"model `{view.name}` {analysis.error}; only layer-level rules ran", "")
         return
+    if analysis.trace is not None and analysis.trace.stopped is not None:
+        why, site = analysis.trace.stopped
+        yield (
+            CVL901,
+            Report(
+                f"model `{view.name}` {why}: convlint follows sizes, not data; the convolutions before it are checked "
+                "for every input size, those after it are not (give that part its own [tool.convlint] models entry)",
+                "",
+                site,
+            ),
+        )
     result = analysis.sizes
     if result.error is not None and not _explained(view, result.error[0]):
         node, exc = result.error

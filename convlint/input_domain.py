@@ -161,6 +161,8 @@ def of(view) -> Domain:
         return Domain(tuple(view.symbols), view.example, tuple(view.input_shapes), (), False, tuple(why))
     if result.error is not None:
         why.append("it raised at the example input: what comes after is not known")
+    if view.analysis.trace is not None and view.analysis.trace.stopped is not None:
+        why.append("it reads a value the input's data decides: what comes after is not known")
     for c in view.constraints():
         conditions.append(_condition(view, "limit", _limit(c), c.node, (c.expression, sympy.Integer(c.minimum))))
     conditions += _merge_conditions(view, why)

@@ -277,7 +277,8 @@ class ModelView:
         leaves = [n.target for n in self.nodes if n.op == "call_module" and self.is_leaf(n)]
         inside = sum(1 for name, m in self.model.named_modules() if layers.is_convolution(m)
                      and any(name.startswith(f"{leaf}.") for leaf in leaves))  # fmt: skip
-        if self.sizes.error is not None:
+        stopped = self.analysis.trace is not None and self.analysis.trace.stopped is not None
+        if self.sizes.error is not None or stopped:
             return Coverage(every, example, max(0, len(convs) - every - example))
         return Coverage(every, example + inside, 0)
 

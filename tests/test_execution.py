@@ -173,3 +173,107 @@ def test_a_branch_late_in_forward_does_not_hide_a_merge_that_breaks_before_it():
     with pytest.raises(RuntimeError, match="must match the size"):
         _real(models.LateBranch, 65, 64)
     assert _real(models.LateBranch, 66, 66) == (66, 66)
+
+
+# ---------------------------------------------------------------- values sizes decide
+
+values_spec = importlib.util.spec_from_file_location("size_values", os.path.join(FIXTURES, "rules", "size_values.py"))
+size_values = importlib.util.module_from_spec(values_spec)
+values_spec.loader.exec_module(size_values)
+
+
+def _runs(cls, h, w) -> bool:
+    try:
+        with torch.no_grad():
+            cls()(torch.randn(1, 3, h, w))
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "cls", [size_values.MaskedResidual, size_values.CountedCrop, size_values.CenterCropUNet, size_values.GridStride]
+)
+def test_masks_counts_and_offsets_computed_from_sizes_keep_every_convolution_symbolic(cls):
+    view = _view(cls, (1, 3, 64, 64))
+    assert not view.sizes.unknown_ops and not view.sizes.mismatches
+    coverage = view.coverage
+    assert coverage.example_only == 0 and coverage.unchecked == 0 and coverage.every_size > 0
+    domain = convlint.domain(cls, (1, 3, 64, 64))
+    assert domain.exact
+    wrong = [(h, w) for h in range(1, 41) for w in (h, h + 3) if domain.contains((1, 3, h, w)) != _runs(cls, h, w)]
+    assert not wrong
+
+
+def test_item_of_a_count_and_tolist_of_a_shape_tensor_are_size_expressions():
+    view = _view(size_values.CountedCrop, (1, 3, 64, 64))
+    [item] = [n for n in view.nodes if n.op == "call_method" and n.target == "item"]
+    assert str(view.sizes.shadows[item]) == "H"
+    view = _view(size_values.CenterCropUNet, (1, 3, 64, 64))
+    [listed] = [n for n in view.nodes if n.op == "call_method" and n.target == "tolist"]
+    # (H - 2 - (2*floor(H/2) - 6)) // 2 is 2 at every size, and sympy proves it: the
+    # offsets are known for every input, not only the example's
+    assert view.sizes.shadows[listed] == [2, 2]
+
+
+def test_a_branch_on_a_mask_of_zeros_is_no_condition_on_the_input():
+    view = _view(size_values.MaskedResidual, (1, 3, 64, 64))
+    assert view.guards == ()  # mask.any() is False at every size: nothing to state
+
+
+def test_a_read_of_the_inputs_data_stops_at_its_line_and_what_ran_before_is_checked(tmp_path):
+    source = tmp_path / "net.py"
+    source.write_text(
+        "import torch.nn as nn\n\n\n"
+        "class Gate(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.a = nn.Conv2d(3, 8, 3, padding=1)\n"
+        "        self.b = nn.Conv2d(8, 8, 3, padding=1)\n\n"
+        "    def forward(self, x):\n"
+        "        y = self.a(x)\n"
+        "        if y.amax() > 0:\n"
+        "            return self.b(y)\n"
+        "        return y\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "convlint", "check", str(source), "--input-shape", "1,3,32,32"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert ":12:12: CVL901" in out.stdout and "`y.amax() > 0`" in out.stdout and "not data" in out.stdout
+    assert "1 of 2 convolutions checked for every input size, 1 not checked" in out.stderr
+
+
+def test_values_written_with_the_inputs_data_are_no_longer_known():
+    from convlint.capture.values import UNKNOWN, Values
+
+    values = Values()
+    mask = torch.zeros(2, 3, device="meta", dtype=torch.bool)
+    values.bind(mask, torch.zeros(2, 3, dtype=torch.bool))
+    view = mask[0]
+    values.after(
+        "__getitem__", (mask, 0), {}, view, values.compute("__getitem__", torch.Tensor.__getitem__, (mask, 0), {})
+    )
+    assert values.of(view) is not None
+    data = torch.empty(3, device="meta", dtype=torch.bool)  # the input's: no value
+    args = (view, slice(None), data)
+    values.after("__setitem__", args, {}, None, values.compute("__setitem__", torch.Tensor.__setitem__, args, {}))
+    assert values.of(view) is None and values.of(mask) is None  # the view and what it views
+    assert values.compute("add", torch.add, (data, 1), {}) is UNKNOWN
+
+
+def test_a_buffer_read_as_a_value_is_known_and_never_written_by_the_analysis():
+    from convlint.capture.values import Values
+
+    buffer = torch.ones(3)
+    values = Values()
+    values.constant(buffer)
+    values.compute("add_", torch.Tensor.add_, (buffer, 1), {})
+    assert buffer.tolist() == [1.0, 1.0, 1.0] and values.of(buffer).tolist() == [2.0, 2.0, 2.0]
+    weight = torch.nn.Parameter(torch.ones(3))
+    values.constant(weight)
+    assert values.of(weight) is None  # a weight's value is not the sizes'

@@ -37,6 +37,7 @@ from torch.overrides import TorchFunctionMode
 
 from convlint import sites
 from convlint.capture.fx import Trace
+from convlint.capture.values import READS, Values
 from convlint.common import describe, meta_input
 
 # Tensor dunder methods recorded as the operator fx would use.
@@ -60,6 +61,15 @@ class Predictor(Protocol):
     def merge_stand_in(self, op: str, target: Any, args: tuple, kwargs: dict) -> Any:
         """What a merge of mismatched sizes stands for, so that the capture goes on; None:
         it is no such merge."""
+
+
+class ValueUnknown(RuntimeError):
+    """Python read the value of a tensor that depends on the input's data or on the
+    weights (``if x.mean() > 0:``): no size analysis has it. The capture stops there."""
+
+    def __init__(self, message: str, site: Optional[sites.Site]) -> None:
+        super().__init__(message)
+        self.site = site
 
 
 class _SizeNumber:
@@ -179,6 +189,7 @@ class _Recorder(TorchFunctionMode):
         self.skipped = sites._skipped_dirs()
         self.modules = {id(m): name for name, m in reversed(list(root.named_modules(remove_duplicate=False)))}
         self.tensors = {id(t): name for name, t in _named_tensors(root)}
+        self.values = Values()  # tensors computed from sizes, constants and factories
 
     # ------------------------------------------------------------ nodes
 
@@ -214,6 +225,7 @@ class _Recorder(TorchFunctionMode):
             # A parameter or buffer of the model, or a constant made outside the graph.
             name = self.tensors.get(id(tensor)) or f"_convlint_constant_{len(self.attrs)}"
             self.attrs[name] = tensor
+            self.values.constant(tensor)
             node = self.graph.create_node("get_attr", name)
             self.bind(tensor, node)
         return node
@@ -275,7 +287,7 @@ class _Recorder(TorchFunctionMode):
         name = getattr(func, "__name__", "")
         owner = getattr(func, "__self__", None)
         if name == "__get__" and owner is not None:  # a tensor property: x.shape, x.T
-            return self._property(owner.__name__, args[0], func(*args, **kwargs))
+            return self._property(func, args, kwargs)
         qualname = getattr(func, "__qualname__", "")
         if name in _DUNDERS:
             op, target = "call_function", _DUNDERS[name]
@@ -283,6 +295,14 @@ class _Recorder(TorchFunctionMode):
             op, target = "call_method", name
         else:
             op, target = "call_function", func
+        value = self.values.of(args[0]) if name in READS and args else None
+        if value is not None:  # mask.any() in an if, .item(), .tolist(): sizes decided it
+            return self.read(name, value, self.create(op, target, args, kwargs))
+        if name in READS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+            site = sites.user_site(self.skipped)
+            text = sites.source_text(site, limit=40) if site is not None else None
+            at = f"`{text}`" if text else f"`.{name}()`"
+            raise ValueUnknown(f"reads a value that the input's data or the weights decide at {at}", site)
         try:
             out = self.run(op, target, None, lambda: func(*_plain(args), **_plain(kwargs)), args, kwargs)
         except Exception:
@@ -293,21 +313,46 @@ class _Recorder(TorchFunctionMode):
             if out is None:
                 raise
         node = self.create(op, target, args, kwargs)
+        plain_args, plain_kwargs = _plain(args), _plain(kwargs)
+        self.values.after(
+            name, plain_args, plain_kwargs, out, self.values.compute(name, func, plain_args, plain_kwargs, out)
+        )
         if name == "size" and isinstance(out, torch.Size):
             return self.sizes(args[0], node)
         if isinstance(out, (int, float)) and not isinstance(out, bool):
             return self.wrap_number(out, node)  # x.size(2), len(x), x.numel()
         return self.bind(out, node)
 
-    def _property(self, name: str, tensor: torch.Tensor, out: Any) -> Any:
+    def _property(self, func: Callable, args: tuple, kwargs: dict) -> Any:
+        name, tensor, out = func.__self__.__name__, args[0], func(*args, **kwargs)
         if name in _PLAIN_PROPERTIES:
             return out
+        self.values.after(name, args, kwargs, out, self.values.compute(name, func, args, kwargs, out))
         if name == "data":
             return self.bind(out, self.tensor_node(tensor))
         node = self.create("call_function", builtins.getattr, (tensor, name), {})
         if name == "shape":
             return self.sizes(tensor, node)
         return self.bind(out, node)
+
+    def read(self, name: str, value: torch.Tensor, node: torch.fx.Node) -> Any:
+        """Python reads a tensor whose value sizes decided: the number(s) stay sizes,
+        a truth value is a guard, as for a size Python read."""
+        if name == "tolist":
+            return self._listed(value.tolist(), node)
+        number = getattr(value, name)()
+        if isinstance(number, bool):
+            return self.decide(node, number)  # if mask.any(): (an item() of a bool, too)
+        wrapped = self.wrap_number(number, node)
+        return self.pin(wrapped) if name == "__index__" else wrapped
+
+    def _listed(self, items: Any, node: torch.fx.Node) -> Any:
+        if isinstance(items, list):
+            return [
+                self._listed(v, self.graph.create_node("call_function", operator.getitem, (node, i)))
+                for i, v in enumerate(items)
+            ]
+        return self.decide(node, items) if isinstance(items, bool) else self.wrap_number(items, node)
 
     # ------------------------------------------------------------ module calls
 
@@ -361,8 +406,8 @@ class _IntMeta(type):
     def __call__(cls, *args, **kwargs):
         if len(args) == 1 and not kwargs and isinstance(args[0], SizeInt):
             return args[0]
-        if len(args) == 1 and not kwargs and isinstance(args[0], SizeFloat):
-            return args[0].__int__()
+        if len(args) == 1 and not kwargs and isinstance(args[0], (SizeFloat, torch.Tensor)):
+            return args[0].__int__()  # int(t.sum()): a size where the tensor's value is one
         return int(*args, **kwargs)
 
 
@@ -463,10 +508,17 @@ def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]], predictor:
     Raises what the model raises: a model that does not run at the example input has no
     graph to record."""
     recorder = _Recorder(module, predictor)
-    out = _run_recorded(recorder, module, input_shapes)
-    recorder.graph.output(_outputs(recorder, out))
+    stopped = None
+    try:
+        out = _outputs(recorder, _run_recorded(recorder, module, input_shapes))
+    except ValueUnknown as exc:
+        # What ran before the read is a graph: its convolutions are checked, and the
+        # stop is reported at its line.
+        stopped = (str(exc), exc.site)
+        out = tuple(n for n in recorder.graph.nodes if not n.users and n.op != "placeholder")
+    recorder.graph.output(out)
     graph_module = torch.fx.GraphModule(recorder.attrs, recorder.graph, type(module).__name__)
-    return Trace(graph_module, {}, method="execution", guards=recorder.guards)
+    return Trace(graph_module, {}, method="execution", guards=recorder.guards, stopped=stopped)
 
 
 def module_inputs(

@@ -33,8 +33,19 @@ def _resampling(node: torch.fx.Node, module) -> Optional[tuple[Fraction, int]]:
     if scale is None:
         return None
     scale = scale[0] if isinstance(scale, (tuple, list)) else scale
+    if not isinstance(scale, (int, float)):
+        return UNKNOWN  # a scale computed from sizes: no one jump for every size
     taps = {"nearest": 0, "nearest-exact": 0, "bilinear": 1, "linear": 1, "trilinear": 1, "bicubic": 3}.get(mode, 1)
     return Fraction(scale).limit_denominator(1 << 20), taps
+
+
+def _resampled(field: Field, resampling) -> Field:
+    if resampling == UNKNOWN:
+        return UNKNOWN
+    if resampling is None:
+        return field
+    scale, taps = resampling
+    return tuple((rf + math.ceil(taps * jump), jump / scale) for rf, jump in field)
 
 
 def receptive_fields(view) -> dict:
@@ -84,10 +95,7 @@ def receptive_fields(view) -> dict:
         elif isinstance(module, nn.PixelShuffle):
             field = tuple((rf, jump / module.upscale_factor) for rf, jump in field)
         else:
-            resampling = _resampling(node, module)
-            if resampling is not None:
-                scale, taps = resampling
-                field = tuple((rf + math.ceil(taps * jump), jump / scale) for rf, jump in field)
+            field = _resampled(field, _resampling(node, module))
         result[node] = field
     return result
 

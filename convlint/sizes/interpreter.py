@@ -23,8 +23,9 @@ import sympy
 import torch
 import torch.fx
 
+from convlint.capture.values import READS, UNKNOWN, Values, in_place
 from convlint.common import describe, meta_input
-from convlint.sizes import probe, transfer
+from convlint.sizes import contents, probe, transfer
 from convlint.sizes.elementwise import is_cat, is_merge, merge_operands
 from convlint.sizes.symbolic import SPATIAL_NAMES, SymTensor, constant_shadow, evaluate_int, has_symbols, symbol
 from convlint.sizes.transfer import Call, Unpredictable
@@ -111,6 +112,7 @@ class SizeProp(torch.fx.Interpreter):
         self.run_every_op = run_every_op
         self._input_shadows = list(input_shadows)
         self._node: Optional[torch.fx.Node] = None
+        self.values = Values()  # tensors computed from sizes, constants and factories
 
     def run_node(self, n: torch.fx.Node) -> Any:
         self._node = n  # the hooks below receive only target, args and kwargs
@@ -125,6 +127,9 @@ class SizeProp(torch.fx.Interpreter):
 
     def get_attr(self, target, args, kwargs) -> Any:
         value = super().get_attr(target, args, kwargs)
+        if isinstance(value, torch.Tensor):
+            self.values.constant(value)
+            self.values.set_content(value, contents.constant(self.values.of(value)))
         return self._record(constant_shadow(value), value)
 
     def output(self, target, args, kwargs) -> Any:
@@ -151,14 +156,58 @@ class SizeProp(torch.fx.Interpreter):
         sargs = torch.fx.node.map_arg(n.args, shadows.__getitem__)
         skwargs = torch.fx.node.map_arg(n.kwargs, shadows.__getitem__)
         call = Call(n, n.target, tuple(args), dict(kwargs), tuple(sargs), dict(skwargs), None, module)
+        name = contents.op_name(n.op, n.target) if module is None else ""
+        known = self.values.of(args[0]) if name in READS and args else None
+        if known is not None:  # .item(), .tolist(), if mask.any(): a value sizes decided
+            return self._read(name, known, call)
         if fn is not None and not self.run_every_op and self._fast(n, module):
             predicted = self._predict(fn, call)
             if predicted is not None:
+                call.out = predicted[1]
+                self._track(name, call, predicted[0])
                 return self._record(*predicted, geometry=call.geometry, within=call.within)
             call.within.clear()
         call.out = self._execute(run)
         shadow = self._check(self._shadow(fn, call), call.out)
+        self._track(name, call, shadow)
         return self._record(shadow, call.out, geometry=call.geometry, within=call.within)
+
+    def _track(self, name: str, call: Call, shadow: Any) -> None:
+        """Compute the op's output value where its operands' values are known, and what
+        that value is at every size (``contents``)."""
+        if call.module is not None:
+            self.values.after(name, call.args, call.kwargs, call.out, UNKNOWN)
+            return
+        fn = _method(name) if call.node.op == "call_method" else call.target
+        value = self.values.compute(name, fn, call.args, call.kwargs, call.out)
+        content = None
+        if value is not UNKNOWN and _tensors(call.out):
+            content = contents.content(name, fn, call, shadow, self.values.content_of, self.values.of)
+            operands = [c for c in map(self.values.content_of, _tensors((call.args, call.kwargs)))]
+            if (
+                content is None
+                and all(contents.is_constant(c) for c in operands)
+                and not has_symbols(
+                    [s for s in _flat_shadows((call.sargs, call.skwargs)) if not isinstance(s, SymTensor)]
+                )
+            ):
+                content = contents.constant(value)  # arange(10), a buffer's arithmetic: constants
+        self.values.after(name, call.args, call.kwargs, call.out, value)
+        if value is not UNKNOWN:
+            written = call.args[0] if in_place(name, call.kwargs) and call.args else call.out
+            self.values.set_content(written, content)
+
+    def _read(self, name: str, value: torch.Tensor, call: Call) -> Any:
+        """Python reads a tensor whose value sizes decided: its expression where the
+        content has one, else the example's number, said at its line."""
+        n = self._node
+        out = value.tolist() if name == "tolist" else getattr(value, name)()
+        shadow = contents.read(name, self.values.content_of(call.args[0]), out, value.dtype)
+        if shadow is None or (isinstance(shadow, list) and None in _flat_shadows(shadow)):
+            self.result.unknown_ops[n] = (
+                "it reads a value computed from the input's sizes that convlint follows at the example only"
+            )
+        return self._record(self._check(shadow, out), out)
 
     @staticmethod
     def _fast(n: torch.fx.Node, module) -> bool:
@@ -325,6 +374,18 @@ def _on_cpu(module, args, kwargs) -> Any:
         log.debug("%s did not run on the CPU either: %s", type(module).__name__, describe(exc))
         return None
     return torch.fx.node.map_aggregate(out, to_meta)
+
+
+def _method(name: str) -> Callable:
+    return lambda self, *args, **kwargs: getattr(self, name)(*args, **kwargs)
+
+
+def _flat_shadows(value: Any) -> list:
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _flat_shadows(v)]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _flat_shadows(v)]
+    return [value]
 
 
 def _tensors(value: Any) -> list:

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 
 from convlint import formulas, layers
 from convlint.formulas import fdiv
-from convlint.sizes.symbolic import SymTensor, as_dim, constant_shadow, lift, spatial, with_spatial
-from convlint.sizes.transfer import Call, Unpredictable, for_functions, for_modules
+from convlint.sizes.symbolic import SymTensor, as_dim, constant_shadow, has_symbols, lift, spatial, with_spatial
+from convlint.sizes.transfer import Call, Unpredictable, fallback, for_functions, for_modules
 
 
 def _pad(call: Call, amounts: Sequence[Any]) -> SymTensor:
@@ -42,10 +42,16 @@ def pad_module(call: Call) -> Any:
     return _pad(call, call.module.padding)
 
 
-def _resample(call: Call, size: Any, scale: Any, size_shadow: Any = None) -> SymTensor:
+def _resample(call: Call, size: Any, scale: Any, size_shadow: Any = None, scale_shadow: Any = None) -> SymTensor:
     x = call.sargs[0]
     ndim = len(x.dims) - 2
-    if size is not None:
+    if size is None and scale_shadow is not None:
+        # a scale computed from sizes (int(stride)): floor(n * scale) at every size
+        scales = layers.ntuple(scale_shadow, ndim)
+        dims = [
+            None if f is None else lift(lambda n, f=f: sympy.floor(n * f), n) for n, f in zip(spatial(x, ndim), scales)
+        ]
+    elif size is not None:
         shadow = size_shadow if size_shadow is not None else constant_shadow(size)
         dims = [as_dim(s) for s in layers.ntuple(shadow, ndim)]
     else:
@@ -62,7 +68,11 @@ def interpolate_function(call: Call) -> Any:
     if call.out is None and (call.args[0].dim() < 3 or call.kwargs.get("recompute_scale_factor")):
         raise Unpredictable("predicted only for plain sizes and scales")
     size_shadow = call.arg(1, "size", shadow=True) if size is not None else None
-    return _resample(call, size, call.arg(2, "scale_factor"), size_shadow)
+    scale, scale_shadow = call.arg(2, "scale_factor"), call.arg(2, "scale_factor", shadow=True)
+    if scale is not None and scale_shadow is None:
+        return fallback(call)  # a scale read from a value convlint knows at the example only
+    symbolic = scale is not None and has_symbols(scale_shadow)  # computed from sizes: int(stride)
+    return _resample(call, size, scale, size_shadow, scale_shadow if symbolic else None)
 
 
 @for_modules(nn.Upsample)

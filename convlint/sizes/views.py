@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from convlint.formulas import cdiv
-from convlint.sizes.symbolic import Dim, SymTensor, as_dim, size_args
+from convlint.sizes.symbolic import Dim, SymTensor, as_dim, constant_shadow, size_args
 from convlint.sizes.transfer import Call, fallback, for_functions, for_methods, for_modules
 
 
@@ -158,6 +158,20 @@ def factory_function(call: Call) -> Any:
     return SymTensor(dims) if len(dims) == call.out.dim() else fallback(call)
 
 
+@for_functions(torch.tensor, torch.as_tensor, torch.scalar_tensor)
+def data_function(call: Call) -> Any:
+    """A tensor of Python data (``torch.tensor(x.shape[-2:])``): the data's nesting, not
+    the sizes it holds; as_tensor of a tensor keeps that tensor's sizes."""
+    if isinstance(call.args[0], torch.Tensor):
+        return call.sargs[0]
+    return constant_shadow(call.out)
+
+
+@for_methods("new_tensor")
+def new_tensor_method(call: Call) -> Any:
+    return call.sargs[1] if isinstance(call.args[1], torch.Tensor) else constant_shadow(call.out)
+
+
 @for_methods("repeat")
 def repeat(call: Call) -> Any:
     """x.repeat(a, b, ...): each dim times its count (the input's dims padded with 1s)."""
@@ -269,8 +283,8 @@ def unsqueeze_method(call: Call) -> Any:
     return SymTensor(tuple(dims))
 
 
-@for_methods("mean", "sum", "amax", "amin", "std", "var")
-@for_functions(torch.mean, torch.sum, torch.amax, torch.amin, torch.std, torch.var)
+@for_methods("mean", "sum", "amax", "amin", "std", "var", "any", "all", "prod")
+@for_functions(torch.mean, torch.sum, torch.amax, torch.amin, torch.std, torch.var, torch.any, torch.all, torch.prod)
 def reduce_method(call: Call) -> Any:
     dims = list(call.sargs[0].dims)
     axes = call.arg(1, "dim")
@@ -281,6 +295,16 @@ def reduce_method(call: Call) -> Any:
     if keepdim:
         return SymTensor(tuple(sympy.Integer(1) if i in axes else d for i, d in enumerate(dims)))
     return SymTensor(tuple(d for i, d in enumerate(dims) if i not in axes))
+
+
+@for_methods("max", "min")
+@for_functions(torch.max, torch.min)
+def max_method(call: Call) -> Any:
+    """max(x): a number; max(x, dim): (values, indices); max(x, y): broadcast (a merge)."""
+    if len(call.args) > 1 and isinstance(call.args[1], torch.Tensor):
+        return fallback(call)
+    reduced = reduce_method(call)
+    return reduced if call.arg(1, "dim") is None else (reduced, reduced)
 
 
 # Run every op on meta tensors, even those whose output size PyTorch's shape rules give
