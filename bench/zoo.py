@@ -43,6 +43,17 @@ def _torchvision_models():
             (lambda name=name: tvm.get_model(name, weights=None, weights_backbone=None)),
             (1, 3, 520, 520),
         )
+    # Detectors resize and batch their images from sizes, then keep the boxes their data
+    # decides: analysed up to that stop, which the record names.
+    for name in sorted(tvm.list_models(module=tvm.detection)):
+        yield (
+            f"torchvision.detection/{name}",
+            (lambda name=name: tvm.get_model(name, weights=None, weights_backbone=None)),
+            (1, 3, 320, 320),
+        )
+    for name in sorted(tvm.list_models(module=tvm.video)):
+        crop = tvm.get_model_weights(name).DEFAULT.transforms.keywords["crop_size"]
+        yield f"torchvision.video/{name}", (lambda name=name: tvm.get_model(name, weights=None)), (1, 3, 16, *crop)
 
 
 def _timm_input(name):
@@ -127,6 +138,10 @@ def analyse(name, factory, shape, verify: bool = True) -> dict:
         status = "leaves" if leaves else "full"
     records = [{"code": f.code, "severity": f.severity, "module": f.module, "message": f.message} for f in findings]
     capture = analysis.trace.method if analysis.trace is not None else None
+    if analysis.trace is not None and analysis.trace.stopped is not None:
+        code, why, site = analysis.trace.stopped  # a detector keeping the boxes its data decides
+        where = f"{os.path.basename(site.path)}:{site.line}" if site is not None else "?"
+        record["stopped"] = f"{code} ({where}): {why}"
     record.update(status=status, capture=capture, leaves=leaves, convs=convs, symbolic_convs=symbolic, findings=records)
     record["seconds"] = round(time.perf_counter() - start, 3)
     if verify and sum(p.numel() for p in model.parameters()) > VERIFY_MAX_PARAMETERS:

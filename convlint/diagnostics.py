@@ -80,6 +80,11 @@ Reports an op or submodule whose output sizes convlint could not follow as expre
 of the input's sizes (a block whose `forward` reads data, `.item()`; an op convlint has
 no size rule for), at the line that calls it, with how many convolutions after it (or
 inside it) were therefore checked at the example input size only, not for every size.
+Where `forward` itself needs a value that the input's data or the weights decide (`if
+x.mean() > 0:`, the boxes an object detector keeps: `torch.where(keep)`, `nms`), the
+analysis stops there: the convolutions before it are checked for every size, those
+after it are not, and the finding counts them. Values that sizes alone decide (a mask
+of zeros made from `x.shape`, `torch.tensor(x.shape[-2:]).tolist()`) are followed.
 
 ## Why is this bad?
 "All checks passed" is a claim about every convolution for every input size. Past this
@@ -132,17 +137,6 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
     if analysis.error:
         yield CVL901, Report(f"model `{view.name}` {analysis.error}; only layer-level rules ran", "")
         return
-    if analysis.trace is not None and analysis.trace.stopped is not None:
-        why, site = analysis.trace.stopped
-        yield (
-            CVL901,
-            Report(
-                f"model `{view.name}` {why}: convlint follows sizes, not data; the convolutions before it are checked "
-                "for every input size, those after it are not (give that part its own [tool.convlint] models entry)",
-                "",
-                site,
-            ),
-        )
     result = analysis.sizes
     if result.error is not None and not _explained(view, result.error[0]):
         node, exc = result.error
@@ -209,8 +203,24 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
 
 
 def _unfollowed_reports(view) -> Iterable[tuple[Rule, Report]]:
-    """CVL903 for each op whose sizes could not be followed, if a convolution depends on it."""
+    """CVL903 for each op whose sizes could not be followed, if a convolution depends on it;
+    and where the capture stopped at a value the input's data decides."""
     from convlint import graph, layers
+
+    trace = view.analysis.trace
+    if trace is not None and trace.stopped is not None:
+        code, why, site = trace.stopped
+        count = view.coverage.unchecked
+        convolutions = f"the {count} convolutions after it are" if count != 1 else "the convolution after it is"
+        yield (
+            CVL903,
+            Report(
+                f"sizes are not followed past {code}: {why}; convlint follows sizes, not data, so "
+                f"{convolutions if count else 'what comes after it is'} not checked (give that part a "
+                "[tool.convlint] models entry of its own)",
+                site=site,
+            ),
+        )
 
     for node, why in view.unfollowed():
         later = graph.descendants(node) - {node}

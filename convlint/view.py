@@ -279,7 +279,11 @@ class ModelView:
                      and any(name.startswith(f"{leaf}.") for leaf in leaves))  # fmt: skip
         stopped = self.analysis.trace is not None and self.analysis.trace.stopped is not None
         if self.sizes.error is not None or stopped:
-            return Coverage(every, example, max(0, len(convs) - every - example))
+            # the convolution layers never run (a layer called at every level of a pyramid
+            # counts once per call above, and once here if it never ran)
+            called = {n.target for n in ran if n.op == "call_module"}
+            never = sum(1 for name, m in self.model.named_modules() if layers.is_convolution(m) and name not in called)
+            return Coverage(every, example, never)
         return Coverage(every, example + inside, 0)
 
     def checked_for_every_size(self, node: torch.fx.Node) -> bool:

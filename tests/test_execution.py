@@ -243,8 +243,8 @@ def test_a_read_of_the_inputs_data_stops_at_its_line_and_what_ran_before_is_chec
         [sys.executable, "-m", "convlint", "check", str(source), "--input-shape", "1,3,32,32"],
         capture_output=True, text=True, cwd=tmp_path,
     )  # fmt: skip
-    assert out.returncode == 1, out.stderr
-    assert ":12:12: CVL901" in out.stdout and "`y.amax() > 0`" in out.stdout and "not data" in out.stdout
+    assert out.returncode == 0, out.stderr  # the stop is a note (CVL903): nothing it checked failed
+    assert ":12:12: CVL903" in out.stdout and "`y.amax() > 0`" in out.stdout and "not data" in out.stdout
     assert "1 of 2 convolutions checked for every input size, 1 not checked" in out.stderr
 
 

@@ -37,7 +37,7 @@ from torch.overrides import TorchFunctionMode
 
 from convlint import sites
 from convlint.capture.fx import Trace
-from convlint.capture.values import READS, Values
+from convlint.capture.values import READS, UNKNOWN, Values, meta_unsupported, on_meta
 from convlint.common import describe, meta_input
 
 # Tensor dunder methods recorded as the operator fx would use.
@@ -67,9 +67,9 @@ class ValueUnknown(RuntimeError):
     """Python read the value of a tensor that depends on the input's data or on the
     weights (``if x.mean() > 0:``): no size analysis has it. The capture stops there."""
 
-    def __init__(self, message: str, site: Optional[sites.Site]) -> None:
-        super().__init__(message)
-        self.site = site
+    def __init__(self, code: str, why: str, site: Optional[sites.Site]) -> None:
+        super().__init__(f"{code} {why}")
+        self.code, self.why, self.site = code, why, site
 
 
 class _SizeNumber:
@@ -299,19 +299,8 @@ class _Recorder(TorchFunctionMode):
         if value is not None:  # mask.any() in an if, .item(), .tolist(): sizes decided it
             return self.read(name, value, self.create(op, target, args, kwargs))
         if name in READS and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
-            site = sites.user_site(self.skipped)
-            text = sites.source_text(site, limit=40) if site is not None else None
-            at = f"`{text}`" if text else f"`.{name}()`"
-            raise ValueUnknown(f"reads a value that the input's data or the weights decide at {at}", site)
-        try:
-            out = self.run(op, target, None, lambda: func(*_plain(args), **_plain(kwargs)), args, kwargs)
-        except Exception:
-            # A merge of mismatched sizes (CVL301's bug) must not end the capture: go on
-            # as the sizes stage does, which meets the same error there and reports it.
-            stand_in = self.predictor.merge_stand_in if self.predictor is not None else None
-            out = stand_in(op, target, _plain(args), _plain(kwargs)) if stand_in is not None else None
-            if out is None:
-                raise
+            raise self.unknown("it reads a value that the input's data or the weights decide", name)
+        out = self._run_op(op, target, name, func, args, kwargs)
         node = self.create(op, target, args, kwargs)
         plain_args, plain_kwargs = _plain(args), _plain(kwargs)
         self.values.after(
@@ -322,6 +311,26 @@ class _Recorder(TorchFunctionMode):
         if isinstance(out, (int, float)) and not isinstance(out, bool):
             return self.wrap_number(out, node)  # x.size(2), len(x), x.numel()
         return self.bind(out, node)
+
+    def _run_op(self, op: str, target: Any, name: str, func: Callable, args: tuple, kwargs: dict) -> Any:
+        try:
+            return self.run(op, target, None, lambda: func(*_plain(args), **_plain(kwargs)), args, kwargs)
+        except Exception as exc:
+            # A merge of mismatched sizes (CVL301's bug) must not end the capture: go on
+            # as the sizes stage does, which meets the same error there and reports it.
+            stand_in = self.predictor.merge_stand_in if self.predictor is not None else None
+            out = stand_in(op, target, _plain(args), _plain(kwargs)) if stand_in is not None else None
+            if out is None and meta_unsupported(exc):
+                # nonzero, x[mask], nms: their sizes are their operands' values
+                value = self.values.compute(name, func, _plain(args), _plain(kwargs))
+                if value is UNKNOWN:
+                    raise self.unknown(
+                        "its sizes are the values of a tensor the input's data or the weights decide", name
+                    ) from exc
+                out = on_meta(value)
+            if out is None:
+                raise
+            return out
 
     def _property(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         name, tensor, out = func.__self__.__name__, args[0], func(*args, **kwargs)
@@ -334,6 +343,12 @@ class _Recorder(TorchFunctionMode):
         if name == "shape":
             return self.sizes(tensor, node)
         return self.bind(out, node)
+
+    def unknown(self, message: str, name: str) -> ValueUnknown:
+        """Where forward needs a value no size analysis has: the capture stops there."""
+        site = sites.user_site(self.skipped)
+        text = sites.source_text(site, limit=40) if site is not None else None
+        return ValueUnknown(f"`{text}`" if text else f"`{name}`", message, site)
 
     def read(self, name: str, value: torch.Tensor, node: torch.fx.Node) -> Any:
         """Python reads a tensor whose value sizes decided: the number(s) stay sizes,
@@ -392,56 +407,70 @@ class _Recorder(TorchFunctionMode):
         return run()
 
 
-class _IntMeta(type):
-    """``int`` as the model's own modules see it during a capture: ``int(x.size(2))``
-    keeps the size (Python's own int() would copy it to a plain int); everything else,
-    isinstance checks included, behaves as the builtin."""
+class _NumberMeta(type):
+    """``int`` and ``float`` as the model's own modules see them during a capture:
+    ``int(x.size(2))`` and ``float(h)`` keep the size (Python's own would copy it to a
+    plain number), ``int(t.sum())`` of a tensor whose value sizes decide is a size too;
+    everything else, isinstance checks included, behaves as the builtin."""
+
+    builtin: type
 
     def __instancecheck__(cls, obj) -> bool:
-        return isinstance(obj, int)
+        return isinstance(obj, cls.builtin)
 
     def __subclasscheck__(cls, sub) -> bool:
-        return issubclass(sub, int)
+        return issubclass(sub, cls.builtin)
 
     def __call__(cls, *args, **kwargs):
-        if len(args) == 1 and not kwargs and isinstance(args[0], SizeInt):
-            return args[0]
-        if len(args) == 1 and not kwargs and isinstance(args[0], (SizeFloat, torch.Tensor)):
-            return args[0].__int__()  # int(t.sum()): a size where the tensor's value is one
-        return int(*args, **kwargs)
+        if len(args) == 1 and not kwargs and isinstance(args[0], (SizeInt, SizeFloat, torch.Tensor)):
+            x = args[0]
+            if cls.builtin is int:
+                return x if isinstance(x, SizeInt) else x.__int__()
+            return x.recorder.scalar(float, x) if isinstance(x, (SizeInt, SizeFloat)) else x.__float__()
+        return cls.builtin(*args, **kwargs)
 
 
-class _SizeKeepingInt(metaclass=_IntMeta):
-    pass
+class _SizeKeepingInt(metaclass=_NumberMeta):
+    builtin = int
+
+
+class _SizeKeepingFloat(metaclass=_NumberMeta):
+    builtin = float
 
 
 class _int_in_forward:
-    """While capturing, the name ``int`` in the modules that define the model's forwards
-    is ``_SizeKeepingInt``; their own binding (if any) is put back afterwards."""
+    """While capturing, the names ``int`` and ``float`` in the modules that define the
+    model's forwards are the size-keeping ones; their own bindings (if any) are put back
+    afterwards."""
+
+    KEEPING = {"int": _SizeKeepingInt, "float": _SizeKeepingFloat}
 
     def __init__(self, root: nn.Module) -> None:
         namespaces = {}
         for module in root.modules():
             forward = getattr(type(module), "forward", None)
             namespace = getattr(forward, "__globals__", None)
-            if namespace is not None and not namespace.get("__name__", "").startswith(("torch", "convlint")):
+            name = namespace.get("__name__", "") if namespace is not None else "torch"
+            if not (name == "torch" or name.startswith(("torch.", "convlint"))):  # torchvision's are followed
                 namespaces[id(namespace)] = namespace
         self.namespaces = list(namespaces.values())
         self.saved: list = []
 
     def __enter__(self):
         for namespace in self.namespaces:
-            if namespace.get("int", int) is int:
-                self.saved.append((namespace, "int" in namespace))
-                namespace["int"] = _SizeKeepingInt
+            for name, keeping in self.KEEPING.items():
+                builtin = keeping.builtin
+                if namespace.get(name, builtin) is builtin:
+                    self.saved.append((namespace, name, name in namespace))
+                    namespace[name] = keeping
         return self
 
     def __exit__(self, *exc):
-        for namespace, had in self.saved:
+        for namespace, name, had in self.saved:
             if had:
-                namespace["int"] = int
+                namespace[name] = self.KEEPING[name].builtin
             else:
-                namespace.pop("int", None)
+                namespace.pop(name, None)
         return False
 
 
@@ -514,7 +543,7 @@ def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]], predictor:
     except ValueUnknown as exc:
         # What ran before the read is a graph: its convolutions are checked, and the
         # stop is reported at its line.
-        stopped = (str(exc), exc.site)
+        stopped = (exc.code, exc.why, exc.site)
         out = tuple(n for n in recorder.graph.nodes if not n.users and n.op != "placeholder")
     recorder.graph.output(out)
     graph_module = torch.fx.GraphModule(recorder.attrs, recorder.graph, type(module).__name__)

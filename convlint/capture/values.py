@@ -178,3 +178,18 @@ def _tensors(value: Any) -> list:
 
     walk(value)
     return found
+
+
+def meta_unsupported(exc: BaseException) -> bool:
+    """Did an op fail because meta tensors have no values (``nonzero``, ``x[mask]``,
+    ``unique``, ``nms``), rather than because of the sizes it was given?"""
+    return isinstance(exc, NotImplementedError) or "meta tensor" in str(exc).lower()
+
+
+def on_meta(value: Any) -> Any:
+    """Meta tensors of a value's sizes and dtypes (tuples item by item)."""
+    if isinstance(value, torch.Tensor):
+        return torch.empty(value.shape, dtype=value.dtype, device="meta")
+    if isinstance(value, (tuple, list)):
+        return type(value)(on_meta(v) for v in value) if type(value) in (tuple, list) else tuple(map(on_meta, value))
+    return value

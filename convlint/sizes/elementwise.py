@@ -250,6 +250,10 @@ ELEMENTWISE_METHODS = (
     "cuda", "requires_grad_", "__add__", "__mul__", "__sub__", "__truediv__", "__radd__", "__rmul__", "lerp",
     "where", "sin", "cos", "erf", "exp_", "fill_", "zero_", "normal_", "uniform_",
     "cumsum", "cumprod", "flip", "roll", "logical_not", "bitwise_not", "__invert__",
+    "eq", "ne", "lt", "le", "gt", "ge", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
+    "__and__", "__or__", "__xor__", "logical_and", "logical_or", "bitwise_and", "bitwise_or", "floor", "ceil",
+    "round", "__floordiv__", "__rfloordiv__", "__mod__", "__rsub__", "__rtruediv__", "__pow__", "__rpow__",
+    "remainder", "floor_divide", "sigmoid_", "log2", "exp2", "log1p", "expm1",
 )  # fmt: skip
 for _name in ELEMENTWISE_METHODS:
     METHOD_TRANSFERS.setdefault(_name, same_shape)

@@ -23,7 +23,7 @@ import sympy
 import torch
 import torch.fx
 
-from convlint.capture.values import READS, UNKNOWN, Values, in_place
+from convlint.capture.values import READS, UNKNOWN, Values, in_place, meta_unsupported, on_meta
 from convlint.common import describe, meta_input
 from convlint.sizes import contents, probe, transfer
 from convlint.sizes.elementwise import is_cat, is_merge, merge_operands
@@ -227,6 +227,13 @@ class SizeProp(torch.fx.Interpreter):
             if value is not None:
                 self.result.broken_merges[n] = exc
                 return value
+            if n.op != "call_module" and meta_unsupported(exc):  # nonzero of a known mask
+                args, kwargs = self.fetch_args_kwargs_from_env(n)
+                name = contents.op_name(n.op, n.target)
+                fn = _method(name) if n.op == "call_method" else n.target
+                value = self.values.compute(name, fn, args, kwargs)
+                if value is not UNKNOWN:
+                    return on_meta(value)
             # A leaf that meta tensors cannot run (it reads data: .item()) runs on the CPU.
             if n.op == "call_module":
                 value = _on_cpu(self.fetch_attr(n.target), *self.fetch_args_kwargs_from_env(n))

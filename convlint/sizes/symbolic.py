@@ -87,6 +87,9 @@ def as_dim(shadow: Any) -> Dim:
         return None
     if isinstance(shadow, int):
         return sympy.Integer(shadow)
+    if isinstance(shadow, float) and math.isfinite(shadow):
+        # stride = float(32): the nearest simple fraction, as PyTorch's scales are read
+        return sympy.Rational(Fraction(shadow).limit_denominator(1 << 20))
     if isinstance(shadow, sympy.Expr):
         return shadow
     return None

@@ -172,6 +172,58 @@ def new_tensor_method(call: Call) -> Any:
     return call.sargs[1] if isinstance(call.args[1], torch.Tensor) else constant_shadow(call.out)
 
 
+@for_methods("new_full")
+def new_full_method(call: Call) -> Any:
+    """x.new_full(size, fill): a tensor of ``size`` (a padded batch: new_full(batch_shape, 0))."""
+    size = call.arg(1, "size", shadow=True)
+    dims = tuple(as_dim(s) for s in size_args((size,)))
+    return SymTensor(dims) if len(dims) == call.out.dim() else fallback(call)
+
+
+@for_methods("copy_")
+def copy_method(call: Call) -> Any:
+    """x.copy_(src): x, with src broadcast into it (a padded batch: pad[..., :h, :w].copy_(img))."""
+    return call.sargs[0]
+
+
+@for_methods("is_floating_point", "is_complex", "is_contiguous", "is_signed")
+@for_functions(torch.is_floating_point, torch.is_complex)
+def property_method(call: Call) -> Any:
+    return call.out  # a dtype or layout fact: the same at every size
+
+
+@for_functions(torch.meshgrid)
+def meshgrid_function(call: Call) -> Any:
+    """meshgrid(a, b, ...): each output is len(a) x len(b) x ... ("xy": the first two swapped)."""
+    shadows = call.sargs[0] if len(call.sargs) == 1 and isinstance(call.sargs[0], (tuple, list)) else call.sargs
+    dims = [s.dims[0] if isinstance(s, SymTensor) and len(s.dims) == 1 else None for s in shadows]
+    if call.kwargs.get("indexing") == "xy" and len(dims) >= 2:
+        dims[0], dims[1] = dims[1], dims[0]
+    return tuple(SymTensor(tuple(dims)) for _ in call.out)
+
+
+@for_methods("topk")
+@for_functions(torch.topk)
+def topk_method(call: Call) -> Any:
+    """x.topk(k, dim=-1): (values, indices), k along ``dim`` (k may be a size: min(n, h * w))."""
+    dims = list(call.sargs[0].dims)
+    axis = call.arg(2, "dim", -1) % len(dims)
+    dims[axis] = as_dim(call.arg(1, "k", shadow=True))
+    return (SymTensor(tuple(dims)), SymTensor(tuple(dims)))
+
+
+@for_methods("sort")
+@for_functions(torch.sort)
+def sort_method(call: Call) -> Any:
+    return (call.sargs[0], call.sargs[0])
+
+
+@for_methods("argsort")
+@for_functions(torch.argsort)
+def argsort_method(call: Call) -> Any:
+    return call.sargs[0]
+
+
 @for_methods("repeat")
 def repeat(call: Call) -> Any:
     """x.repeat(a, b, ...): each dim times its count (the input's dims padded with 1s)."""
