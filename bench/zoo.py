@@ -90,33 +90,24 @@ def _os8_model(name: str):
     return timm.create_model(name, pretrained=False, output_stride=8)
 
 
-def _conv_coverage(result) -> tuple[int, int]:
-    """(convolutions, convolutions with symbolic sizes) in a SizeResult."""
-    import torch
-    import torch.nn as nn
-
-    from convlint import sizes
-
-    convs = symbolic = 0
-    if result is None:
-        return 0, 0
-    for node, shadow in result.shadows.items():
-        module_conv = node.op == "call_module" and isinstance(
-            result.graph_module.get_submodule(node.target), nn.modules.conv._ConvNd
-        )
-        function_conv = node.op == "call_function" and node.target in (
-            torch.nn.functional.conv2d,
-            torch.nn.functional.conv1d,
-        )
-        if module_conv or function_conv:
-            convs += 1
-            dims = shadow.dims[2:] if isinstance(shadow, sizes.SymTensor) else (None,)
-            symbolic += all(d is not None for d in dims)
-    return convs, symbolic
+def _what_was_followed(view, coverage) -> dict:
+    """How the model was captured, how many convolutions have symbolic sizes, and where a
+    capture stopped (a detector keeping the boxes its data decides)."""
+    trace = view.analysis.trace
+    out = {"capture": trace.method if trace is not None else None}
+    if trace is not None and trace.stopped is not None:
+        code, why, site = trace.stopped
+        where = f"{os.path.basename(site.path)}:{site.line}" if site is not None else "?"
+        out["stopped"] = f"{code} ({where}): {why}"
+    if coverage is not None:
+        out.update(convs=coverage.every_size + coverage.example_only, symbolic_convs=coverage.every_size)
+        if coverage.unchecked:  # past a stop, or never called
+            out["unchecked_convs"] = coverage.unchecked
+    return out
 
 
 def analyse(name, factory, shape, verify: bool = True) -> dict:
-    from convlint import common, engine, load
+    from convlint import common, engine, load, suppress
 
     start = time.perf_counter()
     record = {"model": name, "input": list(shape)}
@@ -125,24 +116,21 @@ def analyse(name, factory, shape, verify: bool = True) -> dict:
     except Exception as exc:
         record.update(status="failed", reason=f"build: {common.describe(exc)}")
         return record
-    with engine.analysing(model) as meta:
-        view, _, input_error = engine.build_view(meta, [shape], name=name, path="<zoo>", line=1)
-        findings = engine.check_model(meta, [shape], name=name, path="<zoo>", line=1)
-        analysis = view.analysis
-        leaves = dict(analysis.trace.leaves) if analysis.trace else {}
-        convs, symbolic = _conv_coverage(analysis.sizes)
-    if analysis.error or input_error or (analysis.sizes is not None and analysis.sizes.error):
+    # One analysis gives the findings and the view the record reads, as `convlint check` runs it.
+    rules = [r for r in engine.all_rules()[0] if r.check is not None]
+    outcome = engine.analyse_model(model, [shape], rules=rules, name=name, path="<zoo>", line=1)
+    view, findings = outcome.view, suppress.visible(outcome.findings)
+    analysis = view.analysis
+    leaves = dict(analysis.trace.leaves) if analysis.trace else {}
+    # the view's own count, so a functional conv3d counts as a layer does
+    coverage = view.coverage if analysis.sizes is not None else None
+    if analysis.error or (analysis.sizes is not None and analysis.sizes.error):
         status = "failed"
-        record["reason"] = analysis.error or input_error or common.describe(analysis.sizes.error[1])
+        record["reason"] = analysis.error or common.describe(analysis.sizes.error[1])
     else:
         status = "leaves" if leaves else "full"
     records = [{"code": f.code, "severity": f.severity, "module": f.module, "message": f.message} for f in findings]
-    capture = analysis.trace.method if analysis.trace is not None else None
-    if analysis.trace is not None and analysis.trace.stopped is not None:
-        code, why, site = analysis.trace.stopped  # a detector keeping the boxes its data decides
-        where = f"{os.path.basename(site.path)}:{site.line}" if site is not None else "?"
-        record["stopped"] = f"{code} ({where}): {why}"
-    record.update(status=status, capture=capture, leaves=leaves, convs=convs, symbolic_convs=symbolic, findings=records)
+    record.update(status=status, leaves=leaves, findings=records, **_what_was_followed(view, coverage))
     record["seconds"] = round(time.perf_counter() - start, 3)
     if verify and sum(p.numel() for p in model.parameters()) > VERIFY_MAX_PARAMETERS:
         for finding in records:
@@ -174,9 +162,7 @@ def _domain_agreement(name: str, domain, factory, shape) -> dict:
     says runs or not, and where an inexact one refuses, PyTorch must agree."""
     import random
 
-    from convlint import domain_statement
-
-    said = domain_statement.state(domain)
+    said = domain.stated  # worked out once: the check's summary read it already
     symbols, example = list(domain.symbols), [domain.example[s] for s in domain.symbols]
     lead = list(shape[: len(shape) - len(symbols)])
     sizes = {tuple(example)}

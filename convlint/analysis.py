@@ -73,14 +73,16 @@ def analyse(
             traced = trace(module, len(input_shapes))
         except Exception as exc:
             fx_stopped = f"cannot be traced: {describe(exc)}"
-    if traced is not None and (not traced.leaves or not by_execution):
-        return Analysis(traced, sizes.propagate(traced.graph_module, input_shapes, run_every_op=run_every_op))
-    if not by_execution:
-        return Analysis(error=fx_stopped)
     fx = None
     if traced is not None:
         fx = Analysis(traced, sizes.propagate(traced.graph_module, input_shapes, run_every_op=run_every_op))
-        fx_stopped = f"fx could not follow {', '.join(f'`{leaf}`' for leaf in traced.leaves)}"
+        # A function fx keeps whole (torch.fx.wrap) has no size rule; run, it is followed inside.
+        unfollowed = [n for n in fx.sizes.unknown_ops if n.op == "call_function" and not _is_torch(n.target)]
+        if not by_execution or not (traced.leaves or unfollowed):
+            return fx
+        fx_stopped = f"fx could not follow {', '.join(f'`{name}`' for name in _unfollowed(traced, unfollowed))}"
+    elif not by_execution:
+        return Analysis(error=fx_stopped)
     try:
         executed = execute.capture(module, input_shapes, sizes.PREDICTOR)
     except Exception as exc:
@@ -97,6 +99,15 @@ def analyse(
     executed.fx_stopped = fx_stopped
     ran = Analysis(executed, sizes.propagate(executed.graph_module, input_shapes, run_every_op=run_every_op))
     return ran if fx is None or _symbolic_score(ran) >= _symbolic_score(fx) else fx
+
+
+def _is_torch(target: Callable) -> bool:
+    module = getattr(target, "__module__", None) or ""
+    return module == "torch" or module.startswith(("torch.", "_operator", "operator", "builtins"))
+
+
+def _unfollowed(traced: Trace, functions: list) -> list[str]:
+    return [*traced.leaves, *(getattr(n.target, "__name__", str(n.target)) for n in functions)]
 
 
 LARGER = (2, 4, 8)  # the spatial sizes a model that raised at its example is recorded at

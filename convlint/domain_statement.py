@@ -305,7 +305,7 @@ def state(domain: Domain, select: Optional[Callable[[Condition], bool]] = None) 
     # A block used many times repeats its conditions: each is evaluated once, for all who impose it.
     alike: dict = {}
     for c in chosen:
-        alike.setdefault((c.kind, c.expressions, c.broadcasts, c.branches), []).append(c)
+        alike.setdefault((c.kind, c.test.__qualname__, c.expressions, c.broadcasts, c.branches), []).append(c)
     chosen = [same[0] for same in alike.values()]
     imposed = {id(same[0]): [c.where for c in same] for same in alike.values()}
     lowest = {
@@ -398,7 +398,12 @@ def _joint(group: tuple, conditions: list, lowest: dict, example: dict, fails) -
     passing = {point for point in grid if runs(point)}
     if not passing:
         return [_equation_part(group, conditions, lowest)]
-    separate = all(len(getattr(e, "free_symbols", set()) & set(group)) <= 1 for c in conditions for e in c.expressions)
+    ties = [
+        c for c in conditions if any(len(getattr(e, "free_symbols", set()) & set(group)) > 1 for e in c.expressions)
+    ]
+    # Conditions that tie the dims yet refuse no point of the grid (token counts that a
+    # resampled position table always matches) leave the dims separate.
+    separate = not any(fails({**example, **dict(zip(group, point))}, ties) for point in grid) if ties else True
     projections = [{p[i] for p in passing} for i in range(len(group))]
     if separate and all(all(p[i] in projections[i] for i in range(len(group))) == (p in passing) for p in grid):
         base = {**example, **dict(zip(group, min(passing)))}

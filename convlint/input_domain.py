@@ -27,9 +27,9 @@ from typing import Any, Callable, Optional, Sequence
 
 import sympy
 
-from convlint import domain_statement
+from convlint import domain_statement, sites
 from convlint.common import Shape
-from convlint.sizes.symbolic import evaluate_int, exact_value, holds
+from convlint.sizes.symbolic import evaluate_int, exact_values, holds
 
 
 @dataclass(frozen=True)
@@ -170,10 +170,16 @@ def of(view) -> Domain:
     conditions += _view_conditions(view)
     conditions += _attention_conditions(view)
     conditions += _assert_conditions(view)
+    earlier: list = []
     for relation, site in view.guards:
-        where = f"the branch at line {site.line}" if site else "a branch"
-        conditions.append(Condition("guard", _guard(relation), where, site, (), (relation,)))
-        why.append("a branch the example took (the other side was not run)")
+        if sites.raises_unless(site):  # the model's own input check: the other side raises
+            where = f"the check at line {site.line}"
+            conditions.append(Condition("assert", _guard(relation), where, site, tuple(earlier), (relation,)))
+        else:
+            where = f"the branch at line {site.line}" if site else "a branch"
+            conditions.append(Condition("guard", _guard(relation), where, site, (), (relation,)))
+            why.append("a branch the example took (the other side was not run)")
+        earlier.append(relation)
     if result.unknown_ops:
         why.append("sizes not followed past some ops")
     if result.within:
@@ -236,10 +242,10 @@ def _merge_conditions(view, why: list) -> list[Condition]:
 
 def _whole(dims: tuple, total: tuple) -> Callable[[dict], Optional[bool]]:
     def test(env: dict) -> Optional[bool]:
-        outs = [exact_value(d, env) for d in dims]
-        ins = [exact_value(d, env) for d in total]
-        if any(v is None for v in outs + ins):
+        values = exact_values((*dims, *total), env)
+        if values is None:
             return None
+        outs, ins = values[: len(dims)], values[len(dims) :]
         return all(v == int(v) and v >= 0 for v in outs) and math.prod(outs) == math.prod(ins)
 
     return test

@@ -9,6 +9,7 @@ it lives in the module's ``__dict__``.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from dataclasses import dataclass
@@ -149,3 +150,84 @@ def site_of(module) -> Optional[Site]:
 
 def calls_of(module) -> tuple[Call, ...]:
     return module.__dict__.get(CHAIN, ())
+
+
+def raises_unless(site: Optional[Site]) -> bool:
+    """Is the decision at ``site`` a check whose other side raises? The test of an
+    ``assert`` or ``torch._assert(...)``, or of an ``if`` whose body only raises, with the
+    site reached through ``not`` and through ``and`` / ``or`` chains that the example
+    evaluated whole (an ``and`` that held, an ``or`` that did not): there, any other value
+    of the decision flips the test, and the model raises instead of branching."""
+    if site is None:
+        return False
+    tree = _parsed(site.path)
+    if tree is None:
+        return False
+    import ast
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assert):
+            root, held = node.test, True
+        elif isinstance(node, ast.If) and not node.orelse and all(isinstance(s, ast.Raise) for s in node.body):
+            root, held = node.test, False
+        elif isinstance(node, ast.Call) and node.args and _called(node) == "_assert":
+            root, held = node.args[0], True
+        else:
+            continue
+        if _spans(node, site) and not isinstance(node, ast.Call):
+            # The whole statement (an int's truth is placed there): every operand counts.
+            if _all_decide(root, held):
+                return True
+        elif root.lineno <= site.line <= (root.end_lineno or root.lineno) and _decides(root, held, site):
+            return True
+    return False
+
+
+def _spans(node, site: Site) -> bool:
+    return (node.lineno, node.col_offset + 1, node.end_lineno, node.end_col_offset + 1) == (
+        site.line, site.column, site.end_line, site.end_column,
+    )  # fmt: skip
+
+
+def _all_decide(node, value: bool) -> bool:
+    """Does flipping any one operand of ``node`` (which had ``value``) flip it?"""
+    import ast
+
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return _all_decide(node.operand, not value)
+    if isinstance(node, ast.BoolOp):
+        return isinstance(node.op, ast.And) == value and all(_all_decide(v, value) for v in node.values)
+    return True
+
+
+def _called(call) -> str:
+    import ast
+
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+
+
+def _decides(node, value: bool, site: Site) -> bool:
+    """Does flipping the expression at ``site`` flip ``node``, which had ``value``?"""
+    import ast
+
+    if _spans(node, site):
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return _decides(node.operand, not value, site)
+    if isinstance(node, ast.BoolOp) and isinstance(node.op, ast.And) == value:
+        # every operand was evaluated, and each had the chain's value
+        return any(_decides(operand, value, site) for operand in node.values)
+    return False
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(path: str):
+    import ast
+    import linecache
+
+    lines = linecache.getlines(path)
+    try:
+        return ast.parse("".join(lines)) if lines else None
+    except (SyntaxError, ValueError):
+        return None

@@ -230,8 +230,17 @@ class ModelView:
         """The relations ``node``'s sizes hold within: the guards decided before it, and
         where a broadcast before it was sized by one operand (its Max too large to write),
         that the others equal it or are 1."""
-        at = self._position(node)
-        return self.guards_before(node) + [r for position, r in self._approximations if position < at]
+        # Asked once per candidate size of each merge: worked out once per node.
+        found = self._holds_before.get(node)
+        if found is None:
+            at = self._position(node)
+            found = self.guards_before(node) + [r for position, r in self._approximations if position < at]
+            self._holds_before[node] = found
+        return found
+
+    @functools.cached_property
+    def _holds_before(self) -> dict:
+        return {}
 
     @functools.cached_property
     def _approximations(self) -> tuple:
@@ -241,7 +250,8 @@ class ModelView:
         return tuple((order.get(n, 0), r) for n, relations in self.sizes.within.items() for r in relations)
 
     def _position(self, node: torch.fx.Node) -> int:
-        return self._order.get(node, len(self.nodes))
+        at = self._order.get(node)
+        return len(self._order) if at is None else at
 
     @functools.cached_property
     def _order(self) -> dict:

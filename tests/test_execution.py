@@ -78,7 +78,9 @@ def test_a_models_own_input_check_is_its_requirement_not_a_merge_warning():
     view = _view(models.InputCheck, (1, 3, 64, 64))
     assert view.analysis.trace.method == "execution"
     assert [str(g) for g, _ in view.guards] == ["Eq(Mod(H, 16), 0)", "Eq(Mod(W, 16), 0)"]
-    assert report.requirements(view)[-1] == "within the branches the example took: H % 16 == 0, W % 16 == 0"
+    # the other side raises: a condition of the domain, not a branch
+    assert view.domain.exact
+    assert report.requirements(view) == ["runs for H, W multiples of 16: the check at line 24"]
     assert convlint.check(models.InputCheck, (1, 3, 64, 64)) == []
 
     # without the check, the same network needs even sizes, and says so
@@ -277,3 +279,62 @@ def test_a_buffer_read_as_a_value_is_known_and_never_written_by_the_analysis():
     weight = torch.nn.Parameter(torch.ones(3))
     values.constant(weight)
     assert values.of(weight) is None  # a weight's value is not the sizes'
+
+
+def test_a_function_fx_keeps_whole_is_followed_by_running_it():
+    view = _view(models.WrappedHelper, (1, 3, 64, 64))
+    assert view.coverage.every_size == 2 and view.coverage.example_only == 0
+    assert [_predicted(view, h, w) for h, w in ((31, 47), (64, 64))] == [
+        _real(models.WrappedHelper, h, w) for h, w in ((31, 47), (64, 64))
+    ]
+
+
+def test_squeeze_removes_only_axes_of_size_one_at_every_size():
+    view = _view(models.SqueezedAxis, (1, 3, 64, 64))
+    assert not view.sizes.unknown_ops and view.coverage.every_size == 2
+    for h, w in ((31, 47), (64, 64), (1, 9)):
+        assert _predicted(view, h, w) == _real(models.SqueezedAxis, h, w)
+
+
+class _TensorSplit(torch.nn.Module):
+    def __init__(self, how):
+        super().__init__()
+        self.how = how
+        self.conv = torch.nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x).flatten(2).tensor_split(self.how, dim=2)
+
+
+@pytest.mark.parametrize("how", [3, 5, [1], [2, 7], [0, 40], [5, 3]])
+def test_tensor_split_pieces_are_expressions_pytorch_agrees_with_at_every_size(how):
+    model = _TensorSplit(how)
+    with engine.analysing(model) as meta:
+        view, _, error = engine.build_view(meta, [(1, 3, 8, 8)])
+    [node] = [n for n in view.nodes if n.target == "tensor_split"]
+    pieces = view.sizes.shadows[node]
+    for h in range(1, 12):
+        for w in (1, 3, 7):
+            env = {**view.example, **dict(zip(view.symbols, (h, w)))}
+            real = [p.shape[2] for p in model(torch.randn(1, 3, h, w))]
+            assert [sizes.evaluate_int(p.dims[2], env) for p in pieces] == real, (h, w)
+
+
+def test_a_check_that_raises_otherwise_is_part_of_the_domain_and_a_branch_is_not():
+    domain = convlint.domain(models.OwnChecks, (1, 3, 64, 64))
+    kinds = [(c.kind, str(c.expressions[0])) for c in domain.conditions if c.kind in ("assert", "guard")]
+    assert kinds == [
+        ("assert", "H >= 8"), ("assert", "W >= 8"), ("assert", "Eq(Mod(H, 4), 0)"), ("assert", "Eq(Mod(W, 2), 0)"),
+        ("guard", "H <= 1000"),
+    ]  # fmt: skip
+    assert not domain.exact  # the `if h > 1000 and ...` branch: its other side was not run
+    model = models.OwnChecks()
+    for h in range(1, 40):
+        for w in (h, h + 1, 2 * h):
+            x = torch.randn(1, 3, h, w)
+            try:
+                model(x)
+                runs = True
+            except (AssertionError, ValueError, RuntimeError):
+                runs = False
+            assert domain.refuses(x.shape) == (not runs), (h, w)

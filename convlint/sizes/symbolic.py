@@ -224,7 +224,8 @@ def _compiled(expr) -> Callable[[dict], Any]:
         lines.append(f"    t{len(lines)} = {code}")
         return names[e]
 
-    result = visit(expr)
+    # A tuple of expressions is one function: their shared subexpressions computed once.
+    result = "(" + "".join(f"{visit(e)}, " for e in expr) + ")" if isinstance(expr, tuple) else visit(expr)
     exec("def _f(env):\n" + "\n".join(lines) + f"\n    return {result}\n", namespace)
     return namespace["_f"]
 
@@ -278,6 +279,16 @@ def _walk(expr, env: dict):
     if fn is None:
         raise TypeError(type(expr).__name__)
     return fn([_walk(a, env) for a in expr.args])
+
+
+def exact_values(exprs: tuple, env: dict) -> Optional[tuple]:
+    """``exact_value`` of each of ``exprs`` (sympy expressions or ints) in one call; None
+    when one cannot be evaluated."""
+    try:
+        return _compiled(tuple(sympy.Integer(e) if isinstance(e, int) else e for e in exprs))(env)
+    except (TypeError, KeyError, ZeroDivisionError, RecursionError, SyntaxError, MemoryError):
+        values = tuple(exact_value(e, env) for e in exprs)
+        return None if any(v is None for v in values) else values
 
 
 def evaluate_int(expr: Dim, env: dict) -> Optional[int]:

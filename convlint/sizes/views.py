@@ -5,7 +5,7 @@ factories and ``nn.Linear``."""
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Optional
 
 import sympy
 import torch
@@ -262,22 +262,45 @@ def linear_function(call: Call) -> Any:
 @for_functions(torch.chunk, torch.split, torch.unbind, torch.tensor_split)
 def split_method(call: Call) -> Any:
     """Pieces along one dim (channels, mostly): the other dims pass through; the split dim
-    is known when it was a constant, else unknown."""
+    is known when it was a constant or tensor_split cut it, else unknown."""
     source = call.sargs[0]
     name = getattr(call.target, "__name__", call.target)
     default = 0
     dim = call.arg(1 if name == "unbind" else 2, "dim", default)
     axis = dim % len(source.dims)
+    split = source.dims[axis]
+    lengths = _tensor_split_lengths(call, split) if name == "tensor_split" else None
     pieces = []
-    for piece in call.out:
+    for k, piece in enumerate(call.out if lengths is None else lengths):
         dims = list(source.dims)
         if name == "unbind":
             del dims[axis]
+        elif lengths is not None:
+            dims[axis] = lengths[k]
         else:
-            split = source.dims[axis]
             dims[axis] = sympy.Integer(piece.shape[axis]) if split is not None and not split.free_symbols else None
         pieces.append(SymTensor(tuple(dims)))
     return tuple(pieces)
+
+
+def _tensor_split_lengths(call: Call, length: Dim) -> Optional[list]:
+    """tensor_split keeps its number of pieces at every size (split and chunk do not):
+    n sections of a length L are floor((L + n - 1 - k) / n) long (the first L mod n one
+    longer); cut at fixed indices, the pieces are the gaps clamped to L (a class token
+    split off a sequence of tokens)."""
+    how = call.arg(1, "indices_or_sections", call.skwargs.get("sections", call.skwargs.get("indices")), shadow=True)
+    if length is None:
+        return None
+    if not isinstance(how, (list, tuple)):
+        sections = as_dim(how)
+        if sections is None or not sections.is_Integer or sections <= 0:
+            return None
+        return [sympy.floor((length + sections - 1 - k) / sections) for k in range(int(sections))]
+    how = [as_dim(i) for i in how]
+    if all(i is not None and i.is_Integer and i >= 0 for i in how):
+        cuts = [sympy.Integer(0), *(sympy.Min(i, length) for i in how), length]
+        return [sympy.Max(b - a, 0) for a, b in zip(cuts, cuts[1:])]
+    return None
 
 
 @for_methods("expand_as", "view_as", "reshape_as")
@@ -333,6 +356,21 @@ def unsqueeze_method(call: Call) -> Any:
     axis = call.arg(1, "dim") % (len(dims) + 1)
     dims.insert(axis, sympy.Integer(1))
     return SymTensor(tuple(dims))
+
+
+@for_methods("squeeze")
+@for_functions(torch.squeeze)
+def squeeze_method(call: Call) -> Any:
+    """Dims of size 1 removed. A size that is an expression is 1 only at some inputs,
+    where the rank changes: not one tensor for every size, so not followed."""
+    dims = list(call.sargs[0].dims)
+    axes = call.arg(1, "dim")
+    if axes is None:
+        axes = range(len(dims))
+    axes = {a % len(dims) for a in (axes if isinstance(axes, (tuple, list, range)) else (axes,))}
+    if any(dims[a] is None or not dims[a].is_Integer for a in axes if dims[a] != 1):
+        return fallback(call)
+    return SymTensor(tuple(d for i, d in enumerate(dims) if not (i in axes and d == 1)))
 
 
 @for_methods("mean", "sum", "amax", "amin", "std", "var", "any", "all", "prod")
