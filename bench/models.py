@@ -145,6 +145,55 @@ class Billion(nn.Module):
         return self.layers(self.stem(x))
 
 
+class WindowBlock(nn.Module):
+    """Attention within windows of a padded token map (SAM's image encoder): the padding
+    and the crop are branches on sizes, a relative-position bias of a fixed size."""
+
+    def __init__(self, dim: int, window: int, heads: int = 4):
+        super().__init__()
+        self.window, self.heads = window, heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv, self.proj = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+        self.bias = nn.Parameter(torch.zeros(heads, window * window, window * window))
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+
+    def forward(self, x):
+        b, h, w, c = x.shape
+        ws = self.window
+        y = self.norm1(x)
+        pad_h, pad_w = (ws - h % ws) % ws, (ws - w % ws) % ws
+        if pad_h > 0 or pad_w > 0:
+            y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
+        hp, wp = h + pad_h, w + pad_w
+        y = y.view(b, hp // ws, ws, wp // ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)
+        q, k, v = self.qkv(y).reshape(y.shape[0], ws * ws, 3, self.heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        attn = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5 + self.bias
+        y = (attn.softmax(-1) @ v).transpose(1, 2).reshape(-1, ws * ws, c)
+        y = self.proj(y).view(b, hp // ws, wp // ws, ws, ws, c).permute(0, 1, 3, 2, 4, 5).reshape(b, hp, wp, c)
+        if pad_h > 0 or pad_w > 0:
+            y = y[:, :h, :w, :].contiguous()
+        x = x + y
+        return x + self.mlp(self.norm2(x))
+
+
+class WindowViT(nn.Module):
+    """The slowest family of the zoos to analyse: many window-attention blocks with
+    padding guards at a large input (SAM's ViT at 1024), a patch embedding that checks
+    its input and a convolutional neck."""
+
+    def __init__(self, depth: int = 24, dim: int = 64, patch: int = 16, window: int = 14):
+        super().__init__()
+        self.patch = patch
+        self.embed = nn.Conv2d(3, dim, patch, stride=patch)
+        self.blocks = nn.Sequential(*[WindowBlock(dim, window) for _ in range(depth)])
+        self.neck = nn.Sequential(nn.Conv2d(dim, 32, 1), nn.Conv2d(32, 32, 3, padding=1))
+
+    def forward(self, x):
+        torch._assert(x.shape[2] % self.patch == 0 and x.shape[3] % self.patch == 0, "patch size")
+        y = self.blocks(self.embed(x).permute(0, 2, 3, 1))
+        return self.neck(y.permute(0, 3, 1, 2))
+
+
 def plain(depth: int):
     return lambda: PlainStack(depth)
 
@@ -158,4 +207,5 @@ MODELS = {
     "plain-300": (plain(300), (1, 3)),
     "plain-1000": (plain(1000), (1, 3)),
     "billion": (Billion, (1, 3)),
+    "window-vit": (WindowViT, (1, 3)),
 }

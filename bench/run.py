@@ -165,6 +165,8 @@ PLAN = [
     *[(m, model, 224, 3) for m in ("capture-fx", "capture-execution") for model in ("resnet50-aspp-os8", "unet")],
     *[(m, "tcn", 65536, 3) for m in ("capture-fx", "capture-execution")],
     *[(m, "plain-300", 224, 3) for m in ("capture-fx", "capture-execution")],
+    ("convlint", "window-vit", 1024, 3),
+    ("torchinfo", "window-vit", 1024, 1),
     ("convlint", "billion", 224, 1),
     ("convlint", "billion", 4096, 1),
     ("shapeprop-meta", "billion", 224, 1),
@@ -279,6 +281,12 @@ def table(f: dict) -> str:
                 ("300 convs at 224", "plain-300/224"),
             ]
         ],
+        (
+            # the slowest family of the zoos: window attention, its padding guards, 24 blocks
+            "convlint / torchinfo (one real forward), window-attention ViT of 24 blocks at 1024",
+            ratio(t("convlint/window-vit/1024"), t("torchinfo/window-vit/1024")),
+            "<= 1x",
+        ),
         (
             "`convlint check` on one model file / `python -c 'import torch'`",
             ratio(t("check-file"), t("import-torch")),
