@@ -169,6 +169,7 @@ def of(view) -> Domain:
     conditions += _fixed_conditions(view, why)
     conditions += _view_conditions(view)
     conditions += _attention_conditions(view)
+    conditions += _matmul_conditions(view, why)
     conditions += _assert_conditions(view)
     earlier: list = []
     for relation, site in view.guards:
@@ -307,6 +308,44 @@ def _attention_conditions(view) -> list[Condition]:
                 continue
             if getattr(a, "free_symbols", None) or getattr(b, "free_symbols", None):
                 found.append(_condition(view, "merge", _fits(a, b), node, (a, b), line=False))
+    return found
+
+
+_MATMUL_METHODS = ("matmul", "bmm", "__matmul__")
+
+
+def _matmul_conditions(view, why: list) -> list[Condition]:
+    """``a @ b`` needs a's last dim equal to b's second to last (nothing broadcasts there)
+    and its batch dims to broadcast: a position table of a fixed size multiplied with
+    tokens whose count depends on the input (timm's lambda layers)."""
+    import operator
+
+    import torch
+
+    from convlint import sizes
+
+    found = []
+    shadows = view.sizes.shadows
+    for node in view.nodes:
+        matmul = (node.op == "call_function" and node.target in (torch.matmul, operator.matmul, torch.bmm)) or (
+            node.op == "call_method" and node.target in _MATMUL_METHODS
+        )
+        if not matmul or node not in shadows or len(node.args) < 2:
+            continue
+        a, b = (shadows.get(x) if hasattr(x, "op") else None for x in node.args[:2])
+        if not (isinstance(a, sizes.SymTensor) and isinstance(b, sizes.SymTensor)) or min(len(a.dims), len(b.dims)) < 2:
+            continue
+        pairs = [(a.dims[-1], b.dims[-2], False)]
+        pairs += [(x, y, True) for x, y in zip(reversed(a.dims[:-2]), reversed(b.dims[:-2]))]
+        for x, y, broadcasts in pairs:
+            if x is None or y is None:
+                why.append("a merge of sizes not followed")
+                continue
+            if x == y or not (getattr(x, "free_symbols", None) or getattr(y, "free_symbols", None)):
+                continue
+            found.append(
+                _condition(view, "merge", _agree(x, y, broadcasts), node, (x, y), line=False, broadcasts=broadcasts)
+            )
     return found
 
 
