@@ -20,6 +20,7 @@ from convlint import layers, samesize, sizes
 from convlint.capture import Trace, execute, trace
 from convlint.common import Shape, describe, meta_input
 from convlint.samesize import AxisVerdict
+from convlint.sites import Site, raised_site
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,7 @@ class Analysis:
     trace: Optional[Trace] = None
     sizes: Optional[sizes.SizeResult] = None
     error: Optional[str] = None
+    error_site: Optional[Site] = None  # the model's line that raised, where running it did
 
     @property
     def output(self) -> Optional[sizes.SymTensor]:
@@ -86,16 +88,19 @@ def analyse(
     try:
         executed = execute.capture(module, input_shapes, sizes.PREDICTOR)
     except Exception as exc:
-        why = f"running it at the example input raised {describe(exc)}"
+        site = raised_site(exc)
+        at = f" at line {site.line}" if site is not None else ""
+        why = f"running it at the example input ({_shapes(input_shapes)}) raised{at}: {describe(exc)}"
         if fx is not None:
             fx.trace.execution_failed = why
             return fx
         executed = _captured_larger(module, input_shapes)
         if executed is None:
-            return Analysis(error=f"{fx_stopped}; {why}")
+            return Analysis(error=f"{fx_stopped}; {why}", error_site=site)
         # Recorded at a larger input; sized at the example, where it raises at the layer
         # that cannot take it (a CVL401 at that line, as for a model fx follows).
         fx_stopped = f"{fx_stopped}; {why}, so it was recorded at {_shapes(executed.captured_at)}"
+        executed.example_raised = (why, site)
     executed.fx_stopped = fx_stopped
     ran = Analysis(executed, sizes.propagate(executed.graph_module, input_shapes, run_every_op=run_every_op))
     return ran if fx is None or _symbolic_score(ran) >= _symbolic_score(fx) else fx

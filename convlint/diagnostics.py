@@ -135,9 +135,36 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
         yield CVL904, Report(f"model `{view.name}` was not checked: {input_error}", "")
         return
     if analysis.error:
-        yield CVL901, Report(f"model `{view.name}` {analysis.error}; only layer-level rules ran", "")
+        if analysis.error_site is not None and view.inferred_input:
+            # The model's own line refused the input convlint guessed: declare the input.
+            yield (
+                CVL904,
+                Report(
+                    f"model `{view.name}` was not checked: {analysis.error}; declare its input with --input-shape", ""
+                ),
+            )
+            return
+        # At the line that raised, where running it did (an assert on the input's sizes).
+        yield (
+            CVL901,
+            Report(f"model `{view.name}` {analysis.error}; only layer-level rules ran", "", analysis.error_site),
+        )
         return
     result = analysis.sizes
+    raised = analysis.trace.example_raised if analysis.trace is not None else None
+    if raised is not None and result.error is None:
+        # It raised at the example, and no op sized there explains why: the model's own
+        # Python refused the input (an assert), not a layer too small for it.
+        why, site = raised
+        shapes = ", ".join("x".join(map(str, s)) for s in analysis.trace.captured_at)
+        if view.inferred_input:
+            yield (
+                CVL904,
+                Report(f"model `{view.name}` was not checked: {why}; declare its input with --input-shape", ""),
+            )
+        else:
+            yield CVL901, Report(f"model `{view.name}`: {why}; check the input shape (it runs at {shapes})", "", site)
+        return
     if result.error is not None and not _explained(view, result.error[0]):
         node, exc = result.error
         site = view.site_of(node) if node is not None else None

@@ -76,6 +76,22 @@ def user_site(skipped: tuple[str, ...]) -> Optional[Site]:
     return frame_site(frame) if frame is not None else None
 
 
+def raised_site(exc: BaseException) -> Optional[Site]:
+    """The innermost line outside torch and convlint that ``exc`` passed through: the
+    model's own line that raised (an ``assert``), or its call into PyTorch that did."""
+    skipped = _skipped_dirs()
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        if not tb.tb_frame.f_code.co_filename.startswith(skipped):
+            found = tb
+        tb = tb.tb_next
+    if found is None:
+        return None
+    path, line = found.tb_frame.f_code.co_filename, found.tb_lineno
+    return Site(path, line, 1, line, 1)
+
+
 @dataclass(frozen=True)
 class Call:
     """One user call on the way to a module: where it is, and the parameters of the

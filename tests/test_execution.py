@@ -338,3 +338,35 @@ def test_a_check_that_raises_otherwise_is_part_of_the_domain_and_a_branch_is_not
             except (AssertionError, ValueError, RuntimeError):
                 runs = False
             assert domain.refuses(x.shape) == (not runs), (h, w)
+
+
+def test_an_assert_that_refuses_the_input_is_reported_at_its_line(tmp_path):
+    import subprocess
+    import sys
+
+    source = tmp_path / "net.py"
+    source.write_text(
+        "import torch.nn as nn\n\n\n"
+        "class Fixed(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 8, 3, padding=1)\n\n"
+        "    def forward(self, x):\n"
+        '        assert x.shape[-1] == 256, "trained at 256"\n'
+        "        return self.conv(x)\n"
+    )
+
+    def check(*args):
+        argv = [sys.executable, "-m", "convlint", "check", "net.py", *args]
+        return subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+
+    inferred = check()  # 224 and its multiples all fail the assert: declare the input
+    assert inferred.returncode == 0, inferred.stderr
+    assert (
+        "net.py:4:1: CVL904" in inferred.stdout
+        and "raised at line 10: AssertionError: trained at 256" in inferred.stdout
+    )
+    declared = check("--input-shape", "1,3,64,64")  # recorded at 256, where it runs: the input given is refused
+    assert declared.returncode == 1
+    assert "net.py:10:1: CVL901" in declared.stdout and "(it runs at 1x3x256x256)" in declared.stdout
+    assert "All checks passed!" in check("--input-shape", "1,3,64,256").stderr

@@ -37,6 +37,7 @@ class Trace:
     fx_stopped: Optional[str] = None
     execution_failed: Optional[str] = None  # why the execution capture could not stand in
     captured_at: Optional[tuple] = None  # the input shapes it was recorded at, if not the example's
+    example_raised: Optional[tuple] = None  # (why, site): how running it at the example raised, then
     # (code, why, site): an execution capture that stopped where forward reads a value the
     # input's data or the weights decide; the graph holds what ran before it
     stopped: Optional[tuple] = None
