@@ -107,7 +107,8 @@ Reports a model class (or `hubconf.py` entry) that convlint found but did not ch
 its definition, with the reason: its constructor needs arguments (`UNet(n_channels,
 n_classes)`; convlint never invents them), or the input convlint inferred from the first
 convolution made the model raise for a reason the size analysis does not explain (a
-channel or rank mismatch: the guess was wrong, not the model). A class that a checked
+channel or rank mismatch, or the model's own `assert` on its input's sizes, whose line the
+message names: the guess was wrong, not the model). A class that a checked
 model in the same run builds (a block of that model) is checked through it and is not
 reported.
 
