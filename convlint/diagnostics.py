@@ -128,6 +128,11 @@ cannot be inferred.
 ENGINE_RULES = (CVL900, CVL901, CVL902, CVL903, CVL904)
 
 
+def _shapes(shapes) -> str:
+    """``1x3x64x64, 1x16``: input shapes as messages write them."""
+    return ", ".join("x".join(map(str, s)) for s in shapes)
+
+
 def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
     from convlint.pretty import show
 
@@ -157,7 +162,7 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
         # It raised at the example, and no op sized there explains why: the model's own
         # Python refused the input (an assert), not a layer too small for it.
         why, site = raised
-        shapes = ", ".join("x".join(map(str, s)) for s in analysis.trace.captured_at)
+        shapes = _shapes(analysis.trace.captured_at)
         if view.inferred_input:
             yield (
                 CVL904,
@@ -174,7 +179,7 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
         if node is not None and _at_every_size(view, node):
             # No input size runs it (operands whose fixed sizes disagree): the model's
             # error, at its line, whatever input convlint was given or guessed.
-            shapes = ", ".join("x".join(map(str, s)) for s in view.input_shapes)
+            shapes = _shapes(view.input_shapes)
             yield (
                 CVL901,
                 Report(
@@ -189,7 +194,7 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
         if view.inferred_input:
             # A channel or rank mismatch at an input convlint guessed says the guess was
             # wrong, not the model: information, with the way to declare it.
-            shapes = ", ".join("x".join(map(str, s)) for s in view.input_shapes)
+            shapes = _shapes(view.input_shapes)
             head = (
                 f"model `{view.name}` was not checked: on the input convlint inferred ({shapes}) it raised{at}{line}: "
             )
