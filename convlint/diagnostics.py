@@ -128,6 +128,45 @@ cannot be inferred.
 ENGINE_RULES = (CVL900, CVL901, CVL902, CVL903, CVL904)
 
 
+def _not_sized_right(view) -> Optional[tuple]:
+    """(rule, report) where the sizes, though followed, are not the model's at its input:
+    its spatial dims are not the input's last ones, or it raised at the example for a
+    reason no op sized there explains (its own Python refused the input: an assert)."""
+    misread = _spatial_in_channels(view)
+    if misread is not None:
+        node, name = misread
+        return CVL904, Report(
+            f"model `{view.name}` was not checked: the input's size {name} reaches the channels of "
+            f"{view.describe(node, line=False)}, so its spatial dims are not its last ones (a channels-last "
+            f"input); convlint takes the last ones as spatial and does not read them from the convolutions yet",
+            "",
+        )
+    trace = view.analysis.trace
+    if trace is None or trace.example_raised is None or view.sizes.error is not None:
+        return None
+    why, site = trace.example_raised
+    if view.inferred_input:
+        return CVL904, Report(f"model `{view.name}` was not checked: {why}; declare its input with --input-shape", "")
+    shapes = _shapes(trace.captured_at)
+    return CVL901, Report(f"model `{view.name}`: {why}; check the input shape (it runs at {shapes})", "", site)
+
+
+def _spatial_in_channels(view) -> Optional[tuple]:
+    """(a convolution, the symbols) where an input's spatial symbol reached the channels
+    of a convolution: the input's layout is not (N, C, spatial...), and every size stated
+    from those symbols would be about the wrong dims."""
+    shadows = view.sizes.shadows
+    for node in view.nodes:
+        if not node.all_input_nodes or not view.is_convolution(node):
+            continue
+        dims = getattr(shadows.get(node.all_input_nodes[0]), "dims", None)
+        # a bare symbol: an input dim moved to the channels whole (a permute), not tokens
+        # flattened into them (a mixer's Conv1d over H*W patches has a fixed-size condition)
+        if dims and len(dims) > 1 and getattr(dims[1], "is_Symbol", False):
+            return node, f"`{dims[1]}`"
+    return None
+
+
 def _shapes(shapes) -> str:
     """``1x3x64x64, 1x16``: input shapes as messages write them."""
     return ", ".join("x".join(map(str, s)) for s in shapes)
@@ -157,19 +196,9 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
         )
         return
     result = analysis.sizes
-    raised = analysis.trace.example_raised if analysis.trace is not None else None
-    if raised is not None and result.error is None:
-        # It raised at the example, and no op sized there explains why: the model's own
-        # Python refused the input (an assert), not a layer too small for it.
-        why, site = raised
-        shapes = _shapes(analysis.trace.captured_at)
-        if view.inferred_input:
-            yield (
-                CVL904,
-                Report(f"model `{view.name}` was not checked: {why}; declare its input with --input-shape", ""),
-            )
-        else:
-            yield CVL901, Report(f"model `{view.name}`: {why}; check the input shape (it runs at {shapes})", "", site)
+    early = _not_sized_right(view)
+    if early is not None:
+        yield early
         return
     if result.error is not None and not _explained(view, result.error[0]):
         node, exc = result.error

@@ -370,3 +370,19 @@ def test_an_assert_that_refuses_the_input_is_reported_at_its_line(tmp_path):
     assert declared.returncode == 1
     assert "net.py:10:1: CVL901" in declared.stdout and "(it runs at 1x3x256x256)" in declared.stdout
     assert "All checks passed!" in check("--input-shape", "1,3,64,256").stderr
+
+
+def test_a_channels_last_input_is_said_to_be_not_checked_rather_than_sized_on_the_wrong_dims():
+    class ChannelsLast(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.down = torch.nn.Conv2d(3, 8, 3, stride=2, padding=1)
+
+        def forward(self, x):  # N, H, W, C
+            x = x.permute(0, 3, 1, 2)
+            return torch.nn.functional.interpolate(self.down(x), scale_factor=2.0) + x.mean(1, keepdim=True)
+
+    # PyTorch: both H and W must be even; sized with W, C as the spatial dims, convlint
+    # said "H = 1 or a multiple of 2; any W" and passed
+    (finding,) = convlint.check(ChannelsLast, (1, 64, 64, 3))
+    assert finding.code == "CVL904" and "reaches the channels of `down` (Conv2d)" in finding.message
