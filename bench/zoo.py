@@ -527,8 +527,16 @@ def table(records) -> str:
         "| zoo | models | analysed fully | with leaves | captured by execution² | failed | every conv symbolic | findings by code | errors¹ | median time |"
     ]
     lines += ["|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
-    order = ["torchvision", "torchvision.segmentation", "timm", "timm-os8"]
-    zoos = sorted({_zoo_of(r) for r in records}, key=lambda z: order.index(z) if z in order else len(order))
+    order = [
+        "torchvision",
+        "torchvision.segmentation",
+        "torchvision.detection",
+        "torchvision.video",
+        "timm",
+        "timm-os8",
+    ]
+    # the same rows in the same order whatever the records' order (a set's order is not)
+    zoos = sorted({_zoo_of(r) for r in records}, key=lambda z: (order.index(z) if z in order else len(order), z))
     for zoo in zoos + ["all"]:
         group = [r for r in records if zoo == "all" or _zoo_of(r) == zoo]
         status = collections.Counter(r["status"] for r in group)
