@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from convlint import layers, samesize, sizes
 from convlint.capture import Trace, execute, trace
-from convlint.common import Shape, describe, meta_input
+from convlint.common import Shape, describe, meta_input, shapes_text
 from convlint.samesize import AxisVerdict
 from convlint.sites import Site, raised_site
 
@@ -90,7 +90,7 @@ def analyse(
     except Exception as exc:
         site = raised_site(exc)
         at = f" at line {site.line}" if site is not None else ""
-        why = f"running it at the example input ({_shapes(input_shapes)}) raised{at}: {describe(exc)}"
+        why = f"running it at the example input ({shapes_text(input_shapes, ' ')}) raised{at}: {describe(exc)}"
         if fx is not None:
             fx.trace.execution_failed = why
             return fx
@@ -99,7 +99,7 @@ def analyse(
             return Analysis(error=f"{fx_stopped}; {why}", error_site=site)
         # Recorded at a larger input; sized at the example, where it raises at the layer
         # that cannot take it (a CVL401 at that line, as for a model fx follows).
-        fx_stopped = f"{fx_stopped}; {why}, so it was recorded at {_shapes(executed.captured_at)}"
+        fx_stopped = f"{fx_stopped}; {why}, so it was recorded at {shapes_text(executed.captured_at, ' ')}"
         executed.example_raised = (why, site)
     executed.fx_stopped = fx_stopped
     ran = Analysis(executed, sizes.propagate(executed.graph_module, input_shapes, run_every_op=run_every_op))
@@ -132,10 +132,6 @@ def _captured_larger(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -
         executed.captured_at = tuple(larger)
         return executed
     return None
-
-
-def _shapes(shapes: Sequence[Sequence[int]]) -> str:
-    return " ".join("x".join(map(str, s)) for s in shapes)
 
 
 def _symbolic_score(analysis: Analysis) -> tuple:

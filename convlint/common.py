@@ -20,6 +20,11 @@ def describe(exc: BaseException, limit: int = 0) -> str:
     return line if not limit or len(line) <= limit else line[: limit - 3].rstrip() + "..."
 
 
+def shapes_text(shapes, sep: str = ", ") -> str:
+    """``1x3x64x64, 1x16``: input shapes as messages write them."""
+    return sep.join("x".join(map(str, s)) for s in shapes)
+
+
 def relpath(path: str) -> str:
     """A path relative to the working directory when it is below it, else as given."""
     try:

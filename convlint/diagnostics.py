@@ -147,7 +147,7 @@ def _not_sized_right(view) -> Optional[tuple]:
     why, site = trace.example_raised
     if view.inferred_input:
         return CVL904, Report(f"model `{view.name}` was not checked: {why}; declare its input with --input-shape", "")
-    shapes = _shapes(trace.captured_at)
+    shapes = common.shapes_text(trace.captured_at)
     return CVL901, Report(f"model `{view.name}`: {why}; check the input shape (it runs at {shapes})", "", site)
 
 
@@ -165,11 +165,6 @@ def _spatial_in_channels(view) -> Optional[tuple]:
         if dims and len(dims) > 1 and getattr(dims[1], "is_Symbol", False):
             return node, f"`{dims[1]}`"
     return None
-
-
-def _shapes(shapes) -> str:
-    """``1x3x64x64, 1x16``: input shapes as messages write them."""
-    return ", ".join("x".join(map(str, s)) for s in shapes)
 
 
 def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
@@ -208,7 +203,7 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
         if node is not None and _at_every_size(view, node):
             # No input size runs it (operands whose fixed sizes disagree): the model's
             # error, at its line, whatever input convlint was given or guessed.
-            shapes = _shapes(view.input_shapes)
+            shapes = common.shapes_text(view.input_shapes)
             yield (
                 CVL901,
                 Report(
@@ -223,7 +218,7 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
         if view.inferred_input:
             # A channel or rank mismatch at an input convlint guessed says the guess was
             # wrong, not the model: information, with the way to declare it.
-            shapes = _shapes(view.input_shapes)
+            shapes = common.shapes_text(view.input_shapes)
             head = (
                 f"model `{view.name}` was not checked: on the input convlint inferred ({shapes}) it raised{at}{line}: "
             )

@@ -229,16 +229,20 @@ def _merge_conditions(view, why: list) -> list[Condition]:
             for k in range(1, min(len(first), len(dims)) + 1):
                 if cat and (len(first) - k) == skip % len(first):
                     continue
-                a, b = first[-k], dims[-k]
-                if a is None or b is None:
-                    why.append("a merge of sizes not followed")
-                    continue
-                if a == b or not (getattr(a, "free_symbols", None) or getattr(b, "free_symbols", None)):
-                    continue  # equal, or two constants that agreed at the example
-                found.append(
-                    _condition(view, "merge", _agree(a, b, not cat), node, (a, b), line=False, broadcasts=not cat)
-                )
+                found += _agreeing(view, node, first[-k], dims[-k], not cat, why)
     return found
+
+
+def _agreeing(view, node, a, b, broadcasts: bool, why: list) -> list[Condition]:
+    """The condition that sizes ``a`` and ``b`` of ``node``'s operands agree (or one is 1,
+    where they ``broadcast``): none where they are equal, or two constants that agreed at
+    the example; an unknown size makes the domain inexact."""
+    if a is None or b is None:
+        why.append("a merge of sizes not followed")
+        return []
+    if a == b or not (getattr(a, "free_symbols", None) or getattr(b, "free_symbols", None)):
+        return []
+    return [_condition(view, "merge", _agree(a, b, broadcasts), node, (a, b), line=False, broadcasts=broadcasts)]
 
 
 def _whole(dims: tuple, total: tuple) -> Callable[[dict], Optional[bool]]:
@@ -338,14 +342,7 @@ def _matmul_conditions(view, why: list) -> list[Condition]:
         pairs = [(a.dims[-1], b.dims[-2], False)]
         pairs += [(x, y, True) for x, y in zip(reversed(a.dims[:-2]), reversed(b.dims[:-2]))]
         for x, y, broadcasts in pairs:
-            if x is None or y is None:
-                why.append("a merge of sizes not followed")
-                continue
-            if x == y or not (getattr(x, "free_symbols", None) or getattr(y, "free_symbols", None)):
-                continue
-            found.append(
-                _condition(view, "merge", _agree(x, y, broadcasts), node, (x, y), line=False, broadcasts=broadcasts)
-            )
+            found += _agreeing(view, node, x, y, broadcasts, why)
     return found
 
 
