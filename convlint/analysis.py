@@ -18,7 +18,7 @@ import torch.nn as nn
 
 from convlint import layers, samesize, sizes
 from convlint.capture import Trace, execute, trace
-from convlint.common import Shape, describe, meta_input, shapes_text
+from convlint.common import Shape, describe, meta_input, shapes_text, spatial_axes, with_spatial_sizes
 from convlint.samesize import AxisVerdict
 from convlint.sites import Site, raised_site
 
@@ -33,6 +33,8 @@ class Analysis:
     sizes: Optional[sizes.SizeResult] = None
     error: Optional[str] = None
     error_site: Optional[Site] = None  # the model's line that raised, where running it did
+    input_shapes: tuple = ()  # the inputs as sized: their spatial axes those the convolutions read
+    unsized_input: bool = False  # ``error`` says why the input's spatial dims are not known
 
     @property
     def output(self) -> Optional[sizes.SymTensor]:
@@ -68,13 +70,48 @@ def analyse(
     """Capture and size one module: by fx where it can follow ``forward`` whole; where it
     cannot (the top-level forward, or a submodule it had to leave as a leaf), also by
     execution, and the capture that keeps more convolutions' sizes symbolic is used.
-    ``by_execution=False``: fx alone, its leaves probed (what stands when execution fails)."""
+    ``by_execution=False``: fx alone, its leaves probed (what stands when execution fails).
+
+    An input whose spatial axes are not its last ones (a channels-last input permuted in
+    ``forward``) is sized again with the axes its convolutions read (``sizes.layout``)."""
+    analysis = _captured(module, input_shapes, run_every_op, traced, by_execution)
+    analysis.input_shapes = tuple(input_shapes)
+    if analysis.sizes is None or not (sizes.misread(analysis.sizes) or sizes.layout.part_spatial(analysis.sizes)):
+        return analysis
+    shapes = sizes.laid_out(analysis.sizes.graph_module, input_shapes, run_every_op)
+    misread = sizes.misread(analysis.sizes)
+    if shapes is None and misread is not None:
+        # every size stated from these symbols would be about the wrong dims: none is
+        node, name = misread
+        layer = (
+            f"`{node.target}` ({type(module.get_submodule(node.target)).__name__})"
+            if node.op == "call_module"
+            else f"`{node.name}`"
+        )
+        error = (
+            f"the input's size `{name}` reaches the channels of {layer} and none of its sizes reaches the "
+            "spatial dims of a convolution"
+        )
+        return dataclasses.replace(analysis, sizes=None, error=error, unsized_input=True)
+    if shapes is None:
+        return analysis
+    log.debug("%s: spatial axes %s", type(module).__name__, [spatial_axes(s) for s in shapes])
+    relaid = sizes.propagate(analysis.sizes.graph_module, shapes, run_every_op=run_every_op)
+    # the tensors rules compare are the convolutions' (tokens of one axis folded to a grid: 2)
+    convs = sizes.layout.convolutions(relaid)
+    if convs:
+        relaid.spatial_ndim = relaid.geometries[convs[0][0]].ndim
+    return dataclasses.replace(analysis, sizes=relaid, input_shapes=shapes)
+
+
+def _captured(module: nn.Module, input_shapes, run_every_op: bool, traced, by_execution: bool) -> Analysis:
     fx_stopped = None
     if traced is None:
         try:
             traced = trace(module, len(input_shapes))
         except Exception as exc:
-            fx_stopped = f"cannot be traced: {describe(exc)}"
+            # cut: where running it raised too, that reason leads the message
+            fx_stopped = f"cannot be traced: {describe(exc, 64)}"
     fx = None
     if traced is not None:
         fx = Analysis(traced, sizes.propagate(traced.graph_module, input_shapes, run_every_op=run_every_op))
@@ -123,7 +160,7 @@ def _captured_larger(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -
     runs): a model whose example is too small for its layers is still recorded whole, its
     branches as taken there (guards)."""
     for factor in LARGER:
-        larger = [tuple(s[:2]) + tuple(n * factor for n in s[2:]) if len(s) > 2 else tuple(s) for s in input_shapes]
+        larger = [with_spatial_sizes(s, [s[a] * factor for a in spatial_axes(s)]) for s in input_shapes]
         try:
             executed = execute.capture(module, larger, sizes.PREDICTOR)
         except Exception as exc:
@@ -213,7 +250,7 @@ def _block_axis(module, shapes, analysis: Analysis, sym, i: int, expr) -> AxisVe
 def _executed_axis(module, shapes, i: int) -> Callable[[int], Optional[int]]:
     """Output size along spatial dim ``i`` by running the block on meta tensors."""
     first = list(shapes[0])
-    axis = len(first) - len(sizes.SPATIAL_NAMES[max(1, min(3, len(first) - 2))]) + i
+    axis = spatial_axes(shapes[0])[i]
 
     @functools.lru_cache(maxsize=None)
     def out(n: int) -> Optional[int]:

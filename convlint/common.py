@@ -8,6 +8,7 @@ so), and torch only inside the function that needs it.
 from __future__ import annotations
 
 import os
+from typing import Optional, Sequence
 
 VERSION = "0.1.0"
 
@@ -35,14 +36,17 @@ def relpath(path: str) -> str:
 
 
 class Shape(tuple):
-    """An example input's shape, and its dtype when it is not float32 (class labels,
-    timesteps, token ids: ``1:int64``)."""
+    """An example input's shape, its dtype when it is not float32 (class labels,
+    timesteps, token ids: ``1:int64``), and its spatial axes when they are not its last
+    ones (a channels-last input: ``(1, 2)`` of N, H, W, C, read from the convolutions)."""
 
     dtype: str = "float32"
+    spatial: Optional[tuple] = None
 
-    def __new__(cls, sizes, dtype: str = "float32") -> "Shape":
+    def __new__(cls, sizes, dtype: str = "float32", spatial: Optional[Sequence[int]] = None) -> "Shape":
         shape = super().__new__(cls, tuple(sizes))
         shape.dtype = dtype
+        shape.spatial = tuple(spatial) if spatial is not None else None
         return shape
 
     def empty(self):
@@ -50,6 +54,27 @@ class Shape(tuple):
         import torch
 
         return torch.empty(tuple(self), device="meta", dtype=getattr(torch, self.dtype))
+
+    def with_sizes(self, sizes: Sequence[int]) -> "Shape":
+        """Another shape of the same dtype and layout."""
+        return Shape(sizes, self.dtype, self.spatial)
+
+
+def spatial_axes(shape: Sequence[int]) -> tuple[int, ...]:
+    """The axes of an input that hold its spatial sizes: those a ``Shape`` names, else its
+    last ones after batch and channels (at most three)."""
+    spatial = getattr(shape, "spatial", None)
+    if spatial is not None:
+        return spatial
+    return tuple(range(2, len(shape)))[-3:] if len(shape) > 2 else ()
+
+
+def with_spatial_sizes(shape: Sequence[int], sizes: Sequence[int]) -> "Shape":
+    """``shape`` with its spatial sizes (in order) replaced by ``sizes``."""
+    out = list(shape)
+    for axis, n in zip(spatial_axes(shape), sizes):
+        out[axis] = int(n)
+    return shape.with_sizes(out) if isinstance(shape, Shape) else Shape(out)
 
 
 def meta_input(shape):

@@ -108,7 +108,10 @@ its definition, with the reason: its constructor needs arguments (`UNet(n_channe
 n_classes)`; convlint never invents them), or the input convlint inferred from the first
 convolution made the model raise for a reason the size analysis does not explain (a
 channel or rank mismatch, or the model's own `assert` on its input's sizes, whose line the
-message names: the guess was wrong, not the model). A class that a checked
+message names: the guess was wrong, not the model; convlint tries the channels-last form
+too, (1, 224, 224, C), and takes it where the model runs there), or an input size reaches
+a convolution's channels while none reaches a convolution's spatial dims (so no dim of
+the input can be sized as H or W). A class that a checked
 model in the same run builds (a block of that model) is checked through it and is not
 reported.
 
@@ -130,17 +133,8 @@ ENGINE_RULES = (CVL900, CVL901, CVL902, CVL903, CVL904)
 
 def _not_sized_right(view) -> Optional[tuple]:
     """(rule, report) where the sizes, though followed, are not the model's at its input:
-    its spatial dims are not the input's last ones, or it raised at the example for a
-    reason no op sized there explains (its own Python refused the input: an assert)."""
-    misread = _spatial_in_channels(view)
-    if misread is not None:
-        node, name = misread
-        return CVL904, Report(
-            f"model `{view.name}` was not checked: the input's size {name} reaches the channels of "
-            f"{view.describe(node, line=False)}, so its spatial dims are not its last ones (a channels-last "
-            f"input); convlint takes the last ones as spatial and does not read them from the convolutions yet",
-            "",
-        )
+    it raised at the example for a reason no op sized there explains (its own Python
+    refused the input: an assert)."""
     trace = view.analysis.trace
     if trace is None or trace.example_raised is None or view.sizes.error is not None:
         return None
@@ -151,22 +145,6 @@ def _not_sized_right(view) -> Optional[tuple]:
     return CVL901, Report(f"model `{view.name}`: {why}; check the input shape (it runs at {shapes})", "", site)
 
 
-def _spatial_in_channels(view) -> Optional[tuple]:
-    """(a convolution, the symbols) where an input's spatial symbol reached the channels
-    of a convolution: the input's layout is not (N, C, spatial...), and every size stated
-    from those symbols would be about the wrong dims."""
-    shadows = view.sizes.shadows
-    for node in view.nodes:
-        if not node.all_input_nodes or not view.is_convolution(node):
-            continue
-        dims = getattr(shadows.get(node.all_input_nodes[0]), "dims", None)
-        # a bare symbol: an input dim moved to the channels whole (a permute), not tokens
-        # flattened into them (a mixer's Conv1d over H*W patches has a fixed-size condition)
-        if dims and len(dims) > 1 and getattr(dims[1], "is_Symbol", False):
-            return node, f"`{dims[1]}`"
-    return None
-
-
 def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
     from convlint.pretty import show
 
@@ -175,7 +153,7 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
         yield CVL904, Report(f"model `{view.name}` was not checked: {input_error}", "")
         return
     if analysis.error:
-        if analysis.error_site is not None and view.inferred_input:
+        if analysis.unsized_input or (analysis.error_site is not None and view.inferred_input):
             # The model's own line refused the input convlint guessed: declare the input.
             yield (
                 CVL904,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from convlint import pretty
-from convlint.samesize import period_of, smallest_defined
+from convlint.samesize import period_of, periodic, smallest_defined
 
 # A Domain and its Conditions (convlint.input_domain, which states itself with this module).
 Domain = Condition = Any
@@ -52,19 +52,30 @@ class AxisSet:
     also: tuple = ()
     joint: bool = False
     causes: tuple = ()  # what restricts it beyond the layers' limits: `fc` (Linear), a merge
+    # a set with no period (a fold of L tokens to a side of int(sqrt(L))): ``also`` lists it
+    # below ``start``, and the conditions themselves decide from there on
+    beyond: Optional[Callable[[int], bool]] = field(default=None, compare=False)
 
     def __contains__(self, n: int) -> bool:
         if self.lowest is None or n < self.lowest:
             return False
+        if self.beyond is not None and n >= self.start:
+            return self.beyond(n)
         return n in self.also or (n >= self.start and n % self.period in self.residues)
 
     @property
     def every_size_above(self) -> bool:
         """Every size from ``lowest`` on: a lower bound says it all."""
-        return self.lowest is not None and self.start == self.lowest and len(self.residues) == self.period
+        return (
+            self.lowest is not None
+            and self.beyond is None
+            and self.start == self.lowest
+            and len(self.residues) == self.period
+        )
 
     def key(self) -> tuple:
-        return (self.lowest, self.start, self.period, self.residues, self.also)
+        # sets with no period are stated per dim: alike below ``start`` says nothing past it
+        return (self.lowest, self.start, self.period, self.residues, self.also, id(self) if self.beyond else None)
 
     def phrase(self, names: list, bound: bool = True) -> str:
         """``H, W >= 17 and multiples of 8``; ``H % 32 in {0, 17..31}``; ``H in 223..224``;
@@ -76,6 +87,12 @@ class AxisSet:
         plural = len(names) > 1 and not shared
         if self.lowest is None:
             return f"no {said} up to {UNBOUNDED}"
+        if self.beyond is not None:
+            return (
+                f"{said} in {_ranges(list(self.also), more=True)} (no period)"
+                if self.also
+                else f"no {said} up to {self.start - 1}"
+            )
         if not self.residues:
             return _finite(said, self.also)
         threshold = self.start if bound or self.start > self.lowest else 1
@@ -100,18 +117,20 @@ class AxisSet:
         return text
 
 
-def _ranges(values: list) -> str:
+def _ranges(values: list, more: bool = False) -> str:
     """``{0, 17..31}``: runs of consecutive numbers as ranges; past a handful, the count and
-    the span (the set itself is in JSON's conditions)."""
+    the span (the set itself is in JSON's conditions). ``more``: the set goes on past
+    ``values``; the first handful of runs and ``...``."""
     runs: list = []
     for v in values:
         if runs and v == runs[-1][1] + 1:
             runs[-1][1] = v
         else:
             runs.append([v, v])
-    if len(runs) > HANDFUL:
+    if len(runs) > HANDFUL and not more:
         return f"{len(values)} values from {values[0]} to {values[-1]}"
-    return "{" + ", ".join(str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}..{b}" for a, b in runs) + "}"
+    shown = [str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}..{b}" for a, b in runs[:HANDFUL]]
+    return "{" + ", ".join(shown + ["..."] * more) + "}"
 
 
 def _finite(names: str, sizes: tuple) -> str:
@@ -150,13 +169,29 @@ def _shortest(period: int, residues: frozenset) -> tuple:
     return period, residues
 
 
-def _period(conditions, base: dict, symbols) -> int:
+def _period(conditions, base: dict, symbols) -> Optional[int]:
+    """A period of the conditions in ``symbols`` (the others as in ``base``); None when
+    they have none (``periodic``)."""
     period = 1
     for c in conditions:
         for e in c.expressions:
             fixed = e.xreplace({s: v for s, v in base.items() if s not in symbols}) if hasattr(e, "xreplace") else e
+            if not periodic(fixed):
+                return None
             period = min(math.lcm(period, period_of(fixed)), MAX_PERIOD)
     return period
+
+
+def _set(symbol, lowest: int, passes: Callable[[int], bool], period: Optional[int], around: int) -> AxisSet:
+    """The sizes from ``lowest`` on that pass: a periodic pattern, or, with no period, the
+    ones in a window and the test itself past it."""
+    if period is None:
+        end = lowest + max(2 * around, 64)
+        return AxisSet(
+            symbol, lowest, end, 1, frozenset(), tuple(n for n in range(lowest, end) if passes(n)), beyond=passes
+        )
+    start, period, residues, also = _pattern(passes, lowest, period, around)
+    return AxisSet(symbol, lowest, start, period, residues, also)
 
 
 # ---------------------------------------------------------------- parts of a statement
@@ -203,10 +238,11 @@ def _ordered_part(a, b) -> Part:
     return Part((a, b), text, text, lambda env: env[a] >= env[b])
 
 
-def _equation(c: Condition) -> str:
+def _equation(c: Condition, lowest: dict) -> str:
     if c.kind in ("merge", "fixed") and len(c.expressions) == 2:
         a, b = sorted(pretty.show(e) for e in c.expressions) if c.kind == "merge" else map(pretty.show, c.expressions)
-        return f"{a} = {b}" + (" (or one of them 1)" if c.broadcasts else "")
+        ones = c.broadcasts and any(_can_be_one(e, lowest) for e in c.expressions)
+        return f"{a} = {b}" + (" (or one of them 1)" if ones else "")
     if c.kind == "view":
         return " and ".join(f"{pretty.show(e)} whole" for e in c.expressions)
     if c.kind == "limit" and len(c.expressions) == 2:
@@ -214,11 +250,25 @@ def _equation(c: Condition) -> str:
     return " and ".join(pretty.show(e) for e in c.expressions) or c.where
 
 
+def _can_be_one(expression, lowest: dict) -> bool:
+    """Is a merge operand's size 1 at some input from the layers' lower bounds up (a size
+    that broadcasts)? A constant other than 1 never is; sizes grow with the input, so an
+    expression is tried at the sizes nearest the bounds."""
+    from convlint.sizes import evaluate_int
+
+    free = sorted(getattr(expression, "free_symbols", ()), key=str)
+    if not free:
+        return evaluate_int(expression, {}) == 1
+    ranges = [range(lowest.get(s) or 1, (lowest.get(s) or 1) + 16) for s in free]
+    points = itertools.product(*ranges) if len(free) <= 2 else (tuple([n] * len(free)) for n in ranges[0])
+    return any(evaluate_int(expression, dict(zip(free, point))) == 1 for point in points)
+
+
 LONGEST_EQUATION = 100  # past this, an equation is named, not written (JSON has it)
 
 
 def _equation_part(symbols: tuple, conditions: list, lowest: dict) -> Part:
-    text = " and ".join(dict.fromkeys(_equation(c) for c in conditions))
+    text = " and ".join(dict.fromkeys(_equation(c, lowest) for c in conditions))
     if len(text) > LONGEST_EQUATION:  # a window partition's token count: nobody reads 600 characters
         names = ", ".join(map(str, symbols))
         text = f"{names} as {pretty.names(list(dict.fromkeys(c.where for c in conditions)))} allow{'s' * (len(conditions) == 1)}"
@@ -375,10 +425,7 @@ def _axis(symbol, lowest: Optional[int], conditions: list, base: dict, fails) ->
     if not conditions:
         return AxisSet(symbol, lowest, lowest)
     period = _period(conditions, base, {symbol})
-    start, period, residues, also = _pattern(
-        lambda n: not fails({**base, symbol: n}, conditions), lowest, period, base.get(symbol, 16)
-    )
-    return AxisSet(symbol, lowest, start, period, residues, also)
+    return _set(symbol, lowest, lambda n: not fails({**base, symbol: n}, conditions), period, base.get(symbol, 16))
 
 
 def _joint(group: tuple, conditions: list, lowest: dict, example: dict, fails) -> list[Part]:
@@ -430,8 +477,7 @@ def _squares(group: tuple, conditions: list, lowest: dict, example: dict, runs) 
     """The sizes n at which the input n x n (x n) runs: one size shared by the group's dims."""
     m = max(lowest[s] for s in group)
     period = _period(conditions, example, set(group))
-    start, period, residues, also = _pattern(lambda n: runs((n,) * len(group)), m, period, example.get(group[0], 16))
-    return AxisSet(group[0], m, start, period, residues, also)
+    return _set(group[0], m, lambda n: runs((n,) * len(group)), period, example.get(group[0], 16))
 
 
 def _window(lowest: Optional[int], around: int, half: int) -> list[int]:
@@ -466,7 +512,7 @@ def _first_failures(symbols: tuple, chosen: list, lowest: dict, example: dict, e
     def refused(env: dict) -> bool:
         return any(c.refuses(env) for c in chosen) and not any(c.refuses(env) for c in earlier)
 
-    period = _period(chosen, example, set(symbols))
+    period = _period(chosen, example, set(symbols)) or 16  # no period: the window alone
     reach = max(example.values(), default=16) * 2 + 4 * period + 64
     square = len(set(example[s] for s in symbols)) == 1
     found = []
@@ -513,7 +559,7 @@ def axis_set(domain: Domain, symbol) -> AxisSet:
         return bool(bad)
 
     found = _axis(symbol, lowest, others, example, fails)
-    return AxisSet(symbol, found.lowest, found.start, found.period, found.residues, found.also, joint, tuple(causes))
+    return dataclasses.replace(found, joint=joint, causes=tuple(causes))
 
 
 def statement(domain: Domain) -> Optional[str]:

@@ -93,7 +93,8 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
         if input_error:
             analysis = Analysis(error=input_error if traced is not None else f"{trace_error}; {input_error}")
         else:
-            analysis = analyse(model, shapes, run_every_op, traced=traced)
+            analysis = _inferred_analysis(model, shapes, run_every_op, traced)
+    shapes = analysis.input_shapes or shapes
     view = ModelView(
         where.name, where.path, model, shapes, analysis, tuple(same), inferred_input=not input_shapes,
         run_every_op=run_every_op,
@@ -101,6 +102,28 @@ def build_view(model, input_shapes=(), *, same=(), name=None, path=None, line=No
     if shapes and any(info.intent for info in view.modules):
         view = _with_intent_analysed(view, run_every_op)
     return view, where, input_error
+
+
+def _inferred_analysis(model, shapes: tuple, run_every_op: bool, traced):
+    """The analysis at the inferred input, or, where that did not run, at the same sizes
+    channels-last (N, H, W, C) if the model runs there: an input convlint suggests is
+    one it has seen run."""
+    from convlint.analysis import analyse
+
+    analysis = analyse(model, shapes, run_every_op, traced=traced)
+    if _ran(analysis) or not 3 <= len(shapes[0]) <= 5:
+        return analysis
+    last = inference.channels_last(model, shapes[0], traced.graph_module if traced is not None else None)
+    other = analyse(model, (last, *shapes[1:]), run_every_op, traced=traced)
+    return other if _ran(other) else analysis
+
+
+def _ran(analysis) -> bool:
+    """Did the model run to its end at the input it was analysed at?"""
+    trace, result = analysis.trace, analysis.sizes
+    if analysis.error or result is None or result.error is not None:
+        return False
+    return trace is None or (trace.example_raised is None and trace.stopped is None)
 
 
 def _with_intent_analysed(view, run_every_op):

@@ -198,6 +198,15 @@ class Facts:
             for c in view.constraints()
         )
 
+    def symbol_of(self, dim: int, *sizes: Any) -> Optional[Any]:
+        """The input symbol a spatial dim's sizes are about: the one they carry (a
+        channels-last tensor's first spatial dim carries ``H``), else the ``dim``-th."""
+        carried = {s for size in sizes if size is not None for s in getattr(size, "free_symbols", ())}
+        carried &= set(self.symbols)
+        if len(carried) == 1:
+            return carried.pop()
+        return self.symbols[dim] if dim < len(self.symbols) else None
+
     # ------------------------------------------------------------ the graph, walked for the rules
 
     def inputs(self, op: Op) -> tuple[Op, ...]:

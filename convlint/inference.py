@@ -59,6 +59,39 @@ def _first_conv(model, graph_module, placeholder) -> Optional[object]:
     return None
 
 
+def _last_dim_layer(graph_module, placeholder) -> Optional[int]:
+    """The size of the last dim the first layer an input reaches reads, where that layer is
+    a Linear or LayerNorm before any convolution (channels-last features: N, H, W, C)."""
+    import torch.nn as nn
+
+    from convlint import layers
+
+    reached = {placeholder}
+    for node in graph_module.graph.nodes:
+        if node is placeholder or not any(a in reached for a in node.all_input_nodes):
+            continue
+        reached.add(node)
+        if node.op != "call_module":
+            continue
+        sub = graph_module.get_submodule(node.target)
+        if layers.is_convolution(sub):
+            return None
+        if isinstance(sub, nn.Linear) and sub.in_features:
+            return sub.in_features
+        if isinstance(sub, nn.LayerNorm) and sub.normalized_shape:
+            return sub.normalized_shape[-1]
+    return None
+
+
+def channels_last(model, shape: Sequence[int], graph_module=None) -> Shape:
+    """The channels-last form of an inferred input (1, C, H, W) -> (1, H, W, C'): for a
+    model that permutes its input in forward. C' is the last dim of the first Linear or
+    LayerNorm the input reaches before a convolution, else C."""
+    placeholder = next((n for n in graph_module.graph.nodes if n.op == "placeholder"), None) if graph_module else None
+    channels = _last_dim_layer(graph_module, placeholder) if placeholder is not None else None
+    return Shape((shape[0], *shape[2:], channels or shape[1]), getattr(shape, "dtype", "float32"))
+
+
 def _indexes_an_embedding(graph_module, placeholder) -> bool:
     """Is an input's first use an embedding lookup (so it holds integers)?"""
     import torch.nn as nn

@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional, Sequence
 import sympy
 
 from convlint import domain_statement, sites
-from convlint.common import Shape
+from convlint.common import Shape, spatial_axes, with_spatial_sizes
 from convlint.sizes.symbolic import evaluate_int, exact_values, holds
 
 
@@ -100,9 +100,9 @@ class Domain:
         for shape, example in zip(shapes, self.input_shapes):
             if len(shape) != len(example):
                 raise ValueError(f"shape {tuple(shape)} has rank {len(shape)}, the example's is {len(example)}")
-            ndim = len(self.symbols) if example is self.input_shapes[0] else 0
-            for symbol, n in zip(self.symbols, tuple(shape)[len(shape) - ndim :]):
-                env[symbol] = int(n)
+            if example is self.input_shapes[0]:
+                for symbol, axis in zip(self.symbols, spatial_axes(example)):
+                    env[symbol] = int(shape[axis])
         return env
 
     def failing(self, *shapes: Sequence[int]) -> list[Condition]:
@@ -256,6 +256,11 @@ def _whole(dims: tuple, total: tuple) -> Callable[[dict], Optional[bool]]:
     return test
 
 
+def _same_product(dims: tuple, total: tuple) -> bool:
+    """Are the products of the two shapes the same expression (a view that only regroups)?"""
+    return sympy.expand(sympy.Mul(*dims) - sympy.Mul(*total)) == 0
+
+
 def _view_conditions(view) -> list[Condition]:
     """A view or reshape needs its new sizes whole and their product the old one's: the
     dim it infers (``-1``) from sizes that depend on the input divides evenly only for
@@ -275,8 +280,11 @@ def _view_conditions(view) -> list[Condition]:
         if None in out.dims or None in source.dims:
             continue
         moving = [d for d in out.dims if getattr(d, "free_symbols", None) and not sympy.sympify(d).is_integer]
-        if moving:
-            found.append(_condition(view, "view", _whole(out.dims, source.dims), node, tuple(moving)))
+        if not moving and _same_product(out.dims, source.dims):
+            continue
+        # a dim the input's sizes decide, or whole sizes whose product is the old one's only
+        # for some inputs (tokens folded to a side of int(sqrt(L)): L a square)
+        found.append(_condition(view, "view", _whole(out.dims, source.dims), node, tuple(moving or out.dims)))
     return found
 
 
@@ -414,6 +422,4 @@ def past_the_limits(view, domain: Domain) -> Optional[Shape]:
         grown[symbol] = max(example[symbol], -(-low // step) * step)
     if grown == example:
         return None
-    shape = domain.input_shapes[0]
-    lead = tuple(shape[: len(shape) - len(domain.symbols)])
-    return Shape((*lead, *(grown[s] for s in domain.symbols)), getattr(shape, "dtype", "float32"))
+    return with_spatial_sizes(domain.input_shapes[0], [grown[s] for s in domain.symbols])

@@ -58,6 +58,22 @@ def period_of(expr) -> int:
     return _period_of(expr)
 
 
+@functools.lru_cache(maxsize=65536)
+def periodic(expr) -> bool:
+    """Do the sizes where conditions on the expression hold repeat with some period? Sums,
+    constant multiples, floors, mods, Max and Min of sizes do (``period_of``), and so, in
+    practice, does a product of them (``H*W`` against ``4*floor(H/2)*floor(W/2)``: H, W
+    even; against a Linear's features: a few sizes, all within reach). A root of a size or
+    a division by one does not (tokens folded to a side of ``int(sqrt(L))``: squares)."""
+    if not isinstance(expr, sympy.Basic) or not expr.free_symbols or expr.is_Symbol:
+        return True
+    if isinstance(expr, sympy.Pow) and (
+        expr.exp.free_symbols or not expr.exp.is_Integer or (expr.exp < 0 and expr.base.free_symbols)
+    ):
+        return False
+    return all(periodic(a) for a in expr.args)
+
+
 @functools.lru_cache(maxsize=65536)  # shared parts (a sum of sums) are met many times
 def _period_of(expr: sympy.Basic) -> int:
     if isinstance(expr, (sympy.floor, sympy.ceiling, formulas.trunc, formulas.round_even)):

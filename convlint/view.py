@@ -177,27 +177,62 @@ class ModelView:
         """The input's spatial symbols (``H``, ``W``), in order."""
         return list(self.sizes.symbols) if self.sizes is not None else []
 
-    def spatial(self, node: torch.fx.Node) -> Optional[list[tuple]]:
-        """(expression or None, concrete size) for each spatial dim of a node's tensor, or
-        None when the tensor has no spatial layout (flattened, or not a tensor)."""
+    def spatial(self, node: torch.fx.Node, positions: Optional[tuple] = None) -> Optional[list[tuple]]:
+        """(expression or None, concrete size) for each spatial dim of a node's tensor (at
+        ``positions``, else where ``spatial_positions`` finds them), or None when the
+        tensor has no spatial layout (flattened, or not a tensor)."""
         shadow, value = self.sizes.shadows.get(node), self.sizes.values.get(node)
         ndim = self.sizes.spatial_ndim
         if not ndim or not isinstance(shadow, sizes.SymTensor) or not isinstance(value, tuple) or len(value) < ndim + 2:
             return None
-        return list(zip(shadow.dims[-ndim:], value[-ndim:]))
+        if positions is None or max(positions) >= len(value):
+            positions = self.spatial_positions([node])
+        return [(shadow.dims[p], value[p]) for p in positions]
+
+    def spatial_positions(self, nodes: list) -> tuple:
+        """Where the spatial dims of these tensors (of one rank) are: the dims after the
+        batch that carry the input's sizes, where there are as many as the convolutions
+        have (a channels-last tensor's 1 and 2); else their last ones."""
+        ndim, symbols = self.sizes.spatial_ndim, set(self.sizes.symbols)
+        shadows = [self.sizes.shadows.get(n) for n in nodes]
+        rank = len(shadows[0].dims)
+        carrying = {
+            p
+            for shadow in shadows
+            if isinstance(shadow, sizes.SymTensor) and len(shadow.dims) == rank
+            for p in range(1, rank)
+            if shadow.dims[p] is not None and not symbols.isdisjoint(shadow.dims[p].free_symbols)
+        }
+        trailing = tuple(range(rank - ndim, rank))
+        return tuple(sorted(carrying)) if len(carrying) == ndim and carrying != set(trailing) else trailing
 
     def merges(self) -> Iterator[tuple]:
         """(merge node, [(operand node, spatial dims)]) for every add/sub/mul/div/cat whose
-        operands (two at least) have spatial dims."""
+        operands (two at least) have spatial dims, read at the same dims of each."""
         if self.sizes is None:
             return
         for node in self.sizes.graph_module.graph.nodes:
             if node not in self.sizes.shadows or not sizes.is_merge(node):
                 continue
-            operands = [(a, self.spatial(a)) for a in sizes.merge_operands(node, node.args, node.kwargs)]
+            positions = self._merge_positions(node)
+            operands = [(a, self.spatial(a, positions)) for a in sizes.merge_operands(node, node.args, node.kwargs)]
             operands = [(a, dims) for a, dims in operands if dims is not None]
             if len(operands) >= 2:
                 yield node, operands
+
+    def _merge_positions(self, node: torch.fx.Node) -> Optional[tuple]:
+        """The spatial dims of a merge's operands of its highest rank, found in all of them
+        (one operand a learned table of constant sizes, the other the input's)."""
+        operands = [a for a in sizes.merge_operands(node, node.args, node.kwargs) if isinstance(a, torch.fx.Node)]
+        ranks = {
+            a: len(self.sizes.shadows[a].dims)
+            for a in operands
+            if isinstance(self.sizes.shadows.get(a), sizes.SymTensor)
+        }
+        if not ranks or max(ranks.values()) < self.sizes.spatial_ndim + 2:
+            return None
+        rank = max(ranks.values())
+        return self.spatial_positions([a for a, r in ranks.items() if r == rank])
 
     @functools.cached_property
     def guards(self) -> tuple:
@@ -332,9 +367,10 @@ class ModelView:
         if not sizes.is_cat(node) or node.target is torch.stack or not isinstance(shape, tuple) or not shape:
             return None
         dim = sizes.cat_dim(node)
-        if not isinstance(dim, int):
+        positions = self._merge_positions(node)
+        if not isinstance(dim, int) or positions is None:
             return None
-        return dim % len(shape) - (len(shape) - self.sizes.spatial_ndim)
+        return positions.index(dim % len(shape)) if dim % len(shape) in positions else None
 
     def merge_pairs(
         self, node: torch.fx.Node, operands: list

@@ -123,11 +123,10 @@ def _holds_for_some(facts: Facts, merge: MergeFact) -> Optional[tuple]:
     """(conditions, first failures, the size maps, smallest failing size) of a merge whose
     operands agree at the example but not for every size; None when they always agree."""
     found: dict = {}  # symbol -> (condition, smallest, above, "H: a vs b")
-    symbols = facts.symbols
     for i, a, b in merge.pairs:
-        if a is None or b is None or i >= len(symbols) or symbols[i] in found:
+        symbol = facts.symbol_of(i, a, b)
+        if a is None or b is None or symbol is None or symbol in found:
             continue
-        symbol = symbols[i]
         failure = agreement(
             facts.example,
             a,
@@ -271,7 +270,6 @@ size=skip.shape[-2:])`), or document and check the input sizes the model takes.
 
 
 def _check_broadcast(facts: Facts) -> Iterator[Report]:
-    symbols = facts.symbols
     for op in facts.ops:
         if not op.sized or not (op.elementwise_merge or op.expands):
             continue
@@ -288,9 +286,10 @@ def _check_broadcast(facts: Facts) -> Iterator[Report]:
             ]
             if not shrunk:
                 continue
-            names = ", ".join(str(symbols[i]) if i < len(symbols) else str(i) for i, _ in shrunk)
+            named = [(facts.symbol_of(i, e), e) for i, e in shrunk]
+            names = ", ".join(str(s) if s is not None else str(i) for (s, _), (i, _) in zip(named, shrunk))
             over = "x".join(str(v) for _, v in out)
-            maps = "; ".join(f"{symbols[i]} -> {text.show(e)}" for i, e in shrunk if i < len(symbols))
+            maps = "; ".join(f"{s} -> {text.show(e)}" for s, e in named if s is not None)
             yield Report(
                 f"{op.brief} stretches {operand.text} over {over} in {names}: "
                 "it is 1 there only because the layers before it shrank it at the example input; "

@@ -48,32 +48,36 @@ def domain_disagreements(domain, model, squares=SQUARES, pairs=PAIRS) -> list:
     exact domain (``contains`` and every part of the statement) everywhere, an inexact
     one wherever it ``refuses`` a size. [(sizes, what convlint says, PyTorch runs)]"""
     from convlint import domain_statement
+    from convlint.common import with_spatial_sizes
 
     example = domain.input_shapes[0]
     ndim, dtype = len(domain.symbols), getattr(example, "dtype", "float32")
-    lead = tuple(example[: len(example) - ndim])
+
+    def at(spatial):  # the example with these spatial sizes, at its spatial axes
+        return tuple(with_spatial_sizes(example, spatial))
+
     said = domain_statement.state(domain) if domain.exact else None
     wrong = []
     for spatial in [(n,) * ndim for n in squares] + (list(pairs) if ndim == 2 else []):
-        real = runs(model, (*lead, *spatial), dtype)
+        real = runs(model, at(spatial), dtype)
         if said is not None:
             claims = {
-                "contains": domain.contains((*lead, *spatial)),
+                "contains": domain.contains(at(spatial)),
                 "statement": dict(zip(domain.symbols, spatial)) in said,
             }
             wrong += [(spatial, f"{k}: {v}", real) for k, v in claims.items() if v != real]
-        elif real and domain.refuses((*lead, *spatial)):
+        elif real and domain.refuses(at(spatial)):
             wrong.append((spatial, "refuses", real))
     if said is not None and said.first is not None:  # the first failure it names fails, no square before it
         first = tuple(said.first[s] for s in domain.symbols)
-        if runs(model, (*lead, *first), dtype):
+        if runs(model, at(first), dtype):
             wrong.append((first, f"first fails at {first}", True))
         if len(set(first)) == 1:
             low = max(said.lowest.values())
             wrong += [
                 ((n,) * ndim, "runs before the first failure", False)
                 for n in range(low, first[0])
-                if not runs(model, (*lead, *(n,) * ndim), dtype)
+                if not runs(model, at((n,) * ndim), dtype)
             ]
     return wrong
 

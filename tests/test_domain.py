@@ -20,6 +20,7 @@ from conftest import FIXTURES, domain_disagreements, runs
 
 import convlint
 from convlint import config
+from convlint.common import spatial_axes
 
 FILES = [
     *sorted(
@@ -92,12 +93,11 @@ def test_each_dim_stated_is_the_sizes_pytorch_runs_with_the_others_at_the_exampl
     torch.manual_seed(0)
     real = cls().eval()
     example = domain.input_shapes[0]
-    lead = len(example) - len(domain.symbols)
-    for axis, symbol in enumerate(domain.symbols):
+    for axis, symbol in zip(spatial_axes(example), domain.symbols):
         stated = domain_statement.axis_set(domain, symbol)
         for n in range(1, 97):
             shape = list(example)
-            shape[lead + axis] = n
+            shape[axis] = n
             assert (n in stated) == _runs(real, tuple(shape), getattr(example, "dtype", "float32")), (symbol, n, stated)
 
 
@@ -142,6 +142,17 @@ def test_token_merges_and_traced_asserts_bound_the_domain_as_pytorch_does():
     real = TinyViT().eval()
     for h, w in [(n, n) for n in range(1, 65)] + [(32, n) for n in range(1, 65)] + [(n, 32) for n in range(1, 65)]:
         assert domain.contains((1, 3, h, w)) == _runs(real, (1, 3, h, w), "float32"), (h, w)
+
+
+def test_or_one_of_them_1_is_said_only_where_a_side_of_the_merge_can_be_1():
+    """A broadcast is a way out only where an operand's size can be 1: a map added to its
+    transpose runs at 1 x 32; a token count with a class token is 2 at least."""
+    patterns = {cls.__name__: cls for cls in _models(os.path.join(FIXTURES, "rules", "domain_patterns.py"))}
+    transposed = str(convlint.domain(patterns["Transposed"], (1, 3, 32, 32)))
+    table = convlint.domain(patterns["ClassTokenTable"], (1, 3, 32, 32))
+    assert "H = W (or one of them 1)" in transposed and _runs(patterns["Transposed"]().eval(), (1, 3, 1, 32), "float32")
+    assert str(table).startswith("65 = floor(H/4)*floor(W/4) + 1 (squares") and "one of them 1" not in str(table)
+    assert not domain_disagreements(table, patterns["ClassTokenTable"]().eval())
 
 
 def test_shapes_json_carries_the_domain(in_root):

@@ -7,7 +7,7 @@ import os
 
 import pytest
 import torch
-from conftest import FIXTURES
+from conftest import FIXTURES, runs
 
 import convlint
 from convlint import engine, report, sizes
@@ -372,7 +372,7 @@ def test_an_assert_that_refuses_the_input_is_reported_at_its_line(tmp_path):
     assert "All checks passed!" in check("--input-shape", "1,3,64,256").stderr
 
 
-def test_a_channels_last_input_is_said_to_be_not_checked_rather_than_sized_on_the_wrong_dims():
+def test_a_channels_last_input_is_sized_on_the_axes_its_convolutions_read(monkeypatch):
     class ChannelsLast(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -382,7 +382,21 @@ def test_a_channels_last_input_is_said_to_be_not_checked_rather_than_sized_on_th
             x = x.permute(0, 3, 1, 2)
             return torch.nn.functional.interpolate(self.down(x), scale_factor=2.0) + x.mean(1, keepdim=True)
 
-    # PyTorch: both H and W must be even; sized with W, C as the spatial dims, convlint
-    # said "H = 1 or a multiple of 2; any W" and passed
+    # PyTorch: H and W must each be 1 or even. Sized with W, C as the spatial dims,
+    # convlint once said "H = 1 or a multiple of 2; any W" and passed.
+    (finding,) = convlint.check(ChannelsLast, (1, 64, 64, 3))
+    assert finding.code == "CVL302" and "it needs H, W = 1 or H, W multiples of 2" in finding.message
+    domain = convlint.domain(ChannelsLast, (1, 64, 64, 3))
+    assert domain.input_shapes[0].spatial == (1, 2)
+    model = ChannelsLast()
+    for h in range(1, 14):
+        for w in range(1, 14):
+            assert domain.refuses((1, h, w, 3)) == (not runs(model, (1, h, w, 3), "float32")), (h, w)
+    # no input given: (1, 3, 224, 224) does not run; the channels-last one convlint takes does
+    inferred = convlint.domain(ChannelsLast)
+    assert tuple(inferred.input_shapes[0]) == (1, 224, 224, 3) and runs(model, (1, 224, 224, 3), "float32")
+
+    # where no axis of the input reaches a convolution's spatial dims, it is not sized at all
+    monkeypatch.setattr(sizes, "laid_out", lambda *args: None)
     (finding,) = convlint.check(ChannelsLast, (1, 64, 64, 3))
     assert finding.code == "CVL904" and "reaches the channels of `down` (Conv2d)" in finding.message

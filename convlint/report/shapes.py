@@ -8,6 +8,8 @@ import json
 from dataclasses import dataclass
 from typing import Optional
 
+from convlint import common
+
 
 def _op_name(node) -> str:
     if node.op == "call_module":
@@ -189,6 +191,9 @@ def shapes_json(views) -> str:
             {
                 "model": view.name,
                 "input_shapes": [list(s) for s in view.input_shapes],
+                # per input, the axes sized as spatial (H, W): the last ones, or those a
+                # channels-last input's convolutions read
+                "spatial_axes": [list(common.spatial_axes(s)) for s in view.input_shapes],
                 "symbols": {str(k): v for k, v in (sizes_.symbols.items() if sizes_ else ())},
                 "leaves": dict(view.analysis.trace.leaves) if view.analysis.trace else {},
                 "capture": view.analysis.trace.method if view.analysis.trace else None,
@@ -220,6 +225,9 @@ def shapes_text(views) -> str:
     lines = []
     for view in views:
         header = f"{view.name}  input {' '.join('x'.join(map(str, s)) for s in view.input_shapes)}"
+        laid = [s for s in view.input_shapes[:1] if getattr(s, "spatial", None) is not None]
+        if laid and view.sizes is not None:  # the spatial sizes are not the last dims: say which are
+            header += f"  ({', '.join(map(str, view.sizes.symbols))} at dims {', '.join(map(str, laid[0].spatial))})"
         trace = view.analysis.trace
         if trace is not None and trace.method == "execution":
             header += f"  (captured by running forward: {trace.fx_stopped})"

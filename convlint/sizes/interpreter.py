@@ -24,7 +24,7 @@ import torch
 import torch.fx
 
 from convlint.capture.values import READS, UNKNOWN, Values, in_place, meta_unsupported, on_meta
-from convlint.common import describe, meta_input
+from convlint.common import describe, meta_input, spatial_axes
 from convlint.sizes import contents, probe, transfer
 from convlint.sizes.elementwise import is_cat, is_merge, merge_operands
 from convlint.sizes.symbolic import SPATIAL_NAMES, SymTensor, constant_shadow, evaluate_int, has_symbols, symbol
@@ -403,11 +403,12 @@ def _tensors(value: Any) -> list:
 
 
 def input_shadow(shape: Sequence[int], names: Sequence[str]) -> tuple[SymTensor, dict]:
-    """Shadow for an input of ``shape``: leading dims concrete, spatial dims symbols."""
-    ndim = len(names)
-    syms = [symbol(name) for name in names]
-    lead = tuple(sympy.Integer(s) for s in shape[: len(shape) - ndim])
-    return SymTensor(lead + tuple(syms)), dict(zip(syms, shape[len(shape) - ndim :]))
+    """Shadow for an input of ``shape``: its spatial axes (``common.spatial_axes``) symbols
+    named ``names``, its other dims concrete."""
+    axes = spatial_axes(shape)
+    syms = dict(zip(axes, (symbol(name) for name in names)))
+    dims = tuple(syms.get(i, sympy.Integer(n)) for i, n in enumerate(shape))
+    return SymTensor(dims), {syms[a]: shape[a] for a in axes}
 
 
 def propagate(
@@ -415,25 +416,28 @@ def propagate(
 ) -> SizeResult:
     """Sizes for every node, the inputs' spatial dims named L / H, W / D, H, W.
 
-    A second input with the same spatial sizes as the first shares its symbols; one
-    with other sizes gets its own (``H1``, ``W1``, ...). ``run_every_op``: see the module's
-    doc (``convlint.options.Options`` carries it from the CLI, the configuration or the API).
+    The spatial dims are an input's last ones, or the axes its ``Shape`` names (a
+    channels-last input). A second input with the same spatial sizes as the first shares
+    its symbols; one with other sizes gets its own (``H1``, ``W1``, ...). ``run_every_op``:
+    see the module's doc (``convlint.options.Options`` carries it from the CLI, the
+    configuration or the API).
     """
     shadows, symbols, seen = [], {}, {}
     for index, shape in enumerate(input_shapes):
-        ndim = max(0, min(3, len(shape) - 2))
-        spatial = tuple(shape[len(shape) - ndim :])
-        if ndim and spatial in seen:
-            lead = tuple(sympy.Integer(s) for s in shape[: len(shape) - ndim])
-            shadows.append(SymTensor(lead + seen[spatial]))
+        axes = spatial_axes(shape)
+        spatial = tuple(shape[a] for a in axes)
+        if axes and spatial in seen:
+            shadows.append(SymTensor(tuple(seen[spatial].get(i, sympy.Integer(n)) for i, n in enumerate(shape))))
             continue
-        names = [f"{n}{index}" if index else n for n in SPATIAL_NAMES.get(ndim, ())]
+        # past three (a layout probe, every axis a symbol) an axis is named by its index
+        names = SPATIAL_NAMES.get(len(axes)) or [f"A{a}_" for a in axes]
+        names = [f"{n}{index}" if index else n for n in names]
         shadow, syms = input_shadow(shape, names)
-        seen[spatial] = shadow.dims[len(shape) - ndim :]
+        seen[spatial] = {a: shadow.dims[a] for a in axes}
         shadows.append(shadow)
         symbols.update(syms)
     prop = SizeProp(graph_module, shadows, symbols, run_every_op)
-    prop.result.spatial_ndim = max(0, min(3, len(input_shapes[0]) - 2)) if input_shapes else 0
+    prop.result.spatial_ndim = len(spatial_axes(input_shapes[0])) if input_shapes else 0
     inputs = [meta_input(shape) for shape in input_shapes]
     try:
         prop.run(*inputs)
