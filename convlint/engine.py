@@ -191,6 +191,10 @@ def analyse_model(
         if checked and view.sizes is not None and all(f.severity == INFO for f in findings):
             # What a pass covers (the summary of a clean check says it): only then worth its cost.
             domain = domain_statement.statement(view.domain)
+            branches = view.branches()
+            if branches:  # a pass holds within them: say so, as the shapes report does
+                said = domain or view.domain.stated.lower
+                domain = f"{said}, within the branches the example took ({', '.join(branches)})"
     return Outcome(findings, view, coverage, calls, checked, domain)
 
 

@@ -243,6 +243,14 @@ class ModelView:
         depend on it (see ``allowed``)."""
         return tuple((relation, site) for relation, site, _ in self._guards)
 
+    def branches(self) -> list[str]:
+        """The example's decisions on sizes that are branches, as relations (``L == 64``,
+        a size Python fixed: ``math.sqrt(n)``); the model's own checks, a raise on the
+        other side, are conditions of the domain instead."""
+        from convlint import pretty
+
+        return [pretty.show(relation) for relation, site in self.guards if not sites.raises_unless(site)]
+
     @functools.cached_property
     def _guards(self) -> tuple:
         trace = self.analysis.trace

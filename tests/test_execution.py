@@ -400,3 +400,55 @@ def test_a_channels_last_input_is_sized_on_the_axes_its_convolutions_read(monkey
     monkeypatch.setattr(sizes, "laid_out", lambda *args: None)
     (finding,) = convlint.check(ChannelsLast, (1, 64, 64, 3))
     assert finding.code == "CVL904" and "reaches the channels of `down` (Conv2d)" in finding.message
+
+
+def test_a_size_python_fixes_is_pinned_to_the_example_and_a_pass_says_so(tmp_path):
+    """``int(math.sqrt(length))`` makes a plain number of a size (math.sqrt calls
+    ``__float__``): what follows holds at that size only. Once the size was lost without
+    a word and the pass claimed every L >= 1 (PyTorch raises at 63)."""
+    import subprocess
+    import sys
+
+    source = tmp_path / "grid.py"
+    source.write_text(
+        "import math\n\nimport torch.nn as nn\n\n\n"
+        "class SqrtGrid(nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.conv = nn.Conv2d(16, 16, 3, stride=2, padding=1)\n"
+        "        self.up = nn.Upsample(scale_factor=2)\n\n"
+        "    def forward(self, x):\n"
+        "        n, c, length = x.shape\n"
+        "        side = int(math.sqrt(length))\n"
+        "        grid = x.reshape(n, c, side, side)\n"
+        "        return grid + self.up(self.conv(grid))\n"
+    )
+    argv = [sys.executable, "-m", "convlint", "check", "grid.py", "--input-shape", "1,16,64"]
+    run = subprocess.run(argv, capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "within the branches the example took (L == 64)" in run.stderr
+    spec = importlib.util.spec_from_file_location("grid_fixture", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    domain = convlint.domain(module.SqrtGrid, (1, 16, 64))
+    assert not domain.exact
+    model = module.SqrtGrid()
+    assert not runs(model, (1, 16, 63), "float32")
+    assert not [n for n in range(1, 130) if domain.refuses((1, 16, n)) and runs(model, (1, 16, n), "float32")]
+
+
+def test_numpy_on_sizes_pins_them_rather_than_losing_them():
+    np = pytest.importorskip("numpy")
+
+    class Anchors(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, stride=2, padding=1)
+
+        def forward(self, x):
+            cells = np.array(x.shape[-2:]) // 2  # a plain array: the sizes it came from are pinned
+            return self.conv(x).view(1, 4, int(cells[0]), int(cells[1]))
+
+    domain = convlint.domain(Anchors, (1, 3, 64, 64))
+    pinned = {str(c.expressions[0]) for c in domain.conditions if c.kind == "guard"}
+    assert not domain.exact and pinned == {"Eq(H, 64)", "Eq(W, 64)"}

@@ -106,11 +106,14 @@ class SizeInt(_SizeNumber, int):
         # range(h), a list index: only this size will do.
         return self.recorder.pin(self)
 
-    def __int__(self) -> "SizeInt":
-        return self  # int(x.size(2)) stays a size
+    # The model's own int() and float() keep a size (``_NumberMeta``); these are called by
+    # what cannot carry one: math.sqrt, numpy (``np.array([h, w])``), another module's
+    # int(). The number they make holds at this size only: pinned, not lost silently.
+    def __int__(self) -> int:
+        return self.recorder.pin(self)
 
     def __float__(self) -> float:
-        return int.__float__(self)
+        return float(self.recorder.pin(self))
 
 
 class SizeFloat(_SizeNumber, float):

@@ -153,15 +153,12 @@ def requirements(view) -> list[str]:
     """What the model needs of its input, in the words every report shares (the domain's
     statement): ``["runs for H, W >= 5 and multiples of 8 (`torch.cat(...)` in `down`)",
     "within the branches the example took: H % 16 == 0"]``."""
-    from convlint import pretty, sites
-
     if view.sizes is None:
         return []
     domain = view.domain
     text = str(domain)
     needs = [f"runs for {text}" + ("" if domain.exact else " as far as its sizes were followed")]
-    # the model's own checks (a raise on the other side) are in the domain already
-    checks = [pretty.show(relation) for relation, site in view.guards if not sites.raises_unless(site)]
+    checks = view.branches()
     return needs + ([f"within the branches the example took: {', '.join(checks)}"] if checks else [])
 
 
