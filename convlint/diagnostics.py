@@ -1,6 +1,7 @@
 """The engine's own findings, documented like rules and listed by ``convlint rules``:
 CVL900 a file or target not imported, CVL901 a model not built or analysed, CVL902
-convlint's own error, CVL903 sizes not followed past an op, CVL904 a model not checked;
+convlint's own error, CVL903 sizes not followed past an op, CVL904 a model not checked,
+CVL905 a script not imported;
 and when a model's analysis gives them."""
 
 from __future__ import annotations
@@ -128,7 +129,30 @@ Tell convlint how the model is built: the message gives the line to add to
 cannot be inferred.
 """,
 )
-ENGINE_RULES = (CVL900, CVL901, CVL902, CVL903, CVL904)
+CVL905 = Rule(
+    "CVL905",
+    "script-not-imported",
+    INFO,
+    "A file that runs a script when it is imported was not imported",
+    doc="""\
+## What it does
+Reports a file that could define a model but whose top level does more than define it:
+it trains, evaluates, parses its command line or calls its entry point when it is
+imported (`main()`, `args = parser.parse_args()`, `loss.backward()` in a loop), at the
+line of the first such call. A directory or pre-commit run never imports it, so no hook
+starts a training run. Definitions, imports, constants, registrations, `print` and
+`sys.path` set-up do not count, nor does `if __name__ == "__main__":`.
+
+## Why is this bad?
+Nothing in that file was checked. The finding is information: it never fails a run.
+
+## Fix
+Move the script under `if __name__ == "__main__":`, or name the model so that convlint
+imports the file on purpose: `convlint check 'train.py:Net'`, or a `[tool.convlint]
+models` entry (`"train:Net"`).
+""",
+)
+ENGINE_RULES = (CVL900, CVL901, CVL902, CVL903, CVL904, CVL905)
 
 
 def _not_sized_right(view) -> Optional[tuple]:

@@ -20,6 +20,10 @@ class Result:
     unchecked: list = field(default_factory=list)  # load.Unchecked: classes that need arguments
     used: set = field(default_factory=set)  # classes of every module built in the run
     configured: list = field(default_factory=list)  # objects the targets named
+    # (path, (line, column, source)) of each file not imported for running a script (CVL905),
+    # and the files targets named on purpose (those are imported)
+    scripts: list = field(default_factory=list)
+    named: set = field(default_factory=set)
     usage: dict = field(default_factory=dict)  # Target -> project files its model ran
     views: list = field(default_factory=list)  # the analysed models, when asked to keep them
     # (model, its input domain in words) for each checked model whose domain is more than

@@ -93,6 +93,62 @@ def _is_factory(fn: ast.FunctionDef) -> Optional[str]:
     return "factory" if passes_class or any(_camel(_callee(c)) for c in calls) else "function"
 
 
+# What a script does at its top level and a model file does not: train, evaluate, parse
+# its command line, move to a device, call its entry point (``main()``). Reading a file
+# (a config) and registering or printing are what model files do too.
+_TOP_SCRIPT_CALLS = (_SCRIPT_CALLS - {"open"}) | {"step", "cuda", "system", "call", "check_output", "spawn"}
+
+
+def _runs(node: ast.AST) -> Optional[ast.AST]:
+    """The first call in a top-level statement that makes the module a script when it is
+    imported (``train(model)``, ``args = parser.parse_args()``, ``loss.backward()`` in a
+    loop); None when it only defines and sets up. Function and class bodies do not run
+    on import, nor does ``if __name__ == "__main__":``."""
+    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+        return (
+            next((r for r in map(_runs, node.decorator_list) if r is not None), None)
+            if not isinstance(node, ast.Lambda)
+            else None
+        )
+    if isinstance(node, ast.ClassDef):
+        return next((r for r in map(_runs, [*node.decorator_list, *node.body]) if r is not None), None)
+    if isinstance(node, ast.If) and _is_main_guard(node.test):
+        return next((r for r in map(_runs, node.orelse) if r is not None), None)
+    if isinstance(node, ast.Call):
+        callee = _callee(node)
+        if callee in _TOP_SCRIPT_CALLS or callee.lower().startswith(_SCRIPT_NAMES):
+            return node
+    return next((r for r in map(_runs, ast.iter_child_nodes(node)) if r is not None), None)
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    return (
+        isinstance(test, ast.Compare)
+        and isinstance(test.left, ast.Name)
+        and test.left.id == "__name__"
+        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
+    )
+
+
+def runs_at_import(path: str) -> Optional[tuple[int, int, str]]:
+    """(line, column, source line) of the first call in ``path`` that makes it a script
+    when it is imported (``_runs``); None when importing it only defines."""
+    tree = _tree(path)
+    found = next((r for r in map(_runs, tree.body) if r is not None), None) if tree is not None else None
+    if found is None:
+        return None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        text = fh.read().splitlines()[found.lineno - 1].strip()
+    return found.lineno, found.col_offset + 1, text
+
+
+def model_class_name(path: str) -> Optional[str]:
+    """The first class of ``path`` whose bases could make it an ``nn.Module``."""
+    tree = _tree(path)
+    classes = [n for n in tree.body if isinstance(n, ast.ClassDef)] if tree is not None else []
+    return next((c.name for c in classes if c.bases and not all(_plain(b) for b in c.bases)), None)
+
+
 def _tree(path: str) -> Optional[ast.Module]:
     try:
         with open(path, "rb") as fh:

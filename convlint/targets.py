@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Sequence
 
 from convlint import common, load, scan
-from convlint.diagnostics import CVL900, CVL901, CVL904
+from convlint.diagnostics import CVL900, CVL901, CVL904, CVL905
 from convlint.finding import Finding
 from convlint.locate import at, report_finding
 from convlint.options import Options
@@ -93,6 +93,7 @@ def built_models(targets: Sequence, options: Options, result: Result, on_file=No
             for candidate in loaded.candidates:
                 if explicit:
                     result.configured.append(candidate.obj)
+                    result.named.add(os.path.abspath(candidate.path))
                 model, recorded = _build(candidate, item, result)
                 if model is None:
                     continue
@@ -119,8 +120,21 @@ def _load(item: Target, explicit: bool, excluded, result: Result, on_file) -> It
         return []
     files = load.python_files(item.target, excluded)
     result.files += len(files)
-    # the fast path: a file that cannot define a model is not imported
-    return (_with_callback(on_file, f) or load.candidates_in_file(f) for f in files if scan.needs_import(f))
+    # the fast path: a file that cannot define a model is not imported, nor is a script
+    return (
+        _with_callback(on_file, f) or load.candidates_in_file(f)
+        for f in files
+        if scan.needs_import(f) and not _script(f, result)
+    )
+
+
+def _script(path: str, result: Result) -> bool:
+    """Does importing ``path`` run a script? Then it is set aside (CVL905 unless a target
+    names one of its models)."""
+    runs = scan.runs_at_import(path)
+    if runs is not None:
+        result.scripts.append((path, runs))
+    return runs is not None
 
 
 def _build(candidate, item: Target, result: Result) -> tuple:
@@ -164,7 +178,18 @@ def _with_callback(callback, path: str) -> None:
 
 def unchecked_reports(result: Result) -> Iterator[Finding]:
     """CVL904 for each class that needs arguments, unless a target names it or a model of
-    the run built it (a block checked through that model)."""
+    the run built it (a block checked through that model); CVL905 for each script not
+    imported, unless a target named a model of it."""
+    for path, (line, column, source) in result.scripts:
+        if os.path.abspath(path) in result.named:
+            continue
+        name = scan.model_class_name(path)
+        how = f"`convlint check '{common.relpath(path)}:{name}'`" if name else "a target that names its model"
+        report = Report(
+            f"`{common.relpath(path)}` was not imported: line {line} runs a script when it is imported "
+            f"(`{source[:60]}`); name its model to check it: {how} or a [tool.convlint] models entry"
+        )
+        yield report_finding(CVL905, report, at(path, line, column))
     configured = {id(obj) for obj in result.configured}
     for u in result.unchecked:
         if u.obj in result.used or id(u.obj) in configured:

@@ -236,3 +236,45 @@ def test_a_wrong_inferred_input_is_information_and_a_declared_one_is_checked():
     declared = convlint("check", "fixtures/repos/tcn/spectrogram.py", "--input-shape", "1,1,64,100")
     # the bands become channels, so the Conv1d runs for 64 bands only: sizes at the example
     assert declared.returncode == 0 and declared.stderr.startswith("No problems found (1 model in 1 file);")
+
+
+SCRIPT = '''"""A model and its training in one file, no __main__ guard."""
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+print("training starts")
+model = Net()
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for epoch in range(2):
+    loss = model(torch.zeros(1, 3, 8, 8)).sum()
+    loss.backward()
+    opt.step()
+open("TRAINED", "w").write("yes")
+'''
+
+
+def test_a_script_is_never_imported_by_a_directory_or_file_run_only_by_a_target_that_names_it(tmp_path):
+    (tmp_path / "train.py").write_text(SCRIPT)
+    (tmp_path / "blocks.py").write_text(SCRIPT.split("\n\nprint(")[0] + '\n\nif __name__ == "__main__":\n    main()\n')
+    for target in (".", "train.py"):  # a CI run; pre-commit hands over the file
+        run = convlint("check", target, cwd=tmp_path)
+        assert run.returncode == 0 and not (tmp_path / "TRAINED").exists(), run.stdout + run.stderr
+        assert "training starts" not in run.stdout + run.stderr
+        assert run.stdout.startswith(
+            "train.py:20:5: CVL905 `train.py` was not imported: line 20 runs a script when it is imported "
+            "(`loss.backward()`); name its model to check it: `convlint check 'train.py:Net'`"
+        ), run.stdout
+        assert "1 script not imported" in run.stderr and "blocks.py" not in run.stdout
+    (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nmodels = ["train:Net"]\n')
+    named = convlint("check", ".", cwd=tmp_path)  # named on purpose: imported, and its script runs
+    assert "CVL905" not in named.stdout and (tmp_path / "TRAINED").exists(), named.stdout + named.stderr

@@ -252,6 +252,9 @@ def summary(
     unchecked = sum(f.code == "CVL904" for f in findings)
     if unchecked:
         extras.append(f"{unchecked} model{'s' * (unchecked != 1)} not checked")
+    scripts = sum(f.code == "CVL905" for f in findings)
+    if scripts:
+        extras.append(f"{scripts} script{'s' * (scripts != 1)} not imported")
     if skipped:
         extras.append(f"{skipped} without convolutions skipped")
     extra = f"; {', '.join(extras)}" if extras else ""
