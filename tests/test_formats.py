@@ -96,23 +96,42 @@ def _problem_matcher():
     return json.loads(block)
 
 
-def test_readme_problem_matcher_reads_file_line_column_code_and_message_from_real_output():
+def test_readme_problem_matcher_reads_severity_location_code_and_message_from_real_output():
+    """The task's own command and pattern on real findings: each keeps its severity (a
+    warning is no error, a note is information), its range, code and message."""
     task = _problem_matcher()["tasks"][0]
-    pattern = task["problemMatcher"]["pattern"]
+    matcher = task["problemMatcher"]
+    pattern = matcher["pattern"]
     regexp = re.compile(pattern["regexp"])
-    run = convlint("check", *SEED, "fixtures/rules/odd_kernel.py", "--select", ",".join(BUILTIN_RULES))
-    lines = run.stdout.splitlines()
-    assert len(lines) >= 6
+    assert task["command"].startswith("convlint check --format github ")
+    targets = [
+        *SEED,
+        "fixtures/rules/odd_kernel.py",
+        "fixtures/rules/merges.py",
+        "fixtures/repos/unet/unet/unet_model.py",
+    ]
+    run = convlint("check", "--format", "github", *targets, "--select", ",".join(BUILTIN_RULES))
+    truth = json.loads(convlint("check", "--format", "json", *targets, "--select", ",".join(BUILTIN_RULES)).stdout)
+    vscode = {"error": "error", "warning": "warning"}  # anything else: the matcher's default
     parsed = []
-    for line in lines:
+    for line in run.stdout.splitlines():
         m = regexp.match(line)
         assert m, line
-        parsed.append({k: m.group(pattern[k]) for k in ("file", "line", "column", "code", "message")})
-    seed = next(p for p in parsed if p["file"] == "fixtures/seed.py" and p["code"] == "CVL101")
-    assert (seed["line"], seed["column"]) == ("17", "24")
-    assert seed["message"].startswith("`branch2` Conv2d(kernel 3, dilation 6, padding 1) does not keep its size")
-    assert not seed["message"].startswith("[*]")
-    assert {p["code"] for p in parsed} == {"CVL101", "CVL102", "CVL301", "CVL901"}
+        p = {k: m.group(v) for k, v in pattern.items() if k != "regexp"}
+        p["severity"] = vscode.get(p["severity"], matcher["severity"])
+        parsed.append(p)
+    assert len(parsed) == len(truth) >= 6
+    for p, f in zip(parsed, truth):
+        assert (p["file"], int(p["line"]), int(p["column"]), p["code"]) == (
+            f["path"],
+            f["line"],
+            f["column"],
+            f["code"],
+        )
+        assert (int(p["endLine"]), int(p["endColumn"])) == (f["end_line"], f["end_column"])
+        assert p["severity"] == {"error": "error", "warning": "warning", "info": "info"}[f["severity"]]
+        assert f["message"].startswith(p["message"].replace("%25", "%")[:40])
+    assert {p["severity"] for p in parsed} == {"error", "warning", "info"}
 
 
 def test_grouped_format_puts_findings_under_their_file():

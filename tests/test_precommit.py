@@ -12,15 +12,17 @@ def run(*args, cwd, env=None):
     return subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
 
 
-def test_hook_fails_on_a_broken_layer_and_passes_after_fix(tmp_path):
-    head = run("git", "rev-parse", "HEAD", cwd=ROOT).stdout.strip()
+def test_readme_hook_fails_on_a_broken_layer_and_passes_after_fix(tmp_path):
+    """The README's remote-hook block as written, its placeholder URL made this clone (the
+    ``rev`` it names must exist: once it was a tag nobody made)."""
+    source = ROOT  # a clone of this repository, with the branch the README names
     project = tmp_path / "project"
     project.mkdir()
     shutil.copyfile(os.path.join(FIXTURES, "seed.py"), project / "aspp.py")
     (project / "notes.py").write_text("def helper():\n    return 1\n")  # no model: not imported
-    (project / ".pre-commit-config.yaml").write_text(
-        f"repos:\n  - repo: {ROOT}\n    rev: {head}\n    hooks:\n      - id: convlint\n"
-    )
+    config = _readme_block("pre-commit-remote", "yaml").replace("https://example.org/your/convlint/mirror", str(source))
+    assert str(source) in config
+    (project / ".pre-commit-config.yaml").write_text(config)
     env = {
         **os.environ,
         "PRE_COMMIT_HOME": str(tmp_path / "cache"),
@@ -91,6 +93,9 @@ def test_readme_github_actions_commands_run_as_written(tmp_path):
     assert upload.returncode == 0  # --exit-zero: the SARIF is uploaded either way
     assert '"ruleId": "CVL101"' in (tmp_path / "convlint.sarif").read_text()
     assert workflow["jobs"]["convlint"]["steps"][-1]["with"]["sarif_file"] == "convlint.sarif"
+    # torch from the CPU index, before anything that could pull the default (CUDA) build
+    installs = [s["run"] for s in workflow["jobs"]["convlint"]["steps"] if "pip install" in s.get("run", "")]
+    assert installs[0] == "pip install torch --index-url https://download.pytorch.org/whl/cpu", installs
 
 
 def test_a_commit_checks_the_configured_model_its_change_touches_and_an_unrelated_one_runs_none(tmp_path):
