@@ -12,6 +12,11 @@ from convlint.common import VERSION as __version__
 __all__ = ["assert_clean", "check", "domain", "same", "shapes", "__version__"]
 
 
+def __dir__() -> list:
+    """The public API, not what the module imported to write it (``Optional``, ``annotations``)."""
+    return sorted(__all__)
+
+
 def same(module):
     """Declare that ``module`` (a layer or a whole block) keeps its spatial size.
 
@@ -35,6 +40,14 @@ def _built(model, args: Sequence = (), kwargs: Optional[dict] = None):
         if args or kwargs:
             raise TypeError("args and kwargs are for a class or a factory, not for a model already built")
         return model
+    required = load.required_arguments(model)
+    if required and not args and not kwargs:  # as the CLI's CVL904 says it, with the API's way to give them
+        name = getattr(model, "__name__", repr(model))
+        kind = "constructor" if isinstance(model, type) else "factory"
+        raise TypeError(
+            f"{name}'s {kind} needs arguments ({', '.join(p.name for p in required)}), which convlint does not "
+            f"guess; pass them: args=(...) and/or kwargs={{...}}, as in convlint.check({name}, input_shape, args=(...))"
+        )
     factory = functools.partial(model, *args, **(kwargs or {})) if args or kwargs else model
     return load.build(load.Candidate(getattr(model, "__name__", repr(model)), "", 0, factory))
 

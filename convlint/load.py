@@ -247,7 +247,7 @@ def import_file(path: str):
         return importlib.import_module(name)
 
 
-def _required(obj) -> Optional[list]:
+def required_arguments(obj) -> Optional[list]:
     """The parameters a call of ``obj`` must be given (None: no signature to read)."""
     try:
         signature = inspect.signature(obj)
@@ -261,7 +261,7 @@ def _required(obj) -> Optional[list]:
 
 
 def _needs_no_arguments(obj) -> bool:
-    return _required(obj) == []
+    return required_arguments(obj) == []
 
 
 def _is_model_class(obj, module_name: str) -> bool:
@@ -332,7 +332,7 @@ def candidates_in_file(path: str) -> Loaded:
         else:
             continue
         where = _source_file(obj) or path  # an entry point hubconf.py imports is at its own line
-        required = _required(obj)
+        required = required_arguments(obj)
         if required == []:
             loaded.candidates.append(Candidate(f"{relpath(path)}:{name}", where, _line_of(obj), obj, obj, kind, obj))
         elif required and (kind == "class" or hub):
@@ -412,7 +412,7 @@ def _call_problem(obj, spec: TargetSpec, path: str, name: str) -> Optional[str]:
         except ValueError:  # no signature to check against: let the call say
             pass
         return None
-    required = _required(obj)
+    required = required_arguments(obj)
     if required:
         return f"`{name}` cannot be built: " + needs_arguments(obj, path, spec.attr.rpartition(".")[2], required)
     return None
@@ -468,6 +468,7 @@ def build(candidate: Candidate):
     import torch.nn as nn
 
     with sites.recording(), no_downloads():
+        on_meta = True
         try:
             with torch.device("meta"):
                 model = candidate.factory()
@@ -475,6 +476,8 @@ def build(candidate: Candidate):
             raise
         except Exception as exc:  # a constructor that needs real data: built on the CPU
             log.debug("%s: built on the CPU, on meta its constructor raised %s", candidate.name, describe(exc))
+            on_meta = False
+        if not on_meta:  # out of the handler: an error here is the only one shown
             model = candidate.factory().to("meta")
     if not isinstance(model, nn.Module):
         raise NotAModel(f"{candidate.name} returned {type(model).__name__}, not an nn.Module")

@@ -98,3 +98,41 @@ def test_shapes_api_gives_rows_and_requirements(run_every_op):
         pass
     else:
         raise AssertionError("10x10 ran")
+
+
+def test_a_class_that_needs_arguments_gets_one_clear_error_naming_them_and_args_build_it(run_every_op):
+    import pytest  # here: the line numbers of the models above are what other tests read
+
+    class Needs(nn.Module):
+        def __init__(self, n_channels, n_classes, bilinear=False):
+            super().__init__()
+            self.conv = nn.Conv2d(n_channels, n_classes, 3, padding=1)
+
+        def forward(self, x):
+            return self.conv(x)
+
+    with pytest.raises(TypeError) as raised:
+        convlint.assert_clean(Needs, input_shape=(1, 3, 32, 32))
+    assert "needs arguments (n_channels, n_classes)" in str(raised.value) and "args=(" in str(raised.value)
+    assert raised.value.__context__ is None and raised.value.__cause__ is None  # one error, not two chained
+    convlint.assert_clean(Needs, input_shape=(1, 3, 32, 32), args=(3, 2), run_every_op=run_every_op)
+    kwargs = {"n_channels": 3, "n_classes": 2}
+    convlint.assert_clean(Needs, input_shape=(1, 3, 32, 32), kwargs=kwargs, run_every_op=run_every_op)
+
+
+def test_a_constructor_that_fails_on_meta_and_on_the_cpu_raises_once():
+    import pytest
+
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            raise ValueError("no weights here")
+
+    with pytest.raises(ValueError) as raised:
+        convlint.check(Broken, (1, 3, 8, 8))
+    assert raised.value.__context__ is None
+
+
+def test_dir_of_the_package_is_its_public_api():
+    assert dir(convlint) == sorted(convlint.__all__)
+    assert all(callable(getattr(convlint, name)) for name in convlint.__all__ if name != "__version__")
