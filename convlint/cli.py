@@ -31,28 +31,59 @@ def _analysis_flags(command: argparse.ArgumentParser) -> None:
     )
 
 
-def _parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(prog="convlint", description="Static shape checker for PyTorch convolutions.")
-    parser.add_argument("--version", action="version", version=f"convlint {VERSION}")
-    commands = parser.add_subparsers(dest="command", required=True)
-
-    check = commands.add_parser("check", help="check model files or module:NAME targets")
-    check.add_argument("targets", nargs="*", help="files, directories, pkg.module:NAME or path/file.py:NAME")
-    check.add_argument(
+def _input_shape(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
         "--input-shape",
         action="append",
         default=[],
-        metavar="N,C,H,W",
-        help="example input shape; repeat once per forward() input (default: inferred)",
+        metavar="N,C,H,W[:DTYPE]",
+        help="example input shape (DTYPE: int64 for token ids); repeat once per forward() input (default: inferred)",
     )
-    check.add_argument("--format", choices=["text", "grouped", "json", "sarif", "github"], default="text")
+
+
+def _config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config", default=None, metavar="PYPROJECT", help="pyproject.toml to read [tool.convlint] from"
+    )
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Help and usage at one width, whatever the terminal's: the README shows them as printed."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=100)
+
+
+def usage() -> str:
+    """Every command's usage line, as ``--help`` prints it (the README's usage block)."""
+    parser, commands = _parser()
+    return "".join(p.format_usage() for p in [parser, *commands.values()])
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict]:
+    parser = argparse.ArgumentParser(
+        prog="convlint", description="Static shape checker for PyTorch convolutions.", formatter_class=_Formatter
+    )
+    parser.add_argument("--version", action="version", version=f"convlint {VERSION}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    check = commands.add_parser("check", formatter_class=_Formatter, help="check model files or module:NAME targets")
+    check.add_argument(
+        "targets",
+        nargs="*",
+        help="files, directories, pkg.module:NAME or path/file.py:NAME (default: . and the configured models)",
+    )
+    _input_shape(check)
+    check.add_argument(
+        "--format", choices=["text", "grouped", "json", "sarif", "github"], default="text", help="report format"
+    )
     check.add_argument("-o", "--output-file", metavar="FILE", help="write the report to FILE instead of stdout")
-    check.add_argument("--select", default=None, help="comma-separated code prefixes to check")
-    check.add_argument("--ignore", default=None, help="comma-separated code prefixes to skip")
+    check.add_argument("--select", default=None, metavar="CODES", help="comma-separated code prefixes to check")
+    check.add_argument("--ignore", default=None, metavar="CODES", help="comma-separated code prefixes to skip")
     check.add_argument(
         "--same", action="append", default=[], metavar="GLOB", help="qualified module names that keep their size"
     )
-    check.add_argument("--config", default=None, help="pyproject.toml to read [tool.convlint] from")
+    _config(check)
     check.add_argument("--exit-zero", action="store_true", help="exit 0 even when there are findings")
     check.add_argument("--fix", action="store_true", help="apply safe fixes to the source, then report what remains")
     check.add_argument("--unsafe-fixes", action="store_true", help="also apply (and mark) unsafe fixes")
@@ -62,22 +93,26 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     )
     _analysis_flags(check)
 
-    shapes = commands.add_parser("shapes", help="print every tensor's concrete and symbolic sizes")
-    shapes.add_argument("targets", nargs="+", help="files, pkg.module:NAME or path/file.py:NAME")
-    shapes.add_argument("--input-shape", action="append", default=[], metavar="N,C,H,W")
-    shapes.add_argument("--format", choices=["text", "json"], default="text")
-    shapes.add_argument("--config", default=None)
+    shapes = commands.add_parser(
+        "shapes", formatter_class=_Formatter, help="print every tensor's concrete and symbolic sizes"
+    )
+    shapes.add_argument("targets", nargs="+", help="files, directories, pkg.module:NAME or path/file.py:NAME")
+    _input_shape(shapes)
+    shapes.add_argument("--format", choices=["text", "json"], default="text", help="report format")
+    _config(shapes)
     _analysis_flags(shapes)
 
     server = commands.add_parser(
-        "server", help='the language server (LSP over stdio) for editors; needs pip install "convlint[server]"'
+        "server",
+        formatter_class=_Formatter,
+        help='the language server (LSP over stdio) for editors; needs pip install "convlint[server]"',
     )
     server.add_argument(
         "--timeout", type=float, default=120.0, metavar="SECONDS", help="stop a check that runs longer (default 120)"
     )
 
-    rules = commands.add_parser("rules", help="list the rules, or explain one")
-    rules.add_argument("code", nargs="?")
+    rules = commands.add_parser("rules", formatter_class=_Formatter, help="list the rules, or explain one")
+    rules.add_argument("code", nargs="?", help="a rule's code (CVL101) or name: its documentation")
     rules.add_argument("--markdown", action="store_true", help="every rule's documentation as one Markdown page")
     return parser, {"check": check, "shapes": shapes, "rules": rules, "server": server}
 
@@ -109,7 +144,8 @@ def _check(args) -> int:
         run_every_op=args.run_every_op,
     )
     configured = config.targets()
-    targets, cache = list(args.targets) or configured, None
+    # no target: the project, as ruff checks `.`, and the configured models
+    targets, cache = list(args.targets) or [".", *configured], None
     if args.targets and configured:
         # File names with models configured (a pre-commit hook): the files themselves, and
         # every configured model that runs one of them.
@@ -118,9 +154,6 @@ def _check(args) -> int:
         cache = usage.Cache(os.path.dirname(os.path.abspath(config.path)), enabled=not args.no_cache)
         touched, untouched_files = usage.touched(configured, args.targets, cache)
         targets += touched
-    if not targets:
-        print("convlint: error: no targets given (and no [tool.convlint] models)", file=sys.stderr)
-        return EXIT_ERROR
     with _report_only_stdout():
         result = engine.check_paths(targets, options, cache)
     if cache is not None:

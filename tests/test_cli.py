@@ -261,3 +261,13 @@ def test_the_summary_counts_the_convolutions_up_to_a_raise_as_checked_and_after_
 
     view, _, _ = engine.build_view(Early(), [(1, 3, 4, 4)], name="Early", path="<test>", line=1)
     assert tuple(view.coverage) == (1, 0, 1)
+
+
+def test_check_with_no_target_checks_the_project_as_ruff_checks_dot(tmp_path):
+    import shutil
+
+    shutil.copyfile(os.path.join(ROOT, "fixtures", "seed.py"), tmp_path / "aspp.py")
+    bare = convlint("check", "--input-shape", "1,256,19,19", cwd=tmp_path)
+    dot = convlint("check", ".", "--input-shape", "1,256,19,19", cwd=tmp_path)
+    assert bare.returncode == dot.returncode == 1, bare.stderr
+    assert bare.stdout == dot.stdout and "aspp.py:17:24: CVL101" in bare.stdout

@@ -47,3 +47,32 @@ def test_convlint_rules_markdown_prints_docs_rules_md(in_root):
     run = subprocess.run([sys.executable, "-m", "convlint", "rules", "--markdown"], capture_output=True, text=True)
     with open(RULES_MD, encoding="utf-8") as fh:
         assert run.stdout == fh.read()
+
+
+USAGE = re.compile(r"(<!-- usage -->\n```\n)(.*?)(```)", re.S)
+
+
+def test_readme_usage_block_is_what_help_prints(request):
+    """The usage block is argparse's own, every command's (it once showed `--format
+    text|json` while `--help` offered five formats)."""
+    import subprocess
+    import sys
+
+    from convlint import cli
+
+    generated = cli.usage()
+    with open(README, encoding="utf-8") as fh:
+        readme = fh.read()
+    found = USAGE.search(readme)
+    assert found, "README.md has no usage block"
+    if request.config.getoption("--update-snapshots"):
+        readme = readme[: found.start(2)] + generated + readme[found.end(2) :]
+        _rewrite(README, readme)
+        found = USAGE.search(readme)
+    assert found.group(2) == generated, "README's usage is stale: run pytest tests/test_docs.py --update-snapshots"
+    _, commands = cli._parser()
+    for command, parser in commands.items():
+        helped = subprocess.run([sys.executable, "-m", "convlint", command, "--help"], capture_output=True, text=True)
+        assert helped.stdout.split("\n\n")[0] + "\n" in generated, command
+        undescribed = [a.dest for a in parser._actions if not a.help]
+        assert not undescribed, (command, "arguments without help", undescribed)
