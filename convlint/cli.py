@@ -159,8 +159,8 @@ def _check(args) -> int:
     if cache is not None:
         cache.save()
         _say_unused(args.targets, untouched_files, result)
-    for problem in result.problems:
-        print(f"convlint: warning: {problem}", file=sys.stderr)
+    for problem in result.problems:  # a plugin that did not load: an error, as flake8 has it
+        print(f"convlint: error: {problem}", file=sys.stderr)
     if args.verbose:
         for note in result.notes:
             print(f"convlint: note: {note}", file=sys.stderr)
@@ -178,8 +178,11 @@ def _check(args) -> int:
         coverage=result.coverage,
         skipped=result.skipped,
         domains=result.domains,
+        broken_plugins=len(result.problems),
     )
     print(summary, file=sys.stderr)
+    if result.problems:  # the rules it would have run were not: no pass, whatever was found
+        return EXIT_ERROR
     # Info findings say what was not checked; they do not fail a commit or a CI gate.
     if any(f.severity != "info" for f in result.findings) and not args.exit_zero:
         return EXIT_FINDINGS
@@ -269,12 +272,12 @@ def _shapes(args) -> int:
     from convlint import engine, report
 
     result = engine.Result()
-    views = []
+    views, unanalysed = [], []
     options = config.options(input_shapes=shapes, run_every_op=args.run_every_op)
     with _report_only_stdout():
         for candidate, model, _shapes, _target, _files in engine.built_models(args.targets, options, result):
             with engine.analysing(model) as model:
-                view, _, _ = engine.build_view(
+                view, _, input_error = engine.build_view(
                     model,
                     options.input_shapes,
                     same=options.same,
@@ -284,12 +287,18 @@ def _shapes(args) -> int:
                     run_every_op=options.run_every_op,
                 )
                 views.append(view)
+                why = input_error or view.analysis.error
+                if why is None and view.sizes is not None and view.sizes.error is not None:
+                    why = f"sizes stop at {view.describe(view.sizes.error[0])}" if view.sizes.error[0] else "sizes stop"
+                if why:
+                    unanalysed.append(f"convlint: {candidate.name}: not analysed: {why}\n")
     sys.stdout.write((report.shapes_json if args.format == "json" else report.shapes_text)(views))
     sys.stdout.flush()
+    sys.stderr.write("".join(unanalysed))
     if result.findings:
         sys.stderr.write(report.text(result.findings))
-        return EXIT_FINDINGS
-    return EXIT_CLEAN
+    # a target that could not be analysed (imported, built, traced, run) is no report
+    return EXIT_FINDINGS if result.findings or unanalysed else EXIT_CLEAN
 
 
 def _server(timeout: float) -> int:

@@ -271,3 +271,10 @@ def test_check_with_no_target_checks_the_project_as_ruff_checks_dot(tmp_path):
     dot = convlint("check", ".", "--input-shape", "1,256,19,19", cwd=tmp_path)
     assert bare.returncode == dot.returncode == 1, bare.stderr
     assert bare.stdout == dot.stdout and "aspp.py:17:24: CVL101" in bare.stdout
+
+
+def test_shapes_exits_1_naming_a_model_it_could_not_analyse():
+    run = convlint("shapes", "fixtures/rules/broken_models.py:TwoInputs")
+    assert run.returncode == 1
+    assert "convlint: fixtures/rules/broken_models.py:TwoInputs: not analysed: input `label`" in run.stderr
+    assert convlint("shapes", "fixtures/rules/clean.py").returncode == 0

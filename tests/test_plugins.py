@@ -44,15 +44,18 @@ def test_example_plugin_installed_from_fixtures_adds_its_rule(tmp_path):
     assert convlint("check", "fixtures/large_kernel.py", "--ignore", "EXA", env=env).returncode == 0
 
 
-def test_a_broken_plugin_is_a_warning_and_the_other_rules_still_run(tmp_path):
+def test_a_broken_plugin_is_an_error_naming_it_and_the_other_rules_still_report(tmp_path):
     dist = tmp_path / "site" / "broken_plugin-1.0.dist-info"
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[convlint.rules]\nbroken = convlint_no_such_plugin_module\n")
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     run = convlint("check", "fixtures/seed.py", env=env)
-    assert run.returncode == 1 and "CVL101" in run.stdout
+    assert run.returncode == 2 and "CVL101" in run.stdout  # exit 2 as flake8: its rules never ran
     assert (
-        "convlint: warning: plugin 'broken' (convlint_no_such_plugin_module) failed to load: ModuleNotFoundError"
+        "convlint: error: plugin 'broken' (convlint_no_such_plugin_module) failed to load: ModuleNotFoundError"
         in run.stderr
     )
+    clean = convlint("check", "fixtures/rules/clean.py", env=env)
+    assert clean.returncode == 2 and "All checks passed!" not in clean.stderr
+    assert "No problems found by the rules that loaded (1 model in 1 file); 1 plugin problem(s)" in clean.stderr

@@ -236,6 +236,17 @@ def _coverage(coverage: Sequence[int]) -> str:
     return ", ".join(parts) + "."
 
 
+def _left_out(findings: Sequence[Finding], skipped: int) -> str:
+    """``; 1 model not checked, 2 scripts not imported``: what the run left out, or ""."""
+    counts = [
+        (sum(f.code == "CVL904" for f in findings), "model", "not checked"),
+        (sum(f.code == "CVL905" for f in findings), "script", "not imported"),
+    ]
+    extras = [f"{n} {noun}{'s' * (n != 1)} {what}" for n, noun, what in counts if n]
+    extras += [f"{skipped} without convolutions skipped"] * bool(skipped)
+    return f"; {', '.join(extras)}" if extras else ""
+
+
 def summary(
     findings: Sequence[Finding],
     models: int,
@@ -244,20 +255,12 @@ def summary(
     coverage: Sequence[int] = (0, 0, 0),
     skipped: int = 0,
     domains: Sequence[tuple] = (),
+    broken_plugins: int = 0,
 ) -> str:
     """The last lines: what was found, what can be fixed, and, unless every convolution
     was checked for every input size, how many were checked how. "All checks passed!"
     only when at least one model was checked and nothing was left unchecked."""
-    extras = []
-    unchecked = sum(f.code == "CVL904" for f in findings)
-    if unchecked:
-        extras.append(f"{unchecked} model{'s' * (unchecked != 1)} not checked")
-    scripts = sum(f.code == "CVL905" for f in findings)
-    if scripts:
-        extras.append(f"{scripts} script{'s' * (scripts != 1)} not imported")
-    if skipped:
-        extras.append(f"{skipped} without convolutions skipped")
-    extra = f"; {', '.join(extras)}" if extras else ""
+    extra = _left_out(findings, skipped)
     scope = f"{models} model{'s' * (models != 1)} in {files} file{'s' * (files != 1)}{extra}"
     if domains and not findings:  # what a pass covers, where it is not every size above a bound
         scope += "; " + "; ".join(
@@ -269,6 +272,8 @@ def summary(
         text = f"No model was checked ({where})." if where else "No model was checked."
         if findings:
             text = f"Found {len(findings)} finding{'s' * (len(findings) != 1)}. {text}"
+    elif not findings and complete and broken_plugins:  # a pass needs every rule to have run
+        return f"No problems found by the rules that loaded ({scope}); {broken_plugins} plugin problem(s)"
     elif not findings and complete:
         return f"All checks passed! ({scope})"
     elif not findings:
