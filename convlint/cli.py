@@ -192,7 +192,7 @@ def _check(args) -> int:
 def _say_unused(given: Sequence[str], others: set, result) -> None:
     """A changed file that no configured model runs is said to be so: the hook checked
     what the file itself defines, and nothing configured rests on it."""
-    used = set(others).union(*result.usage.values())
+    used = set(others).union(*result.usage.values(), result.checked_files)  # its own models were checked
     for path in given:
         if os.path.isfile(path) and path.endswith(".py") and os.path.abspath(path) not in used:
             print(f"convlint: {path}: no configured model runs this file", file=sys.stderr)

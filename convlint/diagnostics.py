@@ -169,6 +169,27 @@ def _not_sized_right(view) -> Optional[tuple]:
     return CVL901, Report(f"model `{view.name}`: {why}; check the input shape (it runs at {shapes})", "", site)
 
 
+def _wants_integers(view, node, exc: BaseException) -> Optional[str]:
+    """The hint for an input given as floats that an embedding looks up (class labels,
+    timesteps, token ids): PyTorch's dtype error names neither the input nor the fix."""
+    from convlint import graph
+
+    if node is None or "scalar types: Long, Int" not in str(exc):
+        return None
+    placeholders = [n for n in view.sizes.graph_module.graph.nodes if n.op == "placeholder"]
+    reaching = [i for i, p in enumerate(placeholders) if p in graph.ancestors(node)]
+    shapes = view.input_shapes
+    which = [i for i in reaching if i < len(shapes) and getattr(shapes[i], "dtype", "float32").startswith("float")]
+    if not which:
+        return None
+    i = which[0]
+    given = "x".join(map(str, shapes[i]))
+    return (
+        f"input {i + 1} ({given}) is looked up by {view.describe(node, line=False)}, which takes integers; "
+        f"declare it so: --input-shape {','.join(map(str, shapes[i]))}:int64"
+    )
+
+
 def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
     from convlint.pretty import show
 
@@ -202,6 +223,10 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
         site = view.site_of(node) if node is not None else None
         at = f" at {view.describe(node, line=False)}" if node is not None else ""
         line = f" (line {site.line})" if site is not None else ""
+        integers = _wants_integers(view, node, exc)
+        if integers is not None:  # an input declared float where the model indexes with it
+            yield CVL901, Report(f"model `{view.name}`: {integers}", "", site)
+            return
         if node is not None and _at_every_size(view, node):
             # No input size runs it (operands whose fixed sizes disagree): the model's
             # error, at its line, whatever input convlint was given or guessed.
@@ -209,7 +234,7 @@ def reports(view, input_error: Optional[str]) -> Iterable[tuple[Rule, Report]]:
             yield (
                 CVL901,
                 Report(
-                    f"model `{view.name}` raises at {view.describe(node, line=False)}{line} at {shapes} and at every "
+                    f"model `{view.name}` raises at {view.describe(node, line=False)} at {shapes} and at every "
                     f"other input size tried (the sizes that disagree do not depend on the input): "
                     f"{common.describe(exc, 160)}",
                     "",

@@ -265,6 +265,7 @@ def check_paths(targets: Sequence, options: Options, cache=None, keep_views: boo
             if item.only_if_uses is not None and not item.only_if_uses.any_of(files):
                 result.notes.append(f"{candidate.name}: not checked: it runs none of the files given")
                 continue
+        result.checked_files.add(os.path.abspath(candidate.path))
         if candidate.kind == "target" and os.path.abspath(candidate.path) not in files_of_targets:
             files_of_targets.add(os.path.abspath(candidate.path))  # a file named by a target counts once
             result.files += 1

@@ -24,6 +24,7 @@ class Result:
     # and the files targets named on purpose (those are imported)
     scripts: list = field(default_factory=list)
     named: set = field(default_factory=set)
+    checked_files: set = field(default_factory=set)  # files that define a model the run checked
     usage: dict = field(default_factory=dict)  # Target -> project files its model ran
     views: list = field(default_factory=list)  # the analysed models, when asked to keep them
     # (model, its input domain in words) for each checked model whose domain is more than

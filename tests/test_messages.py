@@ -230,10 +230,28 @@ class _NeedsSeven(torch.nn.Module):
 def test_a_raise_no_input_size_fixes_is_an_error_at_its_line_and_one_a_size_fixes_is_info():
     (error,) = lint.check(_Projected)
     assert error.code == "CVL901" and "at every other input size tried" in error.message
-    assert len(re.findall(r"\(line \d+\)", error.message)) == 1, error.message
+    assert not re.findall(r"\(line \d+\)", error.message), error.message  # the location says it, once
     (info,) = lint.check(_NeedsSeven)
     assert info.code == "CVL904" and "declare its input" in info.message
     real = _NeedsSeven()
     real(torch.zeros(1, 3, 112, 112))  # a size fixes it: PyTorch runs there
     with pytest.raises(RuntimeError):
         _Projected()(torch.zeros(1, 3, 112, 112))
+
+
+def test_a_float_input_an_embedding_looks_up_gets_the_int64_hint():
+    import importlib.util
+
+    from convlint.common import Shape
+
+    spec = importlib.util.spec_from_file_location("execution_fixture", os.path.join(FIXTURES, "execution.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (error,) = [f for f in lint.check(module.TinyDenoiser, [(1, 3, 32, 32), (1,)]) if f.code == "CVL901"]
+    assert error.message.endswith(
+        "input 2 (1) is looked up by `embed` (Embedding), which takes integers; declare it so: --input-shape 1:int64"
+    )
+    assert error.line == 168
+    assert not [
+        f for f in lint.check(module.TinyDenoiser, [(1, 3, 32, 32), Shape((1,), "int64")]) if f.code == "CVL901"
+    ]

@@ -278,3 +278,14 @@ def test_a_script_is_never_imported_by_a_directory_or_file_run_only_by_a_target_
     (tmp_path / "pyproject.toml").write_text('[tool.convlint]\nmodels = ["train:Net"]\n')
     named = convlint("check", ".", cwd=tmp_path)  # named on purpose: imported, and its script runs
     assert "CVL905" not in named.stdout and (tmp_path / "TRAINED").exists(), named.stdout + named.stderr
+
+
+def test_a_file_whose_own_model_was_checked_is_not_said_to_be_run_by_no_model(tmp_path):
+    repo = copy_repo("unet", tmp_path)
+    (repo / "extra.py").write_text(
+        "import torch.nn as nn\n\n\nclass Head(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+        "        self.conv = nn.Conv2d(3, 8, 3, padding=1)\n\n    def forward(self, x):\n        return self.conv(x)\n"
+    )
+    run = convlint("check", "extra.py", cwd=repo)
+    assert run.returncode == 0 and "no configured model runs this file" not in run.stderr, run.stderr
+    assert "All checks passed! (1 model in 1 file)" in run.stderr
