@@ -20,7 +20,7 @@ def commands() -> list[str]:
 
 
 def compare(out_path: str, rc: str) -> None:
-    expected = re.search(r"The first command prints:\n\n```\n(.*?)```", README, re.S).group(1)
+    expected = re.search(r"<!-- seed-output -->\n```\n(.*?)```", README, re.S).group(1)
     output = open(out_path, encoding="utf-8").read()
     # pip's lines come first; whatever comes right before the example's output must be
     # pip's (a warning from torch there is what a new user would see, and must not).

@@ -355,7 +355,7 @@ def state(domain: Domain, select: Optional[Callable[[Condition], bool]] = None) 
     # A block used many times repeats its conditions: each is evaluated once, for all who impose it.
     alike: dict = {}
     for c in chosen:
-        alike.setdefault((c.kind, c.test.__qualname__, c.expressions, c.broadcasts, c.branches), []).append(c)
+        alike.setdefault((c.kind, _test_key(c.test), c.expressions, c.broadcasts, c.branches), []).append(c)
     chosen = [same[0] for same in alike.values()]
     imposed = {id(same[0]): [c.where for c in same] for same in alike.values()}
     lowest = {
@@ -379,9 +379,26 @@ def state(domain: Domain, select: Optional[Callable[[Condition], bool]] = None) 
         else:
             parts += _joint(group, conditions, lowest, example, fails)
     parts = _grouped(parts)
-    first, above = _first_failures(symbols, chosen, lowest, example, _earlier(domain, chosen) if select else ())
     trivial = all(p.axis is not None and p.axis.every_size_above for p in parts)
+    # every size above the bound runs: nothing to find, and a scan of all of them is the
+    # slowest part of a large model's statement
+    first, above = (
+        (None, None)
+        if trivial
+        else _first_failures(symbols, chosen, lowest, example, _earlier(domain, chosen) if select else ())
+    )
     return Statement(symbols, lowest, tuple(parts), first, above, tuple(refused), trivial)
+
+
+def _test_key(test: Callable) -> Any:
+    """What a condition's test is: its code and the values it closes over (two reshapes
+    with the same new sizes from different old ones are different tests)."""
+    try:
+        cells = tuple(cell.cell_contents for cell in test.__closure__ or ())
+        hash(cells)
+    except (TypeError, ValueError):  # an unhashable or empty cell: the test is its own
+        return id(test)
+    return (test.__code__, cells)
 
 
 def _earlier(domain: Domain, chosen: list) -> list:

@@ -194,7 +194,10 @@ def analyse_model(
             branches = view.branches()
             if branches:  # a pass holds within them: say so, as the shapes report does
                 said = domain or view.domain.stated.lower
-                domain = f"{said}, within the branches the example took ({', '.join(branches)})"
+                listed = ", ".join(branches)
+                if len(listed) > 120:  # a window partition's padding decisions: named, not written
+                    listed = f"{len(branches)} decisions on sizes; `convlint shapes` lists them"
+                domain = f"{said}, within the branches the example took ({listed})"
     return Outcome(findings, view, coverage, calls, checked, domain)
 
 

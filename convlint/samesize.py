@@ -63,13 +63,12 @@ def periodic(expr) -> bool:
     """Do the sizes where conditions on the expression hold repeat with some period? Sums,
     constant multiples, floors, mods, Max and Min of sizes do (``period_of``), and so, in
     practice, does a product of them (``H*W`` against ``4*floor(H/2)*floor(W/2)``: H, W
-    even; against a Linear's features: a few sizes, all within reach). A root of a size or
-    a division by one does not (tokens folded to a side of ``int(sqrt(L))``: squares)."""
+    even; against a Linear's features: a few sizes, all within reach; a dim a view infers,
+    the old size divided by the new ones). A root of a size does not (tokens folded to a
+    side of ``int(sqrt(L))``: squares)."""
     if not isinstance(expr, sympy.Basic) or not expr.free_symbols or expr.is_Symbol:
         return True
-    if isinstance(expr, sympy.Pow) and (
-        expr.exp.free_symbols or not expr.exp.is_Integer or (expr.exp < 0 and expr.base.free_symbols)
-    ):
+    if isinstance(expr, sympy.Pow) and (expr.exp.free_symbols or not expr.exp.is_Integer):
         return False
     return all(periodic(a) for a in expr.args)
 

@@ -1,4 +1,5 @@
 import os
+import re
 import sys
 
 import pytest
@@ -17,7 +18,7 @@ BOTH_MODES = {
 # rule brings its own fixture folder and snapshots, and changes none of those tests.
 BUILTIN_RULES = (
     "CVL101", "CVL102", "CVL103", "CVL201", "CVL301", "CVL302", "CVL303", "CVL401", "CVL402", "CVL403",
-    "CVL900", "CVL901", "CVL902", "CVL903", "CVL904",
+    "CVL900", "CVL901", "CVL902", "CVL903", "CVL904", "CVL905",
 )  # fmt: skip
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,6 +30,20 @@ FIXTURES = os.path.join(ROOT, "fixtures")
 SQUARES = range(1, 65)
 PAIRS = [(a, b) for a in (1, 2, 3, 16, 17, 31, 32, 33, 64, 65, 224, 232) for b in (1, 2, 5, 19, 32, 63, 224, 231)]
 PAIRS += [(8, 128), (128, 8), (16, 64), (64, 16), (17, 65), (96, 48), (48, 96)]
+
+
+README_BLOCK = re.compile(r"<!-- ([\w-]+) -->\n```(\w*)\n(.*?)```", re.S)
+
+
+def readme_blocks() -> dict:
+    """The README's code blocks by the name of the ``<!-- name -->`` comment before each:
+    name -> (language, text)."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as fh:
+        return {m.group(1): (m.group(2), m.group(3)) for m in README_BLOCK.finditer(fh.read())}
+
+
+def readme_block(name: str) -> str:
+    return readme_blocks()[name][1]
 
 
 def runs(model, shape, dtype: str = "float32") -> bool:

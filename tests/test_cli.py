@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from conftest import BUILTIN_RULES, ROOT
+from conftest import BUILTIN_RULES, ROOT, readme_block
 
 SEED = ["fixtures/seed.py", "--input-shape", "1,256,19,19"]
 
@@ -20,9 +20,7 @@ def convlint(*args, cwd=ROOT):
 def test_seed_example_prints_the_cvl101_line_with_its_fix_as_the_readme_shows():
     run = convlint("check", *SEED)
     assert run.returncode == 1
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    shown = re.search(r"The first command prints:\n\n```\n(.*?)```", readme, re.S).group(1)
-    assert run.stdout + run.stderr == shown
+    assert run.stdout + run.stderr == readme_block("seed-output")
     assert "CVL101 [*] `branch2` Conv2d(kernel 3, dilation 6, padding 1)" in run.stdout
     assert "H -> H - 10, W -> W - 10; at the example input 19x19 -> 9x9; use padding=6" in run.stdout
 

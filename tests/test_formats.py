@@ -9,7 +9,7 @@ import sys
 from importlib import resources
 
 import jsonschema
-from conftest import BUILTIN_RULES, ROOT
+from conftest import BUILTIN_RULES, ROOT, readme_block
 
 from convlint import report
 from convlint.finding import Finding
@@ -91,9 +91,7 @@ def test_github_format_from_the_cli():
 
 
 def _problem_matcher():
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    block = re.search(r"<!-- problem-matcher -->\s*```json\n(.*?)```", readme, re.S).group(1)
-    return json.loads(block)
+    return json.loads(readme_block("problem-matcher"))
 
 
 def test_readme_problem_matcher_reads_severity_location_code_and_message_from_real_output():

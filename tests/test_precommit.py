@@ -5,7 +5,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import FIXTURES, ROOT
+from conftest import FIXTURES, ROOT, readme_block
 
 
 def run(*args, cwd, env=None):
@@ -20,7 +20,7 @@ def test_readme_hook_fails_on_a_broken_layer_and_passes_after_fix(tmp_path):
     project.mkdir()
     shutil.copyfile(os.path.join(FIXTURES, "seed.py"), project / "aspp.py")
     (project / "notes.py").write_text("def helper():\n    return 1\n")  # no model: not imported
-    config = _readme_block("pre-commit-remote", "yaml").replace("https://example.org/your/convlint/mirror", str(source))
+    config = readme_block("pre-commit-remote").replace("https://example.org/your/convlint/mirror", str(source))
     assert str(source) in config
     (project / ".pre-commit-config.yaml").write_text(config)
     env = {
@@ -45,18 +45,11 @@ def test_readme_hook_fails_on_a_broken_layer_and_passes_after_fix(tmp_path):
     assert "convlint" in passing.stdout and "Passed" in passing.stdout
 
 
-def _readme_block(marker, lang):
-    import re
-
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    return re.search(rf"<!-- {marker} -->\s*```{lang}\n(.*?)```", readme, re.S).group(1)
-
-
 def test_readme_local_hook_snippet_works_as_copied(tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     shutil.copyfile(os.path.join(FIXTURES, "seed.py"), project / "aspp.py")
-    (project / ".pre-commit-config.yaml").write_text(_readme_block("pre-commit-local", "yaml"))
+    (project / ".pre-commit-config.yaml").write_text(readme_block("pre-commit-local"))
     env = {
         **os.environ,
         "PRE_COMMIT_HOME": str(tmp_path / "cache"),
@@ -74,12 +67,10 @@ def test_readme_local_hook_snippet_works_as_copied(tmp_path):
 
 
 def test_readme_github_actions_commands_run_as_written(tmp_path):
-    import re
 
     import yaml
 
-    readme = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
-    workflow = yaml.safe_load(re.search(r"### GitHub Actions\s*```yaml\n(.*?)```", readme, re.S).group(1))
+    workflow = yaml.safe_load(readme_block("github-actions"))
     steps = [s["run"] for s in workflow["jobs"]["convlint"]["steps"] if "convlint check" in s.get("run", "")]
     assert len(steps) == 2
     shutil.copyfile(os.path.join(FIXTURES, "seed.py"), tmp_path / "aspp.py")
@@ -105,7 +96,7 @@ def test_a_commit_checks_the_configured_model_its_change_touches_and_an_unrelate
 
     project = tmp_path / "project"
     shutil.copytree(os.path.join(FIXTURES, "repos", "unet"), project, ignore=shutil.ignore_patterns(".convlint_cache"))
-    (project / ".pre-commit-config.yaml").write_text(_readme_block("pre-commit-local", "yaml"))
+    (project / ".pre-commit-config.yaml").write_text(readme_block("pre-commit-local"))
     env = {
         **os.environ,
         "PRE_COMMIT_HOME": str(tmp_path / "cache"),
