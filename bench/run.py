@@ -200,6 +200,9 @@ def main() -> None:
         with open(args.json, "w") as fh:
             json.dump({"machine": machine(), "figures": figures}, fh, indent=2)
     print(table(figures))
+    failed = [key for key, entry in figures.items() if "error" in entry]
+    if failed:  # a comparison that did not run is no comparison: the run fails, naming it
+        sys.exit(f"bench: {len(failed)} measurement(s) failed: {', '.join(failed)}")
 
 
 def machine() -> str:
