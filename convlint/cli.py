@@ -145,7 +145,7 @@ def _check(args) -> int:
     )
     configured = config.targets()
     # no target: the project, as ruff checks `.`, and the configured models
-    targets, cache = list(args.targets) or [".", *configured], None
+    targets, cache = list(args.targets) or [*configured, "."], None
     if args.targets and configured:
         # File names with models configured (a pre-commit hook): the files themselves, and
         # every configured model that runs one of them.

@@ -94,6 +94,10 @@ def built_models(targets: Sequence, options: Options, result: Result, on_file=No
                 if explicit:
                     result.configured.append(candidate.obj)
                     result.named.add(os.path.abspath(candidate.path))
+                elif any(candidate.obj is obj for obj in result.configured):
+                    # met again in a directory: checked as configured (its arguments, its input)
+                    result.notes.append(f"{candidate.name}: checked as a configured model")
+                    continue
                 model, recorded = _build(candidate, item, result)
                 if model is None:
                     continue

@@ -59,7 +59,6 @@ def test_json_output_has_the_documented_keys():
 
 def test_usage_errors_exit_two():
     assert convlint("check", *SEED[:1], "--input-shape", "1,x,3").returncode == 2
-    assert convlint("check").returncode == 2
     assert convlint("rules", "CVL999").returncode == 2
     assert convlint("check", "--format", "yaml", SEED[0]).returncode == 2
 

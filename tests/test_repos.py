@@ -69,8 +69,8 @@ def test_a_call_target_that_does_not_fit_the_signature_or_is_not_literal_is_a_lo
 
 def test_configured_models_take_a_call_string_or_a_table_of_args_and_kwargs(tmp_path):
     repo = os.path.join(REPOS, "unet")
-    run = convlint("check", "--no-cache", cwd=repo)  # its pyproject.toml: "unet.unet_model:UNet(3, 2)"
-    assert (run.returncode, run.stdout, run.stderr) == (0, "", "All checks passed! (1 model in 1 file)\n")
+    run = convlint("check", "--no-cache", cwd=repo)  # its pyproject.toml: "unet.unet_model:UNet(3, 2)", and `.`
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "All checks passed! (1 model in 5 files)\n")
     config = tmp_path / "pyproject.toml"
     config.write_text(
         "[tool.convlint]\nmodels = [\n"
@@ -79,7 +79,7 @@ def test_configured_models_take_a_call_string_or_a_table_of_args_and_kwargs(tmp_
         '  "unet.unet_model:UNet(3, 2, width=4)",\n]\n'
     )
     table = convlint("check", "--config", str(config), cwd=repo)
-    assert (table.returncode, table.stdout, table.stderr) == (0, "", "All checks passed! (2 models in 1 file)\n")
+    assert (table.returncode, table.stdout, table.stderr) == (0, "", "All checks passed! (2 models in 5 files)\n")
     config.write_text('[tool.convlint]\nmodels = [{ target = "unet.unet_model:UNet(3)", args = [3] }]\n')
     both = convlint("check", "--config", str(config), cwd=repo)
     assert both.returncode == 2
