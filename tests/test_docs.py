@@ -27,17 +27,22 @@ def test_docs_rules_md_is_the_generated_rule_documentation(request):
         assert fh.read() == generated, "docs/rules.md is stale: run pytest tests/test_docs.py --update-snapshots"
 
 
-def test_readme_rule_table_is_generated_from_every_rule(request):
-    table = report.rules_index(engine.all_rules()[0], "docs/rules.md")
+def _generated_part(request, pattern: re.Pattern, generated: str, what: str) -> None:
+    """The README's part that ``pattern`` finds (its group 2) is ``generated``;
+    ``--update-snapshots`` writes it there."""
     with open(README, encoding="utf-8") as fh:
         readme = fh.read()
-    found = TABLE.search(readme)
-    assert found, "README.md has no generated rules table"
+    found = pattern.search(readme)
+    assert found, f"README.md has no {what}"
     if request.config.getoption("--update-snapshots"):
-        readme = readme[: found.start(2)] + table + readme[found.end(2) :]
+        readme = readme[: found.start(2)] + generated + readme[found.end(2) :]
         _rewrite(README, readme)
-        found = TABLE.search(readme)
-    assert found.group(2) == table, "README's rule table is stale: run pytest tests/test_docs.py --update-snapshots"
+        found = pattern.search(readme)
+    assert found.group(2) == generated, f"README's {what} is stale: run pytest tests/test_docs.py --update-snapshots"
+
+
+def test_readme_rule_table_is_generated_from_every_rule(request):
+    _generated_part(request, TABLE, report.rules_index(engine.all_rules()[0], "docs/rules.md"), "rules table")
 
 
 def test_convlint_rules_markdown_prints_docs_rules_md(in_root):
@@ -61,15 +66,7 @@ def test_readme_usage_block_is_what_help_prints(request):
     from convlint import cli
 
     generated = cli.usage()
-    with open(README, encoding="utf-8") as fh:
-        readme = fh.read()
-    found = USAGE.search(readme)
-    assert found, "README.md has no usage block"
-    if request.config.getoption("--update-snapshots"):
-        readme = readme[: found.start(2)] + generated + readme[found.end(2) :]
-        _rewrite(README, readme)
-        found = USAGE.search(readme)
-    assert found.group(2) == generated, "README's usage is stale: run pytest tests/test_docs.py --update-snapshots"
+    _generated_part(request, USAGE, generated, "usage block")
     _, commands = cli._parser()
     for command, parser in commands.items():
         helped = subprocess.run([sys.executable, "-m", "convlint", command, "--help"], capture_output=True, text=True)
