@@ -89,12 +89,15 @@ def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple], within: Opt
                 continue
             dim = shadow.dims[offset]
             sizes.add(shape[offset])
-            if dim is not None and dim not in seen and getattr(dim, "free_symbols", None):
+            # a size of the input's, or a fixed one other than 1 beside one (a position
+            # table added to tokens): where the op runs the result is the larger
+            if dim is not None and dim not in seen and (getattr(dim, "free_symbols", None) or _fixed(dim)):
                 seen.append(dim)
             if chosen is None or (chosen[1] == 1 and shape[offset] != 1):
                 chosen = (dim, shape[offset])
         valid = len(sizes - {1}) <= 1  # a merge broken at the example stands for its first operand
-        if valid and chosen is not None and chosen[0] is not None and len(seen) > 1:
+        symbolic = any(getattr(d, "free_symbols", None) for d in seen)
+        if valid and chosen is not None and chosen[0] is not None and len(seen) > 1 and symbolic:
             if sum(tree_size(d) for d in seen) <= MAX_BROADCAST_SIZE:
                 dims.append(sympy.Max(*seen, evaluate=False))  # its own simplification is slow
                 continue
@@ -104,6 +107,10 @@ def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple], within: Opt
         else:
             dims.append(chosen[0] if chosen else sympy.Integer(1))
     return SymTensor(tuple(dims))
+
+
+def _fixed(dim: Any) -> bool:
+    return isinstance(dim, sympy.Integer) and dim != 1
 
 
 def _flat(args: Sequence[Any], kwargs: dict) -> list:
