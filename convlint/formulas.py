@@ -86,8 +86,9 @@ def cdiv(a: Size, b: int) -> Size:
     """Ceiling division: -((-a) // b)."""
     if is_int(a) and is_int(b):
         return _number(a, -(-int(a) // int(b)))
-    if b == 1:
+    if b == 1 and sympy.sympify(a).is_integer:
         return a
+    # arange(0.5, n): a size minus a fraction, rounded up
     return sympy.ceiling(_flatten(a, sympy.ceiling) / b)
 
 

@@ -452,3 +452,23 @@ def test_numpy_on_sizes_pins_them_rather_than_losing_them():
     domain = convlint.domain(Anchors, (1, 3, 64, 64))
     pinned = {str(c.expressions[0]) for c in domain.conditions if c.kind == "guard"}
     assert not domain.exact and pinned == {"Eq(H, 64)", "Eq(W, 64)"}
+
+
+def test_arange_from_a_fraction_to_a_size_has_the_size_pytorch_gives():
+    """``torch.arange(0.5, s)`` (a rotary embedding's positions) has ceil(s - 0.5) = s
+    numbers; the rule once kept ``s - 1/2`` and the self-check reported an internal error."""
+
+    class Rotary(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 16, stride=16)
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y + torch.arange(0.5, y.shape[-1], dtype=torch.float32)
+
+    assert convlint.check(Rotary, (1, 3, 64, 64)) == []
+    domain = convlint.domain(Rotary, (1, 3, 64, 64))
+    model = Rotary()
+    for h, w in [(16, 16), (17, 40), (64, 100), (15, 64), (70, 31)]:
+        assert domain.contains((1, 3, h, w)) == runs(model, (1, 3, h, w), "float32"), (h, w)
