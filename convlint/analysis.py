@@ -37,6 +37,13 @@ class Analysis:
     unsized_input: bool = False  # ``error`` says why the input's spatial dims are not known
 
     @property
+    def ran_to_end(self) -> bool:
+        """Were its sizes followed through the whole graph (no error, no stop at a value
+        the data decides)?"""
+        stopped = self.trace is not None and self.trace.stopped is not None
+        return not self.error and self.sizes is not None and self.sizes.error is None and not stopped
+
+    @property
     def output(self) -> Optional[sizes.SymTensor]:
         """Shadow of the first tensor the graph returns (in a tuple, dict or dataclass)."""
         if self.sizes is None or self.sizes.error is not None:
@@ -173,13 +180,12 @@ def _captured_larger(module: nn.Module, input_shapes: Sequence[Sequence[int]]) -
 
 def _symbolic_score(analysis: Analysis) -> tuple:
     """(ran to the end, conv-like layers whose output sizes are all symbolic)."""
-    stopped = analysis.trace is not None and analysis.trace.stopped is not None
     result = analysis.sizes
     kept = 0
     for node in result.geometries:
         shadow = result.shadows.get(node)
         kept += isinstance(shadow, sizes.SymTensor) and all(d is not None for d in shadow.dims[2:])
-    return (result.error is None and not stopped, kept)
+    return (analysis.ran_to_end, kept)
 
 
 class Block(NamedTuple):

@@ -119,11 +119,9 @@ def _inferred_analysis(model, shapes: tuple, run_every_op: bool, traced):
 
 
 def _ran(analysis) -> bool:
-    """Did the model run to its end at the input it was analysed at?"""
-    trace, result = analysis.trace, analysis.sizes
-    if analysis.error or result is None or result.error is not None:
-        return False
-    return trace is None or (trace.example_raised is None and trace.stopped is None)
+    """Did the model run to its end at the input it was analysed at (not only at a larger
+    one it was recorded at)?"""
+    return analysis.ran_to_end and (analysis.trace is None or analysis.trace.example_raised is None)
 
 
 def _with_intent_analysed(view, run_every_op):
