@@ -306,6 +306,8 @@ def _unfollowed_reports(view) -> Iterable[tuple[Rule, Report]]:
             ),
         )
 
+    # a merge with an operand of unknown size is compared at the example only
+    unsized = [m for m, operands in view.merges() if any(None in (a, b) for _, a, b in view.merge_pairs(m, operands))]
     for node, why in view.unfollowed():
         later = graph.descendants(node) - {node}
         after = sum(view.is_convolution(n) and not view.checked_for_every_size(n) for n in later)
@@ -313,13 +315,20 @@ def _unfollowed_reports(view) -> Iterable[tuple[Rule, Report]]:
         if view.is_leaf(node):
             prefix = f"{node.target}."
             inside = sum(1 for q, m in view.model.named_modules() if q.startswith(prefix) and layers.is_convolution(m))
+        merges = [m for m in unsized if m in later]
         count = after + inside
-        if not count:
+        if not count and not merges:
             continue
         where = " after it" if not inside else " in it and after it" if after else " in it"
+        what = [f"{count} convolution{'s' * (count != 1)}{where}"] if count else []
+        if len(merges) == 1:
+            what.append(f"the merge {view.describe(merges[0])}")
+        elif merges:
+            what.append(f"{len(merges)} merges after it ({view.describe(merges[0])} first)")
+        plural = count + len(merges) != 1
         message = (
-            f"sizes are not followed past {view.describe(node)}: {why}; {count} convolution{'s' * (count != 1)}"
-            f"{where} {'are' if count != 1 else 'is'} checked at the example input size only"
+            f"sizes are not followed past {view.describe(node, line=False)}: {why}; {' and '.join(what)}"
+            f" {'are' if plural else 'is'} checked at the example input size only"
         )
         yield CVL903, Report(message, site=view.site_of(node))
 

@@ -231,6 +231,25 @@ def repeat(call: Call) -> Any:
     source = (sympy.Integer(1),) * (len(counts) - len(call.sargs[0].dims)) + call.sargs[0].dims
     if len(counts) != call.out.dim() or len(source) != len(counts):
         return fallback(call)
+    return _times(source, counts)
+
+
+@for_methods("tile")
+@for_functions(torch.tile)
+def tile(call: Call) -> Any:
+    """x.tile(dims): like repeat, but fewer counts than dims are padded with 1s in front
+    (a window table tiled to a grid: ``table.tile((h // 8, w // 8))``)."""
+    counts = [as_dim(c) for c in size_args(call.sargs[1:] or (call.skwargs.get("dims"),))]
+    source = call.sargs[0].dims
+    rank = max(len(counts), len(source))
+    counts = [sympy.Integer(1)] * (rank - len(counts)) + counts
+    source = (sympy.Integer(1),) * (rank - len(source)) + source
+    if rank != call.out.dim():
+        return fallback(call)
+    return _times(source, counts)
+
+
+def _times(source: tuple, counts: list) -> SymTensor:
     return SymTensor(tuple(None if d is None or c is None else d * c for d, c in zip(source, counts)))
 
 
