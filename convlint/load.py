@@ -397,7 +397,11 @@ def candidate_for_target(target: str, args=None, kwargs=None) -> Loaded:
     problem = _call_problem(obj, spec, where or file, name)
     if problem is not None:
         return Loaded(problems=[Problem(relpath(where or file), _line_of(obj), 1, problem, name, "CVL901")])
-    return Loaded(candidates=[Candidate(name, file, _line_of(obj), spec.factory(obj), obj=obj)])
+    line = _line_of(obj)
+    if where is None or not os.path.exists(file) or not os.path.samefile(where, file):
+        # imported from elsewhere: the target's own file, at the line that imports it
+        line = scan.binding_line(file, spec.attr.partition(".")[0]) or 1 if file.endswith(".py") else 1
+    return Loaded(candidates=[Candidate(name, file, line, spec.factory(obj), obj=obj)])
 
 
 def _call_problem(obj, spec: TargetSpec, path: str, name: str) -> Optional[str]:

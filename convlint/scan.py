@@ -167,6 +167,26 @@ def factory_names(path: str) -> dict[str, str]:
     return {name: kind for name, kind in found.items() if kind is not None}
 
 
+def binding_line(path: str, name: str) -> Optional[int]:
+    """The line of the last top-level statement of ``path`` that binds ``name`` (an
+    import, a def, a class, an assignment): where a target naming an imported model is."""
+    tree = _tree(path)
+    found = None
+    for node in tree.body if tree is not None else []:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            bound = {(a.asname or a.name).partition(".")[0] for a in node.names}
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            bound = {node.name}
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            bound = {n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)}
+        else:
+            continue
+        if name in bound:
+            found = node.lineno
+    return found
+
+
 def relative_imports(path: str) -> bool:
     """Does ``path`` import relatively (``from .layers import Block``)?"""
     tree = _tree(path)

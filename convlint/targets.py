@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import inspect
 import os
 from dataclasses import dataclass
 from typing import Iterable, Iterator, Optional, Sequence
@@ -157,7 +158,8 @@ def _build(candidate, item: Target, result: Result) -> tuple:
             result.notes.append(f"{candidate.name}: not a model factory: {exc}")
         return None, None
     except Exception as exc:
-        if candidate.kind == "function":  # nothing says it builds a model: calling it told
+        # nothing says it builds a model: calling it told (reaching for weights says it does)
+        if candidate.kind == "function" and not isinstance(exc, load.DownloadRefused):
             result.notes.append(f"{candidate.name}: not checked: calling it raised {common.describe(exc)}")
         else:
             result.findings.append(_not_built(candidate, exc))
@@ -171,8 +173,29 @@ def _build(candidate, item: Target, result: Result) -> tuple:
 
 
 def _not_built(candidate, exc: Exception) -> Finding:
-    report = Report(f"model `{candidate.name}` cannot be built: {common.describe(exc)}")
+    report = Report(
+        f"model `{candidate.name}` cannot be built: {common.describe(exc)}{_without_weights(candidate, exc)}"
+    )
     return report_finding(CVL901, report, at(candidate.path, candidate.line), candidate.name)
+
+
+def _without_weights(candidate, exc: Exception) -> str:
+    """How to build a model that downloads its weights without them: its own weights
+    parameters turned off, when it has some (torchvision's ``weights_backbone``)."""
+    if not isinstance(exc, load.DownloadRefused):
+        return ""
+    try:
+        params = inspect.signature(candidate.obj).parameters.values()
+    except (TypeError, ValueError):
+        params = []
+    off = [
+        f"{p.name}={False if p.default is True else None}"
+        for p in params
+        if ("weight" in p.name or "pretrain" in p.name) and p.default not in (None, False, inspect.Parameter.empty)
+    ]
+    if off and ":" in candidate.name and "(" not in candidate.name:
+        return f"; build it without weights: `convlint check '{candidate.name}({', '.join(off)})'`"
+    return "; build it without weights (weights=None or pretrained=False where it loads them)"
 
 
 def _with_callback(callback, path: str) -> None:

@@ -148,7 +148,8 @@ def test_factories_and_hub_entries_are_models_and_a_download_is_refused_by_name(
     assert lines[0].endswith("the same call built 2 more (in `layer2.1.conv1` and `layer2.2.conv1`)")
     assert lines[2].endswith(
         "cannot be built: DownloadRefused: its constructor tries to download "
-        "https://example.invalid/weights/drn_d_22.pth; convlint builds models without network"
+        "https://example.invalid/weights/drn_d_22.pth; convlint builds models without network; build it without "
+        "weights: `convlint check 'fixtures/repos/drn/hubconf.py:drn_d_22_pretrained(pretrained=False)'`"
     )
     assert 'add models = ["fixtures/repos/drn/hubconf.py:drn_custom(layers=...)"]' in lines[3]
     assert f"convlint: note: {hub}:drn_d_22: skipped: the same model as {drn}:drn_d_22\n" in run.stderr
@@ -157,19 +158,36 @@ def test_factories_and_hub_entries_are_models_and_a_download_is_refused_by_name(
     )
 
 
-def test_a_factory_returning_a_helpers_result_is_built_and_other_functions_are_passed_over_with_a_note():
+def test_a_factory_returning_a_helpers_result_is_built_and_other_functions_are_passed_over_with_a_note(tmp_path):
     """fixtures/repos/factories/zoo.py: `seg_small()` returns `_load_model(...)`, no class
-    named at its level; the functions beside it return settings or raise when called."""
-    run = convlint("check", "fixtures/repos/factories/zoo.py", "-v")
+    named at its level; the functions beside it return settings or raise when called; one
+    that reaches for weights builds a model, so its refused download is a finding."""
+    env = {**os.environ, "TORCH_HOME": str(tmp_path / "torch")}  # no cached weights
+    run = convlint("check", "fixtures/repos/factories/zoo.py", "-v", env=env)
     assert run.returncode == 1
-    assert [line.split(" ", 2)[:2] for line in run.stdout.splitlines()] == [
-        ["fixtures/repos/factories/nets.py:11:24:", "CVL201"]
-    ]
     zoo = "fixtures/repos/factories/zoo.py"
+    assert [line.split(" ", 2)[:2] for line in run.stdout.splitlines()] == [
+        ["fixtures/repos/factories/nets.py:11:24:", "CVL201"],
+        [f"{zoo}:29:1:", "CVL901"],
+    ]
+    assert run.stdout.splitlines()[1].endswith(
+        "tries to download https://example.invalid/seg_small.pth; convlint builds models without network; "
+        "build it without weights (weights=None or pretrained=False where it loads them)"
+    )
     assert f"note: {zoo}:default_settings: not a model factory:" in run.stderr
     assert f"note: {zoo}:newest_checkpoint: not checked: calling it raised FileNotFoundError" in run.stderr
     assert without_warnings(run.stderr).endswith(
-        "Found 1 finding in 1 model.\n[*] 1 fixable with the `--fix` option.\n"
+        "Found 2 findings in 1 model.\n[*] 1 fixable with the `--fix` option.\n"
+    )
+
+
+def test_a_target_naming_an_imported_model_is_located_at_the_line_that_imports_it():
+    """`zoo.py:SegNet` is nets.py's class: a finding about the target is at zoo.py's import
+    of it, never at the class's line read as a line of zoo.py."""
+    run = convlint("check", "fixtures/repos/factories/zoo.py:SegNet(num_classes=-1, dilation=2)")
+    assert run.returncode == 1
+    assert run.stdout.startswith(
+        "fixtures/repos/factories/zoo.py:7:1: CVL901 model `fixtures/repos/factories/zoo.py:SegNet("
     )
 
 
