@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 from convlint.common import VERSION as __version__
 
-__all__ = ["assert_clean", "check", "domain", "same", "shapes", "__version__"]
+__all__ = ["InputSizeError", "assert_clean", "check", "domain", "fit", "guard", "same", "shapes", "__version__"]
 
 
 def __dir__() -> list:
@@ -157,3 +157,48 @@ def _analysed(model, input_shape, args, kwargs, run_every_op: bool, read):
     with engine.analysing(_built(model, args, kwargs)) as meta:
         view, _, _ = engine.build_view(meta, _shapes(input_shape), run_every_op=run_every_op)
         return read(view)
+
+
+def guard(
+    model,
+    input_shape: Sequence[int] | Sequence[Sequence[int]] = (),
+    *,
+    run_every_op: bool = False,
+):
+    """``model`` (an instance, weights and all) with a check at its input: a first input
+    whose spatial sizes the model cannot run raises ``convlint.InputSizeError`` (a
+    ``ValueError``) naming the rule they break, where the model would fail and the nearest
+    sizes that run; every other input passes untouched. The model is analysed once, here,
+    on a copy on the meta device (``input_shape`` as for ``convlint.domain``); each size is
+    then decided once. ``model.convlint_guard.remove()`` takes the check off::
+
+        model = convlint.guard(UNet(3, 2).eval(), input_shape=(1, 3, 256, 256))
+        model(torch.zeros(1, 3, 250, 250))  # InputSizeError: ... needs H, W multiples of 16 ...
+    """
+    import torch.nn as nn
+
+    from convlint import contract
+
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"guard needs a built model (an nn.Module instance), not {type(model).__name__}")
+    return contract.guard(model, domain(model, input_shape, run_every_op=run_every_op))
+
+
+def fit(x, domain):
+    """``x`` padded at the end of each spatial dim to the nearest size above at which the
+    model of ``domain`` runs, and the crop back (a ``convlint.contract.Fitted``)::
+
+        fitted = convlint.fit(image, convlint.domain(UNet(3, 2), (1, 3, 256, 256)))
+        mask = fitted.crop(model(fitted.input))
+    """
+    from convlint import contract
+
+    return contract.fit(x, domain)
+
+
+def __getattr__(name: str):
+    if name == "InputSizeError":  # torch is imported only when it is asked for
+        from convlint.contract import InputSizeError
+
+        return InputSizeError
+    raise AttributeError(f"module 'convlint' has no attribute {name!r}")

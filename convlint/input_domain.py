@@ -27,7 +27,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import sympy
 
-from convlint import domain_statement, sites
+from convlint import contract, domain_statement, sites
 from convlint.common import Shape, spatial_axes, with_spatial_sizes
 from convlint.sizes.symbolic import evaluate_int, exact_values, holds
 
@@ -119,6 +119,16 @@ class Domain:
         domain is not exact: a condition fails within the branches that lead to it.)"""
         env = self.env(*shapes)
         return any(c.refuses(env) for c in self.conditions)
+
+    def nearest(self, shape: Sequence[int]) -> "contract.Nearest":
+        """The spatial sizes nearest ``shape``'s at which the model runs, every dim at most
+        (``.below``) or at least (``.above``) the input's; None where there is none."""
+        return contract.nearest(self, shape)
+
+    def pad_amounts(self, shape: Sequence[int]) -> Optional[tuple]:
+        """The ``F.pad`` amounts (last dim first) to the nearest size above that runs, all
+        at the end of each dim; None where none runs."""
+        return contract.pad_amounts(self, shape)
 
 
 def _limit(c) -> Callable[[dict], Optional[bool]]:

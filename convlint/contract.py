@@ -1,0 +1,229 @@
+"""The input contract: what the caller of a deployed model needs from its input domain.
+
+- ``nearest``: the sizes nearest a given input at which the model runs, below and above;
+- ``pad_amounts`` and ``fit``: the ``F.pad`` amounts that take an input to the nearest
+  size above, and the crop that takes an output back ("pad, run, crop" done once);
+- ``guard``: a forward pre-hook that refuses an input the model cannot run, at the input,
+  naming the rule it breaks and the nearest sizes that run, instead of a size error deep
+  inside the network.
+
+Every answer is the domain's (``input_domain.Domain``): the sizes tried are those its
+statement allows per dim, and each is accepted only where ``Domain.contains`` says the
+model runs.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+from convlint.common import spatial_axes, with_spatial_sizes
+from convlint.domain_statement import UNBOUNDED
+
+if TYPE_CHECKING:
+    from convlint.input_domain import Domain
+
+# How many sizes per dim, and how many combinations of them, ``nearest`` tries before it
+# says there is none: enough for a period of 64 on every dim of a joint domain.
+PER_DIM = 128
+TRIES = 20000
+
+
+class InputSizeError(ValueError):
+    """An input the model cannot run, refused by ``guard`` before the model sees it."""
+
+
+@dataclass(frozen=True)
+class Nearest:
+    """The spatial sizes nearest an input's at which the model runs: every dim at most
+    (``below``) or at least (``above``) the input's; None where there is none."""
+
+    below: Optional[tuple]
+    above: Optional[tuple]
+
+
+def sizes_of(domain: Domain, shape: Sequence[int]) -> tuple:
+    """The spatial sizes of ``shape`` (the first input's), in the domain's symbol order;
+    a shape of another rank is read at the same axes counted from the end (an unbatched
+    input)."""
+    offsets = _offsets(domain)
+    if offsets and len(shape) < -min(offsets):
+        raise ValueError(
+            f"shape {tuple(shape)} has no spatial dims where the example {tuple(domain.input_shapes[0])} has them"
+        )
+    return tuple(int(shape[o]) for o in offsets)
+
+
+def _offsets(domain: Domain) -> list[int]:
+    """The spatial axes of the first input, counted from the end."""
+    example = domain.input_shapes[0]
+    return [axis - len(example) for axis in spatial_axes(example)]
+
+
+def _env(domain: Domain, sizes: Sequence[int]) -> dict:
+    return {**domain.example, **dict(zip(domain.symbols, sizes))}
+
+
+def runs(domain: Domain, sizes: Sequence[int]) -> bool:
+    """Does the model run at these spatial sizes (the other dims as at the example)?"""
+    return domain.contains(with_spatial_sizes(domain.input_shapes[0], sizes))
+
+
+def nearest(domain: Domain, shape: Sequence[int]) -> Nearest:
+    """The sizes nearest ``shape``'s at which the model runs, below and above (fewest
+    sizes added or taken away in all; every dim moves the same way)."""
+    sizes = sizes_of(domain, shape)
+    return Nearest(_search(domain, sizes, -1), _search(domain, sizes, +1))
+
+
+def _allowed(domain: Domain) -> dict:
+    """symbol -> a test of one dim's size, from the statement's parts about that dim alone."""
+    tests: dict = {}
+    for part in domain.stated.parts:
+        if part.axis is not None:
+            for symbol in part.symbols:
+                tests[symbol] = part.axis.__contains__
+    return tests
+
+
+def _steps(test: Optional[Callable[[int], bool]], start: int, direction: int) -> list[int]:
+    """Up to PER_DIM sizes from ``start`` on (``direction`` +1 up, -1 down) that pass ``test``."""
+    found, n = [], start
+    while len(found) < PER_DIM and 1 <= n <= UNBOUNDED:
+        if test is None or test(n):
+            found.append(n)
+        n += direction
+        if abs(n - start) > PER_DIM * 64:  # a dim whose sizes are that sparse: no nearer one
+            break
+    return found
+
+
+def _search(domain: Domain, sizes: tuple, direction: int) -> Optional[tuple]:
+    """Best first over the combinations of each dim's allowed sizes, by total distance."""
+    allowed = _allowed(domain)
+    steps = [_steps(allowed.get(s), n, direction) for s, n in zip(domain.symbols, sizes)]
+    if any(not s for s in steps):
+        return None
+    start = (0,) * len(steps)
+    heap = [(0, start)]
+    seen = {start}
+    for _ in range(TRIES):
+        if not heap:
+            return None
+        _, index = heapq.heappop(heap)
+        candidate = tuple(s[i] for s, i in zip(steps, index))
+        if runs(domain, candidate):
+            return candidate
+        for axis in range(len(index)):
+            if index[axis] + 1 < len(steps[axis]):
+                nxt = index[:axis] + (index[axis] + 1,) + index[axis + 1 :]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    distance = sum(abs(s[i] - n) for s, i, n in zip(steps, nxt, sizes))
+                    heapq.heappush(heap, (distance, nxt))
+    return None
+
+
+def pad_amounts(domain: Domain, shape: Sequence[int]) -> Optional[tuple]:
+    """The ``F.pad`` amounts (last dim first, as ``F.pad`` reads them) that take an input of
+    ``shape`` to the nearest size above at which the model runs, all added at the end of
+    each dim (right, bottom); None where no size above runs."""
+    above = nearest(domain, shape).above
+    if above is None:
+        return None
+    amounts: list = []
+    for n, m in reversed(list(zip(sizes_of(domain, shape), above))):
+        amounts += [0, m - n]
+    return tuple(amounts)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """An input padded to a size the model runs at, and how to crop an output back."""
+
+    input: Any  # the padded tensor
+    sizes: tuple  # the input's own spatial sizes
+    padded: tuple  # the spatial sizes it was padded to
+
+    def crop(self, output: Any) -> Any:
+        """``output`` cut back to the input's own sizes, scaled as the model scales them
+        (an output at twice the input's size is cut to twice its sizes), at the same axes
+        counted from the end."""
+        index = [slice(None)] * output.dim()
+        axes = range(output.dim() - len(self.sizes), output.dim())
+        for axis, n, m in zip(axes, self.sizes, self.padded):
+            keep = round(n * output.shape[axis] / m)
+            index[axis] = slice(0, keep)
+        return output[tuple(index)]
+
+
+def fit(x: Any, domain: Domain, mode: str = "constant", value: float = 0.0) -> Fitted:
+    """``x`` padded at the end of each spatial dim to the nearest size above at which the
+    model runs (``Fitted.input``), and ``Fitted.crop`` to cut the model's output back::
+
+        fitted = convlint.fit(image, domain)
+        mask = fitted.crop(model(fitted.input))
+    """
+    import torch.nn.functional as F
+
+    amounts = pad_amounts(domain, tuple(x.shape))
+    if amounts is None:
+        raise InputSizeError(f"no size at or above {_show(sizes_of(domain, tuple(x.shape)))} runs the model")
+    sizes = sizes_of(domain, tuple(x.shape))
+    padded = tuple(n + amounts[2 * (len(sizes) - 1 - i) + 1] for i, n in enumerate(sizes))
+    if not any(amounts):
+        return Fitted(x, sizes, padded)
+    kwargs = {"value": value} if mode == "constant" else {}
+    return Fitted(F.pad(x, amounts, mode=mode, **kwargs), sizes, padded)
+
+
+def _show(sizes: Sequence[int]) -> str:
+    return "x".join(map(str, sizes))
+
+
+def refusal(domain: Domain, shape: Sequence[int], name: str) -> Optional[str]:
+    """Why the model ``name`` refuses an input of ``shape``, or None where it may run:
+    the rule of its domain the sizes break, where the model would fail, and the nearest
+    sizes that run."""
+    sizes = sizes_of(domain, shape)
+    env = _env(domain, sizes)
+    failing = [c for c in domain.conditions if c.refuses(env)]
+    if not failing:
+        return None
+    rules = [p.text for p in domain.stated.parts if not p.test(env)]
+    near = nearest(domain, shape)
+    offers = [f"{_show(s)} {word}" for s, word in ((near.below, "below"), (near.above, "above")) if s is not None]
+    at = ", ".join(f"{s} = {n}" for s, n in zip(domain.symbols, sizes))
+    return (
+        f"{name} cannot run at {at}: it needs {'; '.join(rules) or str(domain)}"
+        f" (else it fails at {failing[0].where}"
+        + (f", line {failing[0].site.line}" if failing[0].site is not None else "")
+        + ")"
+        + (f"; nearest sizes that run: {', '.join(offers)} (convlint.fit pads to the one above)" if offers else "")
+    )
+
+
+def guard(model: Any, domain: Domain, name: Optional[str] = None) -> Any:
+    """``model`` with a forward pre-hook that raises ``InputSizeError`` for a first input
+    the domain refuses, and passes every other input untouched. Each size is decided once
+    (a dict lookup after that). Returns the model; ``model.convlint_guard.remove()`` takes
+    the hook off."""
+    name = name or f"`{type(model).__name__}`"
+    decided: dict = {}
+    example = domain.input_shapes[0]
+    offsets = _offsets(domain)
+
+    def check(_module: Any, args: tuple, kwargs: Optional[dict] = None) -> None:
+        x = args[0] if args else next(iter((kwargs or {}).values()), None)
+        shape = getattr(x, "shape", None)
+        if shape is None or (offsets and len(shape) < -min(offsets)):
+            return
+        key = tuple(shape[o] for o in offsets)
+        if key not in decided:
+            decided[key] = refusal(domain, with_spatial_sizes(example, key), name)
+        if decided[key] is not None:
+            raise InputSizeError(decided[key])
+
+    model.convlint_guard = model.register_forward_pre_hook(check, with_kwargs=True)
+    return model

@@ -1,0 +1,166 @@
+"""The input contract (convlint.guard, Domain.nearest, Domain.pad_amounts, convlint.fit),
+with the real model on real tensors as the judge at every size swept."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+import torch.nn as nn
+from conftest import FIXTURES, runs
+from test_domain import _models
+
+import convlint
+
+PATTERNS = {cls.__name__: cls for cls in _models(os.path.join(FIXTURES, "rules", "domain_patterns.py"))}
+# a model per kind of rule: multiples (a cat of two downsamplers), residues (rounding
+# shortcuts, a tiled window table), squares (a map added to its transpose), a U-Net with
+# unpadded convolutions (a lower bound and a period)
+CASES = ["ThreeDownsamplers", "RoundingShortcut", "Transposed", "TruncatedPads", "TiledWindowTable", "ValidUNet"]
+SIZES = [(n, n) for n in range(1, 50)] + [(h, w) for h in (8, 16, 23, 40) for w in range(1, 50, 3)]
+EXAMPLE = (1, 3, 32, 32)
+
+
+def _model(name: str):
+    torch.manual_seed(0)
+    return PATTERNS[name]().eval()
+
+
+def _example(name: str) -> tuple:
+    """A size the model runs at (32 x 32 where it does), with its first layer's channels."""
+    model = _model(name)
+    channels = next(m.in_channels for m in model.modules() if isinstance(m, nn.Conv2d))
+    return next((1, channels, n, n) for n in (32, 64, 48, 24, 36, 40) if runs(model, (1, channels, n, n)))
+
+
+class TwoLevelUNet(nn.Module):
+    """Padded convs, a pool, an upsample and a skip joined by cat: it runs at even sizes,
+    and its output has its input's size."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(3, 4, 3, padding=1)
+        self.mid = nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(4, 4, 3, padding=1), nn.Upsample(scale_factor=2))
+        self.dec = nn.Conv2d(8, 2, 3, padding=1)
+
+    def forward(self, x):
+        skip = self.enc(x)
+        return self.dec(torch.cat([skip, self.mid(skip)], dim=1))
+
+
+def _guard_says(guarded, shape) -> str:
+    """ "refused" (InputSizeError), "runs", or "fails" (the guard let through a size the
+    model then failed at)."""
+    try:
+        with torch.no_grad():
+            guarded(torch.zeros(shape))
+        return "runs"
+    except convlint.InputSizeError:
+        return "refused"
+    except Exception:
+        return "fails"
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_guard_refuses_exactly_the_sizes_the_model_cannot_run(name):
+    bare, guarded = _model(name), convlint.guard(_model(name), _example(name))
+    assert convlint.domain(bare, _example(name)).exact
+    wrong = []
+    c = _example(name)[1]
+    for h, w in SIZES:
+        said = _guard_says(guarded, (1, c, h, w))
+        real = runs(bare, (1, c, h, w))
+        if said == "fails" or (said == "refused") == real:
+            wrong.append(((h, w), said, "runs" if real else "fails"))
+    assert not wrong, wrong[:8]
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_the_nearest_sizes_run_and_no_size_nearer_does(name):
+    """Above (and below): the size named runs in PyTorch, and no size between the input's
+    and it, by fewer sizes added in all, runs."""
+    bare = _model(name)
+    c = _example(name)[1]
+    domain = convlint.domain(bare, _example(name))
+    for h, w in [(5, 5), (13, 29), (33, 33), (41, 18), (47, 47)]:
+        near = domain.nearest((1, c, h, w))
+        for found, sign in ((near.above, 1), (near.below, -1)):
+            if found is None:
+                continue
+            assert runs(bare, (1, c, *found)), (h, w, found)
+            distance = abs(found[0] - h) + abs(found[1] - w)
+            nearer = [
+                (h + sign * a, w + sign * b)
+                for a in range(abs(found[0] - h) + 1)
+                for b in range(abs(found[1] - w) + 1)
+                if a + b < distance and min(h + sign * a, w + sign * b) >= 1
+            ]
+            assert not [s for s in nearer if runs(bare, (1, c, *s))], (h, w, found)
+        if runs(bare, (1, c, h, w)):
+            assert near.above == near.below == (h, w)
+
+
+def test_a_size_with_none_above_or_below_says_none():
+    """A U-Net of unpadded convolutions needs H, W >= its lower bound: nothing below runs."""
+    domain = convlint.domain(_model("ValidUNet"), EXAMPLE)
+    near = domain.nearest((1, 3, 3, 3))
+    assert near.below is None and near.above is not None
+    assert domain.pad_amounts((1, 3, 3, 3)) == (0, near.above[1] - 3, 0, near.above[0] - 3)
+
+
+def test_the_guards_message_names_the_rule_the_size_the_failing_layer_and_the_nearest_sizes():
+    guarded = convlint.guard(_model("ThreeDownsamplers"), EXAMPLE)
+    with pytest.raises(convlint.InputSizeError) as raised:
+        guarded(torch.zeros(1, 3, 57, 61))
+    assert isinstance(raised.value, ValueError)
+    assert str(raised.value) == (
+        "`ThreeDownsamplers` cannot run at H = 57, W = 61: it needs H, W multiples of 8 (else it fails at "
+        "`torch.cat([self.conv(x), self.pool(x)],…` in `stages.0`, line 19); nearest sizes that run: 56x56 "
+        "below, 64x64 above (convlint.fit pads to the one above)"
+    )
+
+
+def test_fit_pads_to_the_nearest_size_that_runs_and_crop_gives_back_the_inputs_size():
+    """A U-Net whose output has its input's size where it runs: the padded input runs, and
+    the cropped output has the input's size and is the padded run's output, cut."""
+    model = TwoLevelUNet().eval()
+    domain = convlint.domain(model, EXAMPLE)
+    assert str(domain) == "H, W multiples of 2: `torch.cat([skip, self.mid(skip)], dim=1)`"
+    for h, w in [(17, 17), (30, 45), (1, 9)]:
+        x = torch.randn(1, 3, h, w)
+        fitted = convlint.fit(x, domain)
+        assert tuple(fitted.input.shape[-2:]) == domain.nearest(x.shape).above
+        assert torch.equal(fitted.input[..., :h, :w], x)
+        with torch.no_grad():
+            out = model(fitted.input)
+        cropped = fitted.crop(out)
+        assert tuple(cropped.shape[-2:]) == (h, w)
+        assert torch.equal(cropped, out[..., : cropped.shape[-2], : cropped.shape[-1]])
+
+
+def test_the_guard_costs_a_lookup_and_leaves_valid_inputs_untouched():
+    bare, guarded = _model("ThreeDownsamplers"), convlint.guard(_model("ThreeDownsamplers"), EXAMPLE)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(guarded(x), bare(x))
+    hook = next(iter(guarded._forward_pre_hooks.values()))
+    hook(guarded, (x,), {})
+    assert hook.__closure__ is not None
+    decided = next(c.cell_contents for c in hook.__closure__ if isinstance(c.cell_contents, dict))
+    assert decided == {(64, 64): None}  # decided once, kept
+    guarded.convlint_guard.remove()
+    assert not guarded._forward_pre_hooks
+
+
+def test_the_guard_holds_under_torch_compile():
+    guarded = convlint.guard(_model("ThreeDownsamplers"), EXAMPLE)
+    compiled = torch.compile(guarded, backend="eager")
+    assert tuple(compiled(torch.zeros(1, 3, 64, 64)).shape) == (1, 32, 8, 8)
+    with pytest.raises(convlint.InputSizeError):
+        compiled(torch.zeros(1, 3, 57, 57))
+
+
+def test_guard_takes_a_built_model_only():
+    with pytest.raises(TypeError, match="needs a built model"):
+        convlint.guard(PATTERNS["ThreeDownsamplers"], EXAMPLE)
