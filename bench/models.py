@@ -198,6 +198,21 @@ def plain(depth: int):
     return lambda: PlainStack(depth)
 
 
+class TinyUNet(nn.Module):
+    """README's "Deploying a model" example: one skip joined by cat after a pool and an
+    upsample (H, W multiples of 4), the smallest model the guard is measured against."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(3, 8, 3, padding=1)
+        self.mid = nn.Sequential(nn.MaxPool2d(4), nn.Conv2d(8, 8, 3, padding=1), nn.Upsample(scale_factor=4))
+        self.head = nn.Conv2d(16, 2, 1)
+
+    def forward(self, x):
+        skip = self.enc(x)
+        return self.head(torch.cat([skip, self.mid(skip)], dim=1))
+
+
 MODELS = {
     "resnet50-aspp-os8": (DilatedResNetASPP, (1, 3)),
     "resnet50-os8": (ResNet50OS8, (1, 3)),
@@ -208,4 +223,5 @@ MODELS = {
     "plain-1000": (plain(1000), (1, 3)),
     "billion": (Billion, (1, 3)),
     "window-vit": (WindowViT, (1, 3)),
+    "tiny-unet": (TinyUNet, (1, 3)),
 }

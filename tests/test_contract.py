@@ -4,11 +4,13 @@ with the real model on real tensors as the judge at every size swept."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn as nn
-from conftest import FIXTURES, runs
+from conftest import FIXTURES, readme_block, runs
 from test_domain import _models
 
 import convlint
@@ -164,3 +166,11 @@ def test_the_guard_holds_under_torch_compile():
 def test_guard_takes_a_built_model_only():
     with pytest.raises(TypeError, match="needs a built model"):
         convlint.guard(PATTERNS["ThreeDownsamplers"], EXAMPLE)
+
+
+def test_the_readme_deploy_example_prints_what_it_shows(tmp_path):
+    script = tmp_path / "deploy.py"
+    script.write_text(readme_block("deploy"))
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout == readme_block("deploy-output")

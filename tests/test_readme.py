@@ -40,6 +40,8 @@ COVERED = {
     "api-test": "tests/test_readme.py::test_the_api_examples_run",
     "configuration": "tests/test_readme.py::test_the_configuration_example_is_read_without_error",
     "api": "tests/test_readme.py::test_the_api_examples_run",
+    "deploy": "tests/test_contract.py::test_the_readme_deploy_example_prints_what_it_shows",
+    "deploy-output": "tests/test_contract.py::test_the_readme_deploy_example_prints_what_it_shows",
     "pipeline": "tests/test_readme.py::test_the_pipeline_picture_names_modules_that_exist",
     "bench-run": "tests/test_readme.py::test_benchmark_commands_name_extras_and_flags_that_exist",
     "bench-server": "tests/test_readme.py::test_benchmark_commands_name_extras_and_flags_that_exist",
