@@ -227,3 +227,147 @@ def guard(model: Any, domain: Domain, name: Optional[str] = None) -> Any:
 
     model.convlint_guard = model.register_forward_pre_hook(check, with_kwargs=True)
     return model
+
+
+# ---------------------------------------------------------------- torch.export
+
+
+@dataclass(frozen=True)
+class Family:
+    """Sizes ``period * k + residue`` for ``k`` in ``low..high``: one torch.export dim."""
+
+    name: str
+    period: int
+    residue: int
+    low: int
+    high: int
+
+    def size(self, k: int) -> int:
+        return self.period * k + self.residue
+
+    def expression(self) -> str:
+        root = self.name
+        if self.period != 1:
+            root = f"{self.period} * {root}"
+        return f"{root} + {self.residue}" if self.residue else root
+
+
+@dataclass(frozen=True)
+class DynamicShapes:
+    """The ``dynamic_shapes`` of ``torch.export.export`` for a model's inputs, by its domain:
+    a ``Dim`` per free spatial dim (one shared by dims that must be equal), derived dims for
+    periods (``8 * h``), and the TensorRT-style minimum / optimum / maximum shapes."""
+
+    families: tuple  # per spatial dim of the first input: (axis, Family or None: static)
+    inputs: int  # how many inputs forward takes (the others are static)
+    minimum: tuple
+    optimum: tuple
+    maximum: tuple
+    narrowed: tuple  # what the domain allows that the dims leave out, and why
+
+    @property
+    def spec(self) -> tuple:
+        """The ``dynamic_shapes`` argument: ``torch.export.export(model, args, dynamic_shapes=spec)``."""
+        from torch.export import Dim
+
+        dims: dict = {}
+        first = {}
+        for axis, family in self.families:
+            if family is None:
+                continue
+            if family.name not in dims:
+                dims[family.name] = Dim(family.name, min=family.low, max=family.high)
+            dim = dims[family.name]
+            dim = dim * family.period if family.period != 1 else dim
+            first[axis] = dim + family.residue if family.residue else dim
+        return (first, *([None] * (self.inputs - 1)))
+
+    def source(self) -> str:
+        """The spec as Python to paste beside the export call."""
+        lines, made = ["from torch.export import Dim", ""], set()
+        for _, family in self.families:
+            if family is not None and family.name not in made:
+                made.add(family.name)
+                lines.append(f'{family.name} = Dim("{family.name}", min={family.low}, max={family.high})')
+        entries = ", ".join(f"{axis}: {f.expression()}" for axis, f in self.families if f is not None)
+        rest = ", None" * (self.inputs - 1)
+        lines.append(
+            f"dynamic_shapes = ({{{entries}}}{rest},)"
+            if self.inputs == 1
+            else f"dynamic_shapes = ({{{entries}}}{rest})"
+        )
+        return "\n".join(lines) + "\n"
+
+
+def dynamic_shapes(domain: "Domain", max_size: Optional[int] = None) -> DynamicShapes:
+    """The ``torch.export`` dims of the first input's spatial sizes, each size at most
+    ``max_size`` (default: four times the largest example size). torch.export takes one
+    residue per dim and no size below 2 (it specializes 0 and 1): what the domain allows
+    beyond that is said in ``narrowed``, never silently dropped."""
+    stated = domain.stated
+    example = domain.input_shapes[0]
+    top = max_size or 4 * max(domain.example[s] for s in domain.symbols)
+    per_symbol: dict = {}
+    narrowed: list = []
+    for part in stated.parts:
+        if part.axis is not None:
+            for s in part.symbols:
+                per_symbol[s] = (part.axis, (s,))
+        elif part.square is not None:
+            for s in part.symbols:
+                per_symbol[s] = (part.square, part.symbols)
+            if part.text != part.square.phrase([None, *part.symbols]):  # not "H = W ...": an equation's squares
+                narrowed.append(f"{part.text}: square inputs only (torch.export's dims cannot state the rest)")
+        else:
+            for s in part.symbols:
+                per_symbol[s] = (None, (s,))
+            narrowed.append(f"{part.text}: held at the example (torch.export's dims cannot state it)")
+    families, made = [], {}
+    for s, axis in zip(domain.symbols, spatial_axes(example)):
+        sizes, group = per_symbol.get(s, (None, (s,)))
+        if sizes is None and s not in per_symbol:  # no condition: every size from the layers' bound
+            from convlint.domain_statement import AxisSet
+
+            sizes = AxisSet(s, stated.lowest[s], stated.lowest[s])
+        key = tuple(map(str, group))
+        if key not in made:
+            made[key] = _family("_".join(n.lower() for n in key), sizes, top, narrowed, " = ".join(key))
+        families.append((axis, made[key]))
+    shapes = []
+    for pick in (lambda f, n: f.size(f.low), lambda f, n: _nearest_in(f, n), lambda f, n: f.size(f.high)):
+        sizes = [n if f is None else pick(f, n) for (_, f), n in zip(families, map(domain.example.get, domain.symbols))]
+        shapes.append(tuple(with_spatial_sizes(example, sizes)))
+    return DynamicShapes(tuple(families), len(domain.input_shapes), *shapes, tuple(narrowed))
+
+
+def _nearest_in(family: Family, n: int) -> int:
+    """The size of ``family`` nearest ``n`` from above (its largest where none is)."""
+    k = max(family.low, -(-(n - family.residue) // family.period))
+    return family.size(min(k, family.high))
+
+
+def _family(name: str, sizes, top: int, narrowed: list, said: str) -> Optional[Family]:
+    """The one-residue family of ``sizes`` (an AxisSet) that torch.export can state."""
+    if sizes is not None and sizes.lowest is not None and not sizes.residues and sizes.also:
+        low, high = min(sizes.also), max(sizes.also)
+        if list(sizes.also) == list(range(low, high + 1)) and low >= 2:  # a range of sizes: a bounded dim
+            return Family(name, 1, 0, low, high)
+    if sizes is None or sizes.lowest is None or sizes.beyond is not None or not sizes.residues:
+        narrowed.append(f"{said}: held at the example (no period torch.export's dims can state)")
+        return None
+    period = sizes.period
+    residue = 0 if 0 in sizes.residues else min(sizes.residues)
+    first = max(sizes.start, sizes.lowest)
+    low = max(-(-(first - residue) // period), 2 if period == 1 or residue == 0 else 1)
+    family = Family(name, period, residue, low, max((top - residue) // period, low))
+    others = sorted(sizes.residues - {residue})
+    if others:
+        narrowed.append(
+            f"{said} % {period} in {{{residue}}} only (the model also runs at {', '.join(map(str, others))}): one residue per dim"
+        )
+    smallest = next((n for n in range(sizes.lowest, family.size(low)) if n in sizes), None)
+    if smallest is not None:
+        narrowed.append(
+            f"{said} from {family.size(low)} (the model also runs at {smallest}): torch.export specializes sizes 0 and 1"
+        )
+    return family

@@ -206,6 +206,8 @@ class Part:
     needs: str  # the words without the layers' lower bound ("" when it adds nothing)
     test: Callable[[dict], bool] = field(compare=False)
     axis: Optional[AxisSet] = None  # a per-dim part: dims stated alike are stated once
+    # the sizes n at which n x n runs: all of a part "H = W ...", a subset of an equation's
+    square: Optional[AxisSet] = field(default=None, compare=False)
 
 
 def _axis_part(symbols: tuple, axis: AxisSet) -> Part:
@@ -225,7 +227,8 @@ def _diagonal_part(symbols: tuple, axis: AxisSet) -> Part:
     def test(env: dict) -> bool:
         return len({env[s] for s in symbols}) == 1 and env[symbols[0]] in axis
 
-    return Part(symbols, axis.phrase(names), axis.phrase(names, bound=False) or " = ".join(map(str, symbols)), test)
+    needs = axis.phrase(names, bound=False) or " = ".join(map(str, symbols))
+    return Part(symbols, axis.phrase(names), needs, test, square=axis)
 
 
 def _congruence_part(symbols: tuple, period: int) -> Part:
@@ -485,8 +488,8 @@ def _joint(group: tuple, conditions: list, lowest: dict, example: dict, fails) -
     part = _equation_part(group, conditions, lowest)
     if len({example.get(s) for s in group}) == 1:  # what it means for square inputs, as the example is
         squares = _squares(group, conditions, lowest, example, runs)
-        if not squares.every_size_above:
-            part = dataclasses.replace(part, text=f"{part.text} (squares: {squares.phrase([None, *group])})")
+        said = f" (squares: {squares.phrase([None, *group])})" if not squares.every_size_above else ""
+        part = dataclasses.replace(part, text=part.text + said, square=squares)
     return [part]
 
 

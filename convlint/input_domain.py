@@ -125,6 +125,12 @@ class Domain:
         (``.below``) or at least (``.above``) the input's; None where there is none."""
         return contract.nearest(self, shape)
 
+    def dynamic_shapes(self, max_size: Optional[int] = None) -> "contract.DynamicShapes":
+        """The ``dynamic_shapes`` of ``torch.export.export`` by this domain (``.spec``, as
+        Python ``.source()``, TensorRT-style ``.minimum/.optimum/.maximum``), each size at
+        most ``max_size``; what torch.export's dims cannot state is in ``.narrowed``."""
+        return contract.dynamic_shapes(self, max_size)
+
     def pad_amounts(self, shape: Sequence[int]) -> Optional[tuple]:
         """The ``F.pad`` amounts (last dim first) to the nearest size above that runs, all
         at the end of each dim; None where none runs."""

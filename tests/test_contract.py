@@ -174,3 +174,75 @@ def test_the_readme_deploy_example_prints_what_it_shows(tmp_path):
     run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert run.stdout == readme_block("deploy-output")
+
+
+EXPORTED = ["ThreeDownsamplers", "Transposed", "TiledWindowTable", "ClassTokenTable"]
+
+
+@pytest.mark.parametrize("name", EXPORTED)
+def test_dynamic_shapes_export_and_the_program_runs_at_every_size_they_allow(name):
+    """torch.export takes the spec (no constraint violated); the exported program gives
+    the eager model's output shape at the minimum, optimum, maximum and sizes between,
+    and a size the domain refuses is refused by the program's own checks too."""
+    from torch.export import export
+
+    model = _model(name)
+    domain = convlint.domain(model, _example(name))
+    dynamic = domain.dynamic_shapes(max_size=96)
+    program = export(model, (torch.zeros(dynamic.optimum),), dynamic_shapes=dynamic.spec).module()
+    (axis_h, fh), (axis_w, fw) = dynamic.families
+    sizes = {dynamic.minimum, dynamic.optimum, dynamic.maximum}
+    for k in range(fh.low, fh.high + 1, 3):
+        shape = list(dynamic.optimum)
+        shape[axis_h] = fh.size(k)
+        shape[axis_w] = fw.size(k) if fw.name == fh.name else shape[axis_w]
+        sizes.add(tuple(shape))
+    with torch.no_grad():
+        for shape in sorted(sizes):
+            assert domain.contains(shape), shape
+            assert program(torch.zeros(shape)).shape == model(torch.zeros(shape)).shape, shape
+    refused = next(
+        (
+            s
+            for s in ((1, 3, n, n) for n in range(2, 97))
+            if domain.refuses(s) and dynamic.minimum[2] < s[2] < dynamic.maximum[2]
+        ),
+        None,
+    )
+    if refused is not None:
+        with pytest.raises(Exception):
+            program(torch.zeros(refused))
+
+
+def test_dynamic_shapes_say_what_torch_export_cannot_state():
+    """A period with several residues keeps one; sizes below 2 are torch.export's own
+    specialization; a condition on both dims keeps square inputs; the Python source
+    builds the same spec."""
+    tiled = convlint.domain(_model("TiledWindowTable"), EXAMPLE).dynamic_shapes(max_size=96)
+    assert tiled.source() == (
+        "from torch.export import Dim\n\n"
+        'h = Dim("h", min=2, max=6)\nw = Dim("w", min=2, max=6)\n'
+        "dynamic_shapes = ({2: 16 * h, 3: 16 * w},)\n"
+    )
+    assert "H % 16 in {0} only (the model also runs at 13, 14, 15): one residue per dim" in tiled.narrowed
+    assert (tiled.minimum, tiled.optimum, tiled.maximum) == ((1, 3, 32, 32), (1, 3, 32, 32), (1, 3, 96, 96))
+    squares = convlint.domain(_model("Transposed"), EXAMPLE).dynamic_shapes()
+    assert squares.narrowed[0].endswith("square inputs only (torch.export's dims cannot state the rest)")
+    assert "dynamic_shapes = ({2: h_w, 3: h_w},)" in squares.source()
+    names: dict = {}
+    exec(tiled.source(), names)
+    assert str(names["dynamic_shapes"]) == str(tiled.spec)
+
+
+def test_torch_export_refuses_the_spec_of_a_unet_that_crops_by_computed_sizes_as_the_readme_says():
+    """ValidUNet runs at every size from 16 (swept above); torch.export's own reasoning about
+    its computed crop adds a guard: the README says so, and this test keeps it true."""
+    from torch.export import export
+
+    model = _model("ValidUNet")
+    domain = convlint.domain(model, EXAMPLE)
+    assert str(domain) == "H, W >= 16" and domain.exact
+    dynamic = domain.dynamic_shapes(max_size=128)
+    assert dynamic.narrowed == ()
+    with pytest.raises(Exception, match="Not all values of h"):
+        export(model, (torch.zeros(dynamic.optimum),), dynamic_shapes=dynamic.spec)
