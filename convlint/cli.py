@@ -99,6 +99,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     shapes.add_argument("targets", nargs="+", help="files, directories, pkg.module:NAME or path/file.py:NAME")
     _input_shape(shapes)
     shapes.add_argument("--format", choices=["text", "json"], default="text", help="report format")
+    shapes.add_argument(
+        "--dynamic-shapes",
+        nargs="?",
+        const=0,
+        type=int,
+        metavar="MAX",
+        help="also the dynamic_shapes of torch.export by the input domain, each size at most MAX "
+        "(default: 4 times the example's), and the minimum/optimum/maximum shapes",
+    )
     _config(shapes)
     _analysis_flags(shapes)
 
@@ -292,7 +301,8 @@ def _shapes(args) -> int:
                     why = f"sizes stop at {view.describe(view.sizes.error[0])}" if view.sizes.error[0] else "sizes stop"
                 if why:
                     unanalysed.append(f"convlint: {candidate.name}: not analysed: {why}\n")
-    sys.stdout.write((report.shapes_json if args.format == "json" else report.shapes_text)(views))
+    dynamic = None if args.dynamic_shapes is None else (args.dynamic_shapes or None,)
+    sys.stdout.write((report.shapes_json if args.format == "json" else report.shapes_text)(views, dynamic))
     sys.stdout.flush()
     sys.stderr.write("".join(unanalysed))
     if result.findings:

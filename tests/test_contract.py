@@ -246,3 +246,25 @@ def test_torch_export_refuses_the_spec_of_a_unet_that_crops_by_computed_sizes_as
     assert dynamic.narrowed == ()
     with pytest.raises(Exception, match="Not all values of h"):
         export(model, (torch.zeros(dynamic.optimum),), dynamic_shapes=dynamic.spec)
+
+
+def test_convlint_shapes_prints_the_export_spec_and_the_profile_as_the_api_gives_them(in_root):
+    import json
+
+    target = "fixtures/rules/domain_patterns.py:ThreeDownsamplers"
+    args = [sys.executable, "-m", "convlint", "shapes", target, "--input-shape", "1,3,32,32", "--dynamic-shapes", "128"]
+    text = subprocess.run(args, capture_output=True, text=True)
+    spec = convlint.domain(PATTERNS["ThreeDownsamplers"], EXAMPLE).dynamic_shapes(128)
+    assert text.returncode == 0, text.stderr
+    assert (
+        "  torch.export:\n" + "".join(f"    {line}\n" if line else "\n" for line in spec.source().splitlines())
+        in text.stdout
+    )
+    assert "  Optimisation profile: min 1x3x16x16, opt 1x3x32x32, max 1x3x128x128.\n" in text.stdout
+    assert (
+        "  Not stated by the dims: H from 16 (the model also runs at 8): torch.export specializes sizes 0 and 1.\n"
+        in text.stdout
+    )
+    (model,) = json.loads(subprocess.run([*args, "--format", "json"], capture_output=True, text=True).stdout)
+    assert model["dynamic_shapes"]["source"] == spec.source()
+    assert model["dynamic_shapes"]["maximum"] == [1, 3, 128, 128]

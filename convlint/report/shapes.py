@@ -180,7 +180,15 @@ def domain_json(view) -> dict:
     }
 
 
-def shapes_json(views) -> str:
+def _dynamic(view, dynamic: Optional[tuple]):
+    """The torch.export spec of a view's domain, when asked for (``dynamic``: (max size,))
+    and the model was analysed; None otherwise."""
+    if dynamic is None or view.analysis.sizes is None or not view.domain.symbols:
+        return None
+    return view.domain.dynamic_shapes(dynamic[0])
+
+
+def shapes_json(views, dynamic: Optional[tuple] = None) -> str:
     out = []
     for view in views:
         sizes_ = view.analysis.sizes
@@ -201,6 +209,15 @@ def shapes_json(views) -> str:
                 "domain": domain_json(view),
             }
         )
+        spec = _dynamic(view, dynamic)
+        if spec is not None:
+            out[-1]["dynamic_shapes"] = {
+                "source": spec.source(),
+                "minimum": list(spec.minimum),
+                "optimum": list(spec.optimum),
+                "maximum": list(spec.maximum),
+                "narrowed": list(spec.narrowed),
+            }
     return json.dumps(out, indent=2) + "\n"
 
 
@@ -218,7 +235,7 @@ def _compact(values) -> str:
     return str(values[0]) if len(set(map(str, values))) == 1 else ",".join(map(str, values))
 
 
-def shapes_text(views) -> str:
+def shapes_text(views, dynamic: Optional[tuple] = None) -> str:
     lines = []
     for view in views:
         header = f"{view.name}  input {' '.join('x'.join(map(str, s)) for s in view.input_shapes)}"
@@ -249,5 +266,15 @@ def shapes_text(views) -> str:
         needs = requirements(view)
         if needs:
             lines.append(f"  Model input: {'; '.join(needs)}.")
+        spec = _dynamic(view, dynamic)
+        if spec is not None:
+            lines.append("  torch.export:")
+            lines += [f"    {line}" if line else "" for line in spec.source().splitlines()]
+            shown = ", ".join(
+                f"{k} {'x'.join(map(str, s))}"
+                for k, s in zip(("min", "opt", "max"), (spec.minimum, spec.optimum, spec.maximum))
+            )
+            lines.append(f"  Optimisation profile: {shown}.")
+            lines += [f"  Not stated by the dims: {n}." for n in spec.narrowed]
         lines.append("")
     return "\n".join(lines)
