@@ -181,6 +181,7 @@ def guard(
 
     if not isinstance(model, nn.Module):
         raise TypeError(f"guard needs a built model (an nn.Module instance), not {type(model).__name__}")
+    contract.guardable(model)  # before the analysis, which cannot copy a ScriptModule either
     return contract.guard(model, domain(model, input_shape, run_every_op=run_every_op))
 
 

@@ -225,8 +225,40 @@ def guard(model: Any, domain: Domain, name: Optional[str] = None) -> Any:
         if decided[key] is not None:
             raise InputSizeError(decided[key])
 
-    model.convlint_guard = model.register_forward_pre_hook(check, with_kwargs=True)
+    guardable(model)
+    handle = model.register_forward_pre_hook(check, with_kwargs=True)
+
+    def refuse_script() -> None:  # torch.jit.script asks a module this before compiling it
+        raise TypeError(
+            "torch.jit.script cannot compile convlint.guard's check (Python): take it off first with "
+            "model.convlint_guard.remove(), script, and check inputs with domain.refuses(x.shape)"
+        )
+
+    model.convlint_guard = _Handle(handle, model)
+    model.__dict__["__prepare_scriptable__"] = refuse_script
     return model
+
+
+def guardable(model: Any) -> None:
+    """Raise TypeError for a model no forward hook can be put on (a ScriptModule)."""
+    import torch
+
+    if isinstance(model, torch.jit.ScriptModule):
+        raise TypeError(
+            "a ScriptModule takes no forward hooks: guard the eager model, or check each input before "
+            "the call with domain.refuses(x.shape) (convlint.contract.refusal gives the message)"
+        )
+
+
+class _Handle:
+    """``model.convlint_guard``: ``remove()`` takes the check off (and lets torch.jit.script in)."""
+
+    def __init__(self, handle: Any, model: Any) -> None:
+        self._handle, self._model = handle, model
+
+    def remove(self) -> None:
+        self._handle.remove()
+        self._model.__dict__.pop("__prepare_scriptable__", None)
 
 
 # ---------------------------------------------------------------- torch.export

@@ -268,3 +268,18 @@ def test_convlint_shapes_prints_the_export_spec_and_the_profile_as_the_api_gives
     (model,) = json.loads(subprocess.run([*args, "--format", "json"], capture_output=True, text=True).stdout)
     assert model["dynamic_shapes"]["source"] == spec.source()
     assert model["dynamic_shapes"]["maximum"] == [1, 3, 128, 128]
+
+
+def test_torch_jit_script_of_a_guarded_model_says_how_and_a_script_module_is_refused_clearly():
+    guarded = convlint.guard(_model("ThreeDownsamplers"), EXAMPLE)
+    with pytest.raises(TypeError, match="torch.jit.script cannot compile convlint.guard's check"):
+        torch.jit.script(guarded)
+    guarded.convlint_guard.remove()
+    scripted = torch.jit.script(guarded)  # the check off: it scripts
+    assert tuple(scripted(torch.zeros(1, 3, 64, 64)).shape) == (1, 32, 8, 8)
+    from convlint import contract
+
+    with pytest.raises(TypeError, match="a ScriptModule takes no forward hooks"):
+        contract.guard(scripted, convlint.domain(_model("ThreeDownsamplers"), EXAMPLE))
+    with pytest.raises(TypeError, match="a ScriptModule takes no forward hooks"):
+        convlint.guard(scripted, EXAMPLE)
