@@ -283,3 +283,19 @@ def test_torch_jit_script_of_a_guarded_model_says_how_and_a_script_module_is_ref
         contract.guard(scripted, convlint.domain(_model("ThreeDownsamplers"), EXAMPLE))
     with pytest.raises(TypeError, match="a ScriptModule takes no forward hooks"):
         convlint.guard(scripted, EXAMPLE)
+
+
+@pytest.mark.parametrize("name", ["ChannelsLastSkip", "ChannelsLastUNet"])
+def test_the_guard_reads_a_channels_last_inputs_sizes_where_its_convolutions_do(name):
+    """N, H, W, C input: the guard reads dims 1 and 2 (counted from the end, so an unbatched
+    H, W, C input too), and refuses exactly where the real model fails."""
+    models = {cls.__name__: cls for cls in _models(os.path.join(FIXTURES, "rules", "layouts.py"))}
+    bare, guarded = models[name]().eval(), convlint.guard(models[name]().eval(), (1, 64, 64, 3))
+    wrong = []
+    for h, w in [(n, n) for n in range(4, 40)] + [(h, w) for h in (8, 13, 30) for w in range(4, 40, 3)]:
+        said = _guard_says(guarded, (1, h, w, 3))
+        real = runs(bare, (1, h, w, 3))
+        if said == "fails" or (said == "refused") == real:
+            wrong.append(((h, w), said, real))
+    assert not wrong, wrong[:8]
+    assert _guard_says(guarded, (61, 59, 3)) == "refused"
