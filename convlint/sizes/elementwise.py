@@ -173,6 +173,52 @@ def matmul(call: Call) -> Any:
     return SymTensor(batch.dims + (sa.dims[-2], sb.dims[-1]))
 
 
+@for_functions(torch.einsum)
+def einsum(call: Call) -> Any:
+    """``einsum("b g h i d, b g h j d -> b g h i j", q, k)``: each output label has the size
+    of that label in the operands (``...`` broadcast as in matmul). Where two operands give
+    a label different expressions of the input, the sizes are unknown: einsum runs only
+    where they agree, which this does not state."""
+    equation, operands = call.args[0], list(call.args[1:])
+    shadows = list(call.sargs[1:])
+    if len(operands) == 1 and isinstance(operands[0], (list, tuple)):
+        operands, shadows = list(operands[0]), list(shadows[0])
+    if not isinstance(equation, str) or "->" not in equation or len(operands) != len(shadows):
+        return fallback(call)
+    inputs, output = equation.replace(" ", "").split("->")
+    labels: dict = {}
+    ellipses: list = []
+    for spec, tensor, shadow in zip(inputs.split(","), operands, shadows):
+        if not isinstance(tensor, torch.Tensor) or not isinstance(shadow, SymTensor):
+            return fallback(call)
+        head, dots, tail = spec.partition("...")
+        extra = tensor.dim() - len(head) - len(tail)
+        if extra < 0 or (extra and not dots):
+            return fallback(call)
+        ellipses.append(
+            (SymTensor(shadow.dims[len(head) : len(head) + extra]), tuple(tensor.shape[len(head) : len(head) + extra]))
+        )
+        pairs = list(zip(head, shadow.dims, tensor.shape)) + list(
+            zip(tail, shadow.dims[len(head) + extra :], tensor.shape[len(head) + extra :])
+        )
+        for label, dim, size in pairs:
+            known = labels.get(label)
+            if known is None or known[1] == 1:
+                labels[label] = (dim, size)
+            elif size != 1 and dim != known[0]:
+                return fallback(call)  # a label two operands size differently
+    dims: list = []
+    head, dots, tail = output.partition("...")
+    if dots:
+        dims += broadcast([e for e, _ in ellipses], [shape for _, shape in ellipses], call.within).dims
+    elif any(shape for _, shape in ellipses):
+        return fallback(call)
+    if any(label not in labels for label in head + tail):
+        return fallback(call)
+    dims = [labels[label][0] for label in head] + dims + [labels[label][0] for label in tail]
+    return SymTensor(tuple(dims))
+
+
 if hasattr(F, "scaled_dot_product_attention"):
 
     @for_functions(F.scaled_dot_product_attention)
