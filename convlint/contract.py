@@ -37,7 +37,8 @@ class InputSizeError(ValueError):
 @dataclass(frozen=True)
 class Nearest:
     """The spatial sizes nearest an input's at which the model runs: every dim at most
-    (``below``) or at least (``above``) the input's; None where there is none."""
+    (``below``) or at least (``above``) the input's; None where there is none (or none
+    within PER_DIM allowed sizes of each dim)."""
 
     below: Optional[tuple]
     above: Optional[tuple]
