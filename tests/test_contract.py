@@ -151,6 +151,8 @@ def test_the_guard_costs_a_lookup_and_leaves_valid_inputs_untouched():
     assert hook.__closure__ is not None
     decided = next(c.cell_contents for c in hook.__closure__ if isinstance(c.cell_contents, dict))
     assert decided == {(64, 64): None}  # decided once, kept
+    with pytest.raises(convlint.InputSizeError):  # it reads the shape only: any device
+        guarded(torch.zeros(1, 3, 57, 61, device="meta"))
     guarded.convlint_guard.remove()
     assert not guarded._forward_pre_hooks
 
