@@ -34,6 +34,10 @@ class InputSizeError(ValueError):
     """An input the model cannot run, refused by ``guard`` before the model sees it."""
 
 
+class ExportRefused(RuntimeError):
+    """torch.export refused a spec by the domain (``DynamicShapes.export``)."""
+
+
 @dataclass(frozen=True)
 class Nearest:
     """The spatial sizes nearest an input's at which the model runs: every dim at most
@@ -297,6 +301,7 @@ class DynamicShapes:
     optimum: tuple
     maximum: tuple
     narrowed: tuple  # what the domain allows that the dims leave out, and why
+    exact: bool = True  # the domain's: every size of the spec runs the model
 
     @property
     def spec(self) -> tuple:
@@ -314,6 +319,28 @@ class DynamicShapes:
             dim = dim * family.period if family.period != 1 else dim
             first[axis] = dim + family.residue if family.residue else dim
         return (first, *([None] * (self.inputs - 1)))
+
+    def export(self, model: Any) -> Any:
+        """``torch.export.export(model, (zeros(optimum),), dynamic_shapes=spec)``. Where
+        torch.export refuses the spec, raise ``ExportRefused`` saying whose constraint it
+        is: with an exact domain the model runs at every size of the spec, so a constraint
+        export adds is torch.export's own (its reasoning about computed sizes), not the
+        model's; its message follows."""
+        import torch
+
+        try:
+            return torch.export.export(model, (torch.zeros(self.optimum),), dynamic_shapes=self.spec)
+        except Exception as exc:
+            if "Constraints violated" not in str(exc) and "inconsistent" not in str(exc):
+                raise
+            whose = (
+                "the model runs at every size of this spec (convlint's domain is exact), so the constraint is "
+                "torch.export's own: its reasoning about sizes the model computes"
+                if self.exact
+                else "convlint's domain is not exact here, so the constraint may be the model's"
+            )
+            first = next((line for line in str(exc).splitlines() if line.strip()), "")
+            raise ExportRefused(f"torch.export refused the spec: {whose}; torch.export said: {first}") from exc
 
     def source(self) -> str:
         """The spec as Python to paste beside the export call."""
@@ -370,7 +397,7 @@ def dynamic_shapes(domain: "Domain", max_size: Optional[int] = None) -> DynamicS
     for pick in (lambda f, n: f.size(f.low), lambda f, n: _nearest_in(f, n), lambda f, n: f.size(f.high)):
         sizes = [n if f is None else pick(f, n) for (_, f), n in zip(families, map(domain.example.get, domain.symbols))]
         shapes.append(tuple(with_spatial_sizes(example, sizes)))
-    return DynamicShapes(tuple(families), len(domain.input_shapes), *shapes, tuple(narrowed))
+    return DynamicShapes(tuple(families), len(domain.input_shapes), *shapes, tuple(narrowed), domain.exact)
 
 
 def _nearest_in(family: Family, n: int) -> int:

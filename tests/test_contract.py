@@ -248,6 +248,15 @@ def test_torch_export_refuses_the_spec_of_a_unet_that_crops_by_computed_sizes_as
     assert dynamic.narrowed == ()
     with pytest.raises(Exception, match="Not all values of h"):
         export(model, (torch.zeros(dynamic.optimum),), dynamic_shapes=dynamic.spec)
+    from convlint.contract import ExportRefused
+
+    with pytest.raises(ExportRefused, match="so the constraint is torch.export's own") as refused:
+        dynamic.export(model)
+    assert "torch.export said: Constraints violated (h, w)!" in str(refused.value)
+    program = (
+        convlint.domain(_model("ThreeDownsamplers"), EXAMPLE).dynamic_shapes(64).export(_model("ThreeDownsamplers"))
+    )
+    assert tuple(program.module()(torch.zeros(1, 3, 40, 48)).shape) == (1, 32, 5, 6)
 
 
 def test_convlint_shapes_prints_the_export_spec_and_the_profile_as_the_api_gives_them(in_root):
