@@ -410,6 +410,8 @@ def _family(name: str, sizes, top: int, narrowed: list, said: str) -> Optional[F
     """The one-residue family of ``sizes`` (an AxisSet) that torch.export can state."""
     if sizes is not None and sizes.lowest is not None and not sizes.residues and sizes.also:
         low, high = min(sizes.also), max(sizes.also)
+        if low == high:  # one size: static is the whole truth (export makes no Dim of a single value)
+            return None
         if list(sizes.also) == list(range(low, high + 1)) and low >= 2:  # a range of sizes: a bounded dim
             return Family(name, 1, 0, low, high)
     if sizes is None or sizes.lowest is None or sizes.beyond is not None or not sizes.residues:

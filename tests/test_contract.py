@@ -310,3 +310,16 @@ def test_the_guard_reads_a_channels_last_inputs_sizes_where_its_convolutions_do(
             wrong.append(((h, w), said, real))
     assert not wrong, wrong[:8]
     assert _guard_says(guarded, (61, 59, 3)) == "refused"
+
+
+def test_a_domain_of_one_size_exports_static():
+    """A Linear after a flatten: H * W = 1024, of squares only 32 x 32. A Dim of one value
+    is no Dim (torch.export specializes it): the spec is static and says why."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 1, 3, padding=1), torch.nn.Flatten(), torch.nn.Linear(1024, 2))
+    dynamic = convlint.domain(model, EXAMPLE).dynamic_shapes()
+    assert dynamic.spec == ({},)
+    assert dynamic.minimum == dynamic.optimum == dynamic.maximum == EXAMPLE
+    assert dynamic.narrowed and dynamic.narrowed[0].endswith(
+        "square inputs only (torch.export's dims cannot state the rest)"
+    )
+    assert tuple(dynamic.export(model.eval()).module()(torch.zeros(EXAMPLE)).shape) == (1, 2)
