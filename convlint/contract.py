@@ -18,8 +18,8 @@ import heapq
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-from convlint.common import spatial_axes, with_spatial_sizes
-from convlint.domain_statement import UNBOUNDED
+from convlint.common import shapes_text, spatial_axes, with_spatial_sizes
+from convlint.domain_statement import UNBOUNDED, AxisSet
 
 if TYPE_CHECKING:
     from convlint.input_domain import Domain
@@ -66,13 +66,14 @@ def _offsets(domain: Domain) -> list[int]:
     return [axis - len(example) for axis in spatial_axes(example)]
 
 
-def _env(domain: Domain, sizes: Sequence[int]) -> dict:
-    return {**domain.example, **dict(zip(domain.symbols, sizes))}
+def _shape(domain: Domain, sizes: Sequence[int]) -> tuple:
+    """The example input with these spatial sizes."""
+    return tuple(with_spatial_sizes(domain.input_shapes[0], sizes))
 
 
 def runs(domain: Domain, sizes: Sequence[int]) -> bool:
     """Does the model run at these spatial sizes (the other dims as at the example)?"""
-    return domain.contains(with_spatial_sizes(domain.input_shapes[0], sizes))
+    return domain.contains(_shape(domain, sizes))
 
 
 def nearest(domain: Domain, shape: Sequence[int]) -> Nearest:
@@ -135,10 +136,13 @@ def pad_amounts(domain: Domain, shape: Sequence[int]) -> Optional[tuple]:
     ``shape`` to the nearest size above at which the model runs, all added at the end of
     each dim (right, bottom); None where no size above runs."""
     above = nearest(domain, shape).above
-    if above is None:
-        return None
+    return None if above is None else _amounts(sizes_of(domain, shape), above)
+
+
+def _amounts(sizes: Sequence[int], padded: Sequence[int]) -> tuple:
+    """``F.pad``'s amounts from ``sizes`` to ``padded``, all at the end, last dim first."""
     amounts: list = []
-    for n, m in reversed(list(zip(sizes_of(domain, shape), above))):
+    for n, m in reversed(list(zip(sizes, padded))):
         amounts += [0, m - n]
     return tuple(amounts)
 
@@ -172,19 +176,14 @@ def fit(x: Any, domain: Domain, mode: str = "constant", value: float = 0.0) -> F
     """
     import torch.nn.functional as F
 
-    amounts = pad_amounts(domain, tuple(x.shape))
-    if amounts is None:
-        raise InputSizeError(f"no size at or above {_show(sizes_of(domain, tuple(x.shape)))} runs the model")
-    sizes = sizes_of(domain, tuple(x.shape))
-    padded = tuple(n + amounts[2 * (len(sizes) - 1 - i) + 1] for i, n in enumerate(sizes))
+    sizes, padded = sizes_of(domain, tuple(x.shape)), nearest(domain, tuple(x.shape)).above
+    if padded is None:
+        raise InputSizeError(f"no size at or above {shapes_text([sizes])} runs the model")
+    amounts = _amounts(sizes, padded)
     if not any(amounts):
         return Fitted(x, sizes, padded)
     kwargs = {"value": value} if mode == "constant" else {}
     return Fitted(F.pad(x, amounts, mode=mode, **kwargs), sizes, padded)
-
-
-def _show(sizes: Sequence[int]) -> str:
-    return "x".join(map(str, sizes))
 
 
 def refusal(domain: Domain, shape: Sequence[int], name: str) -> Optional[str]:
@@ -192,13 +191,15 @@ def refusal(domain: Domain, shape: Sequence[int], name: str) -> Optional[str]:
     the rule of its domain the sizes break, where the model would fail, and the nearest
     sizes that run."""
     sizes = sizes_of(domain, shape)
-    env = _env(domain, sizes)
+    env = domain.env(_shape(domain, sizes))
     failing = [c for c in domain.conditions if c.refuses(env)]
     if not failing:
         return None
     rules = [p.text for p in domain.stated.parts if not p.test(env)]
     near = nearest(domain, shape)
-    offers = [f"{_show(s)} {word}" for s, word in ((near.below, "below"), (near.above, "above")) if s is not None]
+    offers = [
+        f"{shapes_text([s])} {word}" for s, word in ((near.below, "below"), (near.above, "above")) if s is not None
+    ]
     at = ", ".join(f"{s} = {n}" for s, n in zip(domain.symbols, sizes))
     return (
         f"{name} cannot run at {at}: it needs {'; '.join(rules) or str(domain)}"
@@ -386,8 +387,6 @@ def dynamic_shapes(domain: "Domain", max_size: Optional[int] = None) -> DynamicS
     for s, axis in zip(domain.symbols, spatial_axes(example)):
         sizes, group = per_symbol.get(s, (None, (s,)))
         if sizes is None and s not in per_symbol:  # no condition: every size from the layers' bound
-            from convlint.domain_statement import AxisSet
-
             sizes = AxisSet(s, stated.lowest[s], stated.lowest[s])
         key = tuple(map(str, group))
         if key not in made:

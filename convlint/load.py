@@ -400,7 +400,7 @@ def candidate_for_target(target: str, args=None, kwargs=None) -> Loaded:
     line = _line_of(obj)
     if where is None or not os.path.exists(file) or not os.path.samefile(where, file):
         # imported from elsewhere: the target's own file, at the line that imports it
-        line = scan.binding_line(file, spec.attr.partition(".")[0]) or 1 if file.endswith(".py") else 1
+        line = (scan.binding_line(file, spec.attr.partition(".")[0]) if file.endswith(".py") else None) or 1
     return Loaded(candidates=[Candidate(name, file, line, spec.factory(obj), obj=obj)])
 
 

@@ -271,7 +271,7 @@ def shapes_text(views, dynamic: Optional[tuple] = None) -> str:
             lines.append("  torch.export:")
             lines += [f"    {line}" if line else "" for line in spec.source().splitlines()]
             shown = ", ".join(
-                f"{k} {'x'.join(map(str, s))}"
+                f"{k} {common.shapes_text([s])}"
                 for k, s in zip(("min", "opt", "max"), (spec.minimum, spec.optimum, spec.maximum))
             )
             lines.append(f"  Optimisation profile: {shown}.")
