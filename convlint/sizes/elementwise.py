@@ -75,7 +75,8 @@ def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple], within: Opt
     operands' sizes are different expressions of the input (equal at the example, or one
     of them shrunk to 1 there), PyTorch's result is the larger wherever the op runs at all
     (sizes equal, or one of them 1): their Max, so that what follows is sized right at
-    every size, not only where they agree (merge rules compare the operands themselves).
+    every size, not only where they agree (merge rules compare the operands themselves);
+    beside a fixed size other than 1 (a position table), that size.
     Where that Max would pass MAX_BROADCAST_SIZE, the dim is the deciding operand's, and
     the relation it is right within (every other operand equal to it, or 1) is appended
     to ``within``."""
@@ -97,6 +98,13 @@ def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple], within: Opt
                 chosen = (dim, shape[offset])
         valid = len(sizes - {1}) <= 1  # a merge broken at the example stands for its first operand
         symbolic = any(getattr(d, "free_symbols", None) for d in seen)
+        fixed = [d for d in seen if _fixed(d)]
+        if valid and fixed and symbolic:
+            # wherever the op runs, every operand is the table's size or 1: the result is
+            # the table's size itself (a Max of it would nest through every block that adds
+            # one, and the merge rules compare the operands, not this result)
+            dims.append(fixed[0])
+            continue
         if valid and chosen is not None and chosen[0] is not None and len(seen) > 1 and symbolic:
             if sum(tree_size(d) for d in seen) <= MAX_BROADCAST_SIZE:
                 dims.append(sympy.Max(*seen, evaluate=False))  # its own simplification is slow
