@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import functools
 import json
 import os
@@ -263,6 +264,20 @@ def _done(path) -> tuple[set, set]:
     return finished, started - finished
 
 
+def _forget_unfinished(path) -> None:
+    """Drop the "started" lines of models with no record: at the start of a run, they
+    are where an earlier run was stopped, to be analysed again (within a run, the same
+    lines say a worker died on that model)."""
+    if not os.path.exists(path):
+        return
+    with open(path) as fh:
+        lines = [json.loads(line) for line in fh if line.strip()]
+    finished = {r["model"] for r in lines if r["status"] != "started"}
+    kept = [r for r in lines if r["status"] != "started" or r["model"] in finished]
+    with open(path, "w") as fh:
+        fh.writelines(json.dumps(r) + "\n" for r in kept)
+
+
 def run(zoos, limit, only, shard, timeout, out_path=None, verify=True, names=None, max_models=0) -> list[dict]:
     """Analyse this shard's models one by one; each record goes to ``out_path`` as a JSON
     line at once, so a run that is stopped keeps what it has, and a worker started again
@@ -336,6 +351,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--max-models", type=int, default=100, help="with --jobs: a fresh worker process after this many models"
+    )
+    parser.add_argument(
+        "--keep",
+        help="with --jobs: keep the workers' records in this directory; a run stopped midway goes on from them when started again with it",
     )
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # "i/n", set for the workers
     parser.add_argument("--jsonl", help=argparse.SUPPRESS)
@@ -423,8 +442,12 @@ def _to_rerun(path):
 def _parallel(args) -> list[dict]:
     """Run ``--jobs`` workers on interleaved shards; a worker that exits (recycled, or
     killed) is started again on its shard until the shard is done; gather their lines."""
-    with tempfile.TemporaryDirectory() as tmp:
+    with contextlib.ExitStack() as stack:
+        tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory())
+        os.makedirs(tmp, exist_ok=True)
         paths = [os.path.join(tmp, f"{index}.jsonl") for index in range(args.jobs)]
+        for path in paths:
+            _forget_unfinished(path)  # a kept run was stopped there, not killed by its model
 
         def start(index):
             argv = [
