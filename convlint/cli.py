@@ -111,6 +111,40 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     _config(shapes)
     _analysis_flags(shapes)
 
+    drawn = commands.add_parser(
+        "graph",
+        formatter_class=_Formatter,
+        help="draw the analysed graph with symbolic sizes on its edges and the findings' merges and paths marked",
+    )
+    drawn.add_argument("targets", nargs="+", help="files, directories, pkg.module:NAME or path/file.py:NAME")
+    _input_shape(drawn)
+    drawn.add_argument(
+        "--format",
+        choices=["mermaid", "markdown", "dot", "svg", "html"],
+        default="mermaid",
+        help="mermaid (GitHub renders it), markdown (mermaid with the findings, for a job summary), "
+        "dot (Graphviz), or a self-contained svg or html file",
+    )
+    drawn.add_argument("-o", "--output-file", metavar="FILE", help="write the picture to FILE instead of stdout")
+    drawn.add_argument(
+        "--depth",
+        type=int,
+        default=-1,
+        metavar="N",
+        help="draw blocks deeper than N module levels as one node each (0: only the model's own ops and its "
+        "children; default: the deepest level that keeps the picture readable)",
+    )
+    drawn.add_argument(
+        "--focus",
+        metavar="CODE|LINE",
+        help="draw only the part of the graph the first finding with this code (CVL301) or at this line "
+        "(42, net.py:42) concerns: its merge, the two operand paths and a little context",
+    )
+    drawn.add_argument("--select", default=None, metavar="CODES", help="comma-separated code prefixes to draw")
+    drawn.add_argument("--ignore", default=None, metavar="CODES", help="comma-separated code prefixes not to draw")
+    _config(drawn)
+    _analysis_flags(drawn)
+
     server = commands.add_parser(
         "server",
         formatter_class=_Formatter,
@@ -123,7 +157,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     rules = commands.add_parser("rules", formatter_class=_Formatter, help="list the rules, or explain one")
     rules.add_argument("code", nargs="?", help="a rule's code (CVL101) or name: its documentation")
     rules.add_argument("--markdown", action="store_true", help="every rule's documentation as one Markdown page")
-    return parser, {"check": check, "shapes": shapes, "rules": rules, "server": server}
+    return parser, {"check": check, "shapes": shapes, "graph": drawn, "rules": rules, "server": server}
 
 
 def _codes(text: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -311,6 +345,34 @@ def _shapes(args) -> int:
     return EXIT_FINDINGS if result.findings or unanalysed else EXIT_CLEAN
 
 
+def _graph(args) -> int:
+    from convlint import config as config_mod
+
+    try:
+        config = config_mod.load(args.config)
+        shapes = tuple(config_mod.parse_shape(s) for s in args.input_shape)
+    except config_mod.ConfigError as exc:
+        print(f"convlint: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    from convlint import engine, report
+    from convlint.report import draw
+
+    options = config.options(
+        input_shapes=shapes, run_every_op=args.run_every_op, select=_codes(args.select), ignore=_codes(args.ignore)
+    )
+    depth = None if args.depth is not None and args.depth < -1 else args.depth
+    with _report_only_stdout():
+        pictures, result = engine.pictures(args.targets, options, depth=depth, focus=args.focus)
+    if not pictures:
+        sys.stderr.write(report.text(result.findings))
+        print("convlint: error: no model to draw", file=sys.stderr)
+        return EXIT_ERROR
+    _emit(draw.FORMATS[args.format](pictures), args.output_file)
+    if args.output_file:
+        print(f"convlint: wrote {args.output_file}", file=sys.stderr)
+    return EXIT_CLEAN
+
+
 def _server(timeout: float) -> int:
     try:
         import pygls  # noqa: F401
@@ -390,6 +452,8 @@ def _run(args) -> int:
             return _check(args)
         if args.command == "shapes":
             return _shapes(args)
+        if args.command == "graph":
+            return _graph(args)
         if args.command == "server":
             return _server(args.timeout)
         return _rules(args)

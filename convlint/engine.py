@@ -285,3 +285,18 @@ def check_paths(targets: Sequence, options: Options, cache=None, keep_views: boo
     findings = plan.plan_fixes(result.findings, calls, rules or [])
     result.findings = suppress.visible(findings, options.select, options.ignore)
     return result
+
+
+def pictures(targets: Sequence, options: Options, depth: Optional[int] = -1, focus: Optional[str] = None):
+    """``convlint graph``: (a ``report.picture.Picture`` per analysed model, its findings
+    marked, with ``focus`` only the models that have a matching finding; the run's Result)."""
+    from convlint.report import picture
+
+    result = check_paths(targets, options, keep_views=True)
+    drawn = []
+    for view in result.views:
+        own = [f for f in result.findings if f.model == view.name]
+        if focus is not None and not any(picture.matches(f, focus) for f in own):
+            continue
+        drawn.append(picture.picture(view, own, depth=depth, focus=focus))
+    return drawn, result
