@@ -363,6 +363,9 @@ def _graph(args) -> int:
     depth = None if args.depth is not None and args.depth < -1 else args.depth
     with _report_only_stdout():
         pictures, result = engine.pictures(args.targets, options, depth=depth, focus=args.focus)
+    if not pictures and result.views and args.focus:
+        print(f"convlint: no finding matches --focus {args.focus}: nothing to draw", file=sys.stderr)
+        return EXIT_CLEAN
     if not pictures:
         sys.stderr.write(report.text(result.findings))
         print("convlint: error: no model to draw", file=sys.stderr)
