@@ -167,15 +167,23 @@ def _codes(text: Optional[str]) -> Optional[tuple[str, ...]]:
     return tuple(c.strip().upper() for c in text.split(",") if c.strip())
 
 
-def _check(args) -> int:
+def _configuration(args):
+    """(the [tool.convlint] configuration, the --input-shape shapes), or None after saying
+    on stderr why they cannot be read."""
     from convlint import config as config_mod
 
     try:
-        config = config_mod.load(args.config)
-        shapes = tuple(config_mod.parse_shape(s) for s in args.input_shape)
+        return config_mod.load(args.config), tuple(config_mod.parse_shape(s) for s in args.input_shape)
     except config_mod.ConfigError as exc:
         print(f"convlint: error: {exc}", file=sys.stderr)
+        return None
+
+
+def _check(args) -> int:
+    loaded = _configuration(args)
+    if loaded is None:
         return EXIT_ERROR
+    config, shapes = loaded
 
     from convlint import engine, report
 
@@ -304,14 +312,10 @@ def _fix(args, result) -> int:
 
 
 def _shapes(args) -> int:
-    from convlint import config as config_mod
-
-    try:
-        config = config_mod.load(args.config)
-        shapes = tuple(config_mod.parse_shape(s) for s in args.input_shape)
-    except config_mod.ConfigError as exc:
-        print(f"convlint: error: {exc}", file=sys.stderr)
+    loaded = _configuration(args)
+    if loaded is None:
         return EXIT_ERROR
+    config, shapes = loaded
     from convlint import engine, report
 
     result = engine.Result()
@@ -346,14 +350,10 @@ def _shapes(args) -> int:
 
 
 def _graph(args) -> int:
-    from convlint import config as config_mod
-
-    try:
-        config = config_mod.load(args.config)
-        shapes = tuple(config_mod.parse_shape(s) for s in args.input_shape)
-    except config_mod.ConfigError as exc:
-        print(f"convlint: error: {exc}", file=sys.stderr)
+    loaded = _configuration(args)
+    if loaded is None:
         return EXIT_ERROR
+    config, shapes = loaded
     from convlint import engine, report
     from convlint.report import draw
 
