@@ -205,8 +205,11 @@ def _check(args) -> int:
         cache = usage.Cache(os.path.dirname(os.path.abspath(config.path)), enabled=not args.no_cache)
         touched, untouched_files = usage.touched(configured, args.targets, cache)
         targets += touched
+    # In a GitHub Actions job, --format github also writes the job summary: the failing
+    # models' pictures (their analysed views are kept for it).
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY") if args.format == "github" and not args.fix else None
     with _report_only_stdout():
-        result = engine.check_paths(targets, options, cache)
+        result = engine.check_paths(targets, options, cache, keep_views=bool(step_summary))
     if cache is not None:
         cache.save()
         _say_unused(args.targets, untouched_files, result)
@@ -232,12 +235,24 @@ def _check(args) -> int:
         broken_plugins=len(result.problems),
     )
     print(summary, file=sys.stderr)
+    if step_summary:
+        _job_summary(step_summary, result, summary)
     if result.problems:  # the rules it would have run were not: no pass, whatever was found
         return EXIT_ERROR
     # Info findings say what was not checked; they do not fail a commit or a CI gate.
     if any(f.severity != "info" for f in result.findings) and not args.exit_zero:
         return EXIT_FINDINGS
     return EXIT_CLEAN
+
+
+def _job_summary(path: str, result, summary: str) -> None:
+    from convlint import engine
+    from convlint.report import draw
+
+    with _report_only_stdout():  # drawing reads facts that can run model code
+        pictures = engine.failing_pictures(result)
+    with open(path, "a", encoding="utf-8") as fh:  # appended: other steps write theirs
+        fh.write(draw.job_summary(pictures, summary))
 
 
 def _say_unused(given: Sequence[str], others: set, result) -> None:

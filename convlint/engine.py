@@ -290,13 +290,40 @@ def check_paths(targets: Sequence, options: Options, cache=None, keep_views: boo
 def pictures(targets: Sequence, options: Options, depth: Optional[int] = -1, focus: Optional[str] = None):
     """``convlint graph``: (a ``report.picture.Picture`` per analysed model, its findings
     marked, with ``focus`` only the models that have a matching finding; the run's Result)."""
+    result = check_paths(targets, options, keep_views=True)
+    return drawn_views(result, depth, focus), result
+
+
+def drawn_views(result: Result, depth: Optional[int] = -1, focus: Optional[str] = None) -> list:
+    """The pictures of a run checked with ``keep_views`` (see ``pictures``)."""
     from convlint.report import picture
 
-    result = check_paths(targets, options, keep_views=True)
     drawn = []
     for view in result.views:
-        own = [f for f in result.findings if f.model == view.name]
+        own = _findings_of(result.findings, view.name)
         if focus is not None and not any(picture.matches(f, focus) for f in own):
             continue
         drawn.append(picture.picture(view, own, depth=depth, focus=focus))
-    return drawn, result
+    return drawn
+
+
+def failing_pictures(result: Result) -> list:
+    """The focused picture of each model with a finding that fails a check (a job summary):
+    at its first merge finding (CVL3xx), else at its first finding. ``result`` must have
+    been checked with ``keep_views``."""
+    from convlint.report import picture
+
+    drawn = []
+    for view in result.views:
+        own = _findings_of(result.findings, view.name)
+        failing = [f for f in own if f.severity != INFO]
+        if failing:
+            first = next((f for f in failing if f.code.startswith("CVL3")), failing[0])
+            drawn.append(picture.picture(view, own, focus=f"{first.path}:{first.line}"))
+    return drawn
+
+
+def _findings_of(findings: Sequence[Finding], model: str) -> list[Finding]:
+    """A model's findings (one that several models share names them all: "A, B")."""
+    # not split on ", ": a configured model's name can hold one (`unet:UNet(3, 2)`)
+    return [f for f in findings if f.model and f", {model}, " in f", {f.model}, "]

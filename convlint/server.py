@@ -4,7 +4,9 @@ On open and on save, a Python file is checked as the pre-commit hook checks it: 
 it defines, and every configured model whose construction or ``forward`` ran code in it
 (the file map of ``convlint.usage``). Each check runs in a child forked from this warm
 process (``convlint.worker``): torch and the rules are imported once, the user's code anew
-every time. Findings become diagnostics on the files they are in.
+every time. Findings become diagnostics on the files they are in. The command
+``convlint.showGraph`` (a code action on every finding) draws the file's models into an
+HTML page in the project's cache folder and returns its path.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Optional
 
 from convlint.common import VERSION
 
+SHOW_GRAPH = "convlint.showGraph"  # arguments: a file's uri, and optionally a 0-based line to focus on
 SEVERITIES = {"error": 1, "warning": 2, "info": 3}  # lsprotocol's DiagnosticSeverity values
 
 
@@ -119,8 +122,12 @@ class Checker:
     def code_actions(self, uri: str, where) -> list:
         from lsprotocol import types
 
-        actions, safe = [], {}
+        actions, safe, drawn = [], {}, []
         for finding in self.findings.get(uri, ()):
+            at = span(finding)
+            here = not (_before(at.end, where.start) or _before(where.end, at.start))  # under the cursor
+            if here and finding["severity"] != "info":
+                drawn.append(_show_graph(uri, finding))
             fix = finding.get("fix")
             if not fix or not fix["edits"]:
                 continue
@@ -129,9 +136,8 @@ class Checker:
             if unsafe is False:
                 for e in fix["edits"]:
                     safe[tuple(sorted(e.items()))] = e
-            at = span(finding)
-            if _before(at.end, where.start) or _before(where.end, at.start):
-                continue  # not under the cursor or the selection
+            if not here:
+                continue
             actions.append(
                 types.CodeAction(
                     title=f"convlint: {fix['description']} ({finding['code']}){' (unsafe)' * unsafe}",
@@ -149,7 +155,21 @@ class Checker:
                     edit=_workspace_edit(list(safe.values())),
                 )
             )
-        return actions
+        return actions + drawn
+
+    def drawing(self, path: str, line: Optional[int]):
+        """ "Show graph": the models checked for ``path`` drawn (focused on the finding at
+        the 0-based ``line``, if given) into an HTML page in the project's cache folder."""
+        from convlint import usage, worker
+
+        targets, options, _ = self.targets(path)
+        rel = os.path.relpath(path, self.root or ".")
+        name = os.path.splitext(rel)[0].replace(os.sep, ".").lstrip(".") or "model"
+        focus = None if line is None else f"{rel}:{int(line) + 1}"
+        folder = os.path.join(usage.cache_folder(self.root or "."), "graph")
+        os.makedirs(folder, exist_ok=True)
+        out_path = os.path.join(folder, f"{name}{'' if line is None else f'.{int(line) + 1}'}.html")
+        return worker.drawing(targets, options, focus, out_path)
 
     def hovers_at(self, path: str, line: int, column: int) -> list[dict]:
         """The hover entries whose span holds a position (1-based, as findings)."""
@@ -200,7 +220,7 @@ def build_server(timeout: float = 120.0):
                 types.PublishDiagnosticsParams(uri=uri, diagnostics=[_problem(f"configuration: {exc}")])
             )
             return
-        pending = worker.Pending(targets, options, cache_root)  # forked here, in the loop's thread
+        pending = worker.checking(targets, options, cache_root)  # forked here, in the loop's thread
         # awaited in another thread; a check that hangs is stopped at ``timeout``, the server goes on
         outcome = await asyncio.get_running_loop().run_in_executor(None, pending.result, timeout)
         for target, found in checker.diagnostics(uri, outcome).items():
@@ -231,6 +251,8 @@ def build_server(timeout: float = 120.0):
         uri = params.text_document.uri
         return checker.code_actions(uri, params.range)
 
+    _show_graph_command(server, checker, timeout)
+
     @server.feature(types.TEXT_DOCUMENT_DID_OPEN)
     async def did_open(ls, params: types.DidOpenTextDocumentParams) -> None:
         await check(ls, params.text_document.uri)
@@ -242,8 +264,36 @@ def build_server(timeout: float = 120.0):
     return server
 
 
+def _show_graph_command(server, checker: Checker, timeout: float) -> None:
+    from pygls.uris import to_fs_path
+
+    @server.command(SHOW_GRAPH)
+    async def show_graph(ls, *arguments) -> str:
+        """Draw the file's models (focused on the finding at the line, where given) into
+        an HTML page; its path is the answer."""
+        uri, line = (list(arguments) + [None])[:2]
+        pending = checker.drawing(to_fs_path(uri), line)  # forked here, in the loop's thread
+        outcome = await asyncio.get_running_loop().run_in_executor(None, pending.result, timeout)
+        if outcome.drawn is None:  # answered as an error, with the reason
+            raise RuntimeError(f"convlint: no graph of {uri}: {outcome.error}")
+        return outcome.drawn
+
+
 def _before(a, b) -> bool:
     return (a.line, a.character) < (b.line, b.character)
+
+
+def _show_graph(uri: str, finding: dict):
+    """The command that draws the graph of a finding, offered as a code action. A bare
+    Command, which every client takes: a CodeAction holding one is read as a Command by
+    lsprotocol's own converter (its test for the union is the key "command")."""
+    from lsprotocol import types
+
+    return types.Command(
+        title=f"convlint: show the graph of this finding ({finding['code']})",
+        command=SHOW_GRAPH,
+        arguments=[uri, finding["line"] - 1],
+    )
 
 
 def _workspace_edit(edits: list):

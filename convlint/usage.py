@@ -78,19 +78,26 @@ class Cache:
     def save(self) -> None:
         if not (self.enabled and self.changed):
             return
-        folder = os.path.dirname(self.path)
         try:
-            os.makedirs(folder, exist_ok=True)
-            ignore = os.path.join(folder, ".gitignore")
-            if not os.path.exists(ignore):  # as ruff's cache: never committed by accident
-                with open(ignore, "w", encoding="utf-8") as fh:
-                    fh.write("# Automatically created by convlint.\n*\n")
+            cache_folder(self.root)
             temporary = f"{self.path}.{os.getpid()}.tmp"
             with open(temporary, "w", encoding="utf-8") as fh:
                 json.dump({"version": VERSION, "models": self.entries}, fh, indent=1, sort_keys=True)
             os.replace(temporary, self.path)  # a reader never sees half a file
         except OSError:
             pass  # a read-only checkout: the next run records again
+
+
+def cache_folder(root: str) -> str:
+    """The project's cache folder, made if missing, with a ``.gitignore`` of its own (as
+    ruff's cache: never committed by accident). Raises OSError on a read-only checkout."""
+    folder = os.path.join(os.path.abspath(root), CACHE_DIR)
+    os.makedirs(folder, exist_ok=True)
+    ignore = os.path.join(folder, ".gitignore")
+    if not os.path.exists(ignore):
+        with open(ignore, "w", encoding="utf-8") as fh:
+            fh.write("# Automatically created by convlint.\n*\n")
+    return folder
 
 
 def project_files(paths: Iterable[str], root: str) -> set[str]:

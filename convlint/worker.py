@@ -17,7 +17,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ class Outcome:
     findings: list = field(default_factory=list)  # Finding.to_dict() records
     hovers: list = field(default_factory=list)  # convlint.report.hover entries
     error: Optional[str] = None  # the check did not finish: why
+    drawn: Optional[str] = None  # the HTML file a "show graph" wrote
 
 
 def warm() -> None:
@@ -64,25 +65,45 @@ def warm() -> None:
     gc.freeze()
 
 
-def _child(targets: Sequence, options, cache_root: Optional[str]) -> Outcome:
+def _checking(targets: Sequence, options, cache_root: Optional[str]) -> Outcome:
+    """A check: the findings and the hover entries of every model ``targets`` name."""
+    from convlint import engine, usage
+    from convlint.report import hover
+
+    cache = usage.Cache(cache_root) if cache_root else None
+    result = engine.check_paths(targets, options, cache, keep_views=True)
+    if cache is not None:
+        cache.save()
+    return Outcome([f.to_dict() for f in result.findings], hover.entries(result.views))
+
+
+def _drawing(targets: Sequence, options, focus: Optional[str], out_path: str) -> Outcome:
+    """The editor's "show graph": the models ``targets`` name drawn as an HTML page
+    (``focus``: only the finding at that `file.py:line`, where there is one)."""
+    from convlint import engine
+    from convlint.report import draw
+
+    result = engine.check_paths(targets, options, keep_views=True)
+    # no finding at ``focus``: the whole models
+    pictures = (focus is not None and engine.drawn_views(result, focus=focus)) or engine.drawn_views(result)
+    if not pictures:
+        return Outcome([f.to_dict() for f in result.findings], error="no model to draw in this file")
+    with open(out_path, "w", encoding="utf-8") as fh:
+        fh.write(draw.html_page(pictures))
+    return Outcome([f.to_dict() for f in result.findings], drawn=out_path)
+
+
+def _in_child(job: Callable[..., Outcome], *args) -> Outcome:
     # The parent's stdout is the language server's protocol stream: what user code prints
     # goes to stderr, here and in anything it starts.
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     import warnings
 
-    from convlint import engine, usage
-    from convlint.report import hover
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            cache = usage.Cache(cache_root) if cache_root else None
-            result = engine.check_paths(targets, options, cache, keep_views=True)
-            if cache is not None:
-                cache.save()
-            hovers = hover.entries(result.views)
-        return Outcome([f.to_dict() for f in result.findings], hovers)
+            return job(*args)
     except BaseException as exc:  # convlint's own failure: said, not a dead worker
         return Outcome(error=f"convlint failed: {type(exc).__name__}: {exc}")
 
@@ -92,7 +113,7 @@ class Pending:
     ``result``. A bare ``os.fork``, not ``multiprocessing``: its child closes ``sys.stdin``,
     whose lock the server's reader thread holds while it waits for the editor."""
 
-    def __init__(self, targets: Sequence, options, cache_root: Optional[str]) -> None:
+    def __init__(self, job: Callable[..., Outcome], *args) -> None:
         self.receive, send = os.pipe()
         self.pid = os.fork()
         if self.pid == 0:  # the child: check, answer, and leave without running the parent's cleanup
@@ -100,7 +121,7 @@ class Pending:
             status = 0
             try:
                 os.close(self.receive)
-                data = pickle.dumps(_child(targets, options, cache_root))
+                data = pickle.dumps(_in_child(job, *args))
                 with os.fdopen(send, "wb") as out:
                     out.write(data)
             except BaseException:
@@ -135,6 +156,12 @@ class Pending:
             return Outcome(error=f"the check crashed (exit status {os.waitstatus_to_exitcode(status)})")
 
 
-def check(targets: Sequence, options, cache_root: Optional[str] = None, timeout: float = 120.0) -> Outcome:
-    """Run ``engine.check_paths`` in a child forked from this process."""
-    return Pending(targets, options, cache_root).result(timeout)
+def checking(targets: Sequence, options, cache_root: Optional[str] = None) -> Pending:
+    """``engine.check_paths`` started in a child forked from this process."""
+    return Pending(_checking, targets, options, cache_root)
+
+
+def drawing(targets: Sequence, options, focus: Optional[str], out_path: str) -> Pending:
+    """The models ``targets`` name drawn into the HTML file ``out_path``, started in a
+    child forked from this process (``Outcome.drawn`` is the path)."""
+    return Pending(_drawing, targets, options, focus, out_path)

@@ -66,6 +66,7 @@ def test_seed_mermaid_shows_the_four_branches_their_sizes_branch2s_path_and_the_
         'n_branch2 -- "H - 10, W - 10 · 9x9" --> n_cat',
     }
     assert "CVL301 #96;torch.cat(branches, dim=1)#96; merges" in out
+    assert readme_block("graph-picture") == out  # the README's picture is what it prints
 
 
 @pytest.mark.parametrize("name", sorted(GOLDEN))
@@ -122,6 +123,27 @@ def test_graph_of_a_target_with_no_model_is_an_error_with_exit_2():
     )
     assert run.returncode == 2
     assert "no model to draw" in run.stderr
+
+
+def test_check_in_a_github_job_writes_each_failing_models_focused_picture_to_the_job_summary(tmp_path):
+    summary = tmp_path / "summary.md"
+    summary.write_text("from an earlier step\n")
+    target, shape = SKIP
+    command = [sys.executable, "-m", "convlint", "check", target, "--input-shape", ",".join(map(str, shape))]
+    env = {**os.environ, "GITHUB_STEP_SUMMARY": str(summary)}
+    run = subprocess.run([*command, "--format", "github"], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 1 and run.stdout.startswith("::warning file=fixtures/rules/CVL302/skip.py"), run.stderr
+    text = summary.read_text()
+    assert text.startswith("from an earlier step\n## convlint\n\nFound 1 finding in 1 model.")  # appended
+    assert text.count("```mermaid") == 1 and "style n_cat fill:#fde0dd,stroke:#d62728" in text
+    block = text.split("```mermaid\n")[1].split("```")[0]
+    assert block == draw.mermaid(pictures(target, shape, focus="CVL302"))  # the focused picture
+    if shutil.which("node"):
+        parsed = subprocess.run(_mermaid_parser(), input=block, capture_output=True, text=True, timeout=120)
+        assert parsed.returncode == 0, parsed.stdout + parsed.stderr
+    # another format, or no job: no summary written
+    run = subprocess.run([*command, "--format", "text"], capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 1 and summary.read_text() == text
 
 
 # ---------------------------------------------------------------- each format, read back

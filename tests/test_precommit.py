@@ -76,10 +76,18 @@ def test_readme_github_actions_commands_run_as_written(tmp_path):
     shutil.copyfile(os.path.join(FIXTURES, "seed.py"), tmp_path / "aspp.py")
     env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")}
     annotations = subprocess.run(
-        steps[0], shell=True, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300
+        steps[0],
+        shell=True,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env={**env, "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md")},
+        timeout=300,
     )
     assert annotations.returncode == 1  # the job fails on findings
     assert annotations.stdout.startswith("::error file=aspp.py,line=17,")
+    summary = (tmp_path / "summary.md").read_text()  # the picture of the merge in the job summary
+    assert "### `aspp.py:ASPP`" in summary and "style n_cat fill:#fde0dd" in summary
     upload = subprocess.run(steps[1], shell=True, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
     assert upload.returncode == 0  # --exit-zero: the SARIF is uploaded either way
     assert '"ruleId": "CVL101"' in (tmp_path / "convlint.sarif").read_text()

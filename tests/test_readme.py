@@ -27,6 +27,7 @@ COVERED = {
     "ruff-external": "tests/test_readme.py::test_ruff_leaves_convlint_noqa_comments_alone_with_the_readme_setting",
     "usage": "tests/test_docs.py::test_readme_usage_block_is_what_help_prints",
     "graph": "tests/test_graph.py::test_seed_mermaid_shows_the_four_branches_their_sizes_branch2s_path_and_the_cat_marked",
+    "graph-picture": "tests/test_graph.py::test_seed_mermaid_shows_the_four_branches_their_sizes_branch2s_path_and_the_cat_marked",
     "call-target": "tests/test_readme.py::test_the_call_target_checks_the_unet_as_written",
     "shapes-merges": "tests/test_cli.py::test_the_readme_shapes_examples_are_what_convlint_shapes_prints",
     "shapes-partly-traceable": "tests/test_cli.py::test_the_readme_shapes_examples_are_what_convlint_shapes_prints",

@@ -151,7 +151,11 @@ async def test_the_quick_fix_applied_and_saved_leaves_no_diagnostics(client, wor
         )
     )
     titles = [a.title for a in actions]
-    assert titles == ["convlint: Set padding=6 (CVL101)", "convlint: fix all safe findings in this file"]
+    assert titles == [
+        "convlint: Set padding=6 (CVL101)",
+        "convlint: fix all safe findings in this file",
+        "convlint: show the graph of this finding (CVL101)",
+    ]
     quick = actions[0]
     assert quick.is_preferred and quick.kind == types.CodeActionKind.QuickFix
     path.write_text(applied(path.read_text(), quick.edit.changes[uri]))
@@ -159,3 +163,39 @@ async def test_the_quick_fix_applied_and_saved_leaves_no_diagnostics(client, wor
     client.text_document_did_save(types.DidSaveTextDocumentParams(text_document=types.TextDocumentIdentifier(uri=uri)))
     await client.wait_for_notification(types.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
     assert list(client.diagnostics[uri]) == []
+
+
+@pytest.mark.asyncio(loop_scope="function")
+async def test_show_graph_on_a_finding_writes_the_html_picture_of_its_merge_and_answers_its_path(client, workspace):
+    import xml.etree.ElementTree as ET
+
+    uri = await opened(client, workspace / "aspp.py")
+    on_cat = types.Range(start=types.Position(line=23, character=30), end=types.Position(line=23, character=30))
+    actions = await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri=uri),
+            range=on_cat,
+            context=types.CodeActionContext(diagnostics=client.diagnostics[uri]),
+        )
+    )
+    [show] = [a for a in actions if isinstance(a, types.Command)]
+    assert show.title == "convlint: show the graph of this finding (CVL301)"
+    path = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=show.command, arguments=show.arguments)
+    )
+    assert path == str(workspace / ".convlint_cache" / "graph" / "aspp.24.html")
+    page = (workspace / ".convlint_cache" / "graph" / "aspp.24.html").read_text()
+    svg = ET.fromstring(page[page.index("<svg") : page.index("</svg>") + len("</svg>")])
+    marked = {g.get("id"): g.get("class") for g in svg.iter("{http://www.w3.org/2000/svg}g") if g.get("id")}
+    assert "merge" in marked["n_cat"] and "parting" in marked["n_branch2"]
+    assert "CVL301" in page and (workspace / ".convlint_cache" / ".gitignore").exists()
+    # with no line, the whole model: all four branches
+    whole = await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=show.command, arguments=[uri])
+    )
+    assert whole.endswith("aspp.html") and all(f'id="n_branch{i}"' in open(whole).read() for i in range(1, 5))
+    # a file whose model crashes the check: an error answer with the reason, the server goes on
+    with pytest.raises(Exception, match="no graph of .*crashes.py: the check crashed"):
+        await client.workspace_execute_command_async(
+            types.ExecuteCommandParams(command=show.command, arguments=[(workspace / "crashes.py").as_uri()])
+        )

@@ -109,6 +109,17 @@ def markdown(pictures: Sequence[Picture]) -> str:
     return "\n".join(parts)
 
 
+def job_summary(pictures: Sequence[Picture], summary: str) -> str:
+    """A GitHub Actions job summary: the run's summary line, and each failing model's
+    focused picture (``markdown``)."""
+    head = f"## convlint\n\n{summary.strip()}\n"
+    if not pictures:
+        return head + "\n"
+    return (
+        f"{head}\nEach failing model at its first merge finding, else at its first finding:\n\n{markdown(pictures)}\n"
+    )
+
+
 # ---------------------------------------------------------------- DOT
 
 
