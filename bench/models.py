@@ -1,5 +1,8 @@
 """Models the benchmark measures, built with no arguments (so `convlint check` takes them too)."""
 
+import importlib.util
+import os
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -213,6 +216,24 @@ class TinyUNet(nn.Module):
         return self.head(torch.cat([skip, self.mid(skip)], dim=1))
 
 
+def _fixture(path: str, name: str):
+    """A class from a test fixture, loaded by path (fixtures/ is no package)."""
+    spec = importlib.util.spec_from_file_location(
+        f"fixture_{name}", os.path.join(os.path.dirname(__file__), "..", path)
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, name)
+
+
+class DeepUNet1000(_fixture("fixtures/graph/deep_unet.py", "DeepUNet")):
+    """The pictures' U-Net at 1,004 convolutions (about 4,000 ops), its three skip
+    concatenations broken for sizes that are not multiples of 8 (CVL302)."""
+
+    def __init__(self):
+        super().__init__(blocks=125)
+
+
 MODELS = {
     "resnet50-aspp-os8": (DilatedResNetASPP, (1, 3)),
     "resnet50-os8": (ResNet50OS8, (1, 3)),
@@ -224,4 +245,5 @@ MODELS = {
     "billion": (Billion, (1, 3)),
     "window-vit": (WindowViT, (1, 3)),
     "tiny-unet": (TinyUNet, (1, 3)),
+    "deep-unet-1000": (DeepUNet1000, (1, 3)),
 }

@@ -58,6 +58,7 @@ class ModelView:
     inferred_input: bool = False  # the example input was inferred, not declared
     run_every_op: bool = False  # the analysis mode (another analysis of the model runs in it too)
     _smallest: dict = field(default_factory=dict, repr=False)  # a cache: (symbol, upto) -> size
+    _spatial: dict = field(default_factory=dict, repr=False)  # a cache: node -> its spatial dims found
 
     # ------------------------------------------------------------ modules
 
@@ -185,9 +186,13 @@ class ModelView:
         ndim = self.sizes.spatial_ndim
         if not ndim or not isinstance(shadow, sizes.SymTensor) or not isinstance(value, tuple) or len(value) < ndim + 2:
             return None
-        if positions is None or max(positions) >= len(value):
+        if positions is not None and max(positions) < len(value):
+            return [(shadow.dims[p], value[p]) for p in positions]
+        found = self._spatial.get(node)
+        if found is None:  # the sizes are fixed once analysed: looked for once per node
             positions = self.spatial_positions([node])
-        return [(shadow.dims[p], value[p]) for p in positions]
+            found = self._spatial[node] = [(shadow.dims[p], value[p]) for p in positions]
+        return list(found)
 
     def spatial_positions(self, nodes: list) -> tuple:
         """Where the spatial dims of these tensors (of one rank) are: the dims after the

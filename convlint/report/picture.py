@@ -14,6 +14,8 @@ Format-free: ``convlint.report.draw`` renders a ``Picture`` as Mermaid, DOT, SVG
 
 from __future__ import annotations
 
+import functools
+
 import re
 import weakref
 from dataclasses import dataclass, field, replace
@@ -205,10 +207,19 @@ def _matters(view, node) -> bool:
     if out is None or not inputs:
         return False
     before = view.spatial(inputs[0])
-    return before is None or [str(e) for e, _ in before] != [str(e) for e, _ in out] or before != out
+    return before is None or before != out  # sympy's == is structural: no printing needed
 
 
 _MERGES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # view -> its merge nodes
+_FIELDS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()  # view -> its receptive fields
+
+
+def _receptive_fields(view) -> dict:
+    """Once per view: a picture is drawn at several depths to find one that fits."""
+    found = _FIELDS.get(view)
+    if found is None:
+        found = _FIELDS[view] = receptive_fields(view)
+    return found
 
 
 def _merge_nodes(view) -> set:
@@ -218,11 +229,17 @@ def _merge_nodes(view) -> set:
     return found
 
 
+@functools.lru_cache(maxsize=4096)
+def _shown(expr) -> str:
+    """An edge's size as the findings print it; a deep model's edges repeat a few sizes."""
+    return text.show(expr)
+
+
 def _size_label(view, node) -> str:
     dims = view.spatial(node)
     if dims is None:
         return ""
-    symbolic = ", ".join(text.show(e) for e, _ in dims)
+    symbolic = ", ".join(_shown(e) for e, _ in dims)
     return f"{symbolic} · {'x'.join(str(v) for _, v in dims)}"
 
 
@@ -267,7 +284,7 @@ class _Drawing:
 
     def __init__(self, view, marked: _Marked) -> None:
         self.view, self.marked = view, marked
-        self.fields = receptive_fields(view) if view.sizes is not None else {}
+        self.fields = _receptive_fields(view) if view.sizes is not None else {}
         self.nodes: dict = {}  # id -> Node
         self.edges: dict = {}  # (source, target) -> Edge
 
@@ -317,19 +334,23 @@ def _contract(view, shown) -> tuple[dict, dict]:
     return result, feeds
 
 
-def _edge_marks(marked: _Marked, feeds: dict, source, target) -> set:
-    """A drawn edge is on operand path a (b) where both its ends stand for nodes of the
-    path, or it enters the merge from the shown node that stands for that operand."""
-    marks = set()
-    for path_a, path_b, merge in marked.paths:
-        for mark, path in ((PATH_A, path_a), (PATH_B, path_b)):
-            if target is merge:
-                hit = source in feeds.get(path[-1], ())
-            else:
-                inside = {s for n in path for s in feeds.get(n, ())}
-                hit = source in inside and target in inside
-            if hit:
-                marks.add(mark)
+def _edge_marker(marked: _Marked, feeds: dict):
+    """The marks of a drawn edge (source, target): on operand path a (b) where both its
+    ends stand for nodes of the path, or where it enters the merge from the shown node
+    that stands for that operand."""
+    paths = [
+        (mark, merge, set(feeds.get(path[-1], ())), {s for n in path for s in feeds.get(n, ())})
+        for path_a, path_b, merge in marked.paths
+        for mark, path in ((PATH_A, path_a), (PATH_B, path_b))
+    ]
+
+    def marks(source, target) -> set:
+        return {
+            mark
+            for mark, merge, operand, inside in paths
+            if (source in operand if target is merge else source in inside and target in inside)
+        }
+
     return marks
 
 
@@ -352,10 +373,10 @@ def _whole(view, marked: _Marked, title: str, depth: Optional[int]) -> Picture:
         expanded |= cycle
     for node in contracted:
         drawing.add_fx(node, group[node]) if group[node] == _fx_id(node) else _add_block(drawing, view, node, group)
+    marks = _edge_marker(marked, feeds)
     for node, sources in contracted.items():
         for s in sources:
-            marks = _edge_marks(marked, feeds, s, node)
-            drawing.connect(group[s], group[node], _size_label(view, s), marks)
+            drawing.connect(group[s], group[node], _size_label(view, s), marks(s, node))
     result = drawing.picture(title, marked.notes, depth, group)
     return _repeats(result)
 
@@ -517,12 +538,12 @@ def _focused(view, marked: _Marked, title: str) -> Picture:
                 drawing.nodes[eid] = Node(eid, f"… {count} more ops", "elided", None, "", frozenset())
         else:
             drawing.add_fx(node, _fx_id(node))
+    marks = _edge_marker(marked, feeds)
     for node, sources in contracted.items():
         for s in sources:
             source = elided.get(s, _fx_id(s))
             target = elided.get(node, _fx_id(node))
-            marks = _edge_marks(marked, feeds, s, node)
-            drawing.connect(source, target, "" if s in elided else _size_label(view, s), marks)
+            drawing.connect(source, target, "" if s in elided else _size_label(view, s), marks(s, node))
     return drawing.picture(title, marked.notes, None, {n: elided.get(n, _fx_id(n)) for n in contracted})
 
 
