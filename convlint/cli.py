@@ -91,6 +91,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     check.add_argument(
         "--no-cache", action="store_true", help="do not read or write the cache of which files each model runs"
     )
+    check.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="analyse models in N worker processes (default: one per core when there are several models; 1: none)",
+    )
     _analysis_flags(check)
 
     shapes = commands.add_parser(
@@ -209,7 +217,7 @@ def _check(args) -> int:
     # models' pictures (their analysed views are kept for it).
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY") if args.format == "github" and not args.fix else None
     with _report_only_stdout():
-        result = engine.check_paths(targets, options, cache, keep_views=bool(step_summary))
+        result = engine.check_paths(targets, options, cache, keep_views=bool(step_summary), jobs=args.jobs)
     if cache is not None:
         cache.save()
         _say_unused(args.targets, untouched_files, result)

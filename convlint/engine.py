@@ -16,7 +16,7 @@ import warnings
 from typing import Optional, Sequence
 
 from convlint import common, diagnostics, inference, locate, registry, suppress
-from convlint.diagnostics import CVL902, CVL904
+from convlint.diagnostics import CVL901, CVL902, CVL904
 from convlint.finding import INFO, Finding
 from convlint.fix import plan
 from convlint.intent import Intent
@@ -229,13 +229,18 @@ def check_source(path: str, rules: Sequence[Rule]) -> list[Finding]:
     return findings
 
 
-def check_paths(targets: Sequence, options: Options, cache=None, keep_views: bool = False) -> Result:
+def check_paths(
+    targets: Sequence, options: Options, cache=None, keep_views: bool = False, jobs: Optional[int] = 1
+) -> Result:
     """Check every model the targets name, in one run: fixes are planned once, over every
     module each constructor call built in any of the models.
 
     With a ``usage.Cache``, the project files that each keyed ``Target``'s model runs are
     recorded into it (and a model that runs none of its ``only_if_uses`` is not reported).
     ``keep_views``: the analysed models stay in ``result.views`` (the editor's hover).
+    ``jobs``: models analysed in that many worker processes at once (None: one per core
+    when there are several models); the result is the serial one. Views stay in one
+    process: ``keep_views`` analyses serially.
     """
     from convlint import usage
 
@@ -254,11 +259,13 @@ def check_paths(targets: Sequence, options: Options, cache=None, keep_views: boo
     def on_file(path: str) -> None:
         result.findings.extend(check_source(path, [r for r in selected_rules() if r.check_source is not None]))
 
-    for candidate, model, shapes, item, recorded in built_models(targets, options, result, on_file):
-        model_rules = [r for r in selected_rules() if r.check is not None]
-        where = dict(name=candidate.name, path=candidate.path, line=candidate.line)
-        with usage.recording(recorded) if recorded is not None else contextlib.nullcontext():
-            outcome = analyse_model(model, shapes, rules=model_rules, options=options, **where)
+    def analyse(entry: tuple) -> Outcome:
+        return _analyse_entry(entry, [r for r in selected_rules() if r.check is not None], options)
+
+    models = built_models(targets, options, result, on_file)
+    for (candidate, _model, _shapes, item, recorded), outcome in _analysed(
+        models, analyse, jobs, keep_views, selected_rules
+    ):
         if recorded is not None and cache is not None:
             files = usage.project_files(recorded, cache.root)
             cache.store(item.key, files)
@@ -270,10 +277,7 @@ def check_paths(targets: Sequence, options: Options, cache=None, keep_views: boo
         if candidate.kind == "target" and os.path.abspath(candidate.path) not in files_of_targets:
             files_of_targets.add(os.path.abspath(candidate.path))  # a file named by a target counts once
             result.files += 1
-        for key, (site, built) in outcome.calls.items():  # a module two models share counts once
-            merged = calls.setdefault(key, (site, {}))[1]
-            for module_id, module in built.items():
-                merged.setdefault(module_id, module)
+        _merge_calls(calls, outcome.calls)
         result.coverage = [a + b for a, b in zip(result.coverage, outcome.coverage)]
         result.models += outcome.checked
         if outcome.domain is not None:
@@ -285,6 +289,46 @@ def check_paths(targets: Sequence, options: Options, cache=None, keep_views: boo
     findings = plan.plan_fixes(result.findings, calls, rules or [])
     result.findings = suppress.visible(findings, options.select, options.ignore)
     return result
+
+
+def _merge_calls(calls: dict, more: dict) -> None:
+    """A model's constructor calls into the run's; a module two models share counts once."""
+    for key, (site, built) in more.items():
+        merged = calls.setdefault(key, (site, {}))[1]
+        for module_id, module in built.items():
+            merged.setdefault(module_id, module)
+
+
+def _analyse_entry(entry: tuple, rules: Sequence[Rule], options: Options) -> Outcome:
+    """One of built_models' models through ``analyse_model``, the files it runs recorded."""
+    from convlint import usage
+
+    candidate, model, shapes, _item, recorded = entry
+    where = dict(name=candidate.name, path=candidate.path, line=candidate.line)
+    with usage.recording(recorded) if recorded is not None else contextlib.nullcontext():
+        return analyse_model(model, shapes, rules=rules, options=options, **where)
+
+
+def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_rules):
+    """(entry, Outcome) for each built model: here, one model in memory at a time, or in
+    worker processes (``convlint.jobs``), each model built first."""
+    from convlint import jobs as jobs_mod
+
+    if jobs == 1 or keep_views:
+        return ((entry, analyse(entry)) for entry in built)
+    entries = list(built)
+    jobs = min(jobs or jobs_mod.default_jobs(), len(entries))
+    if jobs <= 1:
+        return ((entry, analyse(entry)) for entry in entries)
+    selected_rules()  # imported here, once: every worker is forked with them
+
+    def failed(entry: tuple, why: str) -> Outcome:
+        candidate, model = entry[0], entry[1]
+        report = Report(f"`{candidate.name}` could not be analysed: its worker process ended ({why})")
+        finding = locate.report_finding(CVL901, report, locate.at(candidate.path, candidate.line), candidate.name)
+        return Outcome([finding], None, (0, 0, diagnostics.count_convs(model)), {}, False)
+
+    return jobs_mod.analysed(entries, analyse, failed, jobs)
 
 
 def pictures(targets: Sequence, options: Options, depth: Optional[int] = -1, focus: Optional[str] = None):

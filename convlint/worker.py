@@ -109,8 +109,8 @@ def _in_child(job: Callable[..., Outcome], *args) -> Outcome:
 
 
 class Pending:
-    """A check running in a child: forked by ``start`` in the calling thread, awaited with
-    ``result``. A bare ``os.fork``, not ``multiprocessing``: its child closes ``sys.stdin``,
+    """A job running in a child: forked when made, in the calling thread, awaited with
+    ``result`` (or, several at once, with ``select`` on them, ``read`` and ``answer``). A bare ``os.fork``, not ``multiprocessing``: its child closes ``sys.stdin``,
     whose lock the server's reader thread holds while it waits for the editor."""
 
     def __init__(self, job: Callable[..., Outcome], *args) -> None:
@@ -129,31 +129,43 @@ class Pending:
             finally:
                 os._exit(status)
         os.close(send)
+        self.chunks: list = []
+
+    def fileno(self) -> int:
+        """The pipe the answer comes on (for ``select``)."""
+        return self.receive
+
+    def read(self) -> bool:
+        """Take what the child has sent so far (call when ``select`` says it is readable);
+        True once it has sent everything."""
+        chunk = os.read(self.receive, 1 << 20)
+        if chunk:
+            self.chunks.append(chunk)
+        return not chunk
+
+    def answer(self):
+        """After ``read`` said done: the child's answer (an ``Outcome`` with the error,
+        where the job raised), or an ``Outcome`` saying it died before answering."""
+        os.close(self.receive)
+        _, status = os.waitpid(self.pid, 0)
+        try:
+            return pickle.loads(b"".join(self.chunks))
+        except Exception:  # the child died before it could answer
+            return Outcome(error=f"the check crashed (exit status {os.waitstatus_to_exitcode(status)})")
 
     def result(self, timeout: float) -> Outcome:
         """The child's findings, or why there are none (it hung, it crashed)."""
         deadline = time.monotonic() + timeout
-        chunks = []
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                ready, _, _ = select.select([self.receive], [], [], max(left, 0))
-                if not ready:
-                    os.kill(self.pid, signal.SIGKILL)
-                    return Outcome(
-                        error=f"the check did not finish within {timeout:g} s (a model that hangs?); it was stopped"
-                    )
-                chunk = os.read(self.receive, 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        finally:
-            os.close(self.receive)
-            _, status = os.waitpid(self.pid, 0)
-        try:
-            return pickle.loads(b"".join(chunks))
-        except Exception:  # the child died before it could answer
-            return Outcome(error=f"the check crashed (exit status {os.waitstatus_to_exitcode(status)})")
+        while True:
+            ready, _, _ = select.select([self.receive], [], [], max(deadline - time.monotonic(), 0))
+            if not ready:
+                os.kill(self.pid, signal.SIGKILL)
+                self.answer()
+                return Outcome(
+                    error=f"the check did not finish within {timeout:g} s (a model that hangs?); it was stopped"
+                )
+            if self.read():
+                return self.answer()
 
 
 def checking(targets: Sequence, options, cache_root: Optional[str] = None) -> Pending:

@@ -15,7 +15,6 @@ Format-free: ``convlint.report.draw`` renders a ``Picture`` as Mermaid, DOT, SVG
 from __future__ import annotations
 
 import functools
-
 import re
 import weakref
 from dataclasses import dataclass, field, replace
