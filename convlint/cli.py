@@ -216,8 +216,13 @@ def _check(args) -> int:
     # In a GitHub Actions job, --format github also writes the job summary: the failing
     # models' pictures (their analysed views are kept for it).
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY") if args.format == "github" and not args.fix else None
-    with _report_only_stdout():
-        result = engine.check_paths(targets, options, cache, keep_views=bool(step_summary), jobs=args.jobs)
+    from convlint.report.progress import progress_line
+
+    shown = sys.stderr.isatty() and args.format not in ("json", "sarif")
+    with _report_only_stdout(), progress_line(shown) as progress:
+        result = engine.check_paths(
+            targets, options, cache, keep_views=bool(step_summary), jobs=args.jobs, progress=progress
+        )
     if cache is not None:
         cache.save()
         _say_unused(args.targets, untouched_files, result)

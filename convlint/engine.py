@@ -13,7 +13,7 @@ import contextlib
 import copy
 import os
 import warnings
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from convlint import common, diagnostics, inference, locate, registry, suppress
 from convlint.diagnostics import CVL901, CVL902, CVL904
@@ -230,7 +230,12 @@ def check_source(path: str, rules: Sequence[Rule]) -> list[Finding]:
 
 
 def check_paths(
-    targets: Sequence, options: Options, cache=None, keep_views: bool = False, jobs: Optional[int] = 1
+    targets: Sequence,
+    options: Options,
+    cache=None,
+    keep_views: bool = False,
+    jobs: Optional[int] = 1,
+    progress: Optional[Callable[[str, Optional[int]], None]] = None,
 ) -> Result:
     """Check every model the targets name, in one run: fixes are planned once, over every
     module each constructor call built in any of the models.
@@ -240,7 +245,8 @@ def check_paths(
     ``keep_views``: the analysed models stay in ``result.views`` (the editor's hover).
     ``jobs``: models analysed in that many worker processes at once (None: one per core
     when there are several models); the result is the serial one. Views stay in one
-    process: ``keep_views`` analyses serially.
+    process: ``keep_views`` analyses serially. ``progress(model, total)`` is called as each
+    model's analysis ends (``total``: how many models, where known).
     """
     from convlint import usage
 
@@ -262,10 +268,12 @@ def check_paths(
     def analyse(entry: tuple) -> Outcome:
         return _analyse_entry(entry, [r for r in selected_rules() if r.check is not None], options)
 
-    models = built_models(targets, options, result, on_file)
-    for (candidate, _model, _shapes, item, recorded), outcome in _analysed(
-        models, analyse, jobs, keep_views, selected_rules
-    ):
+    analysed, total = _analysed(
+        built_models(targets, options, result, on_file), analyse, jobs, keep_views, selected_rules
+    )
+    for (candidate, _model, _shapes, item, recorded), outcome in analysed:
+        if progress is not None:
+            progress(candidate.name, total)
         if recorded is not None and cache is not None:
             files = usage.project_files(recorded, cache.root)
             cache.store(item.key, files)
@@ -309,17 +317,18 @@ def _analyse_entry(entry: tuple, rules: Sequence[Rule], options: Options) -> Out
         return analyse_model(model, shapes, rules=rules, options=options, **where)
 
 
-def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_rules):
-    """(entry, Outcome) for each built model: here, one model in memory at a time, or in
-    worker processes (``convlint.jobs``), each model built first."""
+def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_rules) -> tuple:
+    """((entry, Outcome) for each built model, how many there are where known): here, one
+    model in memory at a time, or in worker processes (``convlint.jobs``), every model
+    built first."""
     from convlint import jobs as jobs_mod
 
     if jobs == 1 or keep_views:
-        return ((entry, analyse(entry)) for entry in built)
+        return ((entry, analyse(entry)) for entry in built), None
     entries = list(built)
     jobs = min(jobs or jobs_mod.default_jobs(), len(entries))
     if jobs <= 1:
-        return ((entry, analyse(entry)) for entry in entries)
+        return ((entry, analyse(entry)) for entry in entries), len(entries)
     selected_rules()  # imported here, once: every worker is forked with them
 
     def failed(entry: tuple, why: str) -> Outcome:
@@ -328,7 +337,7 @@ def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_ru
         finding = locate.report_finding(CVL901, report, locate.at(candidate.path, candidate.line), candidate.name)
         return Outcome([finding], None, (0, 0, diagnostics.count_convs(model)), {}, False)
 
-    return jobs_mod.analysed(entries, analyse, failed, jobs)
+    return jobs_mod.analysed(entries, analyse, failed, jobs), len(entries)
 
 
 def pictures(targets: Sequence, options: Options, depth: Optional[int] = -1, focus: Optional[str] = None):

@@ -2,6 +2,7 @@
 report, byte for byte, with fixes planned over every model's modules."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -124,3 +125,39 @@ def test_a_model_that_ends_its_worker_is_a_finding_and_the_others_are_reported(t
         "(the process ended with exit status 3)"
     ], run.stdout
     assert any("blocks.py:9" in line and "CVL101" in line for line in lines)
+
+
+def _on_a_terminal(*args):
+    """(stdout, what a terminal on stderr showed) of a run."""
+    import os
+    import pty
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convlint", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=slave, text=True
+    )
+    os.close(slave)
+    shown = []
+    while True:
+        try:
+            chunk = os.read(master, 1 << 16)
+        except OSError:  # the run ended: the terminal's other side is gone
+            break
+        if not chunk:
+            break
+        shown.append(chunk)
+    out = proc.stdout.read()
+    proc.wait(timeout=600)
+    os.close(master)
+    return out, b"".join(shown).decode("utf-8", "replace")
+
+
+def test_a_long_run_on_a_terminal_draws_a_progress_line_and_json_or_a_pipe_never_does():
+    out, terminal = _on_a_terminal("check", "fixtures/rules", "-j", "1")
+    assert re.search(r"convlint: .*\d+ models", terminal), terminal[-2000:]
+    assert "fixtures/rules/" in terminal.split("Found")[0]  # the model it is on
+    assert "\r" in terminal and "Found" in terminal and "models/s" not in out  # stdout: the report alone
+    _, terminal = _on_a_terminal("check", "fixtures/rules", "-j", "1", "--format", "json")
+    assert " models" not in terminal.split("Found")[0]
+    piped = convlint("check", "fixtures/rules", "-j", "1")
+    assert "convlint: " not in piped.stderr and "\r" not in piped.stderr
