@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import os
 import warnings
 from typing import Callable, Optional, Sequence
@@ -31,6 +32,7 @@ __all__ = [
 ]  # fmt: skip
 
 visible = suppress.visible
+log = logging.getLogger(__name__)
 
 
 def all_rules() -> tuple[list[Rule], list[str]]:
@@ -199,6 +201,42 @@ def analyse_model(
     return Outcome(findings, view, coverage, calls, checked, domain)
 
 
+def warm() -> None:
+    """Import what every analysis needs and run one small check, in a process that forks
+    the ones that analyse (the language server, ``--jobs``): the caches it fills (sympy's,
+    the size formulas', torch._dynamo's import at the first op run on meta) come warm to
+    every child. What is alive then is frozen: the garbage collector need not walk it, and
+    a child that did would touch, and so copy, every page it shares with the parent."""
+    import gc
+
+    import libcst  # noqa: F401  (fixes are planned with it)
+    import sympy  # noqa: F401
+    import torch
+    import torch.nn as nn
+
+    from convlint.fix import edits, padding  # noqa: F401
+    from convlint.report import formats  # noqa: F401
+
+    all_rules()
+
+    class Warm(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1, dilation=2)
+            self.pool = nn.MaxPool2d(2)
+
+        def forward(self, x):
+            return self.pool(self.conv(x)) + self.pool(x[:, :4])
+
+    with torch.device("meta"):
+        model = Warm()
+    try:
+        check_model(model, ((1, 3, 32, 32),))
+    except Exception as exc:  # warming is an optimisation: never a reason not to check
+        log.warning("warming the check failed: %s: %s", type(exc).__name__, exc)
+    gc.freeze()
+
+
 def check_model(
     model,
     input_shapes: Sequence[Sequence[int]] = (),
@@ -330,6 +368,7 @@ def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_ru
     if jobs <= 1:
         return ((entry, analyse(entry)) for entry in entries), len(entries)
     selected_rules()  # imported here, once: every worker is forked with them
+    warm()  # and what every analysis loads (torch._dynamo: 0.8 s)
 
     def failed(entry: tuple, why: str) -> Outcome:
         candidate, model = entry[0], entry[1]

@@ -76,9 +76,6 @@ def analysed(
     warm from model to model). A worker that dies (the model's code ended the process)
     gives ``failed(entry, why)`` and is replaced. The files a worker recorded go into the
     entry's set."""
-    from convlint import worker
-
-    worker.warm()  # what every analysis loads (torch._dynamo: 0.8 s), loaded once for all of them
     workers = [_Worker(entries, analyse) for _ in range(jobs)]
     answers: dict = {}
     following = 0  # the next index to hand out

@@ -32,37 +32,12 @@ class Outcome:
 
 def warm() -> None:
     """Import what every check needs, once, in the process the checks fork from, and run
-    one small check, so that the caches it fills (sympy's, the size formulas') come warm
-    to every child."""
-    import libcst  # noqa: F401  (fixes are planned with it)
-    import sympy  # noqa: F401
-    import torch
-    import torch.nn as nn
-
+    one small check (``engine.warm``), so that the caches it fills come warm to every
+    child."""
     from convlint import engine
-    from convlint.fix import edits, padding  # noqa: F401
-    from convlint.report import formats, hover  # noqa: F401
+    from convlint.report import hover  # noqa: F401
 
-    engine.all_rules()
-
-    class Warm(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1, dilation=2)
-            self.pool = nn.MaxPool2d(2)
-
-        def forward(self, x):
-            return self.pool(self.conv(x)) + self.pool(x[:, :4])
-
-    with torch.device("meta"):
-        model = Warm()
-    try:
-        engine.check_model(model, ((1, 3, 32, 32),))
-    except Exception as exc:  # warming is an optimisation: never a reason not to serve
-        log.warning("warming the server's check failed: %s: %s", type(exc).__name__, exc)
-    # What is alive now lives as long as the server: the garbage collector need not walk it,
-    # and a child that did would touch, and so copy, every page it shares with the server.
-    gc.freeze()
+    engine.warm()
 
 
 def _checking(targets: Sequence, options, cache_root: Optional[str]) -> Outcome:

@@ -40,6 +40,7 @@ COVERED = {
     "neovim": "tests/test_readme.py::test_editor_configurations_start_the_language_server",
     "helix": "tests/test_readme.py::test_editor_configurations_start_the_language_server",
     "api-test": "tests/test_readme.py::test_the_api_examples_run",
+    "pytest-matrix": "tests/test_pytest_plugin.py::test_the_readme_matrix_shards_the_models_over_runners",
     "configuration": "tests/test_readme.py::test_the_configuration_example_is_read_without_error",
     "api": "tests/test_readme.py::test_the_api_examples_run",
     "deploy": "tests/test_contract.py::test_the_readme_deploy_example_prints_what_it_shows",
