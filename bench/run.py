@@ -18,6 +18,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -185,6 +186,34 @@ def run_child(method: str, model_name: str, size: int, repeat: int = 1) -> dict:
     return {**best, **extra}
 
 
+# `convlint check --jobs`: a directory of 8 model files, each a model of bench/models.py
+JOBS_MODELS = [
+    "DilatedResNetASPP",
+    "ResNet50OS8",
+    "UNet",
+    "TCN",
+    "PlainStack",
+    "WindowViT",
+    "TinyUNet",
+    "DeepUNet1000",
+]
+
+
+def model_directory(folder: str) -> str:
+    """Write the 8 files of the --jobs measurement into ``folder``."""
+    os.makedirs(folder, exist_ok=True)
+    for name in JOBS_MODELS:
+        arguments = "300" if name == "PlainStack" else ""
+        with open(os.path.join(folder, f"{name.lower()}.py"), "w") as fh:
+            fh.write(
+                "import importlib.util\n\n"
+                f'spec = importlib.util.spec_from_file_location("bench_models", {os.path.join(HERE, "models.py")!r})\n'
+                "models = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(models)\n\n\n"
+                f"class Bench{name}(models.{name}):\n    def __init__(self):\n        super().__init__({arguments})\n"
+            )
+    return folder
+
+
 def wall(argv: list, repeat: int = 5, cwd: str = ROOT) -> float:
     """Median wall time of a whole command, interpreter start included."""
     times = []
@@ -246,6 +275,12 @@ def main() -> None:
     py = sys.executable
     figures["import-torch"] = {"time": wall([py, "-c", "import torch"])}
     figures["check-file"] = {"time": wall([py, "-m", "convlint", "check", "bench/models.py:DilatedResNetASPP"])}
+    with tempfile.TemporaryDirectory() as folder:
+        models = model_directory(folder)
+        for jobs in (1, 2):
+            figures[f"check-8-models-jobs-{jobs}"] = {
+                "time": wall([py, "-m", "convlint", "check", models, "-j", str(jobs)], repeat=3)
+            }
     no_model = os.path.join(HERE, "no_model.py")
     figures["check-no-model"] = {"time": wall([py, "-m", "convlint", "check", no_model])}
     print(
@@ -347,6 +382,11 @@ def table(f: dict) -> str:
             "-",
         ),
         (
+            "`convlint check --jobs 2` / `--jobs 1`, a directory of 8 models (2 cores)",
+            ratio(t("check-8-models-jobs-2"), t("check-8-models-jobs-1")),
+            "<= 0.6x",
+        ),
+        (
             "`convlint check` on one model file / `python -c 'import torch'`",
             ratio(t("check-file"), t("import-torch")),
             "<= 1.5x",
@@ -385,6 +425,13 @@ def table(f: dict) -> str:
     out.append(
         f"| convlint time, window-attention ViT of 24 blocks at 1024 (the slowest family of the zoos) | {'n/a' if slowest is None else f'{slowest:.2f} s'} | < 5 s |"
     )
+    out += _raw_rows(f)
+    return "\n".join(out)
+
+
+def _raw_rows(f: dict) -> list:
+    """Every measurement's own row: time (warm), peak memory; wall times of commands."""
+    out = []
     for key in sorted(k for k in f if "/" in k and not k.startswith(("guard/", "graph/"))):
         entry = f[key]
         if "error" in entry:
@@ -397,7 +444,10 @@ def table(f: dict) -> str:
             )
     for key in ("import-torch", "check-file", "check-no-model"):
         out.append(f"| {key} (wall, median of 5) | {f[key]['time']:.3f} s | |")
-    return "\n".join(out)
+    for key in ("check-8-models-jobs-1", "check-8-models-jobs-2"):
+        if key in f:
+            out.append(f"| {key} (wall, median of 3) | {f[key]['time']:.3f} s | |")
+    return out
 
 
 if __name__ == "__main__":

@@ -283,12 +283,17 @@ class ModelView:
         if found is None:
             at = self._position(node)
             found = self.guards_before(node) + [r for position, r in self._approximations if position < at]
-            self._holds_before[node] = found
+            # each block of a stage decides the same relation: once is enough
+            found = self._holds_before[node] = list(dict.fromkeys(found))
         return found
 
     @functools.cached_property
     def _holds_before(self) -> dict:
         return {}
+
+    @functools.cached_property
+    def _within(self) -> dict:
+        return {}  # (symbol, relations) -> n -> allowed
 
     @functools.cached_property
     def _approximations(self) -> tuple:
@@ -369,10 +374,25 @@ class ModelView:
     def within(self, symbol, node: torch.fx.Node):
         """``n -> does size n of ``symbol`` take the branches decided before ``node``?``,
         or None when there are none."""
-        if not self.holds_before(node):
+        relations = self.holds_before(node)
+        if not relations:
             return None
         example = self.example
-        return lambda n: self.allowed({**example, symbol: n}, before=node)
+        # Merges after the same guards (every block of a windowed ViT) ask the same sizes:
+        # one function per set of relations (the same object: callers may key on it), each
+        # size decided once.
+        key = (symbol, tuple(relations))
+        found = self._within.get(key)
+        if found is None:
+            decided: dict = {}
+
+            def found(n: int) -> bool:
+                if n not in decided:
+                    decided[n] = self.allowed({**example, symbol: n}, before=node)
+                return decided[n]
+
+            self._within[key] = found
+        return found
 
     def cat_axis(self, node: torch.fx.Node) -> Optional[int]:
         """Index among the spatial dims of the dimension a cat joins along, if it is one."""

@@ -119,23 +119,29 @@ Fix the layer it names (its padding, usually), or crop or pad one branch to the 
 # ---------------------------------------------------------------- CVL302
 
 
-def _holds_for_some(facts: Facts, merge: MergeFact) -> Optional[tuple]:
+def _holds_for_some(facts: Facts, merge: MergeFact, decided: dict) -> Optional[tuple]:
     """(conditions, first failures, the size maps, smallest failing size) of a merge whose
-    operands agree at the example but not for every size; None when they always agree."""
+    operands agree at the example but not for every size; None when they always agree.
+    ``decided``: the agreements worked out for this model (the same merge in every block
+    of a stage is decided once)."""
     found: dict = {}  # symbol -> (condition, smallest, above, "H: a vs b")
     for i, a, b in merge.pairs:
         symbol = facts.symbol_of(i, a, b)
         if a is None or b is None or symbol is None or symbol in found:
             continue
-        failure = agreement(
-            facts.example,
-            a,
-            b,
-            symbol,
-            lambda symbol=symbol: facts.smallest_input(symbol) or 1,
-            facts.within(symbol, merge.op),
-            broadcasts=merge.elementwise,
-        )
+        within = facts.within(symbol, merge.op)
+        key = (symbol, a, b, within, merge.elementwise)
+        if key not in decided:
+            decided[key] = agreement(
+                facts.example,
+                a,
+                b,
+                symbol,
+                lambda symbol=symbol: facts.smallest_input(symbol) or 1,
+                within,
+                broadcasts=merge.elementwise,
+            )
+        failure = decided[key]
         if failure:
             found[symbol] = (*failure, f"{symbol}: {text.show(a)} vs {text.show(b)}")
     if not found:
@@ -174,10 +180,11 @@ def _check_some_sizes(facts: Facts) -> Iterator[Report]:
     are one finding, stating the condition they need together and the smallest size that
     fails it; merges elsewhere that need the same are related to it."""
     by_site: dict = {}  # source line -> [(op, per-merge verdict), ...]
+    decided: dict = {}
     for merge in facts.merges:
         if merge.broken:
             continue
-        verdict = _holds_for_some(facts, merge)
+        verdict = _holds_for_some(facts, merge, decided)
         if verdict is not None:
             site = merge.op.site  # a line: `a + b + c` is two merges at one line, one finding
             by_site.setdefault((site.path, site.line) if site else merge.op, []).append((merge.op, *verdict))

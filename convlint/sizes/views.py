@@ -139,12 +139,35 @@ def view_method(call: Call) -> Any:
             if call.target == "expand":
                 out.append(source.dims[axis - (len(dims) - len(source.dims))])
                 continue
-            known = sympy.Mul(*[x for x in dims if x is not None and x != -1])
-            total = None if any(x is None for x in source.dims) else sympy.Mul(*source.dims)
-            out.append(None if total is None or None in dims else sympy.cancel(total / known))
+            if any(x is None for x in source.dims) or None in dims:
+                out.append(None)
+                continue
+            out.append(_quotient(list(source.dims), [x for x in dims if x != -1]))
         else:
             out.append(d)
     return SymTensor(tuple(out))
+
+
+def _quotient(factors: list, divisors: list) -> Any:
+    """The product of ``factors`` over that of ``divisors`` (a view's -1). Equal factors
+    are struck out first: a window partition's -1 is the other dims over the window's,
+    which is all it takes. What remains is a product sympy.cancel would give back as it
+    is, unless a sum is in it (cancel expands it) or a divisor is left: only then is
+    cancel run (on a window padding's Max it took seconds per view)."""
+    rest = list(factors)
+    left = []
+    for d in divisors:
+        if d in rest:
+            rest.remove(d)
+        else:
+            left.append(d)
+    number = sympy.Mul(*[f for f in rest if f.is_Integer])
+    whole = [f for f in rest if not f.is_Integer]
+    if all(d.is_Integer for d in left) and not any(f.is_Add for f in whole):
+        divisor = sympy.Mul(*left)
+        if divisor != 0 and number % divisor == 0:
+            return sympy.Mul(*whole) * (number // divisor)
+    return sympy.cancel(sympy.Mul(*rest) / sympy.Mul(*left))
 
 
 @for_functions(torch.zeros, torch.ones, torch.empty, torch.rand, torch.randn, torch.full)
