@@ -72,13 +72,16 @@ def analysed(
 ) -> Iterator[tuple[tuple, Outcome]]:
     """(entry, its Outcome) for each of ``entries`` (built_models' tuples: candidate,
     model, shapes, target, recorded files) in their order, ``analyse`` run in ``jobs``
-    worker processes, each given the next model when it is done with one (their caches
-    warm from model to model). A worker that dies (the model's code ended the process)
+    worker processes, each given the next model (the largest first) when it is done with
+    one (their caches warm from model to model). A worker that dies (the model's code ended the process)
     gives ``failed(entry, why)`` and is replaced. The files a worker recorded go into the
     entry's set."""
     workers = [_Worker(entries, analyse) for _ in range(jobs)]
     answers: dict = {}
-    following = 0  # the next index to hand out
+    # The largest models first (by their modules): the run ends when its longest analysis
+    # does, so that one should not start last, beside idle workers.
+    order = sorted(range(len(entries)), key=lambda i: -sum(1 for _ in entries[i][1].modules()))
+    following = 0  # the next place in ``order`` to hand out
     try:
         for index in range(len(entries)):
             while index not in answers:
@@ -86,7 +89,7 @@ def analysed(
                     if w.index is None and following < len(entries):
                         if not w.alive:
                             workers[i] = w = _Worker(entries, analyse)
-                        w.give(following)
+                        w.give(order[following])
                         following += 1
                 busy = [w for w in workers if w.index is not None]
                 ready, _, _ = select.select(busy, [], [])
