@@ -146,7 +146,10 @@ def _captured(module: nn.Module, input_shapes, run_every_op: bool, traced, by_ex
         fx_stopped = f"{fx_stopped}; {why}, so it was recorded at {shapes_text(executed.captured_at, ' ')}"
         executed.example_raised = (why, site)
     executed.fx_stopped = fx_stopped
-    ran = Analysis(executed, sizes.propagate(executed.graph_module, input_shapes, run_every_op=run_every_op))
+    decided = {node: value for node, value, _site in executed.guards}
+    ran = Analysis(
+        executed, sizes.propagate(executed.graph_module, input_shapes, run_every_op=run_every_op, guards=decided)
+    )
     return ran if fx is None or _symbolic_score(ran) >= _symbolic_score(fx) else fx
 
 

@@ -141,9 +141,9 @@ def mode_reaches_the_interpreter(request, monkeypatch, run_every_op):
     mode, seen = run_every_op, []
     original = interpreter.SizeProp.__init__
 
-    def spy(self, graph_module, input_shadows, symbols, run_every_op):
+    def spy(self, graph_module, input_shadows, symbols, run_every_op, guards=None):
         seen.append(run_every_op)
-        original(self, graph_module, input_shadows, symbols, run_every_op)
+        original(self, graph_module, input_shadows, symbols, run_every_op, guards)
 
     monkeypatch.setattr(interpreter.SizeProp, "__init__", spy)
     yield

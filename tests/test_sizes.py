@@ -6,6 +6,7 @@ tensors at those sizes.
 """
 
 import pytest
+import sympy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -390,3 +391,58 @@ def test_evaluation_is_exact_with_negative_powers():
     assert sizes.evaluate_int(49 / (h * h), {h: 7}) == 1
     assert sizes.evaluate_int(49 / (h * h), {h: 14}) is None  # 1/4: not a size
     assert sizes.evaluate_int(3136 * sympy.floor(h / 8) ** -2, {h: 449}) == 1
+
+
+class _PaddedWindows(nn.Module):
+    """Blocks that pad the map to a multiple of the window only when it is not one, attend
+    within windows, and crop back (SAM's image encoder): at 28 no block pads."""
+
+    def __init__(self, blocks: int = 4, window: int = 7):
+        super().__init__()
+        self.window = window
+        self.convs = nn.ModuleList(nn.Conv2d(8, 8, 3, padding=1) for _ in range(blocks))
+
+    def forward(self, x):
+        for conv in self.convs:
+            h, w = x.shape[-2:]
+            ws = self.window
+            pad_h, pad_w = (ws - h % ws) % ws, (ws - w % ws) % ws
+            y = conv(x)
+            if pad_h > 0 or pad_w > 0:
+                y = F.pad(y, (0, pad_w, 0, pad_h))
+            hp, wp = h + pad_h, w + pad_w
+            y = y.view(1, 8, hp // ws, ws, wp // ws, ws).permute(0, 2, 4, 1, 3, 5).reshape(1, 8, hp, wp)
+            if pad_h > 0 or pad_w > 0:
+                y = y[:, :, :h, :w]
+            x = x + y
+        return x
+
+
+def test_a_padding_the_example_does_not_take_is_zero_within_its_branches(run_every_op):
+    """Not taken at the example, `pad = (7 - h % 7) % 7` is 0 within the example's branches:
+    the residual sum is `H`, not a Max with `H + pad` nesting through every block (a 24-block
+    windowed ViT took 60 s of sympy on it), and the sizes claimed hold where PyTorch runs
+    the same branches."""
+    from convlint.sizes.interpreter import zero_sizes
+
+    H = sympy.Symbol("H", integer=True, positive=True)
+    pad = sympy.Mod(6 * H, 7)
+    assert zero_sizes(sympy.StrictGreaterThan(pad, 0), False) == {pad: 0}
+    assert zero_sizes(sympy.Eq(pad, 0), True) == {pad: 0}
+    assert zero_sizes(sympy.StrictGreaterThan(pad, 0), True) == {}  # taken: pad > 0, no zero
+    assert zero_sizes(sympy.StrictGreaterThan(H - 3, 0), False) == {}  # H - 3 may be negative
+
+    with torch.device("meta"):
+        model = _PaddedWindows().eval()
+    result = analyse(model, [(1, 8, 28, 28)], run_every_op).sizes
+    out = next(n for n in result.shadows if n.op == "output")
+    symbols = {str(s): s for s in result.symbols}
+    assert tuple(result.shadows[out].dims[2:]) == (symbols["H"], symbols["W"])
+    real = _PaddedWindows().eval()
+    for h in range(7, 50):
+        size = (1, 8, h, 35)
+        taken = h % 7 == 0  # the example's branch: no padding
+        with torch.no_grad():
+            got = real(torch.zeros(size)).shape
+        if taken:
+            assert got[2:] == (h, 35)  # the claimed H, W

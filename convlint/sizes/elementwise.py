@@ -70,7 +70,9 @@ def cat_dim(node: torch.fx.Node) -> Any:
 MAX_BROADCAST_SIZE = 1000
 
 
-def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple], within: Optional[list] = None) -> SymTensor:
+def broadcast(
+    shadows: Sequence[SymTensor], shapes: Sequence[tuple], within: Optional[list] = None, zeros: Optional[dict] = None
+) -> SymTensor:
     """Broadcasting: per aligned dim, the operand whose size is not 1 decides. Where the
     operands' sizes are different expressions of the input (equal at the example, or one
     of them shrunk to 1 there), PyTorch's result is the larger wherever the op runs at all
@@ -79,7 +81,8 @@ def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple], within: Opt
     beside a fixed size other than 1 (a position table), that size.
     Where that Max would pass MAX_BROADCAST_SIZE, the dim is the deciding operand's, and
     the relation it is right within (every other operand equal to it, or 1) is appended
-    to ``within``."""
+    to ``within``. ``zeros``: sizes the example's branches make 0 (``Call.zeros``),
+    substituted first: a padding not taken is no operand of a Max."""
     rank = max(len(s) for s in shapes)
     dims = []
     for axis in range(rank):
@@ -89,6 +92,8 @@ def broadcast(shadows: Sequence[SymTensor], shapes: Sequence[tuple], within: Opt
             if offset < 0:
                 continue
             dim = shadow.dims[offset]
+            if zeros and getattr(dim, "free_symbols", None):
+                dim = dim.xreplace(zeros)  # a padding the example's branches make 0
             sizes.add(shape[offset])
             # a size of the input's, or a fixed one other than 1 beside one (a position
             # table added to tokens): where the op runs the result is the larger
@@ -143,7 +148,7 @@ def same_shape(call: Call) -> Any:
     elif not tensors or not isinstance(call.out, torch.Tensor):
         return _scalar_arith(call)
     shadows, shapes = zip(*tensors)
-    result = broadcast(shadows, shapes, call.within)
+    result = broadcast(shadows, shapes, call.within, call.zeros)
     if call.out is not None and len(result) != call.out.dim():
         return unknown_shadow(call.out)
     return result

@@ -105,7 +105,12 @@ def _fits(shadow: Any, value: Any) -> bool:
 
 class SizeProp(torch.fx.Interpreter):
     def __init__(
-        self, graph_module: torch.fx.GraphModule, input_shadows: Sequence[SymTensor], symbols: dict, run_every_op: bool
+        self,
+        graph_module: torch.fx.GraphModule,
+        input_shadows: Sequence[SymTensor],
+        symbols: dict,
+        run_every_op: bool,
+        guards: Optional[dict] = None,
     ):
         super().__init__(graph_module)
         self.result = SizeResult(graph_module, symbols)
@@ -113,6 +118,8 @@ class SizeProp(torch.fx.Interpreter):
         self._input_shadows = list(input_shadows)
         self._node: Optional[torch.fx.Node] = None
         self.values = Values()  # tensors computed from sizes, constants and factories
+        self.guards = dict(guards or {})  # decision node -> the truth value the example gave it
+        self.zeros: dict = {}  # sizes the decisions so far make 0 (Call.zeros)
 
     def run_node(self, n: torch.fx.Node) -> Any:
         self._node = n  # the hooks below receive only target, args and kwargs
@@ -155,7 +162,7 @@ class SizeProp(torch.fx.Interpreter):
         n, shadows = self._node, self.result.shadows
         sargs = torch.fx.node.map_arg(n.args, shadows.__getitem__)
         skwargs = torch.fx.node.map_arg(n.kwargs, shadows.__getitem__)
-        call = Call(n, n.target, tuple(args), dict(kwargs), tuple(sargs), dict(skwargs), None, module)
+        call = Call(n, n.target, tuple(args), dict(kwargs), tuple(sargs), dict(skwargs), None, module, zeros=self.zeros)
         name = contents.op_name(n.op, n.target) if module is None else ""
         known = self.values.of(args[0]) if name in READS and args else None
         if known is not None:  # .item(), .tolist(), if mask.any(): a value sizes decided
@@ -286,6 +293,8 @@ class SizeProp(torch.fx.Interpreter):
             self.result.geometries[n] = geometry
         if within:
             self.result.within[n] = tuple(dict.fromkeys(within))
+        if n in self.guards:
+            self.zeros.update(zero_sizes(shadow, self.guards[n]))
         return value
 
     def _stand_in(self, n: torch.fx.Node) -> Optional[torch.Tensor]:
@@ -411,8 +420,35 @@ def input_shadow(shape: Sequence[int], names: Sequence[str]) -> tuple[SymTensor,
     return SymTensor(dims), {syms[a]: shape[a] for a in axes}
 
 
+def zero_sizes(relation: Any, taken: bool) -> dict:
+    """{size: 0} for a decision that, as the example took it, makes a size that is never
+    negative (a ``Mod``) zero: ``if pad > 0:`` not taken, ``if pad == 0:`` taken, with
+    ``pad = (w - x % w) % w``. Within the example's branches the size is 0 at every input."""
+    if not isinstance(relation, sympy.core.relational.Relational) or not relation.free_symbols:
+        return {}
+    difference = relation.lhs - relation.rhs
+    zero = (
+        (isinstance(relation, sympy.StrictGreaterThan) and not taken)
+        or (isinstance(relation, sympy.LessThan) and taken)
+        or (isinstance(relation, sympy.Eq) and taken)
+        or (isinstance(relation, sympy.Ne) and not taken)
+    )
+    if not zero:  # `0 < pad` not taken, `0 >= pad` taken: the other side
+        difference = -difference
+        zero = (isinstance(relation, sympy.StrictLessThan) and not taken) or (
+            isinstance(relation, sympy.GreaterThan) and taken
+        )
+    if zero and isinstance(difference, sympy.Mod) and difference.args[1].is_positive:
+        return {difference: sympy.Integer(0)}
+    return {}
+
+
 def propagate(
-    graph_module: torch.fx.GraphModule, input_shapes: Sequence[Sequence[int]], *, run_every_op: bool = False
+    graph_module: torch.fx.GraphModule,
+    input_shapes: Sequence[Sequence[int]],
+    *,
+    run_every_op: bool = False,
+    guards: Optional[dict] = None,
 ) -> SizeResult:
     """Sizes for every node, the inputs' spatial dims named L / H, W / D, H, W.
 
@@ -436,7 +472,7 @@ def propagate(
         seen[spatial] = {a: shadow.dims[a] for a in axes}
         shadows.append(shadow)
         symbols.update(syms)
-    prop = SizeProp(graph_module, shadows, symbols, run_every_op)
+    prop = SizeProp(graph_module, shadows, symbols, run_every_op, guards)
     prop.result.spatial_ndim = len(spatial_axes(input_shapes[0])) if input_shapes else 0
     inputs = [meta_input(shape) for shape in input_shapes]
     try:

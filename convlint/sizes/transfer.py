@@ -41,6 +41,9 @@ class Call:
     # Relations on the input's sizes within which the shadow is right (a broadcast sized
     # by one operand where a Max would be too large): the sizes stage records them.
     within: list = field(default_factory=list)
+    # Sizes the branches the example took make 0 (a window padding `if pad > 0:` not
+    # taken): {Mod(...): 0}. A broadcast compares its operands with them substituted.
+    zeros: dict = field(default_factory=dict)
 
     def arg(self, index: int, name: str, default: Any = None, shadow: bool = False) -> Any:
         """A parameter by position or keyword, concrete or as its shadow."""
