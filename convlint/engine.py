@@ -368,7 +368,7 @@ def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_ru
     if jobs <= 1:
         return ((entry, analyse(entry)) for entry in entries), len(entries)
     selected_rules()  # imported here, once: every worker is forked with them
-    warm()  # and what every analysis loads (torch._dynamo: 0.8 s)
+    warm()  # and what every analysis loads (sympy's caches; torch._dynamo, where an op must run on meta)
 
     def failed(entry: tuple, why: str) -> Outcome:
         candidate, model = entry[0], entry[1]

@@ -446,3 +446,21 @@ def test_a_padding_the_example_does_not_take_is_zero_within_its_branches(run_eve
             got = real(torch.zeros(size)).shape
         if taken:
             assert got[2:] == (h, 35)  # the claimed H, W
+
+
+@pytest.mark.sets_mode
+def test_a_windowed_vit_is_analysed_without_importing_torch_dynamo():
+    """Layer norms, Linear, matmul and `scores * scale` are predicted, not run on meta: the
+    first op run there imports torch._dynamo (0.8 s a process, every worker of --jobs)."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    code = (
+        "import sys; from convlint import engine; from convlint.options import Options, Shape; "
+        "r = engine.check_paths(['bench/models.py:WindowViT'], Options(input_shapes=(Shape((1, 3, 224, 224)),))); "
+        "print(r.models, 'torch._dynamo' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.stdout.split() == ["1", "False"], run.stdout + run.stderr[-2000:]

@@ -143,7 +143,11 @@ def same_shape(call: Call) -> Any:
         ):
             raise Unpredictable(call.target)
         if len(tensors) == 1 and (call.target in MERGE_FUNCTIONS or call.target in MERGE_METHODS):
-            raise Unpredictable(call.target)  # a tensor and a scalar: the dtype may change
+            # a tensor and a Python number: a floating tensor keeps its dtype under + - * /
+            # (attention's `scores * d ** -0.5`); any other may change it
+            floating = next(a for a in call.args if isinstance(a, torch.Tensor)).is_floating_point()
+            if not floating or call.target in (torch.maximum, torch.minimum, "maximum", "minimum"):
+                raise Unpredictable(call.target)
         torch.broadcast_shapes(*(shape for _, shape in tensors))  # raises as the op would
     elif not tensors or not isinstance(call.out, torch.Tensor):
         return _scalar_arith(call)
@@ -173,13 +177,52 @@ def norm_module(call: Call) -> Any:
     return same_shape(call)
 
 
-@for_functions(torch.matmul, operator.matmul, torch.bmm)
-@for_methods("matmul", "bmm", "__matmul__")
+@for_modules(nn.LayerNorm, fast=True)
+def layer_norm_module(call: Call) -> Any:
+    """A layer norm keeps its input's shape, if its normalized shape is the input's last
+    dims (run on meta, its decomposition imports torch._dynamo: 0.8 s a process)."""
+    x = call.args[0] if call.args else None
+    shape = tuple(call.module.normalized_shape)
+    if call.out is None and (
+        len(call.args) != 1 or not isinstance(x, torch.Tensor) or tuple(x.shape[x.dim() - len(shape) :]) != shape
+    ):
+        raise Unpredictable(call.target)  # let PyTorch raise, or decide
+    return same_shape(call)
+
+
+@for_modules(nn.GroupNorm, fast=True)
+def group_norm_module(call: Call) -> Any:
+    """A group norm keeps its input's shape, if its channels fit."""
+    x = call.args[0] if call.args else None
+    if call.out is None and (
+        len(call.args) != 1 or not isinstance(x, torch.Tensor) or x.dim() < 2 or x.shape[1] != call.module.num_channels
+    ):
+        raise Unpredictable(call.target)
+    return same_shape(call)
+
+
+@for_functions(torch.matmul, operator.matmul, torch.bmm, fast=True)
+@for_methods("matmul", "bmm", "__matmul__", fast=True)
 def matmul(call: Call) -> Any:
-    """(..., n, k) @ (..., k, m) -> (..., n, m), the batch dims broadcast (attention)."""
+    """(..., n, k) @ (..., k, m) -> (..., n, m), the batch dims broadcast (attention).
+    Predicted without running it where the operands fit (run on meta, its decomposition
+    imports torch._dynamo: 0.8 s a process)."""
     (a, b), (sa, sb) = call.args[:2], call.sargs[:2]
     if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.dim() >= 2 and b.dim() >= 2):
+        if call.out is None:
+            raise Unpredictable(call.target)
         return fallback(call)
+    if call.out is None:
+        bmm = getattr(call.target, "__name__", call.target) == "bmm"
+        if (
+            len(call.args) != 2
+            or call.kwargs
+            or a.shape[-1] != b.shape[-2]
+            or a.dtype != b.dtype
+            or (bmm and (a.dim() != 3 or b.dim() != 3 or a.shape[0] != b.shape[0]))
+        ):
+            raise Unpredictable(call.target)  # let PyTorch raise, or decide
+        torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])  # raises as the op would
     batch = broadcast(
         [SymTensor(sa.dims[:-2]), SymTensor(sb.dims[:-2])], [tuple(a.shape[:-2]), tuple(b.shape[:-2])], call.within
     )

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from convlint.formulas import cdiv
 from convlint.sizes.symbolic import Dim, SymTensor, as_dim, constant_shadow, size_args
-from convlint.sizes.transfer import Call, fallback, for_functions, for_methods, for_modules
+from convlint.sizes.transfer import Call, Unpredictable, fallback, for_functions, for_methods, for_modules
 
 
 @for_functions(getattr)
@@ -289,9 +289,23 @@ def arange(call: Call) -> Any:
     return SymTensor((cdiv(end - start, int(step)),))
 
 
-@for_modules(nn.Linear)
+@for_modules(nn.Linear, fast=True)
 def linear_module(call: Call) -> Any:
-    """The last dim becomes out_features; the others pass through (channels-last blocks)."""
+    """The last dim becomes out_features; the others pass through (channels-last blocks).
+    Predicted without running it where the input fits (run on meta, its decomposition
+    imports torch._dynamo: 0.8 s a process)."""
+    if call.out is None:
+        x, weight = call.args[0] if call.args else None, getattr(call.module, "weight", None)
+        if (
+            len(call.args) != 1
+            or call.kwargs
+            or not isinstance(x, torch.Tensor)
+            or not isinstance(weight, torch.Tensor)
+            or x.dim() < 1
+            or x.shape[-1] != call.module.in_features
+            or x.dtype != weight.dtype
+        ):
+            raise Unpredictable(call.target)  # let PyTorch raise, or decide
     return SymTensor(call.sargs[0].dims[:-1] + (sympy.Integer(call.module.out_features),))
 
 
