@@ -95,7 +95,19 @@ def cdiv(a: Size, b: int) -> Size:
 def mod(a: Size, b: int) -> Size:
     if is_int(a) and is_int(b):
         return _number(a, int(a) % int(b))
-    return sympy.Mod(a, b)
+    # sympy 1.14 rewrites a Mod whose dividend holds a multiple of a Mod wrongly, the inner
+    # Mod squared (Mod(2*Mod(H + 3, 8), 7) -> Mod(2*Mod(H + 3, 8)**2, 7); sympy#28744,
+    # sympy#29757): such a Mod is kept as written, and evaluates with Python's %.
+    return sympy.Mod(a, b, evaluate=not _holds_multiple_of_mod(a))
+
+
+def _holds_multiple_of_mod(expr: Size) -> bool:
+    return isinstance(expr, sympy.Basic) and any(
+        isinstance(term, sympy.Mul)
+        and any(isinstance(f, sympy.Mod) for f in term.args)
+        and term.as_coeff_Mul()[0] not in (1, -1)
+        for term in sympy.preorder_traversal(expr)
+    )
 
 
 def effective_kernel(kernel: int, dilation: int) -> int:

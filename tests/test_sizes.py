@@ -464,3 +464,33 @@ def test_a_windowed_vit_is_analysed_without_importing_torch_dynamo():
     )
     run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.stdout.split() == ["1", "False"], run.stdout + run.stderr[-2000:]
+
+
+class _PadFromAModOfAMod(nn.Module):
+    """A pad computed as `(2 * ((w + 3) % 8)) % 7`: sympy 1.14 rewrites that Mod wrongly
+    (the inner Mod squared). Here it disagrees at the example, so the self-check made the
+    width unknown; where the two agree at the example, it was wrong elsewhere, silently."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        w = x.shape[-1]
+        return F.pad(self.conv(x), (0, (2 * ((w + 3) % 8)) % 7))
+
+
+def test_a_size_from_a_mod_of_a_multiple_of_a_mod_is_pytorchs_at_every_size(run_every_op):
+    from convlint.sizes import evaluate_int
+
+    with torch.device("meta"):
+        model = _PadFromAModOfAMod().eval()
+    result = analyse(model, [(1, 3, 16, 16)], run_every_op).sizes
+    out = next(n for n in result.shadows if n.op == "output")
+    width = result.shadows[out].dims[3]
+    symbols = {str(s): s for s in result.symbols}
+    real = _PadFromAModOfAMod().eval()
+    for w in range(1, 40):
+        with torch.no_grad():
+            expected = real(torch.zeros(1, 3, 16, w)).shape[-1]
+        assert evaluate_int(width, {symbols["H"]: 16, symbols["W"]: w}) == expected, (w, width)

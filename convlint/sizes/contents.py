@@ -93,7 +93,7 @@ _BINARY = {
     "mul": lambda a, b: _number(a) * _number(b),
     "truediv": lambda a, b: _number(a) / _number(b),
     "floordiv": _floordiv,
-    "mod": lambda a, b: sympy.Mod(_number(a), _number(b)),
+    "mod": lambda a, b: formulas.mod(_number(a), _number(b)),
     "pow": lambda a, b: _number(a) ** _number(b),
     "eq": lambda a, b: sympy.Eq(_number(a), _number(b)),
     "ne": lambda a, b: sympy.Ne(_number(a), _number(b)),
