@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import logging
 import os
 import warnings
@@ -201,23 +202,27 @@ def analyse_model(
     return Outcome(findings, view, coverage, calls, checked, domain)
 
 
-def warm() -> None:
+def warm(meta: bool = True) -> None:
     """Import what every analysis needs and run one small check, in a process that forks
     the ones that analyse (the language server, ``--jobs``): the caches it fills (sympy's,
-    the size formulas', torch._dynamo's import at the first op run on meta) come warm to
-    every child. What is alive then is frozen: the garbage collector need not walk it, and
-    a child that did would touch, and so copy, every page it shares with the parent."""
+    the size formulas') come warm to every child. ``meta``: also an op that runs on meta
+    (its first import of torch._dynamo, 0.8 s), and libcst (fixes are planned with it),
+    which a language server's every check needs and a ``--jobs`` run may not. What is
+    alive then is frozen: the garbage collector need not walk it, and a child that did
+    would touch, and so copy, every page it shares with the parent."""
     import gc
 
-    import libcst  # noqa: F401  (fixes are planned with it)
     import sympy  # noqa: F401
     import torch
     import torch.nn as nn
 
-    from convlint.fix import edits, padding  # noqa: F401
     from convlint.report import formats  # noqa: F401
 
     all_rules()
+    if meta:
+        import libcst  # noqa: F401
+
+        from convlint.fix import edits, padding  # noqa: F401
 
     class Warm(nn.Module):
         def __init__(self) -> None:
@@ -226,7 +231,8 @@ def warm() -> None:
             self.pool = nn.MaxPool2d(2)
 
         def forward(self, x):
-            return self.pool(self.conv(x)) + self.pool(x[:, :4])
+            y = self.pool(self.conv(x))
+            return y + self.pool(x[:, :4]) if meta else y + y  # the slice runs on meta
 
     with torch.device("meta"):
         model = Warm()
@@ -307,7 +313,7 @@ def check_paths(
         return _analyse_entry(entry, [r for r in selected_rules() if r.check is not None], options)
 
     analysed, total = _analysed(
-        built_models(targets, options, result, on_file), analyse, jobs, keep_views, selected_rules
+        built_models(targets, options, result, on_file), analyse, jobs, keep_views, selected_rules, _several(targets)
     )
     for (candidate, _model, _shapes, item, recorded), outcome in analysed:
         if progress is not None:
@@ -355,20 +361,31 @@ def _analyse_entry(entry: tuple, rules: Sequence[Rule], options: Options) -> Out
         return analyse_model(model, shapes, rules=rules, options=options, **where)
 
 
-def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_rules) -> tuple:
+def _several(targets: Sequence) -> bool:
+    """Do ``targets`` name more than one file (a directory, several targets)?"""
+    paths = [t.target if isinstance(t, Target) else t for t in targets]
+    return len(paths) > 1 or any(os.path.isdir(p) for p in paths)
+
+
+def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_rules, several: bool) -> tuple:
     """((entry, Outcome) for each built model, how many there are where known): here, one
-    model in memory at a time, or in worker processes (``convlint.jobs``), every model
-    built first."""
+    model in memory at a time, or in child processes (``convlint.jobs``) as they are built.
+    ``jobs`` None: children where there are several models; where the targets name one
+    file, that is known when a second model is built; where they name several (``several``)
+    or ``jobs`` is given, the first child starts at once (the longest analysis is often the
+    first model's)."""
     from convlint import jobs as jobs_mod
 
     if jobs == 1 or keep_views:
         return ((entry, analyse(entry)) for entry in built), None
-    entries = list(built)
-    jobs = min(jobs or jobs_mod.default_jobs(), len(entries))
-    if jobs <= 1:
-        return ((entry, analyse(entry)) for entry in entries), len(entries)
-    selected_rules()  # imported here, once: every worker is forked with them
-    warm()  # and what every analysis loads (sympy's caches; torch._dynamo, where an op must run on meta)
+    eager = jobs is not None or several
+    built = iter(built)
+    first = list(itertools.islice(built, 1 if eager else 2))
+    jobs = jobs or jobs_mod.default_jobs()
+    if jobs <= 1 or len(first) < (1 if eager else 2):  # one model: no process to fork
+        return ((entry, analyse(entry)) for entry in itertools.chain(first, built)), None
+    selected_rules()  # imported here, once: every child is forked with them
+    warm(meta=False)  # and what every analysis loads (sympy's caches, the formulas')
 
     def failed(entry: tuple, why: str) -> Outcome:
         candidate, model = entry[0], entry[1]
@@ -376,7 +393,10 @@ def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_ru
         finding = locate.report_finding(CVL901, report, locate.at(candidate.path, candidate.line), candidate.name)
         return Outcome([finding], None, (0, 0, diagnostics.count_convs(model)), {}, False)
 
-    return jobs_mod.analysed(entries, analyse, failed, jobs), len(entries)
+    def warm_meta() -> None:
+        warm(meta=True)
+
+    return jobs_mod.analysed(itertools.chain(first, built), analyse, failed, jobs, warm_meta), None
 
 
 def pictures(targets: Sequence, options: Options, depth: Optional[int] = -1, focus: Optional[str] = None):

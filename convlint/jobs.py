@@ -1,22 +1,24 @@
-"""``--jobs``: models analysed in worker processes forked from this one.
+"""``--jobs``: models analysed in child processes forked from this one.
 
-The parent imports and builds every model (on meta: small) and keeps them; each child,
-forked with all of it loaded (torch, the rules, the user's modules, the built model),
-analyses one model and sends back what the run needs: the findings, the coverage, the
-domain, the files the model ran, and the modules each constructor call built, as
-qualified names. The parent resolves those on its own copy of the model, so fixes are
-planned over the same modules as in a serial run, and it takes the answers in the
-models' order, so the report is the serial one.
+The parent imports and builds the models (on meta: small) one after another and keeps
+them; as each is built, a child forked then (``convlint.forked``: torch, the rules, the
+user's modules and the built model all loaded) analyses it, while the parent builds the
+next. A child sends back what the run needs: the findings, the coverage, the domain, the
+files the model ran, and the modules each constructor call built, as qualified names.
+The parent resolves those on its own copy of the model, so fixes are planned over the
+same modules as in a serial run, and it takes the answers in the models' order, so the
+report is the serial one.
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import select
+import sys
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Sequence
+from typing import Callable, Iterable, Iterator, Optional
 
+from convlint import forked
 from convlint.outcome import Outcome
 
 
@@ -65,137 +67,71 @@ def _received(shipped: _Shipped, model) -> Outcome:
 
 
 def analysed(
-    entries: Sequence[tuple],
+    built: Iterable[tuple],
     analyse: Callable[[tuple], Outcome],
     failed: Callable[[tuple, str], Outcome],
     jobs: int,
+    warm_meta: Callable[[], None],
 ) -> Iterator[tuple[tuple, Outcome]]:
-    """(entry, its Outcome) for each of ``entries`` (built_models' tuples: candidate,
-    model, shapes, target, recorded files) in their order, ``analyse`` run in ``jobs``
-    worker processes, each given the next model (the largest first) when it is done with
-    one (their caches warm from model to model). A worker that dies (the model's code ended the process)
-    gives ``failed(entry, why)`` and is replaced. The files a worker recorded go into the
-    entry's set."""
-    workers = [_Worker(entries, analyse) for _ in range(jobs)]
-    answers: dict = {}
-    # The largest models first (by their modules): the run ends when its longest analysis
-    # does, so that one should not start last, beside idle workers.
-    order = sorted(range(len(entries)), key=lambda i: -sum(1 for _ in entries[i][1].modules()))
-    following = 0  # the next place in ``order`` to hand out
+    """(entry, its Outcome) for each of ``built`` (built_models' tuples: candidate, model,
+    shapes, target, recorded files) in their order, ``analyse`` run in up to ``jobs``
+    children at once while this process builds the next models (up to ``jobs`` ahead). A
+    child that fails (the model's code ended the process, convlint raised) gives
+    ``failed(entry, why)``. The files a child recorded go into the entry's set. Once a
+    child has had to import torch._dynamo (an op its model runs on meta), ``warm_meta``
+    loads it here, so that the children forked after it have it."""
+    built = iter(built)
+    waiting: list = []  # (index, entry): built, no child yet
+    running: dict = {}  # child -> (index, entry)
+    answers: dict = {}  # index -> (entry, Outcome)
+    count = following = 0
+    more = True
     try:
-        for index in range(len(entries)):
-            while index not in answers:
-                for i, w in enumerate(workers):
-                    if w.index is None and following < len(entries):
-                        if not w.alive:
-                            workers[i] = w = _Worker(entries, analyse)
-                        w.give(order[following])
-                        following += 1
-                busy = [w for w in workers if w.index is not None]
-                ready, _, _ = select.select(busy, [], [])
-                for w in ready:
-                    done = w.take()
-                    if done is not None:
-                        answers[done[0]] = done[1]
-            entry, answer = entries[index], answers.pop(index)
-            if isinstance(answer, str):  # the job raised, or the worker died: why
-                yield entry, failed(entry, answer)
-                continue
-            if entry[4] is not None and answer.recorded:
-                entry[4].update(answer.recorded)
-            yield entry, _received(answer, entry[1])
+        while more or waiting or running or answers:
+            while waiting and len(running) < jobs:
+                index, entry = waiting.pop(0)
+                running[forked.Forked(_analysis, analyse, entry)] = (index, entry)
+            while following in answers:
+                yield answers.pop(following)
+                following += 1
+            if more and len(waiting) < jobs:
+                _collect(running, answers, failed, warm_meta, wait=False)
+                entry = next(built, None)
+                if entry is None:
+                    more = False
+                else:
+                    waiting.append((count, entry))
+                    count += 1
+            elif running:
+                _collect(running, answers, failed, warm_meta, wait=True)
     finally:
-        for w in workers:
-            w.stop()
+        for child in running:  # the caller stopped early (an interrupt): no child outlives the run
+            child.kill()
 
 
-_PARENT_ENDS: set = set()  # the pipe ends this process holds to talk to its workers
+def _analysis(analyse: Callable[[tuple], Outcome], entry: tuple) -> tuple:
+    """In the child: the model's analysis as it is sent, and whether it imported torch._dynamo."""
+    had_dynamo = "torch._dynamo" in sys.modules
+    shipped = _shipped(analyse(entry), entry[4])
+    return shipped, not had_dynamo and "torch._dynamo" in sys.modules
 
 
-class _Worker:
-    """A process forked from this one that analyses the models it is given, one at a
-    time: an index in (4 bytes), a pickled ``_Shipped`` or the reason it failed out
-    (8 bytes of length, then the pickle)."""
-
-    def __init__(self, entries: Sequence[tuple], analyse: Callable[[tuple], Outcome]) -> None:
-        orders, self._orders = os.pipe()
-        self._answers, answers = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
-            # Every pipe end the parent holds is closed here: a worker holding another's
-            # order pipe open would keep that one from ever seeing the end of its orders.
-            for fd in (self._orders, self._answers, *_PARENT_ENDS):
-                os.close(fd)
-            _serve(orders, answers, entries, analyse)  # never returns
-        os.close(orders)
-        os.close(answers)
-        _PARENT_ENDS.update((self._orders, self._answers))
-        self.index: Optional[int] = None  # the model it is on
-        self.alive = True
-        self._chunks: list = []
-
-    def fileno(self) -> int:
-        return self._answers
-
-    def _close(self) -> None:
-        for fd in (self._orders, self._answers):
-            os.close(fd)
-            _PARENT_ENDS.discard(fd)
-
-    def give(self, index: int) -> None:
-        self.index = index
-        os.write(self._orders, index.to_bytes(4, "little"))
-
-    def take(self) -> Optional[tuple]:
-        """Read what came (select said something did): (index, answer) once it is whole,
-        the answer a ``_Shipped`` or why there is none; else None."""
-        chunk = os.read(self._answers, 1 << 20)
-        index = self.index
-        if not chunk:  # the worker died on this model
-            self.alive, self.index = False, None
-            self._close()
-            _, status = os.waitpid(self.pid, 0)
-            return index, f"the process ended with exit status {os.waitstatus_to_exitcode(status)}"
-        self._chunks.append(chunk)
-        data = b"".join(self._chunks)
-        if len(data) < 8 or len(data) < 8 + int.from_bytes(data[:8], "little"):
-            self._chunks = [data]
-            return None
-        self._chunks, self.index = [], None
-        return index, pickle.loads(data[8:])
-
-    def stop(self) -> None:
-        if self.alive:
-            self._close()  # the end of its orders: the worker leaves
-            os.waitpid(self.pid, 0)
-            self.alive = False
-
-
-def _serve(orders: int, answers: int, entries: Sequence[tuple], analyse: Callable[[tuple], Outcome]) -> None:
-    """A worker's life: analyse each model it is given, answer, until the orders end."""
-    import gc
-    import sys
-
-    gc.freeze()  # what it shares with the parent: collections leave those pages uncopied
-    status = 0
-    try:
-        while True:
-            order = os.read(orders, 4)
-            if len(order) < 4:
-                break
-            entry = entries[int.from_bytes(order, "little")]
-            try:
-                answer = _shipped(analyse(entry), entry[4])
-            except Exception as exc:  # convlint's own failure on this model: said, the run goes on
-                answer = f"{type(exc).__name__}: {exc}"
-            data = pickle.dumps(answer)
-            os.write(answers, len(data).to_bytes(8, "little"))
-            view = memoryview(data)
-            while view:
-                view = view[os.write(answers, view) :]
-    except BaseException:
-        status = 1
-    finally:
-        sys.stdout.flush()  # what the models printed: os._exit flushes nothing
-        sys.stderr.flush()
-        os._exit(status)
+def _collect(running: dict, answers: dict, failed, warm_meta, wait: bool) -> None:
+    """Take the answers of the children that have finished (``wait``: at least one)."""
+    if not running:
+        return
+    ready, _, _ = select.select(list(running), [], [], None if wait else 0)
+    for child in ready:
+        if not child.read():
+            continue
+        index, entry = running.pop(child)
+        try:
+            shipped, imported_dynamo = child.answer()
+        except forked.ChildFailed as exc:
+            answers[index] = (entry, failed(entry, str(exc)))
+            continue
+        if imported_dynamo and "torch._dynamo" not in sys.modules:
+            warm_meta()
+        if entry[4] is not None and shipped.recorded:
+            entry[4].update(shipped.recorded)
+        answers[index] = (entry, _received(shipped, entry[1]))

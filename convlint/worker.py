@@ -8,16 +8,13 @@ killed at its time limit, one that crashes ends only its child; the server goes 
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
-import pickle
-import select
-import signal
 import sys
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
+
+from convlint import forked
 
 log = logging.getLogger(__name__)
 
@@ -84,63 +81,21 @@ def _in_child(job: Callable[..., Outcome], *args) -> Outcome:
 
 
 class Pending:
-    """A job running in a child: forked when made, in the calling thread, awaited with
-    ``result`` (or, several at once, with ``select`` on them, ``read`` and ``answer``). A bare ``os.fork``, not ``multiprocessing``: its child closes ``sys.stdin``,
-    whose lock the server's reader thread holds while it waits for the editor."""
+    """A check running in a child forked from this process (``convlint.forked``)."""
 
     def __init__(self, job: Callable[..., Outcome], *args) -> None:
-        self.receive, send = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:  # the child: check, answer, and leave without running the parent's cleanup
-            gc.disable()  # short-lived: its memory goes back at exit, without collections
-            status = 0
-            try:
-                os.close(self.receive)
-                data = pickle.dumps(_in_child(job, *args))
-                with os.fdopen(send, "wb") as out:
-                    out.write(data)
-            except BaseException:
-                status = 1
-            finally:
-                os._exit(status)
-        os.close(send)
-        self.chunks: list = []
-
-    def fileno(self) -> int:
-        """The pipe the answer comes on (for ``select``)."""
-        return self.receive
-
-    def read(self) -> bool:
-        """Take what the child has sent so far (call when ``select`` says it is readable);
-        True once it has sent everything."""
-        chunk = os.read(self.receive, 1 << 20)
-        if chunk:
-            self.chunks.append(chunk)
-        return not chunk
-
-    def answer(self):
-        """After ``read`` said done: the child's answer (an ``Outcome`` with the error,
-        where the job raised), or an ``Outcome`` saying it died before answering."""
-        os.close(self.receive)
-        _, status = os.waitpid(self.pid, 0)
-        try:
-            return pickle.loads(b"".join(self.chunks))
-        except Exception:  # the child died before it could answer
-            return Outcome(error=f"the check crashed (exit status {os.waitstatus_to_exitcode(status)})")
+        self._child = forked.Forked(_in_child, job, *args)
 
     def result(self, timeout: float) -> Outcome:
         """The child's findings, or why there are none (it hung, it crashed)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            ready, _, _ = select.select([self.receive], [], [], max(deadline - time.monotonic(), 0))
-            if not ready:
-                os.kill(self.pid, signal.SIGKILL)
-                self.answer()
-                return Outcome(
-                    error=f"the check did not finish within {timeout:g} s (a model that hangs?); it was stopped"
-                )
-            if self.read():
-                return self.answer()
+        try:
+            return self._child.result(timeout)
+        except forked.ChildFailed as exc:
+            if exc.timed_out:
+                why = f"the check did not finish within {timeout:g} s (a model that hangs?); it was stopped"
+            else:
+                why = f"the check crashed (exit status {exc.status})"
+            return Outcome(error=why)
 
 
 def checking(targets: Sequence, options, cache_root: Optional[str] = None) -> Pending:

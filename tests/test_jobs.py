@@ -127,6 +127,69 @@ def test_a_model_that_ends_its_worker_is_a_finding_and_the_others_are_reported(t
     assert any("blocks.py:9" in line and "CVL101" in line for line in lines)
 
 
+_STREAM = """
+import sys
+
+import torch  # noqa: F401
+
+from convlint import jobs
+from convlint.outcome import Outcome
+
+built_before = []  # how many models the parent had built when each child answered
+warmed = []
+
+
+def built():
+    for name in ("plain", "slices", "plain2", "raises"):
+        built_before.append(name)
+        yield (name, None, None, None, None)
+
+
+def analyse(entry):
+    name = entry[0]
+    had = "torch._dynamo" in sys.modules
+    if name == "slices":
+        import torch._dynamo  # noqa: F401  (what an op run on meta imports)
+    if name == "raises":
+        raise ValueError("no size for this")
+    return Outcome([f"{name}: dynamo at start: {had}"], None, (0, 0, 0), {}, True, None)
+
+
+def warm_meta():
+    import torch._dynamo  # noqa: F401
+
+    warmed.append(len(built_before))
+
+
+def failed(entry, why):
+    return Outcome([f"{entry[0]} failed: {why}"], None, (0, 0, 0), {}, False, None)
+
+
+for entry, outcome in jobs.analysed(built(), analyse, failed, 1, warm_meta):
+    print(outcome.findings[0], len(built_before))
+print("warmed", warmed)
+"""
+
+
+def test_children_answer_in_order_and_what_one_imported_is_loaded_for_the_next(tmp_path):
+    """A child per model, forked as the model is built; answers in the models' order;
+    after a child imported torch._dynamo the parent loads it once, so the children forked
+    later start with it; a child whose analysis raises gives ``failed`` with the reason."""
+    (tmp_path / "stream.py").write_text(_STREAM)
+    run = subprocess.run([sys.executable, "stream.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert [line.rsplit(" ", 1)[0] for line in lines[:4]] == [
+        "plain: dynamo at start: False",
+        "slices: dynamo at start: False",
+        "plain2: dynamo at start: True",
+        "raises failed: ValueError: no size for this",
+    ]
+    # the parent built ahead of the answers: the next model was built while a child ran
+    assert [int(line.rsplit(" ", 1)[1]) for line in lines[:4]][:2] == [2, 3]
+    assert lines[4] == "warmed [3]"
+
+
 def _on_a_terminal(*args):
     """(stdout, what a terminal on stderr showed) of a run."""
     import os
