@@ -15,7 +15,7 @@ import itertools
 import logging
 import os
 import warnings
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 from convlint import common, diagnostics, inference, locate, registry, suppress
 from convlint.diagnostics import CVL901, CVL902, CVL904
@@ -279,7 +279,7 @@ def check_paths(
     cache=None,
     keep_views: bool = False,
     jobs: Optional[int] = 1,
-    progress: Optional[Callable[[str, Optional[int]], None]] = None,
+    progress: Optional[Callable[[str], None]] = None,
 ) -> Result:
     """Check every model the targets name, in one run: fixes are planned once, over every
     module each constructor call built in any of the models.
@@ -289,8 +289,8 @@ def check_paths(
     ``keep_views``: the analysed models stay in ``result.views`` (the editor's hover).
     ``jobs``: models analysed in that many worker processes at once (None: one per core
     when there are several models); the result is the serial one. Views stay in one
-    process: ``keep_views`` analyses serially. ``progress(model, total)`` is called as each
-    model's analysis ends (``total``: how many models, where known).
+    process: ``keep_views`` analyses serially. ``progress(model)`` is called as each model's
+    analysis ends.
     """
     from convlint import usage
 
@@ -312,12 +312,12 @@ def check_paths(
     def analyse(entry: tuple) -> Outcome:
         return _analyse_entry(entry, [r for r in selected_rules() if r.check is not None], options)
 
-    analysed, total = _analysed(
+    analysed = _analysed(
         built_models(targets, options, result, on_file), analyse, jobs, keep_views, selected_rules, _several(targets)
     )
     for (candidate, _model, _shapes, item, recorded), outcome in analysed:
         if progress is not None:
-            progress(candidate.name, total)
+            progress(candidate.name)
         if recorded is not None and cache is not None:
             files = usage.project_files(recorded, cache.root)
             cache.store(item.key, files)
@@ -367,9 +367,8 @@ def _several(targets: Sequence) -> bool:
     return len(paths) > 1 or any(os.path.isdir(p) for p in paths)
 
 
-def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_rules, several: bool) -> tuple:
-    """((entry, Outcome) for each built model, how many there are where known): here, one
-    model in memory at a time, or in child processes (``convlint.jobs``) as they are built.
+def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_rules, several: bool) -> Iterator:
+    """(entry, Outcome) for each built model: here, one model in memory at a time, or in child processes (``convlint.jobs``) as they are built.
     ``jobs`` None: children where there are several models; where the targets name one
     file, that is known when a second model is built; where they name several (``several``)
     or ``jobs`` is given, the first child starts at once (the longest analysis is often the
@@ -377,13 +376,13 @@ def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_ru
     from convlint import jobs as jobs_mod
 
     if jobs == 1 or keep_views:
-        return ((entry, analyse(entry)) for entry in built), None
+        return ((entry, analyse(entry)) for entry in built)
     eager = jobs is not None or several
     built = iter(built)
     first = list(itertools.islice(built, 1 if eager else 2))
     jobs = jobs or jobs_mod.default_jobs()
     if jobs <= 1 or len(first) < (1 if eager else 2):  # one model: no process to fork
-        return ((entry, analyse(entry)) for entry in itertools.chain(first, built)), None
+        return ((entry, analyse(entry)) for entry in itertools.chain(first, built))
     selected_rules()  # imported here, once: every child is forked with them
     warm(meta=False)  # and what every analysis loads (sympy's caches, the formulas')
 
@@ -396,7 +395,7 @@ def _analysed(built, analyse, jobs: Optional[int], keep_views: bool, selected_ru
     def warm_meta() -> None:
         warm(meta=True)
 
-    return jobs_mod.analysed(itertools.chain(first, built), analyse, failed, jobs, warm_meta), None
+    return jobs_mod.analysed(itertools.chain(first, built), analyse, failed, jobs, warm_meta)
 
 
 def pictures(targets: Sequence, options: Options, depth: Optional[int] = -1, focus: Optional[str] = None):

@@ -11,10 +11,10 @@ DELAY = 1.0  # seconds before the line shows: a run of a few models never draws 
 
 
 @contextlib.contextmanager
-def progress_line(enabled: bool) -> Iterator[Optional[Callable[[str, Optional[int]], None]]]:
-    """A ``progress(model, total)`` callback for ``engine.check_paths`` that draws one
-    line on stderr (tqdm): models analysed, of how many where known, the last one's
-    name. None when not ``enabled`` (stderr is no terminal, the report is JSON or SARIF)."""
+def progress_line(enabled: bool) -> Iterator[Optional[Callable[[str], None]]]:
+    """A ``progress(model)`` callback for ``engine.check_paths`` that draws one line on
+    stderr (tqdm): models analysed and the last one's name (models are built as the run
+    goes: how many there are is not known before its end). None when not ``enabled`` (stderr is no terminal, the report is JSON or SARIF)."""
     if not enabled:
         yield None
         return
@@ -28,9 +28,7 @@ def progress_line(enabled: bool) -> Iterator[Optional[Callable[[str, Optional[in
     sized = dict(dynamic_ncols=True) if width else dict(ncols=80, nrows=24)
     bar = tqdm(desc="convlint", unit=" models", delay=DELAY, leave=False, file=sys.stderr, **sized)
 
-    def advance(model: str, total: Optional[int]) -> None:
-        if total is not None and bar.total != total:
-            bar.total = total
+    def advance(model: str) -> None:
         bar.set_postfix_str(model, refresh=False)
         bar.update()
 
