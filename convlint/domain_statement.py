@@ -361,6 +361,8 @@ def state(domain: Domain, select: Optional[Callable[[Condition], bool]] = None) 
         alike.setdefault((c.kind, _test_key(c.test), c.expressions, c.broadcasts, c.branches), []).append(c)
     chosen = [same[0] for same in alike.values()]
     imposed = {id(same[0]): [c.where for c in same] for same in alike.values()}
+    for s in symbols:  # each distinct limit once (a block used many times repeats them)
+        single[s] = list({(_test_key(c.test), c.expressions): c for c in single[s]}.values())
     lowest = {
         s: smallest_defined(lambda n, s=s: all(c.holds({**example, s: n}) is not False for c in single[s]), UNBOUNDED)
         for s in symbols

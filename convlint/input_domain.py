@@ -137,10 +137,12 @@ class Domain:
         return contract.pad_amounts(self, shape)
 
 
-def _limit(c) -> Callable[[dict], Optional[bool]]:
+def _limit(expression, minimum: int) -> Callable[[dict], Optional[bool]]:
+    # closed over the expression and the bound alone: the limits of a block used many
+    # times are one test (``domain_statement`` evaluates each distinct test once)
     def test(env: dict) -> Optional[bool]:
-        value = evaluate_int(c.expression, env)
-        return None if value is None else value >= c.minimum
+        value = evaluate_int(expression, env)
+        return None if value is None else value >= minimum
 
     return test
 
@@ -180,7 +182,9 @@ def of(view) -> Domain:
     if view.analysis.trace is not None and view.analysis.trace.stopped is not None:
         why.append("it reads a value the input's data decides: what comes after is not known")
     for c in view.constraints():
-        conditions.append(_condition(view, "limit", _limit(c), c.node, (c.expression, sympy.Integer(c.minimum))))
+        conditions.append(
+            _condition(view, "limit", _limit(c.expression, c.minimum), c.node, (c.expression, sympy.Integer(c.minimum)))
+        )
     conditions += _merge_conditions(view, why)
     conditions += _fixed_conditions(view, why)
     conditions += _view_conditions(view)

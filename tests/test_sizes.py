@@ -201,6 +201,31 @@ def test_a_wrong_formula_is_reported_as_a_mismatch_not_ignored(monkeypatch, run_
     class Model(nn.Module):
         def __init__(self):
             super().__init__()
+            self.conv = nn.ConvTranspose2d(1, 1, 3)
+
+        def forward(self, x):
+            return self.conv(x) + 1
+
+    # wrong on purpose; a transposed convolution runs on meta in both modes (a layer whose
+    # size the default mode predicts is checked this way with --run-every-op: the next test)
+    monkeypatch.setitem(sizes.transfer.MODULE_TRANSFERS, nn.ConvTranspose2d, lambda call: call.sargs[0])
+    result = sizes.propagate(trace(Model()).graph_module, [(1, 1, 9, 9)], run_every_op=run_every_op)
+    assert [(m.node.name, m.axis, m.expected, m.actual) for m in result.mismatches] == [
+        ("conv", 2, 11, 9),
+        ("conv", 3, 11, 9),
+    ]
+    out = result.shadows[next(n for n in result.graph_module.graph.nodes if n.op == "output")]
+    assert out.dims[2:] == (None, None)
+
+
+def test_run_every_op_checks_the_formulas_of_the_layers_the_default_predicts(monkeypatch, run_every_op):
+    """The default mode predicts a convolution's size from its formula without running it
+    (a wrong formula would go unseen there: the formulas are what the rest of the suite
+    and this mode check); --run-every-op runs it too, and a wrong formula is a mismatch."""
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
             self.conv = nn.Conv2d(1, 1, 3)
 
         def forward(self, x):
@@ -208,12 +233,8 @@ def test_a_wrong_formula_is_reported_as_a_mismatch_not_ignored(monkeypatch, run_
 
     monkeypatch.setitem(sizes.transfer.MODULE_TRANSFERS, nn.Conv2d, lambda call: call.sargs[0])  # wrong on purpose
     result = sizes.propagate(trace(Model()).graph_module, [(1, 1, 9, 9)], run_every_op=run_every_op)
-    assert [(m.node.name, m.axis, m.expected, m.actual) for m in result.mismatches] == [
-        ("conv", 2, 7, 9),
-        ("conv", 3, 7, 9),
-    ]
-    out = result.shadows[next(n for n in result.graph_module.graph.nodes if n.op == "output")]
-    assert out.dims[2:] == (None, None)
+    found = [(m.node.name, m.axis, m.expected, m.actual) for m in result.mismatches]
+    assert found == ([("conv", 2, 7, 9), ("conv", 3, 7, 9)] if run_every_op else [])
 
 
 # ------------------------------------------------------------------ random stacks

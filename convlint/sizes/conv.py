@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from convlint import formulas, layers, signatures
 from convlint.sizes.symbolic import SymTensor, as_dim, has_symbols, spatial, with_spatial
-from convlint.sizes.transfer import FUNCTION_TRANSFERS, Call, for_functions, for_modules, geometry_call
+from convlint.sizes.transfer import FUNCTION_TRANSFERS, Call, Unpredictable, for_functions, for_modules, geometry_call
 
 
 def _maybe_indices(call: Call, out: SymTensor, returns_indices: bool) -> Any:
@@ -19,8 +19,58 @@ def _maybe_indices(call: Call, out: SymTensor, returns_indices: bool) -> Any:
     return (out, out) if returns_indices or isinstance(call.out, tuple) else out
 
 
-@for_modules(nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
-@for_modules(nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
+@for_modules(nn.Conv1d, nn.Conv2d, nn.Conv3d, fast=True)
+def conv_layer(call: Call) -> Any:
+    """A convolution layer, predicted without running it where PyTorch would run it as
+    the formula says (run on meta, its checks import torch's symbolic shapes, 0.1 s a
+    process, and each costs a meta kernel): one contiguous floating input of the layer's
+    rank, batched or not, its channels the layer's, the weight's dtype and device, zero
+    padding. A size the formula makes 0 or less, and everything else, runs, so that
+    PyTorch raises or decides (``interpreter.predict``)."""
+    if call.out is None and not _runs_as_the_formula_says(call):
+        raise Unpredictable(call.target)
+    return conv_module(call)
+
+
+def _runs_as_the_formula_says(call: Call) -> bool:
+    m, x = call.module, call.args[0] if call.args else None
+    weight = m.weight
+    return (
+        len(call.args) == 1
+        and not call.kwargs
+        and isinstance(x, torch.Tensor)
+        and x.dim() in (weight.dim() - 1, weight.dim())
+        and x.shape[-weight.dim() + 1] == weight.shape[1] * m.groups
+        and x.dtype == weight.dtype
+        and x.is_floating_point()
+        and x.device == weight.device
+        and x.is_contiguous()
+        and m.padding_mode == "zeros"
+        and (m.bias is None or (m.bias.dtype == weight.dtype and m.bias.device == weight.device))
+    )
+
+
+@for_modules(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d, fast=True)
+def pool_layer(call: Call) -> Any:
+    """A max or average pooling layer, predicted as a convolution layer is (``conv_layer``):
+    one contiguous floating input of its rank, each pad at most half the kernel (``k // 2``,
+    PyTorch's own check)."""
+    if call.out is None:
+        geometry = layers.geometry_of(call.module)
+        x = call.args[0] if call.args else None
+        if not (
+            len(call.args) == 1
+            and not call.kwargs
+            and isinstance(x, torch.Tensor)
+            and x.dim() in (geometry.ndim + 1, geometry.ndim + 2)
+            and x.is_floating_point()
+            and x.is_contiguous()
+            and all(max(pad) <= k // 2 for pad, k in zip(geometry.padding, geometry.kernel))
+        ):
+            raise Unpredictable(call.target)
+    return conv_module(call)
+
+
 def conv_module(call: Call) -> Any:
     geometry = layers.geometry_of(call.module)
     out = geometry_call(call, geometry, getattr(call.module, "out_channels", "keep"))
