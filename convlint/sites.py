@@ -41,10 +41,16 @@ def _char_column(path: str, line: int, byte_col: int) -> int:
     return len(text.encode("utf-8")[:byte_col].decode("utf-8", errors="replace")) + 1
 
 
+@functools.lru_cache(maxsize=4096)
+def _positions(code) -> tuple:
+    # a builder's frame makes many calls: its code's positions are listed once, not per call
+    return tuple(code.co_positions())
+
+
 def frame_site(frame) -> Optional[Site]:
     """The span of the call a live frame is making."""
     try:
-        positions = list(frame.f_code.co_positions())[frame.f_lasti // 2]
+        positions = _positions(frame.f_code)[frame.f_lasti // 2]
     except (IndexError, AttributeError):
         return None
     line, end_line, col, end_col = positions
