@@ -350,8 +350,15 @@ class ModelView:
         return Coverage(every, example + inside, 0)
 
     def checked_for_every_size(self, node: torch.fx.Node) -> bool:
-        """Are the spatial sizes of a node's input expressions of the model's input?"""
+        """Are the spatial sizes of a node's input expressions of the model's input (or
+        constants)? A convolution's are the last dims of its input, as many as its kernel
+        has, whatever the model's rank: a Conv1d over a 2-D model's pooled channels
+        (efficient channel attention) reads a vector whose size no input size changes."""
         inputs = [a for a in node.all_input_nodes if isinstance(self.sizes.shadows.get(a), sizes.SymTensor)]
+        geometry = self.sizes.geometries.get(node)
+        if inputs and geometry is not None:
+            dims = self.sizes.shadows[inputs[0]].dims
+            return len(dims) >= geometry.ndim and all(d is not None for d in dims[len(dims) - geometry.ndim :])
         dims = self.spatial(inputs[0]) if inputs else None
         return dims is not None and all(expr is not None for expr, _ in dims)
 

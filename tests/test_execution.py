@@ -472,3 +472,24 @@ def test_arange_from_a_fraction_to_a_size_has_the_size_pytorch_gives():
     model = Rotary()
     for h, w in [(16, 16), (17, 40), (64, 100), (15, 64), (70, 31)]:
         assert domain.contains((1, 3, h, w)) == runs(model, (1, 3, h, w), "float32"), (h, w)
+
+
+class _ChannelAttention(torch.nn.Module):
+    """Efficient channel attention: a Conv1d over the pooled channels of a 2-D model."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.eca = torch.nn.Conv1d(1, 1, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        x = self.conv(x)
+        b, c = x.shape[:2]
+        y = self.eca(x.mean((2, 3)).view(b, 1, c)).view(b, c, 1, 1)
+        return x * y.sigmoid()
+
+
+def test_a_conv1d_over_the_channels_of_a_2d_model_is_checked_for_every_size():
+    # its input, (1, 1, 8), is the same at every input size: no size leaves it unchecked
+    view = _view(_ChannelAttention, (1, 3, 32, 32))
+    assert (view.coverage.every_size, view.coverage.example_only, view.coverage.unchecked) == (2, 0, 0)

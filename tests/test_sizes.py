@@ -197,6 +197,27 @@ def test_untraceable_submodule_becomes_a_leaf_and_sizes_after_it_are_unknown(run
     assert result.values[next(n for n in traced.graph_module.graph.nodes if n.op == "output")] == (1, 1, 9, 10)
 
 
+def test_a_dtype_cast_keeps_its_sizes(run_every_op):
+    """Relative positions computed from the input's size and cast to indices (`.long()`,
+    multiscale ViTs): the sizes are followed past the cast."""
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            x = self.conv(x)
+            h = x.shape[2]
+            dist = (torch.arange(h)[:, None] - torch.arange(h)[None, :]).long()
+            return x + dist.float()
+
+    result = sizes.propagate(trace(Model()).graph_module, [(1, 3, 12, 12)], run_every_op=run_every_op)
+    assert not result.unknown_ops
+    out = result.shadows[next(n for n in result.graph_module.graph.nodes if n.op == "output")]
+    assert [str(d) for d in out.dims[2:]] == ["H", "Max(H, W)"]  # (H, H) broadcast against (H, W)
+
+
 def test_a_wrong_formula_is_reported_as_a_mismatch_not_ignored(monkeypatch, run_every_op):
     class Model(nn.Module):
         def __init__(self):

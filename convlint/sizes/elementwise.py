@@ -372,6 +372,7 @@ ELEMENTWISE_METHODS = (
     "__and__", "__or__", "__xor__", "logical_and", "logical_or", "bitwise_and", "bitwise_or", "floor", "ceil",
     "round", "__floordiv__", "__rfloordiv__", "__mod__", "__rsub__", "__rtruediv__", "__pow__", "__rpow__",
     "remainder", "floor_divide", "sigmoid_", "log2", "exp2", "log1p", "expm1",
+    "long", "int", "short", "char", "byte", "bool", "trunc", "frac",
 )  # fmt: skip
 for _name in ELEMENTWISE_METHODS:
     METHOD_TRANSFERS.setdefault(_name, same_shape)
