@@ -133,24 +133,33 @@ def analyse(name, factory, shape, verify: bool = True) -> dict:
     records = [{"code": f.code, "severity": f.severity, "module": f.module, "message": f.message} for f in findings]
     record.update(status=status, leaves=leaves, findings=records, **_what_was_followed(view, coverage))
     record["seconds"] = round(time.perf_counter() - start, 3)
-    if verify and sum(p.numel() for p in model.parameters()) > VERIFY_MAX_PARAMETERS:
-        for finding in records:
-            if finding["code"] == "CVL302":
-                finding["verified"] = (
-                    f"not run: over {VERIFY_MAX_PARAMETERS:.0e} parameters, too large to build on this machine"
-                )
-    elif verify:
-        if analysis.sizes is not None and view.domain.symbols and len(view.input_shapes) == 1:
+    too_large = sum(p.numel() for p in model.parameters()) > VERIFY_MAX_PARAMETERS
+    if analysis.sizes is not None and view.domain.symbols and len(view.input_shapes) == 1:
+        # the statement always: a later run carries this run's real-model checks over by it (--checks-from)
+        record["domain"] = {"statement": str(view.domain), "exact": view.domain.exact}
+        if verify and not too_large:
             record["domain"] = _domain_agreement(name, view.domain, factory, shape)
-        symbols = [str(s) for s in (analysis.sizes.symbols if analysis.sizes is not None else ())]
-        outcomes: dict = {}  # one real run per distinct failing input
-        for finding in records:
-            if finding["code"] == "CVL302":
-                failing = _failing_shape(finding["message"], shape, symbols)
-                if failing not in outcomes:
-                    outcomes[failing] = _run_real(factory, failing)
-                finding["verified"] = outcomes[failing]
+    if verify:
+        _verify_warnings(records, factory, shape, analysis, too_large)
     return record
+
+
+def _verify_warnings(findings: list, factory, shape, analysis, too_large: bool) -> None:
+    """Each CVL302's failing input run on the real model (random weights, CPU)."""
+    symbols = [str(s) for s in (analysis.sizes.symbols if analysis.sizes is not None else ())]
+    outcomes: dict = {}  # one real run per distinct failing input
+    for finding in findings:
+        if finding["code"] != "CVL302":
+            continue
+        if too_large:
+            finding["verified"] = (
+                f"not run: over {VERIFY_MAX_PARAMETERS:.0e} parameters, too large to build on this machine"
+            )
+            continue
+        failing = _failing_shape(finding["message"], shape, symbols)
+        if failing not in outcomes:
+            outcomes[failing] = _run_real(factory, failing)
+        finding["verified"] = outcomes[failing]
 
 
 VERIFY_MAX_PARAMETERS = 1.5e9  # a real build in float32 takes 4 bytes each, per worker
@@ -356,6 +365,14 @@ def main() -> None:
         "--keep",
         help="with --jobs: keep the workers' records in this directory; a run stopped midway goes on from them when started again with it",
     )
+    parser.add_argument(
+        "--checks-from",
+        help="an earlier --json run with the real-model checks: carry them over to the models whose warnings and"
+        " domain statement are word for word the same (those checks take hours; with --no-verify the analysis minutes)",
+    )
+    parser.add_argument(
+        "--commit", help="the convlint commit the records are of, for --markdown (default: this checkout's)"
+    )
     parser.add_argument("--shard", help=argparse.SUPPRESS)  # "i/n", set for the workers
     parser.add_argument("--jsonl", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -393,22 +410,57 @@ def main() -> None:
             _to_rerun(args.rerun),
             recycle,
         )
+    if args.checks_from and not args.shard:
+        with open(args.checks_from) as fh:
+            carried = carry_checks(records, json.load(fh))
+        print(f"real-model checks carried over from {args.checks_from} for {carried} models", file=sys.stderr)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(sorted(records, key=lambda r: r["model"]), fh, indent=1)
     if args.markdown:
         records = sorted(records, key=lambda r: r["model"])
         with open(args.markdown, "w") as fh:
-            fh.write(markdown(records, _versions()))
+            fh.write(markdown(records, _versions(args.commit)))
         update_readme(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md"), records)
     if not args.shard:
         print(summary(records))
 
 
-def _versions() -> str:
+def carry_checks(records: list, earlier: list) -> int:
+    """The real-model checks of an earlier run, put in the records whose warning (code and
+    message) or domain statement (and exactness) is word for word the earlier one's: the
+    same model, the same failing input, the same boundary sizes, so the same real runs.
+    How many models got some."""
+    before = {r["model"]: r for r in earlier}
+    carried = 0
+    for record in records:
+        old = before.get(record["model"])
+        if old is None:
+            continue
+        verified = {(f["code"], f["message"]): f["verified"] for f in old.get("findings", []) if "verified" in f}
+        got = False
+        for finding in record.get("findings", []):
+            key = (finding["code"], finding["message"])
+            if "verified" not in finding and key in verified:
+                finding["verified"], got = verified[key], True
+        new_domain, old_domain = record.get("domain"), old.get("domain")
+        if new_domain and old_domain and "decided" not in new_domain and "decided" in old_domain:
+            if (new_domain["statement"], new_domain["exact"]) == (old_domain["statement"], old_domain["exact"]):
+                record["domain"], got = dict(old_domain), True
+        if got:
+            record["checks_carried"] = True
+            carried += 1
+    return carried
+
+
+def _versions(commit=None) -> str:
     from importlib import metadata
 
-    found = []
+    if commit is None:
+        here = os.path.dirname(os.path.abspath(__file__))
+        git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True)
+        commit = git.stdout.strip() if git.returncode == 0 else None
+    found = [f"convlint {commit}"] if commit else []
     for package in ("torch", "torchvision", "timm"):
         try:
             found.append(f"{package} {metadata.version(package)}")
@@ -594,6 +646,14 @@ def markdown(records, versions: str) -> str:
         f"Generated by `bench/zoo.py --markdown` from `bench/zoo.json` ({versions}).",
         "",
     ]
+    carried = sum(1 for r in records if r.get("checks_carried"))
+    if carried:
+        lines += [
+            f"The real-model checks of {carried} models (each warning's failing input, the input domain's",
+            "boundary sizes) are carried over from an earlier run that made them (`--checks-from`): their",
+            "warnings and domain statements are word for word the ones that run checked.",
+            "",
+        ]
     lines += table(records).splitlines()
     lines += ["", "## Warnings, each checked on the real model", ""]
     lines += [
