@@ -590,15 +590,27 @@ def _computed_kernel(view: ModelView, node: torch.fx.Node) -> Iterator[Constrain
                 yield Constraint(node, dim, expr, 1, "output", dim=dim)
 
 
+def _trailing(view: ModelView, node: torch.fx.Node, ndim: int) -> Optional[list[tuple]]:
+    """(expression, concrete size) of a tensor's last ``ndim`` dims; None if it has fewer."""
+    shadow, value = view.sizes.shadows.get(node), view.sizes.values.get(node)
+    if not isinstance(value, tuple) or len(value) < ndim or len(shadow.dims) != len(value):
+        return None
+    return [(shadow.dims[p], value[p]) for p in range(len(value) - ndim, len(value))]
+
+
 def _constraints(view: ModelView) -> Iterator[Constraint]:
     for node in view.sizes.graph_module.graph.nodes:
         inputs = [a for a in node.all_input_nodes if isinstance(view.sizes.shadows.get(a), sizes.SymTensor)]
         if not inputs:
             continue
         dims = view.spatial(inputs[0])
+        geometry = view.geometry(node)
+        if dims is None and geometry is not None:
+            # a layer of another rank than the model's (an AvgPool1d over a 2-D model's
+            # tokens): its sizes are the last dims of its input, as many as its kernel has
+            dims = _trailing(view, inputs[0], geometry.ndim)
         if dims is None:
             continue
-        geometry = view.geometry(node)
         if geometry is not None:
             # Aligned from the last dim: a Conv3d on a map with two spatial symbols (after an
             # unsqueeze) has a first axis of constant size, which ran at the example.

@@ -493,3 +493,29 @@ def test_a_conv1d_over_the_channels_of_a_2d_model_is_checked_for_every_size():
     # its input, (1, 1, 8), is the same at every input size: no size leaves it unchecked
     view = _view(_ChannelAttention, (1, 3, 32, 32))
     assert (view.coverage.every_size, view.coverage.example_only, view.coverage.unchecked) == (2, 0, 0)
+
+
+class _TokenPool(torch.nn.Module):
+    """A 2-D model whose tokens (B, C, H*W) an AvgPool1d shortens (spatial reduction
+    attention): the pool needs H*W >= 16, a limit on a layer of another rank."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.pool = torch.nn.AvgPool1d(16, 16)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return x.flatten(2).mean(2) + self.pool(x.flatten(2)).mean(2)
+
+
+def test_a_limit_of_a_pool_over_tokens_is_in_the_domain_and_pytorch_agrees():
+    view = _view(_TokenPool, (1, 3, 32, 32))
+    model = _TokenPool().eval()
+    for h, w in [(1, 1), (3, 5), (4, 4), (2, 8), (15, 1), (16, 1), (5, 3), (7, 9), (32, 32)]:
+        try:
+            model(torch.zeros(1, 3, h, w))
+            runs = True
+        except RuntimeError:
+            runs = False
+        assert view.domain.contains((1, 3, h, w)) == runs, (h, w, runs)
