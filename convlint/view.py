@@ -358,7 +358,13 @@ class ModelView:
         geometry = self.sizes.geometries.get(node)
         if inputs and geometry is not None:
             dims = self.sizes.shadows[inputs[0]].dims
-            return len(dims) >= geometry.ndim and all(d is not None for d in dims[len(dims) - geometry.ndim :])
+            if len(dims) <= geometry.ndim:
+                return False
+            channels = dims[len(dims) - geometry.ndim - 1]
+            # channels that depend on the input's sizes (bands reshaped into channels) run
+            # at the example's value only
+            fixed = channels is not None and not getattr(channels, "free_symbols", None)
+            return fixed and all(d is not None for d in dims[len(dims) - geometry.ndim :])
         dims = self.spatial(inputs[0]) if inputs else None
         return dims is not None and all(expr is not None for expr, _ in dims)
 
