@@ -19,6 +19,7 @@ import torch.nn as nn
 from convlint import layers, samesize, sizes
 from convlint.capture import Trace, execute, trace
 from convlint.common import Shape, describe, meta_input, shapes_text, spatial_axes, with_spatial_sizes
+from convlint.dims import free
 from convlint.samesize import AxisVerdict
 from convlint.sites import Site, raised_site
 
@@ -229,7 +230,7 @@ def _block_axis(module, shapes, analysis: Analysis, sym, i: int, expr) -> AxisVe
             for shadow in analysis.sizes.shadows.values()
             if isinstance(shadow, sizes.SymTensor)
             for d in shadow.dims
-            if d is not None and sym in d.free_symbols
+            if d is not None and sym in free(d)
         ]
 
         def out(n: int) -> Optional[int]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from convlint import pretty
+from convlint.dims import free
 from convlint.samesize import period_of, periodic, smallest_defined
 
 # A Domain and its Conditions (convlint.input_domain, which states itself with this module).
@@ -259,12 +260,12 @@ def _can_be_one(expression, lowest: dict) -> bool:
     expression is tried at the sizes nearest the bounds."""
     from convlint.sizes import evaluate_int
 
-    free = sorted(getattr(expression, "free_symbols", ()), key=str)
-    if not free:
+    names = sorted(free(expression), key=str)
+    if not names:
         return evaluate_int(expression, {}) == 1
-    ranges = [range(lowest.get(s) or 1, (lowest.get(s) or 1) + 16) for s in free]
-    points = itertools.product(*ranges) if len(free) <= 2 else (tuple([n] * len(free)) for n in ranges[0])
-    return any(evaluate_int(expression, dict(zip(free, point))) == 1 for point in points)
+    ranges = [range(lowest.get(s) or 1, (lowest.get(s) or 1) + 16) for s in names]
+    points = itertools.product(*ranges) if len(names) <= 2 else (tuple([n] * len(names)) for n in ranges[0])
+    return any(evaluate_int(expression, dict(zip(names, point))) == 1 for point in points)
 
 
 LONGEST_EQUATION = 100  # past this, an equation is named, not written (JSON has it)
@@ -467,9 +468,7 @@ def _joint(group: tuple, conditions: list, lowest: dict, example: dict, fails) -
     passing = {point for point in grid if runs(point)}
     if not passing:
         return [_equation_part(group, conditions, lowest)]
-    ties = [
-        c for c in conditions if any(len(getattr(e, "free_symbols", set()) & set(group)) > 1 for e in c.expressions)
-    ]
+    ties = [c for c in conditions if any(len(free(e) & set(group)) > 1 for e in c.expressions)]
     # Conditions that tie the dims yet refuse no point of the grid (token counts that a
     # resampled position table always matches) leave the dims separate.
     separate = not any(fails({**example, **dict(zip(group, point))}, ties) for point in grid) if ties else True

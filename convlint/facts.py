@@ -19,6 +19,7 @@ from fractions import Fraction
 from typing import Any, Callable, Iterator, Optional
 
 from convlint import domain_statement, formulas, graph, input_domain, layers, samesize, sites
+from convlint.dims import free
 from convlint.intent import Intent
 from convlint.layers import Geometry
 from convlint.samesize import AxisVerdict
@@ -201,7 +202,7 @@ class Facts:
     def symbol_of(self, dim: int, *sizes: Any) -> Optional[Any]:
         """The input symbol a spatial dim's sizes are about: the one they carry (a
         channels-last tensor's first spatial dim carries ``H``), else the ``dim``-th."""
-        carried = {s for size in sizes if size is not None for s in getattr(size, "free_symbols", ())}
+        carried = {s for size in sizes if size is not None for s in free(size)}
         carried &= set(self.symbols)
         if len(carried) == 1:
             return carried.pop()

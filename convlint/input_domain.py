@@ -29,6 +29,7 @@ import sympy
 
 from convlint import contract, domain_statement, sites
 from convlint.common import Shape, spatial_axes, with_spatial_sizes
+from convlint.dims import free
 from convlint.sizes.symbolic import evaluate_int, exact_values, holds
 
 
@@ -49,7 +50,7 @@ class Condition:
     def symbols(self) -> frozenset:
         found = set()
         for e in self.expressions:
-            found |= getattr(e, "free_symbols", set())
+            found |= free(e)
         return frozenset(found)
 
     def holds(self, env: dict) -> Optional[bool]:
@@ -187,6 +188,7 @@ def of(view) -> Domain:
         )
     conditions += _merge_conditions(view, why)
     conditions += _fixed_conditions(view, why)
+    conditions += _norm_conditions(view)
     conditions += _view_conditions(view)
     conditions += _attention_conditions(view)
     conditions += _matmul_conditions(view, why)
@@ -260,7 +262,7 @@ def _agreeing(view, node, a, b, broadcasts: bool, why: list) -> list[Condition]:
     if a is None or b is None:
         why.append("a merge of sizes not followed")
         return []
-    if a == b or not (getattr(a, "free_symbols", None) or getattr(b, "free_symbols", None)):
+    if a == b or not (free(a) or free(b)):
         return []
     return [_condition(view, "merge", _agree(a, b, broadcasts), node, (a, b), line=False, broadcasts=broadcasts)]
 
@@ -299,7 +301,7 @@ def _view_conditions(view) -> list[Condition]:
             continue
         if None in out.dims or None in source.dims:
             continue
-        moving = [d for d in out.dims if getattr(d, "free_symbols", None) and not sympy.sympify(d).is_integer]
+        moving = [d for d in out.dims if free(d) and not sympy.sympify(d).is_integer]
         if not moving and _same_product(out.dims, source.dims):
             continue
         # a dim the input's sizes decide, or whole sizes whose product is the old one's only
@@ -338,7 +340,7 @@ def _attention_conditions(view) -> list[Condition]:
             a, b = scores[-i], mask.dims[-i]
             if a is None or b is None or a == b:
                 continue
-            if getattr(a, "free_symbols", None) or getattr(b, "free_symbols", None):
+            if free(a) or free(b):
                 found.append(_condition(view, "merge", _fits(a, b), node, (a, b), line=False))
     return found
 
@@ -381,17 +383,33 @@ def _assert_conditions(view) -> list[Condition]:
         if node.op != "call_function" or getattr(node.target, "__name__", "") != "_assert" or not node.args:
             continue
         relation = view.sizes.shadows.get(node.args[0]) if hasattr(node.args[0], "op") else None
-        if getattr(relation, "free_symbols", None) and isinstance(relation, sympy.logic.boolalg.Boolean):
+        if free(relation) and isinstance(relation, sympy.logic.boolalg.Boolean):
             # `H == 224 and W == 224` is two conditions, one per dim
             for part in relation.args if isinstance(relation, sympy.And) else (relation,):
                 found.append(_condition(view, "assert", _guard(part), node, (part,)))
     return found
 
 
-def _fixed_conditions(view, why: list) -> list[Condition]:
-    """A Linear whose features depend on the input needs exactly its in_features."""
+def _fixed_dims(module, rank: int) -> list[tuple[int, int]]:
+    """(dim of its input, the size it must be) of a layer with fixed sizes: a Linear's
+    features, a convolution's or a BatchNorm's channels, a LayerNorm's normalized shape."""
     import torch.nn as nn
 
+    if isinstance(module, nn.Linear):
+        return [(rank - 1, module.in_features)]
+    if isinstance(module, nn.modules.conv._ConvNd) and module.in_channels > 0:  # a lazy one: not built yet
+        return [(rank - len(module.kernel_size) - 1, module.in_channels)]
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and module.num_features > 0 and rank >= 2:
+        return [(1, module.num_features)]
+    if isinstance(module, nn.LayerNorm):
+        shape = tuple(module.normalized_shape)
+        return [(rank - len(shape) + i, n) for i, n in enumerate(shape)]
+    return []
+
+
+def _fixed_conditions(view, why: list) -> list[Condition]:
+    """A layer whose features or channels depend on the input (a Linear after a flatten,
+    a Conv1d over a spectrogram's bands) needs exactly the size it was built for."""
     from convlint import sizes
 
     found = []
@@ -401,22 +419,60 @@ def _fixed_conditions(view, why: list) -> list[Condition]:
             continue
         module = view.submodule(view.analysis, node)
         shadow = result.shadows.get(node.all_input_nodes[0])
-        if not isinstance(module, nn.Linear) or not isinstance(shadow, sizes.SymTensor):
+        if not isinstance(shadow, sizes.SymTensor):
             continue
-        features = shadow.dims[-1]
-        if features is None:
-            why.append(f"the features of {view.describe(node)} not followed")
+        for dim, size in _fixed_dims(module, len(shadow.dims)):
+            expr = shadow.dims[dim] if 0 <= dim < len(shadow.dims) else None
+            if expr is None:
+                if 0 <= dim < len(shadow.dims):
+                    why.append(f"the input sizes of {view.describe(node)} not followed")
+                continue
+            if free(expr):
+                found.append(_condition(view, "fixed", _equals(expr, size), node, (expr, sympy.Integer(size))))
+    return found
+
+
+def _statistics_of(view, node, batch: int, channels: int) -> Optional[int]:
+    """How many values a normalisation takes each statistic over, besides the spatial
+    sizes (PyTorch raises where the whole count is 1); None for an op that takes none
+    from its input. The model is analysed in eval mode: a BatchNorm uses its running
+    statistics there, and an InstanceNorm its input's unless it tracks running ones."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    if node.op == "call_module":
+        module = view.submodule(view.analysis, node)
+        if isinstance(module, nn.GroupNorm):
+            return batch * (channels // module.num_groups)  # F.group_norm's _verify_batch_size
+        if isinstance(module, nn.modules.instancenorm._InstanceNorm):
+            return 1 if module.training or not module.track_running_stats else None  # _verify_spatial_size
+    elif node.op == "call_function" and node.target is F.group_norm:
+        groups = node.args[1] if len(node.args) > 1 else node.kwargs.get("num_groups")
+        return batch * (channels // groups) if isinstance(groups, int) and groups > 0 else None
+    elif node.op == "call_function" and node.target is F.instance_norm:
+        return 1 if node.kwargs.get("use_input_stats", node.args[5] if len(node.args) > 5 else True) else None
+    return None
+
+
+def _norm_conditions(view) -> list[Condition]:
+    """A normalisation over one value per channel group raises ("Expected more than 1
+    value per channel"): the spatial sizes' product must be 2 at least where the batch and
+    the group's channels alone are 1 (GroupNorm with one channel per group at batch 1,
+    InstanceNorm)."""
+    from convlint import sizes
+
+    found = []
+    for node in view.nodes:
+        first = node.all_input_nodes[0] if node.all_input_nodes else None
+        shadow, value = view.sizes.shadows.get(first), view.sizes.values.get(first)
+        if not isinstance(shadow, sizes.SymTensor) or not isinstance(value, tuple) or len(value) < 3:
             continue
-        if features.free_symbols:
-            found.append(
-                _condition(
-                    view,
-                    "fixed",
-                    _equals(features, module.in_features),
-                    node,
-                    (features, sympy.Integer(module.in_features)),
-                )
-            )
+        spatial = shadow.dims[2:]
+        if None in spatial or not any(free(d) for d in spatial):
+            continue
+        if _statistics_of(view, node, value[0], value[1]) == 1:
+            count = sympy.Mul(*spatial)
+            found.append(_condition(view, "limit", _limit(count, 2), node, (count, sympy.Integer(2))))
     return found
 
 

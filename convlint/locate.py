@@ -4,6 +4,7 @@ finding is born), at the report's own site, the constructor call of the module i
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from dataclasses import dataclass
@@ -27,12 +28,22 @@ class Place:
 
 def place_of(model, name: Optional[str], path: Optional[str], line: Optional[int]) -> Place:
     cls = type(model)
+    if not (path and line):
+        found_path, found_line = _class_source(cls)
+        path, line = path or found_path, line or found_line
+    return Place(name or cls.__name__, path or "<unknown>", line or 1)
+
+
+@functools.lru_cache(maxsize=256)
+def _class_source(cls: type) -> tuple:
+    """(file, line) of a class, once per class: inspect parses the whole file to find a
+    class's line (5 ms for a model file), and a process checks a class again and again
+    (the language server, a second input shape)."""
     try:
-        path = path or inspect.getsourcefile(cls)
-        line = line or inspect.getsourcelines(cls)[1]
+        return inspect.getsourcefile(cls), inspect.getsourcelines(cls)[1]
     except (OSError, TypeError) as exc:  # a class without source: findings point at what is known
         log.debug("no source for %s: %s", cls.__name__, common.describe(exc))
-    return Place(name or cls.__name__, path or "<unknown>", line or 1)
+        return None, None
 
 
 def site_for(view, qualname: Optional[str], where: Place):

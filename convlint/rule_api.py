@@ -10,6 +10,7 @@ would; register rules under the ``convlint.rules`` entry point (see
 """
 
 from convlint import pretty as text
+from convlint.dims import free
 from convlint.facts import BlockFact, Facts, LayerFact, Limit, MergeFact, ModuleFact, Op
 from convlint.finding import ERROR, INFO, WARNING
 from convlint.formulas import same_pad_argument, same_target
@@ -27,8 +28,8 @@ __all__ = [
     "Facts", "Op", "ModuleFact", "LayerFact", "BlockFact", "MergeFact", "Limit", "Intent",
     # a layer's geometry and "same"
     "Geometry", "Kind", "layer_verdicts", "keeping_padding", "odd_axes", "same_target", "same_pad_argument",
-    # sizes: does a merge hold, what is an expression worth at a size
-    "agreement", "evaluate_int",
+    # sizes: does a merge hold, what is an expression worth at a size, what it depends on
+    "agreement", "evaluate_int", "free",
     # writing sizes as people do: text.show, text.literal, text.size_map, text.axes_map, ...
     "text",
 ]  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Callable, Optional
 import sympy
 
 from convlint import formulas
+from convlint.dims import free
 
 # Beyond this many sizes a period is not walked; the answer is then "unproven".
 MAX_PERIOD = 1 << 16
@@ -53,7 +54,7 @@ def period_of(expr) -> int:
     Periods multiply through nesting (``floor(floor(H/2)/2)`` repeats every 4) and take
     the least common multiple side by side (``floor(H/2) + floor(H/3)``: 6).
     """
-    if expr is None or not isinstance(expr, sympy.Basic) or not expr.free_symbols:
+    if expr is None or not isinstance(expr, sympy.Basic) or not free(expr):
         return 1
     return _period_of(expr)
 
@@ -66,9 +67,9 @@ def periodic(expr) -> bool:
     even; against a Linear's features: a few sizes, all within reach; a dim a view infers,
     the old size divided by the new ones). A root of a size does not (tokens folded to a
     side of ``int(sqrt(L))``: squares)."""
-    if not isinstance(expr, sympy.Basic) or not expr.free_symbols or expr.is_Symbol:
+    if not isinstance(expr, sympy.Basic) or not free(expr) or expr.is_Symbol:
         return True
-    if isinstance(expr, sympy.Pow) and (expr.exp.free_symbols or not expr.exp.is_Integer):
+    if isinstance(expr, sympy.Pow) and (free(expr.exp) or not expr.exp.is_Integer):
         return False
     return all(periodic(a) for a in expr.args)
 
@@ -172,7 +173,7 @@ def agreement(
 
     others = {s: v for s, v in example.items() if s is not symbol}
     a, b = sympy.sympify(sympy.sympify(a).xreplace(others)), sympy.sympify(sympy.sympify(b).xreplace(others))
-    if symbol not in (a.free_symbols | b.free_symbols) or a == b:
+    if symbol not in (free(a) | free(b)) or a == b:
         return None
     n0 = n0()  # costly: only once the expressions differ
     period = min(math.lcm(period_of(a), period_of(b)), MAX_PERIOD)

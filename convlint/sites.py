@@ -36,7 +36,7 @@ def _char_column(path: str, line: int, byte_col: int) -> int:
     import linecache
 
     text = linecache.getline(path, line)
-    if not text:
+    if not text or text.isascii():  # one byte per character
         return byte_col + 1
     return len(text.encode("utf-8")[:byte_col].decode("utf-8", errors="replace")) + 1
 

@@ -24,6 +24,7 @@ from convlint import analysis as analysis_mod
 from convlint import formulas, input_domain, intent, layers, samesize, sites, sizes
 from convlint.analysis import Analysis
 from convlint.capture import ModuleInputs
+from convlint.dims import free
 from convlint.samesize import AxisVerdict
 from convlint.sizes.resample import CIRCULAR_PADS, REFLECTION_PADS
 
@@ -206,7 +207,7 @@ class ModelView:
             for shadow in shadows
             if isinstance(shadow, sizes.SymTensor) and len(shadow.dims) == rank
             for p in range(1, rank)
-            if shadow.dims[p] is not None and not symbols.isdisjoint(shadow.dims[p].free_symbols)
+            if shadow.dims[p] is not None and not symbols.isdisjoint(free(shadow.dims[p]))
         }
         trailing = tuple(range(rank - ndim, rank))
         return tuple(sorted(carrying)) if len(carrying) == ndim and carrying != set(trailing) else trailing
@@ -265,7 +266,7 @@ class ModelView:
         found: dict = {}
         for node, value, site in trace.guards:
             relation = _relation(self.sizes.shadows.get(node), value)
-            if relation is not None and relation.free_symbols and relation not in found:
+            if relation is not None and free(relation) and relation not in found:
                 found[relation] = (site, order.get(node, 0))
         return tuple((relation, site, position) for relation, (site, position) in found.items())
 
@@ -363,7 +364,7 @@ class ModelView:
             channels = dims[len(dims) - geometry.ndim - 1]
             # channels that depend on the input's sizes (bands reshaped into channels) run
             # at the example's value only
-            fixed = channels is not None and not getattr(channels, "free_symbols", None)
+            fixed = channels is not None and not free(channels)
             return fixed and all(d is not None for d in dims[len(dims) - geometry.ndim :])
         dims = self.spatial(inputs[0]) if inputs else None
         return dims is not None and all(expr is not None for expr, _ in dims)
@@ -511,7 +512,7 @@ class ModelView:
     def _smallest_input(self, symbol, upto: Optional[torch.fx.Node]) -> Optional[int]:
         order = {n: i for i, n in enumerate(self.sizes.graph_module.graph.nodes)}
         limit = order[upto] if upto is not None else len(order)
-        relevant = [c for c in self.constraints() if order[c.node] <= limit and symbol in c.expression.free_symbols]
+        relevant = [c for c in self.constraints() if order[c.node] <= limit and symbol in free(c.expression)]
         example = dict(self.sizes.symbols)
 
         def runs(n: int) -> bool:
@@ -592,7 +593,7 @@ def _computed_kernel(view: ModelView, node: torch.fx.Node) -> Iterator[Constrain
     read a limit from, so its output must be 1 at least."""
     if node.op == "call_function" and getattr(node.target, "__name__", "").endswith(POOL_FUNCTIONS):
         for dim, (expr, _) in enumerate(view.spatial(node) or ()):
-            if expr is not None and expr.free_symbols:
+            if expr is not None and free(expr):
                 yield Constraint(node, dim, expr, 1, "output", dim=dim)
 
 

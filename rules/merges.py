@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Iterator, Optional
 
-from convlint.rule_api import ERROR, WARNING, Facts, MergeFact, Op, Report, Rule, agreement, text
+from convlint.rule_api import ERROR, WARNING, Facts, MergeFact, Op, Report, Rule, agreement, free, text
 
 # ---------------------------------------------------------------- shared
 
@@ -289,7 +289,7 @@ def _check_broadcast(facts: Facts) -> Iterator[Report]:
             shrunk = [
                 (i, expr)
                 for i, ((expr, value), (_, stretched)) in enumerate(zip(operand.spatial, out))
-                if value == 1 and stretched != 1 and expr is not None and expr.free_symbols
+                if value == 1 and stretched != 1 and expr is not None and free(expr)
             ]
             if not shrunk:
                 continue

@@ -206,3 +206,38 @@ def test_a_sum_too_large_to_size_exactly_makes_the_domain_inexact_and_its_refusa
     refused = [s for s in sizes if domain.refuses((1, 3, *s))]
     assert (5, 5) in refused and (12, 12) not in refused
     assert not [s for s in refused if _runs(real, (1, 3, *s), "float32")]
+
+
+class OneChannelGroups(nn.Module):
+    """GroupNorm with one channel per group after two stride-2 convs: at batch 1 it
+    raises where the map is 1 x 1 (``Expected more than 1 value per channel``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, stride=2, padding=1)
+        self.down = nn.Conv2d(8, 8, 3, stride=2, padding=1)
+        self.norm = nn.GroupNorm(8, 8)
+
+    def forward(self, x):
+        return self.norm(self.down(self.stem(x)))
+
+
+class InputStatistics(nn.Module):
+    """InstanceNorm takes its statistics from the input: a 1 x 1 map raises."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, stride=3)
+        self.norm = nn.InstanceNorm2d(4)
+
+    def forward(self, x):
+        return torch.nn.functional.group_norm(self.norm(self.conv(x)), 2)
+
+
+@pytest.mark.parametrize("cls", [OneChannelGroups, InputStatistics])
+def test_a_norm_over_one_value_per_group_bounds_the_domain_as_pytorch_does(cls):
+    domain = convlint.domain(cls, (1, 3, 32, 32))
+    assert domain.exact and any(c.kind == "limit" and "Norm" in c.where for c in domain.conditions), domain.conditions
+    small = [(h, w) for h in range(1, 13) for w in range(1, 13)]
+    wrong = domain_disagreements(domain, cls().eval(), pairs=small)
+    assert not wrong, wrong[:8]

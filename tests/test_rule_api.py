@@ -27,7 +27,7 @@ RULE_API = {
     "Rule", "Report", "Site", "ERROR", "WARNING", "INFO", "per_line",
     "Facts", "Op", "ModuleFact", "LayerFact", "BlockFact", "MergeFact", "Limit", "Intent",
     "Geometry", "Kind", "layer_verdicts", "keeping_padding", "odd_axes", "same_target", "same_pad_argument",
-    "agreement", "evaluate_int", "text",
+    "agreement", "evaluate_int", "free", "text",
 }  # fmt: skip
 FIX_API = {
     "CallSite", "BuiltModule", "Fix", "Edit", "SAFE", "UNSAFE", "DISPLAY", "FixError",

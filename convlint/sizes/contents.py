@@ -25,6 +25,7 @@ import sympy
 import torch
 
 from convlint import formulas
+from convlint.dims import free
 from convlint.sizes.symbolic import SymTensor
 
 SMALL = 4096  # elements an Elements content may have
@@ -170,7 +171,7 @@ def _operand(shadow: Any, concrete: Any, content_of: Callable) -> Content:
 
 
 def _constant_shape(shadow: Any) -> bool:
-    return isinstance(shadow, SymTensor) and all(d is not None and not d.free_symbols for d in shadow.dims)
+    return isinstance(shadow, SymTensor) and all(d is not None and not free(d) for d in shadow.dims)
 
 
 def _materialize(content: Content, shape: tuple) -> Optional[Elements]:
@@ -393,9 +394,9 @@ def constant(value: Any) -> Content:
 
 def is_constant(c: Content) -> bool:
     if isinstance(c, Uniform):
-        return c.expr is not None and not c.expr.free_symbols
+        return c.expr is not None and not free(c.expr)
     if isinstance(c, Elements):
-        return all(e is not None and not e.free_symbols for e in c.items)
+        return all(e is not None and not free(e) for e in c.items)
     return False
 
 

@@ -16,6 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from convlint import formulas
+from convlint.dims import free
 from convlint.formulas import fdiv, mod
 from convlint.sizes.symbolic import SymTensor, as_dim, tree_size, unknown_shadow
 from convlint.sizes.transfer import (
@@ -101,17 +102,17 @@ def broadcast(
             if offset < 0:
                 continue
             dim = shadow.dims[offset]
-            if zeros and getattr(dim, "free_symbols", None):
+            if zeros and free(dim):
                 dim = dim.xreplace(zeros)  # a padding the example's branches make 0
             sizes.add(shape[offset])
             # a size of the input's, or a fixed one other than 1 beside one (a position
             # table added to tokens): where the op runs the result is the larger
-            if dim is not None and dim not in seen and (getattr(dim, "free_symbols", None) or _fixed(dim)):
+            if dim is not None and dim not in seen and (free(dim) or _fixed(dim)):
                 seen.append(dim)
             if chosen is None or (chosen[1] == 1 and shape[offset] != 1):
                 chosen = (dim, shape[offset])
         valid = len(sizes - {1}) <= 1  # a merge broken at the example stands for its first operand
-        symbolic = any(getattr(d, "free_symbols", None) for d in seen)
+        symbolic = any(free(d) for d in seen)
         fixed = [d for d in seen if _fixed(d)]
         if valid and fixed and symbolic:
             # wherever the op runs, every operand is the table's size or 1: the result is

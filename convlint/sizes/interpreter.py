@@ -25,6 +25,7 @@ import torch.fx
 
 from convlint.capture.values import READS, UNKNOWN, Values, in_place, meta_unsupported, on_meta
 from convlint.common import describe, meta_input, spatial_axes
+from convlint.dims import free
 from convlint.sizes import contents, probe, transfer
 from convlint.sizes.elementwise import is_cat, is_merge, merge_operands
 from convlint.sizes.symbolic import SPATIAL_NAMES, SymTensor, constant_shadow, evaluate_int, has_symbols, symbol
@@ -424,7 +425,7 @@ def zero_sizes(relation: Any, taken: bool) -> dict:
     """{size: 0} for a decision that, as the example took it, makes a size that is never
     negative (a ``Mod``) zero: ``if pad > 0:`` not taken, ``if pad == 0:`` taken, with
     ``pad = (w - x % w) % w``. Within the example's branches the size is 0 at every input."""
-    if not isinstance(relation, sympy.core.relational.Relational) or not relation.free_symbols:
+    if not isinstance(relation, sympy.core.relational.Relational) or not free(relation):
         return {}
     difference = relation.lhs - relation.rhs
     zero = (

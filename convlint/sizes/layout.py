@@ -16,6 +16,7 @@ import torch
 
 from convlint import layers
 from convlint.common import Shape, spatial_axes
+from convlint.dims import free
 from convlint.sizes.interpreter import SizeResult, propagate
 from convlint.sizes.symbolic import SymTensor
 
@@ -46,7 +47,7 @@ def part_spatial(result: SizeResult) -> bool:
     size in another (224 x W: the input's last axis, its channels, sized as W)?"""
     symbols = set(result.symbols)
     for _, shadow in convolutions(result):
-        carry = [d is not None and not symbols.isdisjoint(d.free_symbols) for d in shadow.dims[2:]]
+        carry = [d is not None and not symbols.isdisjoint(free(d)) for d in shadow.dims[2:]]
         if any(carry) and not all(carry):
             return True
     return False
@@ -68,7 +69,7 @@ def laid_out(
     reached: list[list[int]] = [[] for _ in input_shapes]
     for _, shadow in convolutions(result):
         for dim in shadow.dims[2:]:
-            for sym in sorted(getattr(dim, "free_symbols", ()), key=str):
+            for sym in sorted(free(dim), key=str):
                 index, axis = axis_of.get(sym, (None, None))
                 if index is not None and axis not in reached[index]:
                     reached[index].append(axis)

@@ -28,6 +28,7 @@ import torch.nn as nn
 
 from convlint import layers
 from convlint.common import describe
+from convlint.dims import free
 from convlint.formulas import cdiv, fdiv
 from convlint.sizes.symbolic import SymTensor, constant_shadow, has_symbols
 from convlint.sizes.transfer import Call, geometry_call
@@ -111,7 +112,7 @@ def probe(call: Call) -> SymTensor:
     if base is not None:
         return _fit_geometry(call, base)
     # The axes whose sizes come from the input's: the spatial ones, channels-last too.
-    axes = [i for i, d in enumerate(shadow.dims) if d is not None and d.free_symbols]
+    axes = [i for i, d in enumerate(shadow.dims) if d is not None and free(d)]
     if not axes:
         raise NoFit("no size of its input depends on the model's input")
     return _fit_block(call, shadow, axes)

@@ -13,6 +13,7 @@ import sympy
 import torch
 
 from convlint import formulas
+from convlint.dims import free
 
 Dim = Optional[sympy.Expr]  # None: unknown, the concrete size is all there is
 
@@ -64,9 +65,9 @@ def has_symbols(shadow: Any) -> bool:
     if shadow is None:
         return True
     if isinstance(shadow, SymTensor):
-        return any(d is None or d.free_symbols for d in shadow.dims)
+        return any(d is None or free(d) for d in shadow.dims)
     if isinstance(shadow, sympy.Basic):
-        return bool(shadow.free_symbols)
+        return bool(free(shadow))
     if isinstance(shadow, (tuple, list)):
         return any(has_symbols(s) for s in shadow)
     if isinstance(shadow, dict):

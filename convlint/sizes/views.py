@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from convlint.dims import free
 from convlint.formulas import cdiv
 from convlint.sizes.symbolic import Dim, SymTensor, as_dim, constant_shadow, size_args
 from convlint.sizes.transfer import Call, Unpredictable, fallback, for_functions, for_methods, for_modules
@@ -105,7 +106,7 @@ def _slice_length(n: Dim, item: slice, sitem: Any) -> Dim:
         if value is None:
             return default
         expr = as_dim(shadow)
-        if expr is not None and expr.free_symbols:
+        if expr is not None and free(expr):
             return expr  # computed from sizes (x[..., d : d + y.size(2)]): keep it symbolic
         if isinstance(value, int) and not isinstance(value, bool):
             return n + value if value < 0 else sympy.Integer(value)
@@ -117,7 +118,7 @@ def _slice_length(n: Dim, item: slice, sitem: Any) -> Dim:
     if start is None or stop is None:
         return None
     # A constant stop past a symbolic end is clamped to the end.
-    if not stop.free_symbols and int(stop) >= 0 and n.free_symbols:
+    if not free(stop) and int(stop) >= 0 and free(n):
         stop = sympy.Min(stop, n)
     length = stop - start
     return length if step == 1 else cdiv(length, step)
@@ -334,7 +335,7 @@ def split_method(call: Call) -> Any:
         elif lengths is not None:
             dims[axis] = lengths[k]
         else:
-            dims[axis] = sympy.Integer(piece.shape[axis]) if split is not None and not split.free_symbols else None
+            dims[axis] = sympy.Integer(piece.shape[axis]) if split is not None and not free(split) else None
         pieces.append(SymTensor(tuple(dims)))
     return tuple(pieces)
 
