@@ -441,14 +441,17 @@ def _components(symbols: tuple, conditions: list) -> list[tuple]:
     return [tuple(g) for g in groups.values()]
 
 
-def _axis(symbol, lowest: Optional[int], conditions: list, base: dict, fails) -> AxisSet:
-    """The sizes of one dim that run, the others as in ``base``."""
+def _axis(symbol, lowest: Optional[int], conditions: list, base: dict, fails, around: Optional[int] = None) -> AxisSet:
+    """The sizes of one dim that run, the others as in ``base``; the window of sizes
+    evaluated reaches twice ``around`` (the example's size: base's own may be far below
+    it, and the sizes that run near the example would be left out)."""
     if lowest is None:
         return AxisSet(symbol, None)
     if not conditions:
         return AxisSet(symbol, lowest, lowest)
     period = _period(conditions, base, {symbol})
-    return _set(symbol, lowest, lambda n: not fails({**base, symbol: n}, conditions), period, base.get(symbol, 16))
+    around = max(around or 0, base.get(symbol, 16))
+    return _set(symbol, lowest, lambda n: not fails({**base, symbol: n}, conditions), period, around)
 
 
 def _joint(group: tuple, conditions: list, lowest: dict, example: dict, fails) -> list[Part]:
@@ -475,7 +478,7 @@ def _joint(group: tuple, conditions: list, lowest: dict, example: dict, fails) -
     projections = [{p[i] for p in passing} for i in range(len(group))]
     if separate and all(all(p[i] in projections[i] for i in range(len(group))) == (p in passing) for p in grid):
         base = {**example, **dict(zip(group, min(passing)))}
-        return [_axis_part((s,), _axis(s, lowest[s], conditions, base, fails)) for s in group]
+        return [_axis_part((s,), _axis(s, lowest[s], conditions, base, fails, example.get(s))) for s in group]
     if all(len(set(p)) == 1 for p in passing):
         return [_diagonal_part(group, _squares(group, conditions, lowest, example, runs))]
     bounds = [_axis_part((s,), AxisSet(s, lowest[s], lowest[s])) for s in group if lowest[s] > 1]

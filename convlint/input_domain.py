@@ -189,6 +189,7 @@ def of(view) -> Domain:
     conditions += _merge_conditions(view, why)
     conditions += _fixed_conditions(view, why)
     conditions += _norm_conditions(view)
+    conditions += _fold_conditions(view)
     conditions += _view_conditions(view)
     conditions += _attention_conditions(view)
     conditions += _matmul_conditions(view, why)
@@ -473,6 +474,43 @@ def _norm_conditions(view) -> list[Condition]:
         if _statistics_of(view, node, value[0], value[1]) == 1:
             count = sympy.Mul(*spatial)
             found.append(_condition(view, "limit", _limit(count, 2), node, (count, sympy.Integer(2))))
+    return found
+
+
+def _fold_conditions(view) -> list[Condition]:
+    """``F.fold``/``nn.Fold`` needs as many blocks in its input as ``output_size`` holds
+    (an Outlooker folds back what it unfolded: the two counts are two expressions)."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    from convlint import sizes
+    from convlint.sizes.conv import FOLD_ARGS, block_geometry
+
+    found = []
+    for node in view.nodes:
+        if node.op == "call_module" and isinstance(view.submodule(view.analysis, node), nn.Fold):
+            module = view.submodule(view.analysis, node)
+            args = [getattr(module, n) for n in FOLD_ARGS[1:]]
+        elif node.op == "call_function" and node.target is F.fold:
+            defaults = (None, 1, 0, 1)
+            args = [
+                node.args[i + 2] if i + 2 < len(node.args) else node.kwargs.get(n, defaults[i])
+                for i, n in enumerate(FOLD_ARGS[1:])
+            ]
+        else:
+            continue
+        x, out = view.sizes.shadows.get(node.all_input_nodes[0]), view.sizes.shadows.get(node)
+        if not (isinstance(x, sizes.SymTensor) and isinstance(out, sizes.SymTensor)):
+            continue
+        if not all(isinstance(a, (int, tuple, list)) for a in args):
+            continue
+        geometry = block_geometry(*args)
+        blocks = [geometry.out_dim(i, n) if n is not None else None for i, n in enumerate(out.dims[-2:])]
+        count = x.dims[-1]
+        if count is None or None in blocks or not (free(count) or any(free(b) for b in blocks)):
+            continue
+        total = sympy.Mul(*blocks)
+        found.append(_condition(view, "fixed", _agree(count, total, False), node, (count, total)))
     return found
 
 

@@ -597,6 +597,33 @@ def _computed_kernel(view: ModelView, node: torch.fx.Node) -> Iterator[Constrain
                 yield Constraint(node, dim, expr, 1, "output", dim=dim)
 
 
+def _unfold_limits(view: ModelView, node: torch.fx.Node, dims: list) -> Iterator[Constraint]:
+    """``nn.Unfold``/``F.unfold``: each of its two spatial dims must hold a block (a
+    convolution's limit; PyTorch raises where the blocks are 0)."""
+    import torch.nn.functional as F
+
+    from convlint.sizes.conv import UNFOLD_ARGS, block_geometry
+
+    if node.op == "call_module" and isinstance(view.submodule(view.analysis, node), nn.Unfold):
+        module = view.submodule(view.analysis, node)
+        args = [getattr(module, n) for n in UNFOLD_ARGS]
+    elif node.op == "call_function" and node.target is F.unfold:
+        defaults = (None, 1, 0, 1)
+        args = [
+            node.args[i + 1] if i + 1 < len(node.args) else node.kwargs.get(n, defaults[i])
+            for i, n in enumerate(UNFOLD_ARGS)
+        ]
+    else:
+        return
+    if not all(isinstance(a, (int, tuple, list)) for a in args) or len(dims) < 2:
+        return
+    geometry = block_geometry(*args)
+    for i in range(2):
+        expr = dims[len(dims) - 2 + i][0]
+        if expr is not None and free(expr):
+            yield Constraint(node, i, expr, geometry.min_input(i), "kernel", dim=len(dims) - 2 + i)
+
+
 def _trailing(view: ModelView, node: torch.fx.Node, ndim: int) -> Optional[list[tuple]]:
     """(expression, concrete size) of a tensor's last ``ndim`` dims; None if it has fewer."""
     shadow, value = view.sizes.shadows.get(node), view.sizes.values.get(node)
@@ -633,6 +660,7 @@ def _constraints(view: ModelView) -> Iterator[Constraint]:
                     yield Constraint(node, i, expr, minimum, geometry.padding_mode, left, dim=dim)
         else:
             yield from _computed_kernel(view, node)
+            yield from _unfold_limits(view, node, dims)
         pads = _pad_amounts(view, node)
         if pads is not None:
             mode, pairs = pads

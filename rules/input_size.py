@@ -47,6 +47,10 @@ def _check_kernel(facts: Facts) -> Iterator[Report]:
         yield _report(facts, broken, f"and its kernel, computed from the sizes, leaves an output of {outputs}")
     for broken in violated(facts, ("kernel",)):
         geometry = broken[0][0].op.geometry
+        if geometry is None:  # unfold's sliding blocks: an op with no layer geometry of its own
+            needs = "x".join(str(c.minimum) for c, _ in broken)
+            yield _report(facts, broken, f"but its sliding blocks need an input of {needs} at least")
+            continue
         spans = "x".join(str(geometry.effective_kernel(c.axis)) for c, _ in broken)
         padded = "x".join(str(got + sum(geometry.padding[c.axis])) for c, got in broken)
         yield _report(facts, broken, f"but its kernel spans {spans} and its padded input is {padded}")

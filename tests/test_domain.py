@@ -10,6 +10,7 @@ lead to it, and PyTorch raises there.
 
 import importlib.util
 import inspect
+import math
 import os
 import sys
 
@@ -240,4 +241,86 @@ def test_a_norm_over_one_value_per_group_bounds_the_domain_as_pytorch_does(cls):
     assert domain.exact and any(c.kind == "limit" and "Norm" in c.where for c in domain.conditions), domain.conditions
     small = [(h, w) for h in range(1, 13) for w in range(1, 13)]
     wrong = domain_disagreements(domain, cls().eval(), pairs=small)
+    assert not wrong, wrong[:8]
+
+
+class Outlooker(nn.Module):
+    """VOLO's outlook attention, reduced: unfold with stride 2, weights pooled alike,
+    fold back at the input's own sizes (read from its shape)."""
+
+    def __init__(self, dim=8, stride=2):
+        super().__init__()
+        self.stride = stride
+        self.stem = nn.Conv2d(3, dim, 3, padding=1)
+        self.unfold = nn.Unfold(kernel_size=3, padding=1, stride=stride)
+        self.pool = nn.AvgPool2d(kernel_size=stride, stride=stride, ceil_mode=True)
+
+    def forward(self, x):
+        x = self.stem(x)
+        B, C, H, W = x.shape
+        h, w = math.ceil(H / self.stride), math.ceil(W / self.stride)
+        v = self.unfold(x).reshape(B, C, 9, h * w) * self.pool(x).reshape(B, C, 1, h * w)
+        return torch.nn.functional.fold(
+            v.reshape(B, C * 9, h * w), output_size=(H, W), kernel_size=3, padding=1, stride=self.stride
+        )
+
+
+class RefoldedWithAnotherStride(nn.Module):
+    """Unfolds with stride 2, folds back with stride 3: the block counts agree at some sizes only."""
+
+    def __init__(self):
+        super().__init__()
+        self.unfold = nn.Unfold(kernel_size=3, padding=1, stride=2)
+
+    def forward(self, x):
+        H, W = x.shape[-2:]
+        return torch.nn.functional.fold(self.unfold(x), output_size=(H, W), kernel_size=3, padding=1, stride=3)
+
+
+class UnfoldedTwice(nn.Module):
+    """Sliding blocks need an input at least their kernel: 5 x 5, then 2 blocks."""
+
+    def __init__(self):
+        super().__init__()
+        self.unfold = nn.Unfold(kernel_size=5, stride=3)
+
+    def forward(self, x):
+        return torch.nn.functional.unfold(self.unfold(x).unsqueeze(1), kernel_size=(1, 2))
+
+
+@pytest.mark.parametrize("cls", [Outlooker, RefoldedWithAnotherStride, UnfoldedTwice])
+def test_unfold_and_fold_are_sized_for_every_input_and_bound_the_domain_as_pytorch_does(cls):
+    domain = convlint.domain(cls, (1, 3, 4, 4))
+    assert domain.exact, domain.why_inexact
+    small = [(h, w) for h in range(1, 20) for w in range(1, 20)]
+    wrong = domain_disagreements(domain, cls().eval(), pairs=small)
+    assert not wrong, wrong[:8]
+    assert not [f for f in convlint.check(cls, (1, 3, 8, 8)) if f.code == "CVL903"]
+
+
+class PositionsAfterOutlook(nn.Module):
+    """A 16x16 position table added to the patch grid (a grid of 1 broadcasts) and an
+    outlook fold that ties H and W without refusing any size: the sizes that run are
+    H, W in {127..134} and, broadcast, {7..14}, far apart."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.Conv2d(8, 8, 4, stride=4))
+        self.pos = nn.Parameter(torch.zeros(1, 8, 16, 16))
+        self.outlook = Outlooker(dim=8)
+        self.outlook.stem = nn.Identity()
+
+    def forward(self, x):
+        return self.outlook(self.patch(x)) + self.pos
+
+
+def test_a_joint_domain_stated_per_dim_keeps_the_sizes_near_the_example():
+    from convlint import domain_statement
+
+    domain = convlint.domain(PositionsAfterOutlook, (1, 3, 128, 128))
+    said = domain_statement.state(domain)
+    assert str(said).startswith("H, W in {7..14, 127..134}"), str(said)
+    sizes = [*range(1, 17), *range(124, 137)]
+    pairs = [(h, w) for h in sizes for w in sizes]
+    wrong = domain_disagreements(domain, PositionsAfterOutlook().eval(), squares=range(1, 140), pairs=pairs)
     assert not wrong, wrong[:8]

@@ -10,8 +10,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from convlint import formulas, layers, signatures
-from convlint.sizes.symbolic import SymTensor, as_dim, has_symbols, spatial, with_spatial
-from convlint.sizes.transfer import FUNCTION_TRANSFERS, Call, Unpredictable, for_functions, for_modules, geometry_call
+from convlint.sizes.symbolic import SymTensor, as_dim, has_symbols, lift, spatial, with_spatial
+from convlint.sizes.transfer import (
+    FUNCTION_TRANSFERS,
+    Call,
+    Unpredictable,
+    apply_geometry,
+    for_functions,
+    for_modules,
+    geometry_call,
+)
 
 
 def _maybe_indices(call: Call, out: SymTensor, returns_indices: bool) -> Any:
@@ -146,6 +154,56 @@ for _n in (1, 2, 3):
     FUNCTION_TRANSFERS[getattr(F, f"max_pool{_n}d")] = _pool_function(_n, layers.MAXPOOL)
     FUNCTION_TRANSFERS[getattr(torch, f"max_pool{_n}d")] = _pool_function(_n, layers.MAXPOOL)
     FUNCTION_TRANSFERS[getattr(F, f"avg_pool{_n}d")] = _pool_function(_n, layers.AVGPOOL)
+
+
+# ---------------------------------------------------------------- sliding blocks: unfold, fold
+
+UNFOLD_ARGS = ("kernel_size", "dilation", "padding", "stride")  # F.unfold's, after the input
+FOLD_ARGS = ("output_size", *UNFOLD_ARGS)  # F.fold's
+
+
+def block_geometry(kernel, dilation, padding, stride) -> layers.Geometry:
+    """The sliding blocks of ``unfold``/``fold`` over two spatial dims: a convolution's."""
+    return layers.conv_geometry(2, layers.ntuple(kernel, 2), stride, padding, dilation)
+
+
+def _block_args(call: Call, names: tuple) -> dict:
+    """unfold's or fold's parameters, from the module or the call (``output_size`` as its
+    shadow: ``F.fold(x, output_size=(H, W))`` with H, W read from a shape)."""
+    if call.module is not None:
+        return {n: getattr(call.module, n) for n in names}
+    defaults = {"dilation": 1, "padding": 0, "stride": 1}
+    found = {n: call.arg(i + 1, n, defaults.get(n)) for i, n in enumerate(names)}
+    if "output_size" in names:
+        found["output_size"] = call.arg(1, "output_size", shadow=True)
+    return found
+
+
+@for_modules(nn.Unfold)
+def unfold_module(call: Call) -> Any:
+    """(N, C, H, W) -> (N, C * kh * kw, L), L the blocks a convolution would output."""
+    a = _block_args(call, UNFOLD_ARGS)
+    geometry = block_geometry(a["kernel_size"], a["dilation"], a["padding"], a["stride"])
+    x = call.sargs[0]
+    blocks = apply_geometry(geometry, spatial(x, 2))
+    count = None if None in blocks else lift(lambda h, w: h * w, *blocks)
+    channels = lift(lambda c: c * geometry.kernel[0] * geometry.kernel[1], x.dims[-3])
+    return SymTensor(x.dims[:-3] + (channels, count))
+
+
+@for_modules(nn.Fold)
+def fold_module(call: Call) -> Any:
+    """(N, C * kh * kw, L) -> (N, C, *output_size); L must be the blocks of output_size
+    (the domain's condition, ``input_domain``)."""
+    a = _block_args(call, FOLD_ARGS)
+    kernel = layers.ntuple(a["kernel_size"], 2)
+    x = call.sargs[0]
+    channels = lift(lambda c: formulas.fdiv(c, kernel[0] * kernel[1]), x.dims[-2])
+    return SymTensor(x.dims[:-2] + (channels, *(as_dim(n) for n in layers.ntuple(a["output_size"], 2))))
+
+
+FUNCTION_TRANSFERS[F.unfold] = unfold_module
+FUNCTION_TRANSFERS[F.fold] = fold_module
 
 
 # ---------------------------------------------------------------- adaptive pooling
