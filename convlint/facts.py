@@ -163,7 +163,8 @@ class Limit:
     axis: int  # the layer's own axis (its geometry's); for a pad, the spatial dim
     expression: Any
     minimum: int
-    kind: str  # "kernel", "reflect", "circular"; "output" (a kernel computed from sizes: 1 at least)
+    kind: str  # "kernel", "reflect", "circular"; "output" (a kernel computed from sizes: 1 at least);
+    # "statistics" (a norm over one value per group: the product of the sizes, 2 at least)
     padding: int = 0
     dim: int = 0  # the spatial dim of the model's input it is about
 

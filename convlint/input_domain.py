@@ -188,7 +188,6 @@ def of(view) -> Domain:
         )
     conditions += _merge_conditions(view, why)
     conditions += _fixed_conditions(view, why)
-    conditions += _norm_conditions(view)
     conditions += _fold_conditions(view)
     conditions += _view_conditions(view)
     conditions += _attention_conditions(view)
@@ -430,50 +429,6 @@ def _fixed_conditions(view, why: list) -> list[Condition]:
                 continue
             if free(expr):
                 found.append(_condition(view, "fixed", _equals(expr, size), node, (expr, sympy.Integer(size))))
-    return found
-
-
-def _statistics_of(view, node, batch: int, channels: int) -> Optional[int]:
-    """How many values a normalisation takes each statistic over, besides the spatial
-    sizes (PyTorch raises where the whole count is 1); None for an op that takes none
-    from its input. The model is analysed in eval mode: a BatchNorm uses its running
-    statistics there, and an InstanceNorm its input's unless it tracks running ones."""
-    import torch.nn as nn
-    import torch.nn.functional as F
-
-    if node.op == "call_module":
-        module = view.submodule(view.analysis, node)
-        if isinstance(module, nn.GroupNorm):
-            return batch * (channels // module.num_groups)  # F.group_norm's _verify_batch_size
-        if isinstance(module, nn.modules.instancenorm._InstanceNorm):
-            return 1 if module.training or not module.track_running_stats else None  # _verify_spatial_size
-    elif node.op == "call_function" and node.target is F.group_norm:
-        groups = node.args[1] if len(node.args) > 1 else node.kwargs.get("num_groups")
-        return batch * (channels // groups) if isinstance(groups, int) and groups > 0 else None
-    elif node.op == "call_function" and node.target is F.instance_norm:
-        return 1 if node.kwargs.get("use_input_stats", node.args[5] if len(node.args) > 5 else True) else None
-    return None
-
-
-def _norm_conditions(view) -> list[Condition]:
-    """A normalisation over one value per channel group raises ("Expected more than 1
-    value per channel"): the spatial sizes' product must be 2 at least where the batch and
-    the group's channels alone are 1 (GroupNorm with one channel per group at batch 1,
-    InstanceNorm)."""
-    from convlint import sizes
-
-    found = []
-    for node in view.nodes:
-        first = node.all_input_nodes[0] if node.all_input_nodes else None
-        shadow, value = view.sizes.shadows.get(first), view.sizes.values.get(first)
-        if not isinstance(shadow, sizes.SymTensor) or not isinstance(value, tuple) or len(value) < 3:
-            continue
-        spatial = shadow.dims[2:]
-        if None in spatial or not any(free(d) for d in spatial):
-            continue
-        if _statistics_of(view, node, value[0], value[1]) == 1:
-            count = sympy.Mul(*spatial)
-            found.append(_condition(view, "limit", _limit(count, 2), node, (count, sympy.Integer(2))))
     return found
 
 

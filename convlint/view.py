@@ -358,14 +358,14 @@ class ModelView:
         inputs = [a for a in node.all_input_nodes if isinstance(self.sizes.shadows.get(a), sizes.SymTensor)]
         geometry = self.sizes.geometries.get(node)
         if inputs and geometry is not None:
-            dims = self.sizes.shadows[inputs[0]].dims
-            if len(dims) <= geometry.ndim:
+            dims = _trailing(self, inputs[0], geometry.ndim + 1)  # its channels, then its sizes
+            if dims is None:
                 return False
-            channels = dims[len(dims) - geometry.ndim - 1]
+            channels = dims[0][0]
             # channels that depend on the input's sizes (bands reshaped into channels) run
             # at the example's value only
             fixed = channels is not None and not free(channels)
-            return fixed and all(d is not None for d in dims[len(dims) - geometry.ndim :])
+            return fixed and all(d is not None for d, _ in dims[1:])
         dims = self.spatial(inputs[0]) if inputs else None
         return dims is not None and all(expr is not None for expr, _ in dims)
 
@@ -547,7 +547,8 @@ class Constraint:
     axis: int  # the layer's own axis (its geometry's); for a pad, the spatial dim
     expression: sympy.Expr
     minimum: int
-    kind: str  # "kernel", "reflect", "circular"; "output" (a kernel computed from sizes: 1 at least)
+    kind: str  # "kernel", "reflect", "circular"; "output" (a kernel computed from sizes: 1 at least);
+    # "statistics" (a norm over one value per group: the product of the sizes, 2 at least)
     padding: int = 0
     dim: Optional[int] = None  # the spatial dim of the model's input it is about (None: ``axis``)
 
@@ -624,6 +625,43 @@ def _unfold_limits(view: ModelView, node: torch.fx.Node, dims: list) -> Iterator
             yield Constraint(node, i, expr, geometry.min_input(i), "kernel", dim=len(dims) - 2 + i)
 
 
+def _statistics_of(view: ModelView, node: torch.fx.Node, batch: int, channels: int) -> Optional[int]:
+    """How many values a normalisation takes each statistic over, besides the spatial
+    sizes (PyTorch raises where the whole count is 1); None for an op that takes none
+    from its input. The model is analysed in eval mode: a BatchNorm uses its running
+    statistics there, and an InstanceNorm its input's unless it tracks running ones."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    if node.op == "call_module":
+        module = view.submodule(view.analysis, node)
+        if isinstance(module, nn.GroupNorm):
+            return batch * (channels // module.num_groups)  # F.group_norm's _verify_batch_size
+        if isinstance(module, nn.modules.instancenorm._InstanceNorm):
+            return 1 if module.training or not module.track_running_stats else None  # _verify_spatial_size
+    elif node.op == "call_function" and node.target is F.group_norm:
+        groups = node.args[1] if len(node.args) > 1 else node.kwargs.get("num_groups")
+        return batch * (channels // groups) if isinstance(groups, int) and groups > 0 else None
+    elif node.op == "call_function" and node.target is F.instance_norm:
+        return 1 if node.kwargs.get("use_input_stats", node.args[5] if len(node.args) > 5 else True) else None
+    return None
+
+
+def _statistics_limits(view: ModelView, node: torch.fx.Node, first: torch.fx.Node) -> Iterator[Constraint]:
+    """A normalisation over one value per channel group raises ("Expected more than 1
+    value per channel"): the product of the spatial sizes must be 2 at least where the
+    batch and the group's channels alone are 1 (GroupNorm with one channel per group at
+    batch 1, InstanceNorm)."""
+    shadow, value = view.sizes.shadows.get(first), view.sizes.values.get(first)
+    if not isinstance(value, tuple) or len(value) < 3 or len(shadow.dims) != len(value):
+        return
+    spatial = shadow.dims[2:]
+    if None in spatial or not any(free(d) for d in spatial):
+        return
+    if _statistics_of(view, node, value[0], value[1]) == 1:
+        yield Constraint(node, 0, sympy.Mul(*spatial), 2, "statistics", dim=0)
+
+
 def _trailing(view: ModelView, node: torch.fx.Node, ndim: int) -> Optional[list[tuple]]:
     """(expression, concrete size) of a tensor's last ``ndim`` dims; None if it has fewer."""
     shadow, value = view.sizes.shadows.get(node), view.sizes.values.get(node)
@@ -637,6 +675,7 @@ def _constraints(view: ModelView) -> Iterator[Constraint]:
         inputs = [a for a in node.all_input_nodes if isinstance(view.sizes.shadows.get(a), sizes.SymTensor)]
         if not inputs:
             continue
+        yield from _statistics_limits(view, node, inputs[0])
         dims = view.spatial(inputs[0])
         geometry = view.geometry(node)
         if dims is None and geometry is not None:

@@ -41,10 +41,28 @@ def _report(facts: Facts, broken: list[tuple[Limit, int]], what: str) -> Report:
     )
 
 
+def _one_value(facts: Facts, c: Limit) -> Report:
+    """A norm whose statistics, at the example, are over one value per channel group."""
+    first = next(iter(facts.inputs(c.op)), None)
+    spatial = first.spatial if first is not None else None
+    sizes = "x".join(str(n) for _, n in spatial) if spatial else str(evaluate_int(c.expression, facts.example))
+    runs = facts.sizes_that_run().summary
+    exact = "" if facts.domain.exact else " as far as its sizes were followed"
+    return Report(
+        f"{c.op.text} gets a {sizes} map at the example input ({text.show(c.expression)} values per channel "
+        f'group), and takes its statistics over them; PyTorch raises here ("Expected more than 1 value per '
+        f'channel"). The model runs for {runs}{exact}',
+        module=c.op.module,
+        site=None if c.op.module else c.op.site,
+    )
+
+
 def _check_kernel(facts: Facts) -> Iterator[Report]:
     for broken in violated(facts, ("output",)):  # a kernel computed from sizes
         outputs = "x".join(str(got) for _, got in broken)
         yield _report(facts, broken, f"and its kernel, computed from the sizes, leaves an output of {outputs}")
+    for broken in violated(facts, ("statistics",)):
+        yield _one_value(facts, broken[0][0])
     for broken in violated(facts, ("kernel",)):
         geometry = broken[0][0].op.geometry
         if geometry is None:  # unfold's sliding blocks: an op with no layer geometry of its own
@@ -66,12 +84,16 @@ CVL401 = Rule(
 ## What it does
 Finds the convolution or pooling layer whose padded input, at the example input size,
 is smaller than its effective kernel `dilation*(kernel-1) + 1` (or, for a kernel computed
-from sizes, whose output would be empty), and states the input sizes at which the model
-runs: its input domain, in the words `convlint shapes` uses.
+from sizes, whose output would be empty; for an `unfold`, whose sliding blocks would be
+none), or the normalisation that takes its statistics over one value per channel group
+(a `GroupNorm` with one channel per group at batch 1, an `InstanceNorm`, on a 1x1 map),
+and states the input sizes at which the model runs: its input domain, in the words
+`convlint shapes` uses.
 
 ## Why is this bad?
 PyTorch raises "Kernel size can't be greater than actual input size" (or "Output size is
-too small") at that layer: the model cannot run on inputs this small.
+too small", or "Expected more than 1 value per channel") at that layer: the model cannot
+run on inputs this small.
 
 ## Example
 ```python

@@ -244,6 +244,15 @@ def test_a_norm_over_one_value_per_group_bounds_the_domain_as_pytorch_does(cls):
     assert not wrong, wrong[:8]
 
 
+def test_a_norm_over_one_value_per_group_at_the_example_is_a_cvl401_where_pytorch_raises():
+    findings = [f for f in convlint.check(OneChannelGroups, (1, 3, 4, 4)) if f.code == "CVL401"]
+    assert len(findings) == 1 and "Expected more than 1 value per channel" in findings[0].message, findings
+    assert "gets a 1x1 map" in findings[0].message
+    assert not runs(OneChannelGroups().eval(), (1, 3, 4, 4), "float32")
+    assert runs(OneChannelGroups().eval(), (1, 3, 4, 5), "float32")
+    assert not [f for f in convlint.check(OneChannelGroups, (1, 3, 4, 5)) if f.code == "CVL401"]
+
+
 class Outlooker(nn.Module):
     """VOLO's outlook attention, reduced: unfold with stride 2, weights pooled alike,
     fold back at the input's own sizes (read from its shape)."""

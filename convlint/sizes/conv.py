@@ -40,19 +40,28 @@ def conv_layer(call: Call) -> Any:
     return conv_module(call)
 
 
-def _runs_as_the_formula_says(call: Call) -> bool:
-    m, x = call.module, call.args[0] if call.args else None
-    weight = m.weight
+def _one_plain_input(call: Call, ndim: int) -> bool:
+    """One contiguous floating tensor of a layer's rank ``ndim``, batched or not, and no
+    keyword: the call a conv or pooling layer runs as its formula says."""
+    x = call.args[0] if call.args else None
     return (
         len(call.args) == 1
         and not call.kwargs
         and isinstance(x, torch.Tensor)
-        and x.dim() in (weight.dim() - 1, weight.dim())
+        and x.dim() in (ndim + 1, ndim + 2)
+        and x.is_floating_point()
+        and x.is_contiguous()
+    )
+
+
+def _runs_as_the_formula_says(call: Call) -> bool:
+    m = call.module
+    weight, x = m.weight, call.args[0] if call.args else None
+    return (
+        _one_plain_input(call, weight.dim() - 2)
         and x.shape[-weight.dim() + 1] == weight.shape[1] * m.groups
         and x.dtype == weight.dtype
-        and x.is_floating_point()
         and x.device == weight.device
-        and x.is_contiguous()
         and m.padding_mode == "zeros"
         and (m.bias is None or (m.bias.dtype == weight.dtype and m.bias.device == weight.device))
     )
@@ -65,14 +74,8 @@ def pool_layer(call: Call) -> Any:
     PyTorch's own check)."""
     if call.out is None:
         geometry = layers.geometry_of(call.module)
-        x = call.args[0] if call.args else None
         if not (
-            len(call.args) == 1
-            and not call.kwargs
-            and isinstance(x, torch.Tensor)
-            and x.dim() in (geometry.ndim + 1, geometry.ndim + 2)
-            and x.is_floating_point()
-            and x.is_contiguous()
+            _one_plain_input(call, geometry.ndim)
             and all(max(pad) <= k // 2 for pad, k in zip(geometry.padding, geometry.kernel))
         ):
             raise Unpredictable(call.target)
