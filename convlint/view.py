@@ -358,14 +358,11 @@ class ModelView:
         inputs = [a for a in node.all_input_nodes if isinstance(self.sizes.shadows.get(a), sizes.SymTensor)]
         geometry = self.sizes.geometries.get(node)
         if inputs and geometry is not None:
-            dims = _trailing(self, inputs[0], geometry.ndim + 1)  # its channels, then its sizes
-            if dims is None:
-                return False
-            channels = dims[0][0]
-            # channels that depend on the input's sizes (bands reshaped into channels) run
-            # at the example's value only
-            fixed = channels is not None and not free(channels)
-            return fixed and all(d is not None for d, _ in dims[1:])
+            # Channels that depend on the input's sizes (bands reshaped into channels) are
+            # the domain's condition (``input_domain``: the layer runs only where they are
+            # its own), so the sizes are what is checked here.
+            dims = _trailing(self, inputs[0], geometry.ndim)
+            return dims is not None and all(d is not None for d, _ in dims)
         dims = self.spatial(inputs[0]) if inputs else None
         return dims is not None and all(expr is not None for expr, _ in dims)
 

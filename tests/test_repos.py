@@ -253,9 +253,9 @@ def test_a_wrong_inferred_input_is_information_and_a_declared_one_is_checked():
     assert run.stderr == "Found 1 finding. No model was checked (1 file; 1 model not checked).\n"
     declared = convlint("check", "fixtures/repos/tcn/spectrogram.py", "--input-shape", "1,1,64,100")
     # the bands become channels, so the Conv1d runs for 64 bands only (pooled by 4: H in
-    # 64..67), which the summary says; its sizes are checked at the example
+    # 64..67), which the summary says; within that, every W is checked
     assert declared.returncode == 0
-    assert declared.stderr.startswith("No problems found (1 model in 1 file; runs only for H in 64..67; any W:")
+    assert declared.stderr.startswith("All checks passed! (1 model in 1 file; runs only for H in 64..67; any W:")
 
 
 def test_the_channels_a_reshape_makes_of_the_input_sizes_bound_the_domain_as_pytorch_does():
