@@ -163,8 +163,13 @@ class ModelView:
 
     @staticmethod
     def submodule(analysis: Analysis, node: torch.fx.Node) -> nn.Module:
-        """The module a ``call_module`` node of ``analysis`` calls."""
-        return analysis.sizes.graph_module.get_submodule(node.target)
+        """The module a ``call_module`` node of ``analysis`` calls (every stage asks, node
+        by node: the graph's modules are listed once, not walked by path at each)."""
+        graph_module = analysis.sizes.graph_module
+        modules = graph_module.__dict__.get("_convlint_modules")
+        if modules is None:
+            modules = graph_module.__dict__["_convlint_modules"] = dict(graph_module.named_modules())
+        return modules[node.target] if node.target in modules else graph_module.get_submodule(node.target)
 
     def nodes_in(self, analysis: Analysis) -> Iterator[torch.fx.Node]:
         if analysis.sizes is not None:
@@ -627,21 +632,21 @@ def _statistics_of(view: ModelView, node: torch.fx.Node, batch: int, channels: i
     sizes (PyTorch raises where the whole count is 1); None for an op that takes none
     from its input. The model is analysed in eval mode: a BatchNorm uses its running
     statistics there, and an InstanceNorm its input's unless it tracks running ones."""
-    import torch.nn as nn
-    import torch.nn.functional as F
-
     if node.op == "call_module":
         module = view.submodule(view.analysis, node)
         if isinstance(module, nn.GroupNorm):
             return batch * (channels // module.num_groups)  # F.group_norm's _verify_batch_size
         if isinstance(module, nn.modules.instancenorm._InstanceNorm):
             return 1 if module.training or not module.track_running_stats else None  # _verify_spatial_size
-    elif node.op == "call_function" and node.target is F.group_norm:
+    elif node.op == "call_function" and node.target is nn.functional.group_norm:
         groups = node.args[1] if len(node.args) > 1 else node.kwargs.get("num_groups")
         return batch * (channels // groups) if isinstance(groups, int) and groups > 0 else None
-    elif node.op == "call_function" and node.target is F.instance_norm:
+    elif node.op == "call_function" and node.target is nn.functional.instance_norm:
         return 1 if node.kwargs.get("use_input_stats", node.args[5] if len(node.args) > 5 else True) else None
     return None
+
+
+_STATISTICS_MODULES = (nn.GroupNorm, nn.modules.instancenorm._InstanceNorm)
 
 
 def _statistics_limits(view: ModelView, node: torch.fx.Node, first: torch.fx.Node) -> Iterator[Constraint]:
@@ -649,6 +654,11 @@ def _statistics_limits(view: ModelView, node: torch.fx.Node, first: torch.fx.Nod
     value per channel"): the product of the spatial sizes must be 2 at least where the
     batch and the group's channels alone are 1 (GroupNorm with one channel per group at
     batch 1, InstanceNorm)."""
+    if node.op == "call_module":
+        if not isinstance(view.submodule(view.analysis, node), _STATISTICS_MODULES):
+            return
+    elif node.target not in (nn.functional.group_norm, nn.functional.instance_norm):
+        return
     shadow, value = view.sizes.shadows.get(first), view.sizes.values.get(first)
     if not isinstance(value, tuple) or len(value) < 3 or len(shadow.dims) != len(value):
         return
