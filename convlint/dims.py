@@ -9,14 +9,33 @@ from typing import Any
 
 import sympy
 
+from convlint.affine import Q
+
+# A size expression: sympy's, or the exact type (``sizes.affine.Q``), which stands for one.
+EXPR = (sympy.Expr, Q)
+BASIC = (sympy.Basic, Q)
+
 
 def free(expr: Any) -> frozenset:
     """The input symbols a size depends on; none for an int, None or a non-expression.
     sympy walks the whole tree on every ``free_symbols`` read, and a size is asked many
     times (every rule, the coverage, the domain): read once per expression."""
+    if isinstance(expr, Q):
+        return _free_names(expr.symbols())
     return _free(expr) if isinstance(expr, sympy.Basic) else frozenset()
+
+
+@functools.lru_cache(maxsize=4096)
+def _free_names(names: frozenset) -> frozenset:
+    return frozenset(sympy.Symbol(n, integer=True, positive=True) for n in names)
 
 
 @functools.lru_cache(maxsize=65536)
 def _free(expr: sympy.Basic) -> frozenset:
     return frozenset(expr.free_symbols)
+
+
+def as_sympy(expr: Any) -> Any:
+    """A size as sympy has it (a Q's sympy form; anything else as it is): for what keys on
+    sympy's objects, the input's symbols among them."""
+    return expr._sympy_() if isinstance(expr, Q) else expr

@@ -16,6 +16,11 @@ import sympy
 Size = Union[int, sympy.Expr]
 
 
+def _affine(a, b) -> bool:
+    """A size of the exact type (``sizes.affine.Q``) divided by a positive int: it stays one."""
+    return type(a).__name__ == "Q" and isinstance(b, int) and not isinstance(b, bool) and b > 0
+
+
 def is_int(x: object) -> bool:
     return isinstance(x, int) or (isinstance(x, sympy.Integer))
 
@@ -40,6 +45,8 @@ def _number(a: Size, value: int) -> Size:
 
 def fdiv(a: Size, b: int) -> Size:
     """Floor division that stays exact for ints and symbolic for expressions."""
+    if _affine(a, b):
+        return a.floor_div(b).made_by(fdiv, a, b)
     if is_int(a) and is_int(b):
         return _number(a, int(a) // int(b))
     if b == 1:
@@ -84,6 +91,8 @@ class round_even(_PythonRounding):
 
 def cdiv(a: Size, b: int) -> Size:
     """Ceiling division: -((-a) // b)."""
+    if _affine(a, b):
+        return a.ceil_div(b).made_by(cdiv, a, b)
     if is_int(a) and is_int(b):
         return _number(a, -(-int(a) // int(b)))
     if b == 1 and sympy.sympify(a).is_integer:
@@ -93,6 +102,8 @@ def cdiv(a: Size, b: int) -> Size:
 
 
 def mod(a: Size, b: int) -> Size:
+    if _affine(a, b):
+        return (a % b).made_by(mod, a, b)
     if is_int(a) and is_int(b):
         return _number(a, int(a) % int(b))
     # sympy 1.14 rewrites a Mod whose dividend holds a multiple of a Mod wrongly, the inner

@@ -11,6 +11,9 @@ _RELATION_OPS = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": "
 
 
 class _Printer(StrPrinter):
+    def _print_Q(self, expr) -> str:  # the exact size type (convlint.affine): its sympy form
+        return self._print(expr._sympy_())
+
     def _print_Relational(self, expr) -> str:
         return f"{self._print(expr.lhs)} {_RELATION_OPS.get(expr.rel_op, expr.rel_op)} {self._print(expr.rhs)}"
 

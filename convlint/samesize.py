@@ -18,7 +18,7 @@ from typing import Callable, Optional
 import sympy
 
 from convlint import formulas
-from convlint.dims import free
+from convlint.dims import BASIC, free
 
 # Beyond this many sizes a period is not walked; the answer is then "unproven".
 MAX_PERIOD = 1 << 16
@@ -54,7 +54,7 @@ def period_of(expr) -> int:
     Periods multiply through nesting (``floor(floor(H/2)/2)`` repeats every 4) and take
     the least common multiple side by side (``floor(H/2) + floor(H/3)``: 6).
     """
-    if expr is None or not isinstance(expr, sympy.Basic) or not free(expr):
+    if expr is None or not isinstance(expr, BASIC) or not free(expr):
         return 1
     return _period_of(expr)
 
@@ -67,7 +67,7 @@ def periodic(expr) -> bool:
     even; against a Linear's features: a few sizes, all within reach; a dim a view infers,
     the old size divided by the new ones). A root of a size does not (tokens folded to a
     side of ``int(sqrt(L))``: squares)."""
-    if not isinstance(expr, sympy.Basic) or not free(expr) or expr.is_Symbol:
+    if not isinstance(expr, BASIC) or not free(expr) or expr.is_Symbol:
         return True
     if isinstance(expr, sympy.Pow) and (free(expr.exp) or not expr.exp.is_Integer):
         return False

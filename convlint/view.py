@@ -24,7 +24,7 @@ from convlint import analysis as analysis_mod
 from convlint import formulas, input_domain, intent, layers, samesize, sites, sizes
 from convlint.analysis import Analysis
 from convlint.capture import ModuleInputs
-from convlint.dims import free
+from convlint.dims import EXPR, free
 from convlint.samesize import AxisVerdict
 from convlint.sizes.resample import CIRCULAR_PADS, REFLECTION_PADS
 
@@ -536,7 +536,7 @@ def _relation(shadow, value: bool):
     """The relation a guard states: the node's expression, true or false as at the example."""
     if isinstance(shadow, sympy.logic.boolalg.Boolean):
         return shadow if value else sympy.Not(shadow)
-    if isinstance(shadow, sympy.Expr):
+    if isinstance(shadow, EXPR):
         return sympy.Ne(shadow, 0) if value else sympy.Eq(shadow, 0)
     return None  # unknown: nothing to state
 

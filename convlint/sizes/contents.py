@@ -25,7 +25,7 @@ import sympy
 import torch
 
 from convlint import formulas
-from convlint.dims import free
+from convlint.dims import BASIC, free
 from convlint.sizes.symbolic import SymTensor
 
 SMALL = 4096  # elements an Elements content may have
@@ -164,7 +164,7 @@ def _operand(shadow: Any, concrete: Any, content_of: Callable) -> Content:
     if isinstance(concrete, bool):
         return Uniform(sympy.true if concrete else sympy.false)
     if isinstance(concrete, (int, float)):
-        if isinstance(shadow, sympy.Basic):
+        if isinstance(shadow, BASIC):
             return Uniform(shadow)
         return Uniform(sympy.Integer(concrete) if isinstance(concrete, int) else sympy.Rational(concrete))
     return None

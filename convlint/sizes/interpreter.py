@@ -25,10 +25,18 @@ import torch.fx
 
 from convlint.capture.values import READS, UNKNOWN, Values, in_place, meta_unsupported, on_meta
 from convlint.common import describe, meta_input, spatial_axes
-from convlint.dims import free
+from convlint.dims import EXPR, free
 from convlint.sizes import contents, probe, transfer
 from convlint.sizes.elementwise import is_cat, is_merge, merge_operands
-from convlint.sizes.symbolic import SPATIAL_NAMES, SymTensor, constant_shadow, evaluate_int, has_symbols, symbol
+from convlint.sizes.symbolic import (
+    SPATIAL_NAMES,
+    SymTensor,
+    constant_shadow,
+    evaluate_int,
+    has_symbols,
+    input_dim,
+    symbol,
+)
 from convlint.sizes.transfer import Call, Unpredictable
 
 log = logging.getLogger(__name__)
@@ -321,7 +329,7 @@ class SizeProp(torch.fx.Interpreter):
             return SymTensor(tuple(dims))
         if isinstance(value, (tuple, list)) and isinstance(shadow, (tuple, list)):
             return type(shadow)(self._check(s, v) for s, v in zip(shadow, value))
-        if isinstance(value, int) and not isinstance(value, bool) and isinstance(shadow, sympy.Expr):
+        if isinstance(value, int) and not isinstance(value, bool) and isinstance(shadow, EXPR):
             got = evaluate_int(shadow, symbols)
             if got != value:
                 self.result.mismatches.append(Mismatch(n, -1, shadow, value, got))
@@ -416,9 +424,9 @@ def input_shadow(shape: Sequence[int], names: Sequence[str]) -> tuple[SymTensor,
     """Shadow for an input of ``shape``: its spatial axes (``common.spatial_axes``) symbols
     named ``names``, its other dims concrete."""
     axes = spatial_axes(shape)
-    syms = dict(zip(axes, (symbol(name) for name in names)))
+    syms = dict(zip(axes, (input_dim(name) for name in names)))
     dims = tuple(syms.get(i, sympy.Integer(n)) for i, n in enumerate(shape))
-    return SymTensor(dims), {syms[a]: shape[a] for a in axes}
+    return SymTensor(dims), {symbol(str(syms[a])): shape[a] for a in axes}
 
 
 def zero_sizes(relation: Any, taken: bool) -> dict:

@@ -28,7 +28,7 @@ import torch.nn as nn
 
 from convlint import layers
 from convlint.common import describe
-from convlint.dims import free
+from convlint.dims import EXPR, free
 from convlint.formulas import cdiv, fdiv
 from convlint.sizes.symbolic import SymTensor, constant_shadow, has_symbols
 from convlint.sizes.transfer import Call, geometry_call
@@ -202,7 +202,7 @@ def _run_at(result, node: torch.fx.Node, env: dict) -> Optional[bool]:
                 missing.append(a)
                 return None
             return torch.empty(dims, device="meta")
-        if isinstance(shadow, sympy.Expr):
+        if isinstance(shadow, EXPR):
             value = evaluate_int(shadow, env)
             if value is None:
                 missing.append(a)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Optional, Sequence
@@ -13,7 +14,7 @@ import sympy
 import torch
 
 from convlint import formulas
-from convlint.dims import free
+from convlint.dims import BASIC, EXPR, Q, free
 
 Dim = Optional[sympy.Expr]  # None: unknown, the concrete size is all there is
 
@@ -22,6 +23,20 @@ SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 def symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, integer=True, positive=True)
+
+
+# Work in progress (issue 25): the input's sizes carried as the exact type Q, its symbols
+# sympy's (every env, free() and the domain key on them), its arithmetic and evaluation Q's.
+AFFINE = os.environ.get("CONVLINT_SYMBOLIC_CORE") == "affine"
+
+
+def input_dim(name: str):
+    """The size of an input's spatial axis: its symbol (a Q of it, with the affine core)."""
+    return Q.symbol(name) if AFFINE else symbol(name)
+
+
+def _names(env: dict) -> dict:
+    return {getattr(k, "name", k): v for k, v in env.items()}
 
 
 @dataclass(frozen=True)
@@ -66,7 +81,7 @@ def has_symbols(shadow: Any) -> bool:
         return True
     if isinstance(shadow, SymTensor):
         return any(d is None or free(d) for d in shadow.dims)
-    if isinstance(shadow, sympy.Basic):
+    if isinstance(shadow, BASIC):
         return bool(free(shadow))
     if isinstance(shadow, (tuple, list)):
         return any(has_symbols(s) for s in shadow)
@@ -79,7 +94,8 @@ def lift(fn: Callable, *dims: Dim) -> Dim:
     """Apply a formula to dims, unknown in -> unknown out."""
     if any(d is None for d in dims):
         return None
-    return sympy.sympify(fn(*dims))
+    result = fn(*dims)
+    return result if isinstance(result, Q) else sympy.sympify(result)
 
 
 def as_dim(shadow: Any) -> Dim:
@@ -91,7 +107,7 @@ def as_dim(shadow: Any) -> Dim:
     if isinstance(shadow, float) and math.isfinite(shadow):
         # stride = float(32): the nearest simple fraction, as PyTorch's scales are read
         return sympy.Rational(Fraction(shadow).limit_denominator(1 << 20))
-    if isinstance(shadow, sympy.Expr):
+    if isinstance(shadow, EXPR):
         return shadow
     return None
 
@@ -119,7 +135,7 @@ def with_spatial(shadow: SymTensor, ndim: int, dims: Sequence[Dim], channels: An
 def tree_size(expr: Any) -> int:
     """How many nodes an expression has written out as a tree (shared parts counted each
     time they occur): what printing, comparing and substituting it cost."""
-    return _tree_size(expr) if isinstance(expr, sympy.Basic) else 1
+    return _tree_size(expr) if isinstance(expr, BASIC) else 1
 
 
 @functools.lru_cache(maxsize=65536)
@@ -259,6 +275,8 @@ def _integral(e) -> bool:
 
 def _exact(expr, env: dict):
     """Evaluate a size expression exactly (ints and Fractions), far faster than subs."""
+    if isinstance(expr, Q):
+        return expr.value(_names(env))
     try:
         fn = _compiled(expr)
     except (TypeError, RecursionError, SyntaxError, MemoryError):
@@ -285,6 +303,9 @@ def _walk(expr, env: dict):
 def exact_values(exprs: tuple, env: dict) -> Optional[tuple]:
     """``exact_value`` of each of ``exprs`` (sympy expressions or ints) in one call; None
     when one cannot be evaluated."""
+    if any(isinstance(e, Q) for e in exprs):
+        values = tuple(exact_value(e, env) for e in exprs)
+        return None if any(v is None for v in values) else values
     try:
         return _compiled(tuple(sympy.Integer(e) if isinstance(e, int) else e for e in exprs))(env)
     except (TypeError, KeyError, ZeroDivisionError, RecursionError, SyntaxError, MemoryError):

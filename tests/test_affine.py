@@ -1,0 +1,207 @@
+"""The quasi-affine size type (work in progress, issue 25) against sympy and Python's own
+integer arithmetic: the same value at every size, for expressions that chains of
+convolutions, poolings, transposed convolutions and skips build."""
+
+import sympy
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from convlint.affine import Q
+
+H = sympy.Symbol("H", integer=True, positive=True)
+
+layer = st.tuples(
+    st.sampled_from(["conv", "pool_ceil", "transposed", "mod", "skip"]),
+    st.integers(1, 7),  # kernel
+    st.integers(1, 4),  # stride
+    st.integers(0, 3),  # padding
+    st.integers(1, 3),  # dilation
+)
+
+
+def _apply(kind, k, s, p, d, q, e, skip):
+    """One layer, on the Q, on the sympy expression, and as Python computes it."""
+    if kind == "conv":
+        return (q + 2 * p - d * (k - 1) - 1).floor_div(s) + 1, sympy.floor((e + 2 * p - d * (k - 1) - 1) / s) + 1
+    if kind == "pool_ceil":
+        return (q + 2 * p - d * (k - 1) - 1).ceil_div(s) + 1, sympy.ceiling((e + 2 * p - d * (k - 1) - 1) / s) + 1
+    if kind == "transposed":
+        return (q - 1) * s - 2 * p + d * (k - 1) + 1, (e - 1) * s - 2 * p + d * (k - 1) + 1
+    if kind == "mod":
+        return q % (k + 1), sympy.Mod(e, k + 1)
+    return q + skip[0], e + skip[1]  # a skip added back (a sum of two paths' sizes)
+
+
+def _python(layers, n):
+    """The chain as Python's integers compute it: the oracle (sympy's Mod is not one:
+    sympy 1.14 rewrites Mod(2*Mod(H + 3, 8), 7) as Mod(2*Mod(H + 3, 8)**2, 7), sympy#28744)."""
+    x = first = n
+    for kind, k, s, p, d in layers:
+        if kind == "conv":
+            x = (x + 2 * p - d * (k - 1) - 1) // s + 1
+        elif kind == "pool_ceil":
+            x = -(-(x + 2 * p - d * (k - 1) - 1) // s) + 1
+        elif kind == "transposed":
+            x = (x - 1) * s - 2 * p + d * (k - 1) + 1
+        elif kind == "mod":
+            x = x % (k + 1)
+        else:
+            x = x + first
+    return x
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(layer, min_size=1, max_size=6))
+def test_a_chain_of_layers_has_pythons_value_at_every_size(layers):
+    q, e = Q.symbol("H"), H
+    first = (q, e)
+    for kind, k, s, p, d in layers:
+        q, e = _apply(kind, k, s, p, d, q, e, first)
+    for n in range(1, 80):
+        assert q.value({"H": n}) == _python(layers, n), (layers, n, q)
+
+
+def test_sympys_mod_is_no_oracle_and_q_is_right_where_it_is_wrong():
+    q = (2 * ((Q.symbol("H") + 3) % 8)) % 7
+    e = sympy.Mod(2 * sympy.Mod(H + 3, 8), 7)
+    python = [(2 * ((n + 3) % 8)) % 7 for n in range(0, 6)]
+    assert [q.value({"H": n}) for n in range(0, 6)] == python
+    assert [int(e.subs(H, n)) for n in range(0, 6)] != python  # sympy 1.14 (sympy#28744)
+
+
+def test_the_form_is_canonical():
+    h = Q.symbol("H")
+    assert (4 * h + 6).floor_div(4) == h + 1  # floor((4H + 6)/4) = H + 1 + floor(2/4)
+    assert (2 * h + 1).floor_div(4) == h.floor_div(2)  # floor((2H+1)/4) = floor(H/2)
+    assert h.floor_div(2).floor_div(2) == h.floor_div(4)  # floor(floor(H/2)/2) = floor(H/4)
+    assert ((h - 1).floor_div(2) + 1 - 1).floor_div(2) == (h - 1).floor_div(4)
+    assert h.ceil_div(2).ceil_div(3).same_as(h.ceil_div(6))  # equal, not written alike
+    assert (h.floor_div(2) + 3).floor_div(2) == (h + 6).floor_div(4)
+    assert hash((h + 1) - 1) == hash(h) and (h + 1) - 1 == h
+    assert (h % 2 + h.floor_div(2) * 2) == h
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(layer, min_size=1, max_size=4), st.lists(layer, min_size=1, max_size=4))
+def test_same_as_decides_equality_at_every_size(one, two):
+    """Two chains are the same size map exactly where Python computes the same sizes at
+    every integer (checked over a range wider than both periods)."""
+    chains = []
+    for layers in (one, two):
+        q, e = Q.symbol("H"), H
+        first = (q, e)
+        for kind, k, s, p, d in layers:
+            q, e = _apply(kind, k, s, p, d, q, e, first)
+        chains.append(q)
+    decided = chains[0].same_as(chains[1])
+    if decided is None:
+        return
+    span = 2 * max(chains[0].period(), chains[1].period()) + 8
+    everywhere = all(chains[0].value({"H": n}) == chains[1].value({"H": n}) for n in range(-span, span))
+    assert decided == everywhere, (one, two, chains)
+
+
+def test_same_as_on_two_symbols():
+    h, w = Q.symbol("H"), Q.symbol("W")
+    assert (h + w).floor_div(2).floor_div(2).same_as((h + w).floor_div(4))
+    assert (h + w).floor_div(2).same_as(h.floor_div(2) + w.floor_div(2)) is False  # H = W = 1
+    assert h.ceil_div(2).same_as(h.floor_div(2) + h % 2)
+
+
+conv_layer = st.tuples(
+    st.sampled_from(["conv", "pool", "pool_ceil", "transposed"]),
+    st.integers(1, 7),  # kernel
+    st.integers(1, 4),  # stride
+    st.integers(0, 3),  # padding
+    st.integers(1, 3),  # dilation
+)
+
+
+def _formula(kind, k, s, p, d, n):
+    from convlint import formulas
+
+    if kind == "conv":
+        return formulas.conv_out(n, k, s, p, p, d)
+    if kind == "transposed":
+        return formulas.conv_transpose_out(n, k, s, p, d, 0)
+    return formulas.pool_out(n, k, s, min(p, k // 2), d, kind == "pool_ceil")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(conv_layer, min_size=1, max_size=6))
+def test_the_formulas_on_a_q_print_as_the_sympy_path_and_evaluate_as_python(layers):
+    """A Q made by PyTorch's formulas replays, in sympy, exactly the expression the sympy
+    path makes (so every message reads the same), and is worth the same at every size."""
+    q, e = Q.symbol("H"), H
+    for kind, k, s, p, d in layers:
+        q, e = _formula(kind, k, s, p, d, q), _formula(kind, k, s, p, d, e)
+    assert sympy.sympify(q) == e
+    for n in range(1, 64):
+        value = int(e.subs(H, n)) if not isinstance(e, int) else e
+        got = q.value({"H": n}) if isinstance(q, Q) else int(sympy.sympify(q).subs(H, n))
+        assert got == value, (n, q, e)
+
+
+# ---------------------------------------------------------------- the affine core against the sympy path
+
+import os  # noqa: E402
+
+import pytest  # noqa: E402
+from conftest import BUILTIN_RULES  # noqa: E402
+from test_domain import CASES as MODELS  # noqa: E402
+from test_domain import _arguments  # noqa: E402
+from test_rule_fixtures import CASES as EXPECTED  # noqa: E402
+from test_rule_fixtures import read_expected  # noqa: E402
+
+import convlint  # noqa: E402
+from convlint import engine  # noqa: E402
+from convlint.dims import as_sympy  # noqa: E402
+from convlint.sizes import symbolic  # noqa: E402
+
+
+def _both(monkeypatch, run):
+    """``run()`` with the sizes carried by sympy, then by the affine core."""
+    got = []
+    for affine in (False, True):
+        monkeypatch.setattr(symbolic, "AFFINE", affine)
+        got.append(run())
+    return got
+
+
+@pytest.mark.parametrize("expected", EXPECTED, ids=[os.path.basename(c)[: -len(".expected")] for c in EXPECTED])
+def test_the_affine_core_gives_every_finding_of_the_sympy_path_word_for_word(expected, in_root, monkeypatch):
+    source = os.path.relpath(expected[: -len(".expected")] + ".py")
+    shapes, same, _ = read_expected(expected)
+    options = engine.Options(input_shapes=shapes, same=same, select=BUILTIN_RULES)
+
+    def run():
+        return [f"{f.line}:{f.column} {f.code} {f.message}" for f in engine.check_paths([source], options).findings]
+
+    with_sympy, with_affine = _both(monkeypatch, run)
+    assert with_affine == with_sympy
+
+
+@pytest.mark.parametrize("path, cls", MODELS, ids=[f"{os.path.basename(p)[:-3]}:{c.__name__}" for p, c in MODELS])
+def test_the_affine_core_gives_every_size_of_the_sympy_path(path, cls, monkeypatch):
+    """Every node's every dim: the Q's sympy form is the sympy path's expression itself."""
+    shapes = _arguments(path)
+    shape = shapes[0] if len(shapes) == 1 else shapes
+
+    def run():
+        try:
+            sizes = convlint._analysed(cls, shape, (), None, False, lambda view: view.sizes)
+        except Exception as exc:  # a model convlint cannot build: both paths alike
+            return type(exc).__name__
+        if sizes is None:
+            return None
+        return {n.name: s for n, s in sizes.shadows.items()}
+
+    with_sympy, with_affine = _both(monkeypatch, run)
+    if not isinstance(with_sympy, dict):
+        assert with_affine == with_sympy
+        return
+    assert with_affine.keys() == with_sympy.keys()
+    for name, shadow in with_sympy.items():
+        other = with_affine[name]
+        if isinstance(shadow, symbolic.SymTensor):
+            assert [as_sympy(d) for d in other.dims] == list(shadow.dims), name
