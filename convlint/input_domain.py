@@ -435,25 +435,16 @@ def _fixed_conditions(view, why: list) -> list[Condition]:
 def _fold_conditions(view) -> list[Condition]:
     """``F.fold``/``nn.Fold`` needs as many blocks in its input as ``output_size`` holds
     (an Outlooker folds back what it unfolded: the two counts are two expressions)."""
-    import torch.nn as nn
-    import torch.nn.functional as F
-
     from convlint import sizes
-    from convlint.sizes.conv import FOLD_ARGS, block_geometry
+    from convlint.sizes.conv import UNFOLD_ARGS, block_call, block_geometry
 
     found = []
     for node in view.nodes:
-        if node.op == "call_module" and isinstance(view.submodule(view.analysis, node), nn.Fold):
-            module = view.submodule(view.analysis, node)
-            args = [getattr(module, n) for n in FOLD_ARGS[1:]]
-        elif node.op == "call_function" and node.target is F.fold:
-            defaults = (None, 1, 0, 1)
-            args = [
-                node.args[i + 2] if i + 2 < len(node.args) else node.kwargs.get(n, defaults[i])
-                for i, n in enumerate(FOLD_ARGS[1:])
-            ]
-        else:
+        module = view.submodule(view.analysis, node) if node.op == "call_module" else None
+        call = block_call(node, module)
+        if call is None or call[0] != "fold":
             continue
+        args = [call[1][n] for n in UNFOLD_ARGS]
         x, out = view.sizes.shadows.get(node.all_input_nodes[0]), view.sizes.shadows.get(node)
         if not (isinstance(x, sizes.SymTensor) and isinstance(out, sizes.SymTensor)):
             continue

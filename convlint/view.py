@@ -603,21 +603,13 @@ def _computed_kernel(view: ModelView, node: torch.fx.Node) -> Iterator[Constrain
 def _unfold_limits(view: ModelView, node: torch.fx.Node, dims: list) -> Iterator[Constraint]:
     """``nn.Unfold``/``F.unfold``: each of its two spatial dims must hold a block (a
     convolution's limit; PyTorch raises where the blocks are 0)."""
-    import torch.nn.functional as F
+    from convlint.sizes.conv import UNFOLD_ARGS, block_call, block_geometry
 
-    from convlint.sizes.conv import UNFOLD_ARGS, block_geometry
-
-    if node.op == "call_module" and isinstance(view.submodule(view.analysis, node), nn.Unfold):
-        module = view.submodule(view.analysis, node)
-        args = [getattr(module, n) for n in UNFOLD_ARGS]
-    elif node.op == "call_function" and node.target is F.unfold:
-        defaults = (None, 1, 0, 1)
-        args = [
-            node.args[i + 1] if i + 1 < len(node.args) else node.kwargs.get(n, defaults[i])
-            for i, n in enumerate(UNFOLD_ARGS)
-        ]
-    else:
+    module = view.submodule(view.analysis, node) if node.op == "call_module" else None
+    found = block_call(node, module)
+    if found is None or found[0] != "unfold":
         return
+    args = [found[1][n] for n in UNFOLD_ARGS]
     if not all(isinstance(a, (int, tuple, list)) for a in args) or len(dims) < 2:
         return
     geometry = block_geometry(*args)

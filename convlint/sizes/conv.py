@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import sympy
 import torch
@@ -170,22 +170,31 @@ def block_geometry(kernel, dilation, padding, stride) -> layers.Geometry:
     return layers.conv_geometry(2, layers.ntuple(kernel, 2), stride, padding, dilation)
 
 
-def _block_args(call: Call, names: tuple) -> dict:
-    """unfold's or fold's parameters, from the module or the call (``output_size`` as its
-    shadow: ``F.fold(x, output_size=(H, W))`` with H, W read from a shape)."""
-    if call.module is not None:
-        return {n: getattr(call.module, n) for n in names}
+def block_args(module, args: tuple, kwargs: dict, names: tuple) -> dict:
+    """unfold's or fold's parameters ``names``: the module's, or a call's arguments after
+    its input (positional or by keyword, PyTorch's defaults)."""
+    if module is not None:
+        return {n: getattr(module, n) for n in names}
     defaults = {"dilation": 1, "padding": 0, "stride": 1}
-    found = {n: call.arg(i + 1, n, defaults.get(n)) for i, n in enumerate(names)}
-    if "output_size" in names:
-        found["output_size"] = call.arg(1, "output_size", shadow=True)
-    return found
+    return {n: args[i + 1] if i + 1 < len(args) else kwargs.get(n, defaults.get(n)) for i, n in enumerate(names)}
+
+
+def block_call(node: torch.fx.Node, module) -> Optional[tuple[str, dict]]:
+    """("unfold" or "fold", its parameters) of an fx node that unfolds or folds (``module``:
+    the one a call_module node calls), else None."""
+    if node.op == "call_module" and isinstance(module, (nn.Unfold, nn.Fold)):
+        kind = "unfold" if isinstance(module, nn.Unfold) else "fold"
+    elif node.op == "call_function" and node.target in (F.unfold, F.fold):
+        kind, module = ("unfold" if node.target is F.unfold else "fold"), None
+    else:
+        return None
+    return kind, block_args(module, node.args, node.kwargs, UNFOLD_ARGS if kind == "unfold" else FOLD_ARGS)
 
 
 @for_modules(nn.Unfold)
 def unfold_module(call: Call) -> Any:
     """(N, C, H, W) -> (N, C * kh * kw, L), L the blocks a convolution would output."""
-    a = _block_args(call, UNFOLD_ARGS)
+    a = block_args(call.module, call.args, call.kwargs, UNFOLD_ARGS)
     geometry = block_geometry(a["kernel_size"], a["dilation"], a["padding"], a["stride"])
     x = call.sargs[0]
     blocks = apply_geometry(geometry, spatial(x, 2))
@@ -198,11 +207,12 @@ def unfold_module(call: Call) -> Any:
 def fold_module(call: Call) -> Any:
     """(N, C * kh * kw, L) -> (N, C, *output_size); L must be the blocks of output_size
     (the domain's condition, ``input_domain``)."""
-    a = _block_args(call, FOLD_ARGS)
+    a = block_args(call.module, call.args, call.kwargs, FOLD_ARGS)
+    output_size = call.arg(1, "output_size", shadow=True) if call.module is None else a["output_size"]
     kernel = layers.ntuple(a["kernel_size"], 2)
     x = call.sargs[0]
     channels = lift(lambda c: formulas.fdiv(c, kernel[0] * kernel[1]), x.dims[-2])
-    return SymTensor(x.dims[:-2] + (channels, *(as_dim(n) for n in layers.ntuple(a["output_size"], 2))))
+    return SymTensor(x.dims[:-2] + (channels, *(as_dim(n) for n in layers.ntuple(output_size, 2))))
 
 
 FUNCTION_TRANSFERS[F.unfold] = unfold_module
