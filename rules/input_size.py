@@ -25,20 +25,25 @@ def violated(facts: Facts, kinds: tuple[str, ...]) -> Iterator[list[tuple[Limit,
     yield from by_op.values()
 
 
+def _raises(facts: Facts, op, said: str, error: str = "") -> Report:
+    """``said`` of ``op`` at the example, then that PyTorch raises there (``error``: its
+    words) and the sizes the model runs for: every CVL401/402 message ends so."""
+    runs = facts.sizes_that_run().summary  # the model's domain: the same words as `convlint shapes` and hover
+    exact = "" if facts.domain.exact else " as far as its sizes were followed"
+    return Report(
+        f"{said}; PyTorch raises here{error}. The model runs for {runs}{exact}",
+        module=op.module,
+        site=None if op.module else op.site,
+    )
+
+
 def _report(facts: Facts, broken: list[tuple[Limit, int]], what: str) -> Report:
     op = broken[0][0].op
     symbols = facts.symbols
     names = [str(symbols[c.dim]) if c.dim < len(symbols) else str(c.dim) for c, _ in broken]
     got = "x".join(str(g) for _, g in broken)
     maps = ", ".join(f"{n} -> {text.show(c.expression)}" for n, (c, _) in zip(names, broken))
-    runs = facts.sizes_that_run().summary  # the model's domain: the same words as `convlint shapes` and hover
-    exact = "" if facts.domain.exact else " as far as its sizes were followed"
-    return Report(
-        f"{op.text} gets {got} in {', '.join(names)} at the example input ({maps}), {what}; "
-        f"PyTorch raises here. The model runs for {runs}{exact}",
-        module=op.module,
-        site=None if op.module else op.site,
-    )
+    return _raises(facts, op, f"{op.text} gets {got} in {', '.join(names)} at the example input ({maps}), {what}")
 
 
 def _one_value(facts: Facts, c: Limit) -> Report:
@@ -46,15 +51,11 @@ def _one_value(facts: Facts, c: Limit) -> Report:
     first = next(iter(facts.inputs(c.op)), None)
     spatial = first.spatial if first is not None else None
     sizes = "x".join(str(n) for _, n in spatial) if spatial else str(evaluate_int(c.expression, facts.example))
-    runs = facts.sizes_that_run().summary
-    exact = "" if facts.domain.exact else " as far as its sizes were followed"
-    return Report(
+    said = (
         f"{c.op.text} gets a {sizes} map at the example input ({text.show(c.expression)} values per channel "
-        f'group), and takes its statistics over them; PyTorch raises here ("Expected more than 1 value per '
-        f'channel"). The model runs for {runs}{exact}',
-        module=c.op.module,
-        site=None if c.op.module else c.op.site,
+        "group), and takes its statistics over them"
     )
+    return _raises(facts, c.op, said, ' ("Expected more than 1 value per channel")')
 
 
 def _check_kernel(facts: Facts) -> Iterator[Report]:
