@@ -5,15 +5,33 @@ carried without sympy.)"""
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any
 
-import sympy
-
+from convlint import lazy_sympy as sympy
 from convlint.affine import Q
 
+
+class _SympyClass(type):
+    """A stand-in for the sympy class of its name in ``isinstance``: nothing is an
+    instance of a sympy class before sympy is imported, so the check imports nothing."""
+
+    def __instancecheck__(cls, obj: object) -> bool:
+        module = sys.modules.get("sympy")
+        return module is not None and isinstance(obj, getattr(module, cls.__name__))
+
+
+class Basic(metaclass=_SympyClass):
+    """``isinstance(x, Basic)``: is x a sympy object (sympy not imported for the question)."""
+
+
+class Expr(metaclass=_SympyClass):
+    """``isinstance(x, Expr)``: is x a sympy expression."""
+
+
 # A size expression: sympy's, or the exact type (``sizes.affine.Q``), which stands for one.
-EXPR = (sympy.Expr, Q)
-BASIC = (sympy.Basic, Q)
+EXPR = (Expr, Q)
+BASIC = (Basic, Q)
 
 
 def free(expr: Any) -> frozenset:
@@ -22,7 +40,7 @@ def free(expr: Any) -> frozenset:
     times (every rule, the coverage, the domain): read once per expression."""
     if isinstance(expr, Q):
         return _free_names(expr.symbols())
-    return _free(expr) if isinstance(expr, sympy.Basic) else frozenset()
+    return _free(expr) if isinstance(expr, Basic) else frozenset()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -11,9 +11,9 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Sequence, Union
 
-import sympy
+from convlint import lazy_sympy as sympy
 
-Size = Union[int, sympy.Expr]
+Size = Union[int, "sympy.Expr"]
 
 
 def _affine(a, b) -> bool:
@@ -54,39 +54,53 @@ def fdiv(a: Size, b: int) -> Size:
     return sympy.floor(_flatten(a, sympy.floor) / b)
 
 
-class _PythonRounding(sympy.Function):
-    """A Python rounding of a size expression (``rounding``: the builtin), exact on numbers
-    and a no-op on integers; symbolic otherwise."""
+def _roundings() -> dict:
+    """Python's roundings of a size expression as sympy functions (made when sympy is first
+    needed: defining a sympy Function imports it)."""
 
-    is_integer = True
-    rounding = staticmethod(int)
+    class _PythonRounding(sympy.Function):
+        """A Python rounding of a size expression (``rounding``: the builtin), exact on numbers
+        and a no-op on integers; symbolic otherwise."""
 
-    @classmethod
-    def eval(cls, x):
-        if x.is_Rational:
-            return sympy.Integer(cls.rounding(Fraction(int(x.p), int(x.q))))
-        return x if x.is_integer else None
+        is_integer = True
+        rounding = staticmethod(int)
+
+        @classmethod
+        def eval(cls, x):
+            if x.is_Rational:
+                return sympy.Integer(cls.rounding(Fraction(int(x.p), int(x.q))))
+            return x if x.is_integer else None
+
+    class trunc(_PythonRounding):
+        """Python's ``int()`` of a size expression: toward zero (``int(-1/2) == 0``), where
+        ``//`` floors (``-1 // 2 == -1``). A pad of ``int(diff / 2)`` on a negative diff crops
+        one less than ``diff // 2`` does."""
+
+        @classmethod
+        def eval(cls, x):
+            found = super().eval(x)
+            if found is None and x.is_nonnegative:
+                return sympy.floor(x)
+            if found is None and x.is_nonpositive:
+                return sympy.ceiling(x)
+            return found
+
+    class round_even(_PythonRounding):
+        """Python's ``round()`` of a size expression: to the nearest, half to even."""
+
+        rounding = staticmethod(round)
+
+    for made in (_PythonRounding, trunc, round_even):
+        made.__module__ = __name__
+    return {"trunc": trunc, "round_even": round_even}
 
 
-class trunc(_PythonRounding):
-    """Python's ``int()`` of a size expression: toward zero (``int(-1/2) == 0``), where
-    ``//`` floors (``-1 // 2 == -1``). A pad of ``int(diff / 2)`` on a negative diff crops
-    one less than ``diff // 2`` does."""
-
-    @classmethod
-    def eval(cls, x):
-        found = super().eval(x)
-        if found is None and x.is_nonnegative:
-            return sympy.floor(x)
-        if found is None and x.is_nonpositive:
-            return sympy.ceiling(x)
-        return found
-
-
-class round_even(_PythonRounding):
-    """Python's ``round()`` of a size expression: to the nearest, half to even."""
-
-    rounding = staticmethod(round)
+def __getattr__(name: str):
+    """``trunc`` and ``round_even``, made on first use (sympy with them)."""
+    if name in ("trunc", "round_even"):
+        globals().update(_roundings())
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def cdiv(a: Size, b: int) -> Size:

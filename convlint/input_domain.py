@@ -25,9 +25,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-import sympy
-
 from convlint import contract, domain_statement, sites
+from convlint import lazy_sympy as sympy
 from convlint.common import Shape, spatial_axes, with_spatial_sizes
 from convlint.dims import free
 from convlint.sizes.symbolic import evaluate_int, exact_values, holds

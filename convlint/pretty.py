@@ -2,43 +2,52 @@
 
 from __future__ import annotations
 
-import sympy
-from sympy.printing.str import StrPrinter
+import functools
 
 from convlint import formulas
+from convlint import lazy_sympy as sympy
 
 _RELATION_OPS = {"==": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 
-class _Printer(StrPrinter):
-    def _print_Q(self, expr) -> str:  # the exact size type (convlint.affine): its sympy form
-        return self._print(expr._sympy_())
+@functools.cache
+def _printer_class():
+    """sympy's printer, our way (made on first use: it imports sympy)."""
+    from sympy.printing.str import StrPrinter
 
-    def _print_Relational(self, expr) -> str:
-        return f"{self._print(expr.lhs)} {_RELATION_OPS.get(expr.rel_op, expr.rel_op)} {self._print(expr.rhs)}"
+    class _Printer(StrPrinter):
+        def _print_Q(self, expr) -> str:  # the exact size type (convlint.affine): its sympy form
+            return self._print(expr._sympy_())
 
-    def _print_Mod(self, expr) -> str:
-        a, b = expr.args
-        left = self._print(a) if a.is_Atom else f"({self._print(a)})"
-        return f"{left} % {self._print(b)}"
+        def _print_Relational(self, expr) -> str:
+            return f"{self._print(expr.lhs)} {_RELATION_OPS.get(expr.rel_op, expr.rel_op)} {self._print(expr.rhs)}"
 
-    def _print_floor(self, expr) -> str:
-        return f"floor({self._print(sympy.together(expr.args[0]))})"
+        def _print_Mod(self, expr) -> str:
+            a, b = expr.args
+            left = self._print(a) if a.is_Atom else f"({self._print(a)})"
+            return f"{left} % {self._print(b)}"
 
-    def _print_trunc(self, expr) -> str:
-        return f"int({self._print(sympy.together(expr.args[0]))})"
+        def _print_floor(self, expr) -> str:
+            return f"floor({self._print(sympy.together(expr.args[0]))})"
 
-    def _print_round_even(self, expr) -> str:
-        return f"round({self._print(sympy.together(expr.args[0]))})"
+        def _print_trunc(self, expr) -> str:
+            return f"int({self._print(sympy.together(expr.args[0]))})"
 
-    def _print_ceiling(self, expr) -> str:
-        return f"ceil({self._print(sympy.together(expr.args[0]))})"
+        def _print_round_even(self, expr) -> str:
+            return f"round({self._print(sympy.together(expr.args[0]))})"
+
+        def _print_ceiling(self, expr) -> str:
+            return f"ceil({self._print(sympy.together(expr.args[0]))})"
+
+    return _Printer
 
 
 def show(expr) -> str:
     if expr is None:
         return "?"
-    return _Printer().doprint(expr)
+    if isinstance(expr, int):
+        return str(expr)
+    return _printer_class()().doprint(expr)
 
 
 def sizes(values: dict) -> str:

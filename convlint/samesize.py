@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Callable, Optional
 
-import sympy
-
 from convlint import formulas
+from convlint import lazy_sympy as sympy
 from convlint.dims import BASIC, free
 
 # Beyond this many sizes a period is not walked; the answer is then "unproven".

@@ -16,12 +16,12 @@ import functools
 from dataclasses import dataclass, field
 from typing import Iterator, NamedTuple, Optional
 
-import sympy
 import torch
 import torch.nn as nn
 
 from convlint import analysis as analysis_mod
 from convlint import formulas, input_domain, intent, layers, samesize, sites, sizes
+from convlint import lazy_sympy as sympy
 from convlint.analysis import Analysis
 from convlint.capture import ModuleInputs
 from convlint.dims import EXPR, free

@@ -21,10 +21,10 @@ import operator
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
-import sympy
 import torch
 
 from convlint import formulas
+from convlint import lazy_sympy as sympy
 from convlint.dims import BASIC, free
 from convlint.sizes.symbolic import SymTensor
 

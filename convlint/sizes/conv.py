@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import sympy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from convlint import formulas, layers, signatures
+from convlint import lazy_sympy as sympy
 from convlint.sizes.symbolic import SymTensor, as_dim, has_symbols, lift, spatial, with_spatial
 from convlint.sizes.transfer import (
     FUNCTION_TRANSFERS,

@@ -9,13 +9,13 @@ import math
 import operator
 from typing import Any, Optional, Sequence
 
-import sympy
 import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
 from convlint import formulas
+from convlint import lazy_sympy as sympy
 from convlint.dims import free
 from convlint.formulas import fdiv, mod
 from convlint.sizes.symbolic import SymTensor, as_dim, tree_size, unknown_shadow
@@ -305,21 +305,22 @@ _SCALAR_OPS = {
     operator.mod: mod,  # pad to a multiple: (p - W % p) % p
     operator.neg: operator.neg,
     operator.pow: operator.pow,
-    # what Python does with a size it read (an execution capture records these)
-    math.floor: sympy.floor,
-    math.ceil: sympy.ceiling,
-    int: formulas.trunc,  # toward zero: int(-1 / 2) == 0 (a negative diff of sizes)
-    round: formulas.round_even,
+    # what Python does with a size it read (an execution capture records these); sympy's
+    # functions looked up when called (sympy is imported where it is first needed)
+    math.floor: lambda a: sympy.floor(a),
+    math.ceil: lambda a: sympy.ceiling(a),
+    int: lambda a: formulas.trunc(a),  # toward zero: int(-1 / 2) == 0 (a negative diff of sizes)
+    round: lambda a: formulas.round_even(a),
     float: lambda a: a,
 }
 # Comparisons of sizes: the relations guards are made of.
 RELATIONS = {
-    operator.eq: sympy.Eq,
-    operator.ne: sympy.Ne,
-    operator.lt: sympy.Lt,
-    operator.le: sympy.Le,
-    operator.gt: sympy.Gt,
-    operator.ge: sympy.Ge,
+    operator.eq: lambda a, b: sympy.Eq(a, b),
+    operator.ne: lambda a, b: sympy.Ne(a, b),
+    operator.lt: lambda a, b: sympy.Lt(a, b),
+    operator.le: lambda a, b: sympy.Le(a, b),
+    operator.gt: lambda a, b: sympy.Gt(a, b),
+    operator.ge: lambda a, b: sympy.Ge(a, b),
 }
 
 

@@ -19,10 +19,10 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
-import sympy
 import torch
 import torch.fx
 
+from convlint import lazy_sympy as sympy
 from convlint.capture.values import READS, UNKNOWN, Values, in_place, meta_unsupported, on_meta
 from convlint.common import describe, meta_input, spatial_axes
 from convlint.dims import EXPR, free

@@ -21,12 +21,12 @@ import copy
 import math
 from typing import Callable, Optional
 
-import sympy
 import torch
 import torch.fx
 import torch.nn as nn
 
 from convlint import layers
+from convlint import lazy_sympy as sympy
 from convlint.common import describe
 from convlint.dims import EXPR, free
 from convlint.formulas import cdiv, fdiv

@@ -6,12 +6,12 @@ from __future__ import annotations
 from fractions import Fraction
 from typing import Any, Sequence
 
-import sympy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from convlint import formulas, layers
+from convlint import lazy_sympy as sympy
 from convlint.formulas import fdiv
 from convlint.sizes.symbolic import SymTensor, as_dim, constant_shadow, has_symbols, lift, spatial, with_spatial
 from convlint.sizes.transfer import Call, Unpredictable, fallback, for_functions, for_modules

@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Callable, Optional, Sequence
 
-import sympy
 import torch
 
 from convlint import formulas
+from convlint import lazy_sympy as sympy
 from convlint.dims import BASIC, EXPR, Q, free
 
-Dim = Optional[sympy.Expr]  # None: unknown, the concrete size is all there is
+Dim = Optional["sympy.Expr"]  # None: unknown, the concrete size is all there is
 
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
@@ -165,39 +165,45 @@ def _product(values: list):
     return result
 
 
-# The functions sizes are made of, evaluated on ints and Fractions.
-_EXACT: dict = {
-    sympy.Add: lambda a: sum(a[1:], a[0]),
-    sympy.Mul: _product,
-    sympy.Pow: lambda a: Fraction(a[0]) ** a[1],  # an int to a negative power stays exact
-    sympy.floor: lambda a: math.floor(a[0]),
-    sympy.ceiling: lambda a: math.ceil(a[0]),
-    formulas.trunc: lambda a: int(a[0]),
-    formulas.round_even: lambda a: round(a[0]),
-    sympy.Mod: lambda a: a[0] % a[1],
-    sympy.Min: min,
-    sympy.Max: max,
-    sympy.Eq: lambda a: a[0] == a[1],
-    sympy.Ne: lambda a: a[0] != a[1],
-    sympy.StrictLessThan: lambda a: a[0] < a[1],
-    sympy.LessThan: lambda a: a[0] <= a[1],
-    sympy.StrictGreaterThan: lambda a: a[0] > a[1],
-    sympy.GreaterThan: lambda a: a[0] >= a[1],
-    sympy.Not: lambda a: not a[0],
-    sympy.And: all,
-    sympy.Or: any,
-}
+@functools.cache
+def _exact_functions() -> dict:
+    """The functions sizes are made of, evaluated on ints and Fractions."""
+    return {
+        sympy.Add: lambda a: sum(a[1:], a[0]),
+        sympy.Mul: _product,
+        sympy.Pow: lambda a: Fraction(a[0]) ** a[1],  # an int to a negative power stays exact
+        sympy.floor: lambda a: math.floor(a[0]),
+        sympy.ceiling: lambda a: math.ceil(a[0]),
+        formulas.trunc: lambda a: int(a[0]),
+        formulas.round_even: lambda a: round(a[0]),
+        sympy.Mod: lambda a: a[0] % a[1],
+        sympy.Min: min,
+        sympy.Max: max,
+        sympy.Eq: lambda a: a[0] == a[1],
+        sympy.Ne: lambda a: a[0] != a[1],
+        sympy.StrictLessThan: lambda a: a[0] < a[1],
+        sympy.LessThan: lambda a: a[0] <= a[1],
+        sympy.StrictGreaterThan: lambda a: a[0] > a[1],
+        sympy.GreaterThan: lambda a: a[0] >= a[1],
+        sympy.Not: lambda a: not a[0],
+        sympy.And: all,
+        sympy.Or: any,
+    }
 
 
-_OPERATORS = {
-    sympy.Add: " + ", sympy.Mul: " * ", sympy.Mod: " % ",
-    sympy.Eq: " == ", sympy.Ne: " != ", sympy.StrictLessThan: " < ", sympy.LessThan: " <= ",
-    sympy.StrictGreaterThan: " > ", sympy.GreaterThan: " >= ",
-}  # fmt: skip
-_CALLS = {
-    sympy.floor: "_floor", sympy.ceiling: "_ceil", formulas.trunc: "int", formulas.round_even: "round",
-    sympy.Min: "min", sympy.Max: "max", sympy.And: "_all", sympy.Or: "_any", sympy.Not: "_not",
-}  # fmt: skip
+@functools.cache
+def _code_of() -> tuple[dict, dict]:
+    """How the compiled form writes each function: (operators, calls)."""
+    operators = {
+        sympy.Add: " + ", sympy.Mul: " * ", sympy.Mod: " % ",
+        sympy.Eq: " == ", sympy.Ne: " != ", sympy.StrictLessThan: " < ", sympy.LessThan: " <= ",
+        sympy.StrictGreaterThan: " > ", sympy.GreaterThan: " >= ",
+    }  # fmt: skip
+    calls = {
+        sympy.floor: "_floor", sympy.ceiling: "_ceil", formulas.trunc: "int", formulas.round_even: "round",
+        sympy.Min: "min", sympy.Max: "max", sympy.And: "_all", sympy.Or: "_any", sympy.Not: "_not",
+    }  # fmt: skip
+    return operators, calls
 
 
 @functools.lru_cache(maxsize=8192)
@@ -205,6 +211,7 @@ def _compiled(expr) -> Callable[[dict], Any]:
     """``expr`` as a Python function of the symbol values, on ints and Fractions: one line
     per distinct subexpression (window partitions repeat ``floor((H - 1)/4)`` dozens of
     times), so a size is as cheap to evaluate as the model's own arithmetic."""
+    operators, calls = _code_of()
     lines: list[str] = []
     names: dict = {}
     namespace: dict = {
@@ -231,10 +238,10 @@ def _compiled(expr) -> Callable[[dict], Any]:
         elif type(e) is sympy.Pow and e.args[1].is_Integer:
             base, k = visit(e.args[0]), int(e.args[1])
             code = f"{base} ** {k}" if k >= 0 else f"_F(1) / ({base} ** {-k})"  # an int to a negative power stays exact
-        elif type(e) in _OPERATORS:
-            code = _OPERATORS[type(e)].join(visit(a) for a in e.args)
-        elif type(e) in _CALLS:
-            code = f"{_CALLS[type(e)]}({', '.join(visit(a) for a in e.args)})"
+        elif type(e) in operators:
+            code = operators[type(e)].join(visit(a) for a in e.args)
+        elif type(e) in calls:
+            code = f"{calls[type(e)]}({', '.join(visit(a) for a in e.args)})"
         else:
             raise TypeError(type(e).__name__)
         names[e] = f"t{len(lines)}"
@@ -294,7 +301,7 @@ def _walk(expr, env: dict):
         return Fraction(int(expr.p), int(expr.q))
     if expr.is_Symbol:
         return env[expr]
-    fn = _EXACT.get(type(expr))
+    fn = _exact_functions().get(type(expr))
     if fn is None:
         raise TypeError(type(expr).__name__)
     return fn([_walk(a, env) for a in expr.args])

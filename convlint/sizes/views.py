@@ -7,11 +7,11 @@ from __future__ import annotations
 import operator
 from typing import Any, Optional
 
-import sympy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from convlint import lazy_sympy as sympy
 from convlint.dims import free
 from convlint.formulas import cdiv
 from convlint.sizes.symbolic import Dim, SymTensor, as_dim, constant_shadow, size_args
