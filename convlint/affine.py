@@ -18,6 +18,7 @@ the hot consumers read Q itself and sympy is imported only for what Q cannot hol
 
 from __future__ import annotations
 
+import functools
 import itertools
 import operator
 from fractions import Fraction
@@ -59,9 +60,37 @@ def _key(atom: Atom) -> tuple:
 
 
 def _sympy_symbol(name: str):
+    """An input size's symbol as sympy holds it (see ``_size_symbol``)."""
+    return _size_symbol()(name, integer=True, positive=True)
+
+
+def _symbol_hash(name: str) -> int:
+    return hash((0, ((name, 1),)))  # Q.symbol(name)'s hash: Q(0, ((name, 1),))
+
+
+@functools.cache
+def _size_symbol() -> type:
+    """sympy's Symbol, hashing as the Q of the same name does (and equal to it: sympy
+    compares a Q through its sympy form): a symbol read off a sympy expression (``free``)
+    and the Q an env or the domain keys on are one key. Named Symbol, so that sympy orders
+    and prints it as its own."""
     import sympy
 
-    return sympy.Symbol(name, integer=True, positive=True)  # as sizes.symbolic.symbol makes it
+    class Symbol(sympy.Symbol):
+        __slots__ = ()
+
+        def __hash__(self) -> int:
+            return _symbol_hash(self.name)
+
+    return Symbol
+
+
+def canonical(symbol):
+    """A symbol read off a sympy expression as convlint keys on it: an input size's symbol
+    of the affine core (``_size_symbol``) is its Q; any other is itself."""
+    if _size_symbol.cache_info().currsize and isinstance(symbol, _size_symbol()):
+        return Q.symbol(symbol.name)
+    return symbol
 
 
 def _as_int(value):
@@ -117,7 +146,9 @@ class Q:
     # ------------------------------------------------------------ construction
 
     @staticmethod
+    @functools.cache
     def symbol(name: str) -> "Q":
+        """The input size ``name``: one object per name (code compares symbols by identity)."""
         return Q(0, ((name, 1),), (_sympy_symbol, (name,)))
 
     @staticmethod
@@ -167,6 +198,10 @@ class Q:
     def __mul__(self, other):
         if _as_int(other) is not None:
             return self._times(_as_int(other)).made_by(operator.mul, self, other)
+        if isinstance(other, Q) and not other.terms:
+            return self._times(other.const).made_by(operator.mul, self, other)
+        if isinstance(other, Q) and not self.terms:
+            return other._times(self.const).made_by(operator.mul, self, other)
         return self._sympy_() * other  # a product of sizes, a fraction: sympy's
 
     def __rmul__(self, other):
@@ -284,7 +319,9 @@ class Q:
         return equal if equal is NotImplemented else not equal
 
     def __str__(self) -> str:
-        return str(self._sympy_())
+        if not self.terms:
+            return str(self.const)
+        return self.name if self.is_Symbol else str(self._sympy_())
 
     def __int__(self) -> int:
         if self.terms:
@@ -302,6 +339,28 @@ class Q:
     @property
     def is_constant(self) -> bool:
         return not self.terms
+
+    # What the consumers of sizes read of sympy's numbers and symbols, answered without it.
+    @property
+    def is_Integer(self) -> bool:
+        return not self.terms
+
+    is_Rational = is_number = is_Integer
+    is_integer = True
+
+    @property
+    def is_Symbol(self) -> bool:
+        return not self.const and len(self.terms) == 1 and self.terms[0][1] == 1 and isinstance(self.terms[0][0], str)
+
+    @property
+    def is_Atom(self) -> bool:
+        return not self.terms or self.is_Symbol
+
+    @property
+    def name(self) -> str:
+        if not self.is_Symbol:
+            return self._sympy_().name  # AttributeError, as sympy's
+        return self.terms[0][0]
 
     def symbols(self) -> frozenset:
         """The input symbols it depends on (inside floors too)."""
@@ -351,6 +410,17 @@ class Q:
             if self.value(env) != other.value(env):
                 return False
         return True
+
+    def partly(self, env: dict) -> "Q":
+        """With the symbols ``env`` names set (``{name: n}``), the others kept."""
+        total = Q(self.const)
+        for atom, c in self.terms:
+            if isinstance(atom, str):
+                part = Q(env[atom]) if atom in env else Q(0, ((atom, 1),))
+            else:
+                part = atom.arg.partly(env).floor_div(atom.den)
+            total = total._plus(part._times(c))
+        return total
 
     def value(self, env: dict) -> int:
         """At integer sizes ``{name: n}``."""

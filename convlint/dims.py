@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from convlint import lazy_sympy as sympy
-from convlint.affine import Q
+from convlint.affine import Q, canonical
 
 
 class _SympyClass(type):
@@ -29,6 +29,18 @@ class Expr(metaclass=_SympyClass):
     """``isinstance(x, Expr)``: is x a sympy expression."""
 
 
+def is_integer(x: Any) -> bool:
+    """A whole number that does not depend on the input, as an expression: sympy's Integer,
+    a constant Q (not a plain int: the shadows' fixed sizes are expressions)."""
+    if isinstance(x, Q):
+        return not x.terms
+    return isinstance(x, Integer)
+
+
+class Integer(metaclass=_SympyClass):
+    """``isinstance(x, Integer)``: is x sympy's Integer."""
+
+
 # A size expression: sympy's, or the exact type (``sizes.affine.Q``), which stands for one.
 EXPR = (Expr, Q)
 BASIC = (Basic, Q)
@@ -45,15 +57,10 @@ def free(expr: Any) -> frozenset:
 
 @functools.lru_cache(maxsize=4096)
 def _free_names(names: frozenset) -> frozenset:
-    return frozenset(sympy.Symbol(n, integer=True, positive=True) for n in names)
+    # a Q's symbols are Qs (equal to, and hashing as, their sympy forms: affine._size_symbol)
+    return frozenset(Q.symbol(n) for n in names)
 
 
 @functools.lru_cache(maxsize=65536)
 def _free(expr: sympy.Basic) -> frozenset:
-    return frozenset(expr.free_symbols)
-
-
-def as_sympy(expr: Any) -> Any:
-    """A size as sympy has it (a Q's sympy form; anything else as it is): for what keys on
-    sympy's objects, the input's symbols among them."""
-    return expr._sympy_() if isinstance(expr, Q) else expr
+    return frozenset(canonical(s) for s in expr.free_symbols)

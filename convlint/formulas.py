@@ -12,6 +12,7 @@ from fractions import Fraction
 from typing import Sequence, Union
 
 from convlint import lazy_sympy as sympy
+from convlint.dims import Basic
 
 Size = Union[int, "sympy.Expr"]
 
@@ -22,7 +23,8 @@ def _affine(a, b) -> bool:
 
 
 def is_int(x: object) -> bool:
-    return isinstance(x, int) or (isinstance(x, sympy.Integer))
+    """An int, sympy's Integer or a constant Q (no sympy import for the question)."""
+    return isinstance(x, int) or getattr(x, "is_Integer", False) is True
 
 
 def _flatten(a, rounding) -> sympy.Expr:
@@ -40,7 +42,9 @@ def _flatten(a, rounding) -> sympy.Expr:
 
 def _number(a: Size, value: int) -> Size:
     """``value`` as the same kind of number as ``a``: a sympy size stays a sympy size."""
-    return sympy.Integer(value) if isinstance(a, sympy.Basic) else value
+    if type(a).__name__ == "Q":
+        return type(a)(value)
+    return sympy.Integer(value) if isinstance(a, Basic) else value
 
 
 def fdiv(a: Size, b: int) -> Size:

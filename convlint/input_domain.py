@@ -29,7 +29,7 @@ from convlint import contract, domain_statement, sites
 from convlint import lazy_sympy as sympy
 from convlint.common import Shape, spatial_axes, with_spatial_sizes
 from convlint.dims import free
-from convlint.sizes.symbolic import evaluate_int, exact_values, holds
+from convlint.sizes.symbolic import evaluate_int, exact_values, holds, integer
 
 
 @dataclass(frozen=True)
@@ -183,7 +183,7 @@ def of(view) -> Domain:
         why.append("it reads a value the input's data decides: what comes after is not known")
     for c in view.constraints():
         conditions.append(
-            _condition(view, "limit", _limit(c.expression, c.minimum), c.node, (c.expression, sympy.Integer(c.minimum)))
+            _condition(view, "limit", _limit(c.expression, c.minimum), c.node, (c.expression, integer(c.minimum)))
         )
     conditions += _merge_conditions(view, why)
     conditions += _fixed_conditions(view, why)
@@ -427,7 +427,7 @@ def _fixed_conditions(view, why: list) -> list[Condition]:
                     why.append(f"the input sizes of {view.describe(node)} not followed")
                 continue
             if free(expr):
-                found.append(_condition(view, "fixed", _equals(expr, size), node, (expr, sympy.Integer(size))))
+                found.append(_condition(view, "fixed", _equals(expr, size), node, (expr, integer(size))))
     return found
 
 

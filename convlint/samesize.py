@@ -17,7 +17,7 @@ from typing import Callable, Optional
 
 from convlint import formulas
 from convlint import lazy_sympy as sympy
-from convlint.dims import BASIC, free
+from convlint.dims import BASIC, Q, free
 
 # Beyond this many sizes a period is not walked; the answer is then "unproven".
 MAX_PERIOD = 1 << 16
@@ -55,6 +55,8 @@ def period_of(expr) -> int:
     """
     if expr is None or not isinstance(expr, BASIC) or not free(expr):
         return 1
+    if isinstance(expr, Q):
+        return min(expr.period(), MAX_PERIOD)
     return _period_of(expr)
 
 
@@ -127,13 +129,14 @@ def layer_verdicts(geometry) -> tuple[AxisVerdict, ...]:
     """Per spatial dim of a conv or pooling layer: its size map and whether it keeps "same"."""
     from functools import partial
 
-    from convlint.sizes import SPATIAL_NAMES, symbol
+    from convlint.sizes import SPATIAL_NAMES, integer, symbol
 
     result = []
     for i, name in enumerate(SPATIAL_NAMES[geometry.ndim]):
         sym, stride = symbol(name), geometry.scale_stride(i)
         verdict = keeps_same(partial(geometry.out_dim, i), stride, geometry.min_input(i), stride.numerator)
-        result.append(AxisVerdict(sym, sympy.sympify(geometry.out_dim(i, sym)), stride, verdict))
+        out = geometry.out_dim(i, sym)
+        result.append(AxisVerdict(sym, integer(out) if isinstance(out, int) else out, stride, verdict))
     return tuple(result)
 
 
@@ -171,7 +174,11 @@ def agreement(
     from convlint.sizes import evaluate_int
 
     others = {s: v for s, v in example.items() if s is not symbol}
-    a, b = sympy.sympify(sympy.sympify(a).xreplace(others)), sympy.sympify(sympy.sympify(b).xreplace(others))
+    if isinstance(a, Q) and isinstance(b, Q):  # the exact type: no sympy
+        named = {str(s): v for s, v in others.items()}
+        a, b = a.partly(named), b.partly(named)
+    else:
+        a, b = sympy.sympify(sympy.sympify(a).xreplace(others)), sympy.sympify(sympy.sympify(b).xreplace(others))
     if symbol not in (free(a) | free(b)) or a == b:
         return None
     n0 = n0()  # costly: only once the expressions differ

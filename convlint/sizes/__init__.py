@@ -22,6 +22,7 @@ from convlint.sizes.symbolic import (
     evaluate_int,
     has_symbols,
     holds,
+    integer,
     symbol,
 )
 from convlint.sizes.transfer import apply_geometry
@@ -39,6 +40,7 @@ __all__ = [
     "evaluate_int",
     "has_symbols",
     "holds",
+    "integer",
     "is_cat",
     "is_merge",
     "laid_out",

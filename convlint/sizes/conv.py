@@ -9,8 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from convlint import formulas, layers, signatures
-from convlint import lazy_sympy as sympy
-from convlint.sizes.symbolic import SymTensor, as_dim, has_symbols, lift, spatial, with_spatial
+from convlint.sizes.symbolic import SymTensor, as_dim, has_symbols, integer, lift, spatial, with_spatial
 from convlint.sizes.transfer import (
     FUNCTION_TRANSFERS,
     Call,
@@ -235,7 +234,7 @@ ADAPTIVE_FUNCTIONS = {
 def _adaptive(call: Call, output_size: Any, ndim: int, returns_indices: bool) -> Any:
     x = call.sargs[0]
     sizes = layers.ntuple(output_size, ndim)
-    dims = [n if s is None else sympy.Integer(s) for s, n in zip(sizes, spatial(x, ndim))]
+    dims = [n if s is None else integer(s) for s, n in zip(sizes, spatial(x, ndim))]
     return _maybe_indices(call, with_spatial(x, ndim, dims), returns_indices)
 
 

@@ -4,6 +4,7 @@ nodes are merges (where two branches meet)."""
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import operator
@@ -16,9 +17,9 @@ import torch.nn.functional as F
 
 from convlint import formulas
 from convlint import lazy_sympy as sympy
-from convlint.dims import free
+from convlint.dims import Q, free, is_integer
 from convlint.formulas import fdiv, mod
-from convlint.sizes.symbolic import SymTensor, as_dim, tree_size, unknown_shadow
+from convlint.sizes.symbolic import SymTensor, as_dim, integer, tree_size, unknown_shadow
 from convlint.sizes.transfer import (
     FUNCTION_TRANSFERS,
     METHOD_TRANSFERS,
@@ -128,12 +129,12 @@ def broadcast(
             if within is not None:
                 within += [sympy.Or(sympy.Eq(d, chosen[0]), sympy.Eq(d, 1)) for d in seen if d != chosen[0]]
         else:
-            dims.append(chosen[0] if chosen else sympy.Integer(1))
+            dims.append(chosen[0] if chosen else integer(1))
     return SymTensor(tuple(dims))
 
 
 def _fixed(dim: Any) -> bool:
-    return isinstance(dim, sympy.Integer) and dim != 1
+    return is_integer(dim) and dim != 1
 
 
 def _flat(args: Sequence[Any], kwargs: dict) -> list:
@@ -423,7 +424,12 @@ def cat_function(call: Call) -> Any:
     axis = call.arg(1, "dim", 0) % len(first.dims)
     dims = list(first.dims)
     total = [shadows[i].dims[axis] for i in kept]
-    dims[axis] = None if any(d is None for d in total) else sympy.Add(*total)
+    if any(d is None for d in total):
+        dims[axis] = None
+    elif all(isinstance(d, Q) for d in total):  # the exact type: no sympy
+        dims[axis] = functools.reduce(operator.add, total)
+    else:
+        dims[axis] = sympy.Add(*total)
     return SymTensor(tuple(dims))
 
 
@@ -432,5 +438,5 @@ def stack_function(call: Call) -> Any:
     shadows = call.arg(0, "tensors", shadow=True)
     dims = list(shadows[0].dims)
     axis = call.arg(1, "dim", 0) % call.out.dim()
-    dims.insert(axis, sympy.Integer(len(shadows)))
+    dims.insert(axis, integer(len(shadows)))
     return SymTensor(tuple(dims))

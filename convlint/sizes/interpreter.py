@@ -35,6 +35,7 @@ from convlint.sizes.symbolic import (
     evaluate_int,
     has_symbols,
     input_dim,
+    integer,
     symbol,
 )
 from convlint.sizes.transfer import Call, Unpredictable
@@ -425,7 +426,7 @@ def input_shadow(shape: Sequence[int], names: Sequence[str]) -> tuple[SymTensor,
     named ``names``, its other dims concrete."""
     axes = spatial_axes(shape)
     syms = dict(zip(axes, (input_dim(name) for name in names)))
-    dims = tuple(syms.get(i, sympy.Integer(n)) for i, n in enumerate(shape))
+    dims = tuple(syms.get(i, integer(n)) for i, n in enumerate(shape))
     return SymTensor(dims), {symbol(str(syms[a])): shape[a] for a in axes}
 
 
@@ -448,7 +449,7 @@ def zero_sizes(relation: Any, taken: bool) -> dict:
             isinstance(relation, sympy.GreaterThan) and taken
         )
     if zero and isinstance(difference, sympy.Mod) and difference.args[1].is_positive:
-        return {difference: sympy.Integer(0)}
+        return {difference: integer(0)}
     return {}
 
 
@@ -472,7 +473,7 @@ def propagate(
         axes = spatial_axes(shape)
         spatial = tuple(shape[a] for a in axes)
         if axes and spatial in seen:
-            shadows.append(SymTensor(tuple(seen[spatial].get(i, sympy.Integer(n)) for i, n in enumerate(shape))))
+            shadows.append(SymTensor(tuple(seen[spatial].get(i, integer(n)) for i, n in enumerate(shape))))
             continue
         # past three (a layout probe, every axis a symbol) an axis is named by its index
         names = SPATIAL_NAMES.get(len(axes)) or [f"A{a}_" for a in axes]

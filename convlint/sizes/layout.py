@@ -16,7 +16,7 @@ import torch
 
 from convlint import layers
 from convlint.common import Shape, spatial_axes
-from convlint.dims import as_sympy, free
+from convlint.dims import free
 from convlint.sizes.interpreter import SizeResult, propagate
 from convlint.sizes.symbolic import SymTensor
 
@@ -37,7 +37,7 @@ def misread(result: SizeResult) -> Optional[tuple[torch.fx.Node, str]]:
     every size stated from those symbols would be about the wrong dims. Tokens flattened
     into the channels (a mixer's Conv1d over H*W patches) are an expression, not this."""
     for node, shadow in convolutions(result):
-        channels = as_sympy(shadow.dims[1]) if len(shadow.dims) > 1 else None
+        channels = shadow.dims[1] if len(shadow.dims) > 1 else None
         if getattr(channels, "is_Symbol", False) and channels in result.symbols:
             return node, str(channels)
     return None
@@ -66,7 +66,7 @@ def laid_out(
     for index, node in enumerate(placeholders[: len(probe)]):
         shadow = result.shadows.get(node)
         for axis in spatial_axes(probe[index]) if isinstance(shadow, SymTensor) else ():
-            axis_of.setdefault(as_sympy(shadow.dims[axis]), (index, axis))
+            axis_of.setdefault(shadow.dims[axis], (index, axis))
     reached: list[list[int]] = [[] for _ in input_shapes]
     for _, shadow in convolutions(result):
         for dim in shadow.dims[2:]:

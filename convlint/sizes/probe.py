@@ -26,11 +26,10 @@ import torch.fx
 import torch.nn as nn
 
 from convlint import layers
-from convlint import lazy_sympy as sympy
 from convlint.common import describe
 from convlint.dims import EXPR, free
 from convlint.formulas import cdiv, fdiv
-from convlint.sizes.symbolic import SymTensor, constant_shadow, has_symbols
+from convlint.sizes.symbolic import SymTensor, constant_shadow, has_symbols, integer
 from convlint.sizes.transfer import Call, geometry_call
 
 
@@ -135,7 +134,7 @@ def _fit_block(call: Call, shadow: SymTensor, axes: list[int]) -> SymTensor:
     shapes = [runs.shape(lambda n: n), runs.shape(lambda n: n + 1), runs.shape(lambda n: 2 * n + 1)]
     measured, given = runs.measure(shapes), runs.given(shapes)
     if measured == given:
-        return SymTensor(tuple(shadow.dims[i] if i in axes else sympy.Integer(d) for i, d in enumerate(out.shape)))
+        return SymTensor(tuple(shadow.dims[i] if i in axes else integer(d) for i, d in enumerate(out.shape)))
     if len(set(measured)) == 1:
         return constant_shadow(out)
     return _fit_rounding(call, shadow, runs)
@@ -160,7 +159,7 @@ def _fit_rounding(call: Call, shadow: SymTensor, runs: _Runs) -> SymTensor:
         m, rounding = fits[0]
         dims[axis] = rounding(shadow.dims[axis], m) * m
     sizes = call.out.shape
-    return SymTensor(tuple(d if i in runs.axes else sympy.Integer(v) for i, (d, v) in enumerate(zip(dims, sizes))))
+    return SymTensor(tuple(d if i in runs.axes else integer(v) for i, (d, v) in enumerate(zip(dims, sizes))))
 
 
 __all__ = ["NoFit", "declared_geometry", "probe"]

@@ -21,18 +21,22 @@ Dim = Optional["sympy.Expr"]  # None: unknown, the concrete size is all there is
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
-def symbol(name: str) -> sympy.Symbol:
-    return sympy.Symbol(name, integer=True, positive=True)
-
-
 # Work in progress (issue 25): the input's sizes carried as the exact type Q, its symbols
-# sympy's (every env, free() and the domain key on them), its arithmetic and evaluation Q's.
+# and constants Qs too (sympy imported only for what Q does not hold).
 AFFINE = os.environ.get("CONVLINT_SYMBOLIC_CORE") == "affine"
 
 
-def input_dim(name: str):
-    """The size of an input's spatial axis: its symbol (a Q of it, with the affine core)."""
-    return Q.symbol(name) if AFFINE else symbol(name)
+def symbol(name: str) -> "sympy.Symbol":
+    """An input size's symbol (a Q of it, with the affine core)."""
+    return Q.symbol(name) if AFFINE else sympy.Symbol(name, integer=True, positive=True)
+
+
+def integer(value: int) -> "sympy.Integer":
+    """A size that does not depend on the input (a Q, with the affine core)."""
+    return Q(int(value)) if AFFINE else sympy.Integer(value)
+
+
+input_dim = symbol  # the size of an input's spatial axis
 
 
 def _names(env: dict) -> dict:
@@ -52,11 +56,11 @@ class SymTensor:
 def constant_shadow(value: Any) -> Any:
     """Shadow of a value that does not depend on the input sizes."""
     if isinstance(value, torch.Tensor):
-        return SymTensor(tuple(sympy.Integer(s) for s in value.shape))
+        return SymTensor(tuple(integer(s) for s in value.shape))
     if isinstance(value, bool):
         return value
     if isinstance(value, int):
-        return sympy.Integer(value)
+        return integer(value)
     if isinstance(value, (tuple, list)):
         return tuple(constant_shadow(v) for v in value)
     return value
@@ -103,7 +107,7 @@ def as_dim(shadow: Any) -> Dim:
     if isinstance(shadow, bool):
         return None
     if isinstance(shadow, int):
-        return sympy.Integer(shadow)
+        return integer(shadow)
     if isinstance(shadow, float) and math.isfinite(shadow):
         # stride = float(32): the nearest simple fraction, as PyTorch's scales are read
         return sympy.Rational(Fraction(shadow).limit_denominator(1 << 20))
@@ -128,7 +132,7 @@ def with_spatial(shadow: SymTensor, ndim: int, dims: Sequence[Dim], channels: An
     """``shadow`` with its trailing ``ndim`` dims replaced (and its channels, if given)."""
     lead = list(shadow.dims[: len(shadow.dims) - ndim])
     if channels != "keep" and lead:
-        lead[-1] = sympy.Integer(channels)
+        lead[-1] = integer(channels)
     return SymTensor(tuple(lead) + tuple(dims))
 
 

@@ -4,6 +4,7 @@ factories and ``nn.Linear``."""
 
 from __future__ import annotations
 
+import functools
 import operator
 from typing import Any, Optional
 
@@ -12,9 +13,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from convlint import lazy_sympy as sympy
-from convlint.dims import free
+from convlint.dims import Q, free
 from convlint.formulas import cdiv
-from convlint.sizes.symbolic import Dim, SymTensor, as_dim, constant_shadow, size_args
+from convlint.sizes.symbolic import Dim, SymTensor, as_dim, constant_shadow, integer, size_args
 from convlint.sizes.transfer import Call, Unpredictable, fallback, for_functions, for_methods, for_modules
 
 
@@ -26,7 +27,7 @@ def getattr_function(call: Call) -> Any:
     if isinstance(obj, SymTensor) and name in ("T", "mT"):
         return SymTensor(tuple(reversed(obj.dims)))
     if name in ("ndim", "dtype", "device", "is_cuda", "requires_grad"):
-        return sympy.Integer(call.out) if name == "ndim" else call.out
+        return integer(call.out) if name == "ndim" else call.out
     return fallback(call)
 
 
@@ -54,7 +55,7 @@ def numel_method(call: Call) -> Any:
 
 @for_methods("dim", "ndimension")
 def dim_method(call: Call) -> Any:
-    return sympy.Integer(call.out)
+    return integer(call.out)
 
 
 @for_functions(operator.getitem)
@@ -83,7 +84,7 @@ def _slice_tensor(call: Call, shadow: SymTensor, index: Any, sindex: Any) -> Any
                 out.append(shadow.dims[axis])
                 axis += 1
         elif item is None:
-            out.append(sympy.Integer(1))
+            out.append(integer(1))
         elif isinstance(item, int):
             axis += 1
         elif isinstance(item, slice):
@@ -109,11 +110,11 @@ def _slice_length(n: Dim, item: slice, sitem: Any) -> Dim:
         if expr is not None and free(expr):
             return expr  # computed from sizes (x[..., d : d + y.size(2)]): keep it symbolic
         if isinstance(value, int) and not isinstance(value, bool):
-            return n + value if value < 0 else sympy.Integer(value)
+            return n + value if value < 0 else integer(value)
         return expr
 
     parts = (sitem.start, sitem.stop) if isinstance(sitem, slice) else (None, None)
-    start = bound(item.start, parts[0], sympy.Integer(0))
+    start = bound(item.start, parts[0], integer(0))
     stop = bound(item.stop, parts[1], n)
     if start is None or stop is None:
         return None
@@ -252,7 +253,7 @@ def argsort_method(call: Call) -> Any:
 def repeat(call: Call) -> Any:
     """x.repeat(a, b, ...): each dim times its count (the input's dims padded with 1s)."""
     counts = [as_dim(c) for c in size_args(call.sargs[1:])]
-    source = (sympy.Integer(1),) * (len(counts) - len(call.sargs[0].dims)) + call.sargs[0].dims
+    source = (integer(1),) * (len(counts) - len(call.sargs[0].dims)) + call.sargs[0].dims
     if len(counts) != call.out.dim() or len(source) != len(counts):
         return fallback(call)
     return _times(source, counts)
@@ -266,8 +267,8 @@ def tile(call: Call) -> Any:
     counts = [as_dim(c) for c in size_args(call.sargs[1:] or (call.skwargs.get("dims"),))]
     source = call.sargs[0].dims
     rank = max(len(counts), len(source))
-    counts = [sympy.Integer(1)] * (rank - len(counts)) + counts
-    source = (sympy.Integer(1),) * (rank - len(source)) + source
+    counts = [integer(1)] * (rank - len(counts)) + counts
+    source = (integer(1),) * (rank - len(source)) + source
     if rank != call.out.dim():
         return fallback(call)
     return _times(source, counts)
@@ -282,7 +283,7 @@ def arange(call: Call) -> Any:
     """arange(end), arange(start, end[, step]): ceil((end - start) / step) numbers."""
     bounds = [as_dim(s) for s in call.sargs[:3]]
     if len(bounds) == 1:
-        bounds = [sympy.Integer(0)] + bounds
+        bounds = [integer(0)] + bounds
     start, end = bounds[0], bounds[1] if len(bounds) > 1 else None
     step = bounds[2] if len(bounds) > 2 else as_dim(call.skwargs.get("step", 1))
     if start is None or end is None or step is None or not step.is_Integer or int(step) <= 0:
@@ -307,12 +308,12 @@ def linear_module(call: Call) -> Any:
             or x.dtype != weight.dtype
         ):
             raise Unpredictable(call.target)  # let PyTorch raise, or decide
-    return SymTensor(call.sargs[0].dims[:-1] + (sympy.Integer(call.module.out_features),))
+    return SymTensor(call.sargs[0].dims[:-1] + (integer(call.module.out_features),))
 
 
 @for_functions(F.linear)
 def linear_function(call: Call) -> Any:
-    return SymTensor(call.sargs[0].dims[:-1] + (sympy.Integer(call.out.shape[-1]),))
+    return SymTensor(call.sargs[0].dims[:-1] + (integer(call.out.shape[-1]),))
 
 
 @for_methods("chunk", "split", "unbind", "tensor_split")
@@ -335,7 +336,7 @@ def split_method(call: Call) -> Any:
         elif lengths is not None:
             dims[axis] = lengths[k]
         else:
-            dims[axis] = sympy.Integer(piece.shape[axis]) if split is not None and not free(split) else None
+            dims[axis] = integer(piece.shape[axis]) if split is not None and not free(split) else None
         pieces.append(SymTensor(tuple(dims)))
     return tuple(pieces)
 
@@ -355,7 +356,7 @@ def _tensor_split_lengths(call: Call, length: Dim) -> Optional[list]:
         return [sympy.floor((length + sections - 1 - k) / sections) for k in range(int(sections))]
     how = [as_dim(i) for i in how]
     if all(i is not None and i.is_Integer and i >= 0 for i in how):
-        cuts = [sympy.Integer(0), *(sympy.Min(i, length) for i in how), length]
+        cuts = [integer(0), *(sympy.Min(i, length) for i in how), length]
         return [sympy.Max(b - a, 0) for a, b in zip(cuts, cuts[1:])]
     return None
 
@@ -388,7 +389,12 @@ def _flatten(dims: list, start: int, end: int) -> SymTensor:
     """dims ``start`` .. ``end`` merged into their product."""
     start, end = start % len(dims), end % len(dims)
     block = dims[start : end + 1]
-    merged = None if any(d is None for d in block) else sympy.Mul(*block)
+    if any(d is None for d in block):
+        merged = None
+    elif sum(1 for d in block if isinstance(d, Q) and d.terms) <= 1 and all(isinstance(d, Q) for d in block):
+        merged = functools.reduce(operator.mul, block)  # the exact type holds it: no sympy
+    else:
+        merged = sympy.Mul(*block)
     return SymTensor(tuple(dims[:start] + [merged] + dims[end + 1 :]))
 
 
@@ -397,7 +403,7 @@ def _flatten(dims: list, start: int, end: int) -> SymTensor:
 def flatten_method(call: Call) -> Any:
     dims = list(call.sargs[0].dims)
     if not dims:
-        return SymTensor((sympy.Integer(1),))
+        return SymTensor((integer(1),))
     return _flatten(dims, call.arg(1, "start_dim", 0), call.arg(2, "end_dim", -1))
 
 
@@ -411,7 +417,7 @@ def flatten_module(call: Call) -> Any:
 def unsqueeze_method(call: Call) -> Any:
     dims = list(call.sargs[0].dims)
     axis = call.arg(1, "dim") % (len(dims) + 1)
-    dims.insert(axis, sympy.Integer(1))
+    dims.insert(axis, integer(1))
     return SymTensor(tuple(dims))
 
 
@@ -437,10 +443,10 @@ def reduce_method(call: Call) -> Any:
     axes = call.arg(1, "dim")
     keepdim = call.arg(2, "keepdim", False)
     if axes is None:
-        return SymTensor(()) if not keepdim else SymTensor((sympy.Integer(1),) * len(dims))
+        return SymTensor(()) if not keepdim else SymTensor((integer(1),) * len(dims))
     axes = {a % len(dims) for a in (axes if isinstance(axes, (tuple, list)) else (axes,))}
     if keepdim:
-        return SymTensor(tuple(sympy.Integer(1) if i in axes else d for i, d in enumerate(dims)))
+        return SymTensor(tuple(integer(1) if i in axes else d for i, d in enumerate(dims)))
     return SymTensor(tuple(d for i, d in enumerate(dims) if i not in axes))
 
 
