@@ -175,6 +175,7 @@ def run_child(method: str, model_name: str, size: int, repeat: int = 1) -> dict:
             text=True,
             cwd=ROOT,
             timeout=3600,
+            env=_writing_bytecode(),  # cold as a user's second run (``wall``): the first process writes it
         )
         if proc.returncode != 0:
             return {"error": (proc.stderr.strip().splitlines() or ["failed"])[-1][:200]}
@@ -214,12 +215,18 @@ def model_directory(folder: str) -> str:
     return folder
 
 
+def _writing_bytecode() -> dict:
+    """This environment, with bytecode written (an environment may forbid it: every process
+    would compile convlint's modules again, 0.04-0.1 s)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def wall(argv: list, repeat: int = 5, cwd: str = ROOT) -> float:
     """Median wall time of a whole command, interpreter start included, as a user's
     second run: bytecode written (an environment may forbid it, PYTHONDONTWRITEBYTECODE,
     and every run would compile convlint's modules again, 0.1 s), one run before the
     measured ones."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env = _writing_bytecode()
     subprocess.run(argv, cwd=cwd, capture_output=True, timeout=600, env=env)
     times = []
     for _ in range(repeat):

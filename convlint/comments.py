@@ -34,7 +34,8 @@ def _key(path: str) -> tuple:
 
 
 def comments(path: str) -> dict[int, str]:
-    """{line: comment text} for ``path`` as it is on disk now."""
+    """{line: comment text} for ``path`` as it is on disk now (none where the file holds
+    neither ``convlint`` nor ``noqa``: every comment convlint reads has one of them)."""
     return _comments(_key(path))
 
 
@@ -45,6 +46,9 @@ def _comments(key: tuple) -> dict[int, str]:
             source = fh.read()
     except OSError:
         return {}
+    lowered = source.lower()
+    if b"convlint" not in lowered and b"noqa" not in lowered:
+        return {}  # no comment of ours can be in it: not tokenized (10 ms for 500 lines)
     found = {}
     try:
         for token in tokenize.tokenize(io.BytesIO(source).readline):

@@ -356,25 +356,10 @@ def _analyse_entry(entry: tuple, rules: Sequence[Rule], options: Options) -> Out
     from convlint import usage
 
     candidate, model, shapes, _item, recorded = entry
-    _freeze_once()
+    common.freeze_once()
     where = dict(name=candidate.name, path=candidate.path, line=candidate.line)
     with usage.recording(recorded) if recorded is not None else contextlib.nullcontext():
         return analyse_model(model, shapes, rules=rules, options=options, **where)
-
-
-_FROZEN: list = []
-
-
-def _freeze_once() -> None:
-    """Before a process's first analysis: what is alive (torch, sympy, the rules, the
-    user's modules) is frozen, so that the garbage collector's full collections during the
-    analyses walk what they allocate, not every object the imports made. Once: a
-    long-lived process (pytest --convlint) would otherwise keep each model's garbage."""
-    if not _FROZEN:
-        import gc
-
-        gc.freeze()
-        _FROZEN.append(True)
 
 
 def _several(targets: Sequence) -> bool:

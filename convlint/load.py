@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional
 
 from convlint import scan, sites
-from convlint.common import describe, relpath
+from convlint.common import describe, freeze_once, relpath
 
 log = logging.getLogger(__name__)
 
@@ -471,6 +471,7 @@ def build(candidate: Candidate):
     import torch
     import torch.nn as nn
 
+    freeze_once()
     with sites.recording(), no_downloads():
         on_meta = True
         try:
