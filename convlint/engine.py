@@ -204,30 +204,31 @@ def analyse_model(
 
 def warm(meta: bool = True) -> None:
     """Import what every analysis needs and run one small check, in a process that forks
-    the ones that analyse (the language server, ``--jobs``): the caches it fills (sympy's,
-    the size formulas') come warm to every child. ``meta``: also an op that runs on meta
+    the ones that analyse (the language server, ``--jobs``): the caches it fills (the size
+    formulas') come warm to every child. ``meta``: also an op that runs on meta
     (its first import of torch._dynamo, 0.8 s), and libcst (fixes are planned with it),
     which a language server's every check needs and a ``--jobs`` run may not. What is
     alive then is frozen: the garbage collector need not walk it, and a child that did
     would touch, and so copy, every page it shares with the parent."""
     import gc
 
-    import sympy  # noqa: F401
     import torch
     import torch.nn as nn
 
     from convlint.report import formats  # noqa: F401
 
     all_rules()
-    if meta:
+    if meta:  # a long-lived process: sympy too, for what the exact sizes (convlint.affine) do not hold
         import libcst  # noqa: F401
+        import sympy  # noqa: F401
 
         from convlint.fix import edits, padding  # noqa: F401
 
     class Warm(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.conv = nn.Conv2d(3, 4, 3, padding=1, dilation=2)
+            # with ``meta``, a finding (CVL201): its message printed, sympy's printer loaded
+            self.conv = nn.Conv2d(3, 4, 3, padding=1 if meta else 2, dilation=2)
             self.pool = nn.MaxPool2d(2)
 
         def forward(self, x):
