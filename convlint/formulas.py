@@ -12,7 +12,7 @@ from fractions import Fraction
 from typing import Sequence, Union
 
 from convlint import lazy_sympy as sympy
-from convlint.dims import Basic
+from convlint.dims import Basic, is_integer
 
 Size = Union[int, "sympy.Expr"]
 
@@ -24,7 +24,7 @@ def _affine(a, b) -> bool:
 
 def is_int(x: object) -> bool:
     """An int, sympy's Integer or a constant Q (no sympy import for the question)."""
-    return isinstance(x, int) or getattr(x, "is_Integer", False) is True
+    return isinstance(x, int) or is_integer(x)
 
 
 def _flatten(a, rounding) -> sympy.Expr:
