@@ -456,6 +456,15 @@ def _ceil_div(a, den: int):
     return sympy.ceiling(a / den)
 
 
+def comparable(size):
+    """One key for one value on either core: a size of Q's form as its ``Q`` (a Q and the
+    sympy expression of the same value are equal but hash apart), anything else as is."""
+    if isinstance(size, (Q, int)) or not hasattr(size, "free_symbols"):
+        return size
+    q = from_sympy(size)
+    return size if q is None else q
+
+
 def from_sympy(expr) -> Optional[Q]:
     """The ``Q`` of a sympy expression of that form, or None (a Max, a product of sizes)."""
     if isinstance(expr, int):

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from convlint import pretty
+from convlint.affine import comparable
 from convlint.dims import free
 from convlint.samesize import period_of, periodic, smallest_defined
 
@@ -359,11 +360,11 @@ def state(domain: Domain, select: Optional[Callable[[Condition], bool]] = None) 
     # A block used many times repeats its conditions: each is evaluated once, for all who impose it.
     alike: dict = {}
     for c in chosen:
-        alike.setdefault((c.kind, _test_key(c.test), c.expressions, c.broadcasts, c.branches), []).append(c)
+        alike.setdefault((c.kind, _test_key(c.test), _expressions_key(c), c.broadcasts, c.branches), []).append(c)
     chosen = [same[0] for same in alike.values()]
     imposed = {id(same[0]): [c.where for c in same] for same in alike.values()}
     for s in symbols:  # each distinct limit once (a block used many times repeats them)
-        single[s] = list({(_test_key(c.test), c.expressions): c for c in single[s]}.values())
+        single[s] = list({(_test_key(c.test), _expressions_key(c)): c for c in single[s]}.values())
     lowest = {
         s: smallest_defined(lambda n, s=s: all(c.holds({**example, s: n}) is not False for c in single[s]), UNBOUNDED)
         for s in symbols
@@ -396,11 +397,22 @@ def state(domain: Domain, select: Optional[Callable[[Condition], bool]] = None) 
     return Statement(symbols, lowest, tuple(parts), first, above, tuple(refused), trivial)
 
 
+def _expressions_key(c: Condition) -> tuple:
+    """The sizes a condition compares, keyed alike whichever core carries them."""
+    return _comparable(c.expressions)
+
+
+def _comparable(value: Any) -> Any:
+    """A size, or a tuple of them at any depth, keyed by value: one block's sizes may be Qs
+    and another's the sympy expressions of the same values (after a Max or a product)."""
+    return tuple(map(_comparable, value)) if isinstance(value, tuple) else comparable(value)
+
+
 def _test_key(test: Callable) -> Any:
     """What a condition's test is: its code and the values it closes over (two reshapes
     with the same new sizes from different old ones are different tests)."""
     try:
-        cells = tuple(cell.cell_contents for cell in test.__closure__ or ())
+        cells = _comparable(tuple(cell.cell_contents for cell in test.__closure__ or ()))
         hash(cells)
     except (TypeError, ValueError):  # an unhashable or empty cell: the test is its own
         return id(test)

@@ -98,3 +98,17 @@ def test_a_period_longer_than_the_set_is_stated_by_the_sets_own():
     said = domain_statement.state(domain)
     assert said.needs == "H a multiple of 2"
     _agrees(domain, upto=70)
+
+
+def test_one_condition_carried_by_either_core_is_keyed_as_one():
+    """A block used twice imposes one condition twice; one copy's sizes may be Qs and the
+    other's the sympy expressions of the same values (the halo nets of timm): stated once."""
+    from convlint.affine import Q
+
+    h = Q.symbol("H")
+    as_q, as_sympy = (h + 15).floor_div(16), sympy.floor((H - 1) / 16) + 1  # one value, two forms
+    assert all(as_q.value({"H": n}) == as_sympy.subs(H, n) for n in range(1, 40))
+    one, other = _merge(as_q, 2 * h), _merge(as_sympy, 2 * H)
+    assert domain_statement._test_key(one.test) == domain_statement._test_key(other.test)
+    assert domain_statement._expressions_key(one) == domain_statement._expressions_key(other)
+    assert domain_statement._expressions_key(_merge(as_q + 1, 2 * h)) != domain_statement._expressions_key(one)
