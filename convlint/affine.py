@@ -1,4 +1,4 @@
-"""Work in progress (issue 25): sizes of the common form without sympy.
+"""Sizes of the common form without sympy.
 
 A ``Q`` is an integer quasi-affine expression: a constant plus integer multiples of atoms,
 an atom an input symbol (by name) or ``floor(Q / d)`` for an integer d >= 2. Every size a
@@ -8,12 +8,12 @@ convolution, pooling, padding or resampling by an integer factor gives is one
 argument reduced), so ``==`` and ``hash`` are structural and cheap, and evaluation at
 integer sizes needs no sympy.
 
-Work in progress (issue 25): with ``CONVLINT_SYMBOLIC_CORE=affine`` the input's sizes are
-carried as Q (``sizes.symbolic.input_dim``); what Q does not compute itself is computed by
-sympy on its sympy form, which replays the formula calls that made it, so every message
-reads as on the sympy path (tests/test_affine.py compares both paths on every fixture:
-every finding word for word, every size). sympy is still imported; the speed comes once
-the hot consumers read Q itself and sympy is imported only for what Q cannot hold.
+The input's sizes are carried as Q (``sizes.symbolic.input_dim``; ``CONVLINT_SYMBOLIC_CORE=sympy``
+carries sympy expressions instead). What Q does not compute itself is computed by sympy on
+its sympy form, which replays the formula calls that made it, so every message reads as on
+the sympy path (tests/test_affine.py compares both paths on every fixture: every finding
+word for word, every domain, every size); sympy is imported only then (a product of sizes,
+a Max, a message that prints a size).
 """
 
 from __future__ import annotations

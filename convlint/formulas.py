@@ -18,8 +18,11 @@ Size = Union[int, "sympy.Expr"]
 
 
 def _affine(a, b) -> bool:
-    """A size of the exact type (``sizes.affine.Q``) divided by a positive int: it stays one."""
-    return type(a).__name__ == "Q" and isinstance(b, int) and not isinstance(b, bool) and b > 0
+    """A size of the exact type (``sizes.affine.Q``) divided by a positive int (or a
+    constant Q: ``diff // 2`` of sizes read in Python): it stays one."""
+    if type(a).__name__ != "Q" or isinstance(b, bool):
+        return False
+    return (isinstance(b, int) or (type(b).__name__ == "Q" and b.is_constant)) and int(b) > 0
 
 
 def is_int(x: object) -> bool:
@@ -50,7 +53,7 @@ def _number(a: Size, value: int) -> Size:
 def fdiv(a: Size, b: int) -> Size:
     """Floor division that stays exact for ints and symbolic for expressions."""
     if _affine(a, b):
-        return a.floor_div(b).made_by(fdiv, a, b)
+        return a.floor_div(int(b)).made_by(fdiv, a, b)
     if is_int(a) and is_int(b):
         return _number(a, int(a) // int(b))
     if b == 1:
@@ -110,7 +113,7 @@ def __getattr__(name: str):
 def cdiv(a: Size, b: int) -> Size:
     """Ceiling division: -((-a) // b)."""
     if _affine(a, b):
-        return a.ceil_div(b).made_by(cdiv, a, b)
+        return a.ceil_div(int(b)).made_by(cdiv, a, b)
     if is_int(a) and is_int(b):
         return _number(a, -(-int(a) // int(b)))
     if b == 1 and sympy.sympify(a).is_integer:
@@ -121,7 +124,7 @@ def cdiv(a: Size, b: int) -> Size:
 
 def mod(a: Size, b: int) -> Size:
     if _affine(a, b):
-        return (a % b).made_by(mod, a, b)
+        return (a % int(b)).made_by(mod, a, b)
     if is_int(a) and is_int(b):
         return _number(a, int(a) % int(b))
     # sympy 1.14 rewrites a Mod whose dividend holds a multiple of a Mod wrongly, the inner

@@ -216,7 +216,9 @@ def test_the_affine_core_gives_every_size_of_the_sympy_path(path, cls, monkeypat
 
 
 CLEAN = """
+import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class Block(nn.Module):
@@ -242,6 +244,32 @@ class Net(nn.Module):
 
     def forward(self, x):
         return self.head(self.blocks(self.stem(x)))
+
+
+class UNet(nn.Module):
+    # functional pooling, a transposed convolution, upsampling, a pad by a size difference
+    # read in Python, a channels-last block (permute, layer norm, attention)
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.Conv2d(3, 8, 3, padding=1)
+        self.mid = nn.Conv2d(8, 8, 3, padding=1)
+        self.up = nn.ConvTranspose2d(8, 8, 2, stride=2)
+        self.upsample = nn.Upsample(scale_factor=2)
+        self.norm, self.qkv = nn.LayerNorm(8), nn.Linear(8, 24)
+        self.out = nn.Conv2d(24, 2, 1)
+
+    def forward(self, x):
+        skip = self.enc(x)
+        y = self.mid(F.max_pool2d(skip, 2))
+        y = self.up(y)
+        y = F.pad(y, (0, skip.size(3) - y.size(3), 0, skip.size(2) - y.size(2)))
+        z = self.upsample(F.avg_pool2d(skip, 2))
+        z = F.pad(z, (0, skip.size(3) - z.size(3), 0, skip.size(2) - z.size(2)))
+        t = skip.permute(0, 2, 3, 1)
+        q, k, v = self.qkv(self.norm(t)).chunk(3, dim=-1)
+        t = t + (q @ k.transpose(-1, -2)).softmax(-1) @ v
+        return self.out(torch.cat([y, z, t.permute(0, 3, 1, 2)], dim=1))
 """
 
 RUN = """

@@ -5,6 +5,9 @@ expressions are then evaluated at other sizes and compared with the model run on
 tensors at those sizes.
 """
 
+import itertools
+import operator
+
 import pytest
 import sympy
 import torch
@@ -222,14 +225,14 @@ def test_a_wrong_formula_is_reported_as_a_mismatch_not_ignored(monkeypatch, run_
     class Model(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv = nn.ConvTranspose2d(1, 1, 3)
+            self.conv = nn.ReflectionPad2d(1)
 
         def forward(self, x):
             return self.conv(x) + 1
 
-    # wrong on purpose; a transposed convolution runs on meta in both modes (a layer whose
-    # size the default mode predicts is checked this way with --run-every-op: the next test)
-    monkeypatch.setitem(sizes.transfer.MODULE_TRANSFERS, nn.ConvTranspose2d, lambda call: call.sargs[0])
+    # wrong on purpose; a reflection pad runs on meta in both modes (a layer whose size the
+    # default mode predicts is checked this way with --run-every-op: the next test)
+    monkeypatch.setitem(sizes.transfer.MODULE_TRANSFERS, nn.ReflectionPad2d, lambda call: call.sargs[0])
     result = sizes.propagate(trace(Model()).graph_module, [(1, 1, 9, 9)], run_every_op=run_every_op)
     assert [(m.node.name, m.axis, m.expected, m.actual) for m in result.mismatches] == [
         ("conv", 2, 11, 9),
@@ -536,3 +539,143 @@ def test_a_size_from_a_mod_of_a_multiple_of_a_mod_is_pytorchs_at_every_size(run_
         with torch.no_grad():
             expected = real(torch.zeros(1, 3, 16, w)).shape[-1]
         assert evaluate_int(width, {symbols["H"]: 16, symbols["W"]: w}) == expected, (w, width)
+
+
+# ---------------------------------------------------------------- the strides of a predicted output
+
+
+def _laid_out(shape: tuple, order: tuple) -> torch.Tensor:
+    """A dense CPU tensor of ``shape`` whose dims lie in memory in ``order``, outermost first."""
+    return torch.zeros([shape[d] for d in order]).permute(*[order.index(d) for d in range(len(shape))])
+
+
+_UNARY = {
+    "F.relu": F.relu,
+    "nn.GELU": nn.GELU(),
+    "nn.ReLU(inplace=True)": nn.ReLU(inplace=True),
+    "nn.Identity": nn.Identity(),
+    "nn.Dropout, eval": nn.Dropout(0.1).eval(),
+    "clone": "clone",
+    "relu_": "relu_",
+    "softmax": "softmax",
+    "F.log_softmax": F.log_softmax,
+    "F.layer_norm": F.layer_norm,
+    "nn.LayerNorm": nn.LayerNorm(5),
+}
+_BINARY = {"+": operator.add, "torch.mul": torch.mul, "+=": operator.iadd, "@": operator.matmul}
+
+
+def _call(target, args: tuple):
+    """The op ``target`` (a function, a method's name or a module) on ``args``: its output,
+    and the Call its transfer sees."""
+    from convlint.sizes import transfer
+
+    extra = {F.log_softmax: (-1,), "softmax": (1,), F.layer_norm: ((4, 5),)}.get(target, ())
+    args = (*args, *extra)
+    if isinstance(target, nn.Module):
+        fn, out, module = transfer.for_module(target), target(*args), target
+    elif isinstance(target, str):
+        fn, out, module = transfer.for_method(target), getattr(args[0], target)(*args[1:]), None
+    else:
+        fn, out, module = transfer.for_function(target), target(*args), None
+    return fn, transfer.Call(None, target, args, {}, (), {}, None, module), out
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("name", list(_UNARY))
+def test_a_predicted_output_has_the_strides_pytorch_gives_it(name, batch):
+    """relu(x.transpose(2, 3)).view(...) raises in PyTorch: a prediction laid out
+    contiguously whatever its input said it ran. Every layout of the input (and a sliced,
+    non-dense one): the predicted strides are PyTorch's, or the op is run (None)."""
+    from convlint.sizes.interpreter import _strides
+
+    shape = (batch, 3, 4, 5)
+    inputs = [_laid_out(shape, order) for order in itertools.permutations(range(4))]
+    inputs.append(torch.zeros(batch, 3, 4, 10)[..., ::2])
+    decided = 0
+    for x in inputs:
+        fn, call, out = _call(_UNARY[name], (x,))
+        laid = _strides(fn, call, [x])
+        if laid is not None:
+            decided += 1
+            assert laid(list(out.shape)) == out.stride(), (name, x.stride())
+    assert decided >= 24
+
+
+@pytest.mark.parametrize("other", [(2, 3, 4, 5), (3, 1, 1), (1, 3, 1, 5), (5,)])
+@pytest.mark.parametrize("name", list(_BINARY))
+def test_a_predicted_merge_has_the_strides_pytorch_gives_it(name, other):
+    """Operands of two layouts (a permuted NHWC map plus a contiguous one, a broadcast
+    bias): the output's dims ordered as PyTorch orders them, at every pair of layouts."""
+    from convlint.sizes.interpreter import _strides
+
+    shape = (2, 3, 4, 5)
+    if name == "@" and other != shape:
+        pytest.skip("a product of two maps of one shape")
+    decided = 0
+    for first in itertools.permutations(range(4)):
+        for second in itertools.permutations(range(len(other))):
+            a, b = _laid_out(shape, first), _laid_out(other, second)
+            b = b.transpose(-1, -2) if name == "@" else b
+            fn, call, out = _call(_BINARY[name], (a, b))
+            laid = _strides(fn, call, [a, b])
+            if laid is not None:
+                decided += 1
+                assert laid(list(out.shape)) == out.stride(), (name, a.stride(), b.stride())
+    assert decided > 0
+
+
+_RAISES_IN_PYTORCH = """
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class ReluThenView(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return F.relu(self.conv(x).transpose(2, 3)).view(1, -1)
+
+
+class TrilinearOn4d(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        return F.interpolate(self.conv(x), scale_factor=2, mode="trilinear")
+
+
+class UpsampleTrilinearOn4d(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode="trilinear")
+
+    def forward(self, x):
+        return self.up(self.conv(x))
+"""
+
+
+def test_an_op_pytorch_refuses_is_not_predicted_to_pass(tmp_path, run_every_op):
+    """Predicted outputs once passed where PyTorch raises: a view of a relu of a transposed
+    map (the prediction was contiguous), a trilinear resampling of a 4-d map. Each model
+    raises in PyTorch and gets a CVL901 at its line."""
+    import importlib.util
+
+    from convlint.options import Options, Shape
+
+    path = tmp_path / "refused.py"
+    path.write_text(_RAISES_IN_PYTORCH)
+    spec = importlib.util.spec_from_file_location("refused", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names = ["ReluThenView", "TrilinearOn4d", "UpsampleTrilinearOn4d"]
+    for name in names:
+        with pytest.raises((RuntimeError, NotImplementedError)):
+            getattr(module, name)()(torch.zeros(1, 3, 8, 8))
+    options = Options(input_shapes=(Shape((1, 3, 8, 8)),), run_every_op=run_every_op)
+    result = engine.check_paths([f"{path}:{name}" for name in names], options)
+    assert sorted((f.code, f.line) for f in result.findings) == [("CVL901", 12), ("CVL901", 21), ("CVL901", 31)]

@@ -42,23 +42,42 @@ def conv_layer(call: Call) -> Any:
 def _one_plain_input(call: Call, ndim: int) -> bool:
     """One contiguous floating tensor of a layer's rank ``ndim``, batched or not, and no
     keyword: the call a conv or pooling layer runs as its formula says."""
-    x = call.args[0] if call.args else None
+    return len(call.args) == 1 and not call.kwargs and _plain_tensor(call.args[0], ndim)
+
+
+def _plain_tensor(x: Any, ndim: int) -> bool:
+    """A contiguous floating tensor of a layer's rank ``ndim``, batched or not (the
+    predicted output is contiguous too)."""
     return (
-        len(call.args) == 1
-        and not call.kwargs
-        and isinstance(x, torch.Tensor)
-        and x.dim() in (ndim + 1, ndim + 2)
-        and x.is_floating_point()
-        and x.is_contiguous()
+        isinstance(x, torch.Tensor) and x.dim() in (ndim + 1, ndim + 2) and x.is_floating_point() and x.is_contiguous()
+    )
+
+
+def _pools(geometry: layers.Geometry, ndim: int) -> bool:
+    """Does PyTorch pool with this window as the formula says, without raising? One int
+    per dim, a positive kernel, stride and dilation, each pad from 0 to half the kernel
+    (PyTorch's own check, ``k // 2``). avg_pool3d also refuses an input smaller than its
+    kernel: it is run."""
+    numbers = geometry.kernel + geometry.stride + geometry.dilation
+    return (
+        len(geometry.kernel) == len(geometry.stride) == len(geometry.dilation) == len(geometry.padding) == ndim
+        and all(type(v) is int and v > 0 for v in numbers)
+        and all(type(p) is int and 0 <= p <= k // 2 for pad, k in zip(geometry.padding, geometry.kernel) for p in pad)
+        and not (geometry.kind == layers.AVGPOOL and ndim == 3)
     )
 
 
 def _runs_as_the_formula_says(call: Call) -> bool:
     m = call.module
     weight, x = m.weight, call.args[0] if call.args else None
+    # a transposed convolution's weight is (in, out / groups, *kernel), and it refuses an
+    # output padding as large as both its stride and its dilation
+    transposed = isinstance(m, nn.modules.conv._ConvTransposeNd)
+    channels = weight.shape[0] if transposed else weight.shape[1] * m.groups
     return (
         _one_plain_input(call, weight.dim() - 2)
-        and x.shape[-weight.dim() + 1] == weight.shape[1] * m.groups
+        and x.shape[-weight.dim() + 1] == channels
+        and (not transposed or all(p < max(s, d) for p, s, d in zip(m.output_padding, m.stride, m.dilation)))
         and x.dtype == weight.dtype
         and x.device == weight.device
         and m.padding_mode == "zeros"
@@ -73,10 +92,7 @@ def pool_layer(call: Call) -> Any:
     PyTorch's own check)."""
     if call.out is None:
         geometry = layers.geometry_of(call.module)
-        if not (
-            _one_plain_input(call, geometry.ndim)
-            and all(max(pad) <= k // 2 for pad, k in zip(geometry.padding, geometry.kernel))
-        ):
+        if not (_one_plain_input(call, geometry.ndim) and _pools(geometry, geometry.ndim)):
             raise Unpredictable(call.target)
     return conv_module(call)
 
@@ -87,8 +103,11 @@ def conv_module(call: Call) -> Any:
     return _maybe_indices(call, out, getattr(call.module, "return_indices", False))
 
 
-@for_modules(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+@for_modules(nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d, fast=True)
 def conv_transpose_module(call: Call) -> Any:
+    """Predicted as ``conv_layer`` is, called with its input alone (an ``output_size`` is run)."""
+    if call.out is None and not _runs_as_the_formula_says(call):
+        raise Unpredictable(call.target)
     geometry = layers.geometry_of(call.module)
     output_size = call.arg(1, "output_size", shadow=True)
     if output_size is None:
@@ -141,10 +160,18 @@ def _pool_function(ndim: int, kind: str):
         signature = signatures.FUNCTIONS[kind]
         dilation = call.arg(signature.index("dilation"), "dilation", 1) if "dilation" in signature else 1
         ceil_mode = call.arg(signature.index("ceil_mode"), "ceil_mode", False)
-        if has_symbols((call.arg(1, "kernel_size", shadow=True), call.arg(2, "stride", shadow=True))):
+        stride_shadow = call.arg(2, "stride", shadow=True)
+        windows = (call.arg(1, "kernel_size", shadow=True), () if call.arg(2, "stride") is None else stride_shadow)
+        if has_symbols(windows):
+            if call.out is None:
+                raise Unpredictable(call.target)  # a window computed from sizes: run it
             return _maybe_indices(call, _computed_pool(call, ndim, dilation, ceil_mode), False)
         kernel, stride, padding = call.arg(1, "kernel_size"), call.arg(2, "stride"), call.arg(3, "padding", 0)
         geometry = layers.pool_geometry(ndim, kind, kernel, stride, padding, dilation, ceil_mode)
+        if call.out is None:
+            indices = "return_indices" in signature and call.arg(signature.index("return_indices"), "return_indices")
+            if indices or not (_plain_tensor(call.arg(0, "input"), ndim) and _pools(geometry, ndim)):
+                raise Unpredictable(call.target)
         return _maybe_indices(call, geometry_call(call, geometry), False)
 
     return transfer
@@ -153,9 +180,14 @@ def _pool_function(ndim: int, kind: str):
 for _n in (1, 2, 3):
     FUNCTION_TRANSFERS[getattr(F, f"conv{_n}d")] = _conv_function(_n, False)
     FUNCTION_TRANSFERS[getattr(F, f"conv_transpose{_n}d")] = _conv_function(_n, True)
-    FUNCTION_TRANSFERS[getattr(F, f"max_pool{_n}d")] = _pool_function(_n, layers.MAXPOOL)
-    FUNCTION_TRANSFERS[getattr(torch, f"max_pool{_n}d")] = _pool_function(_n, layers.MAXPOOL)
-    FUNCTION_TRANSFERS[getattr(F, f"avg_pool{_n}d")] = _pool_function(_n, layers.AVGPOOL)
+    # fast: predicted where they pool as the formula says (_pools), as the pooling layers are
+    _POOL_FUNCTIONS = {
+        getattr(F, f"max_pool{_n}d"): layers.MAXPOOL,
+        getattr(torch, f"max_pool{_n}d"): layers.MAXPOOL,
+        getattr(F, f"avg_pool{_n}d"): layers.AVGPOOL,
+    }
+    for _fn, _kind in _POOL_FUNCTIONS.items():
+        for_functions(_fn, fast=True)(_pool_function(_n, _kind))
 
 
 # ---------------------------------------------------------------- sliding blocks: unfold, fold

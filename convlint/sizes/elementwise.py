@@ -29,6 +29,7 @@ from convlint.sizes.transfer import (
     for_functions,
     for_methods,
     for_modules,
+    output_layout,
     shape_preserving,
 )
 
@@ -141,7 +142,25 @@ def _flat(args: Sequence[Any], kwargs: dict) -> list:
     return list(args) + list(kwargs.values())
 
 
+def _layout(call: Call) -> str:
+    """An elementwise op's output strides (``interpreter.predict``): an op that returns its
+    input (in place, Identity, dropout in eval, clone and detach) has the input's own;
+    any other is laid out as TensorIterator lays it out."""
+    target, module = call.target, call.module
+    returns_input = (
+        (isinstance(target, str) and (target.endswith("_") or target in ("clone", "detach")))
+        or target in (operator.iadd, operator.isub, operator.imul, operator.itruediv)
+        or call.kwargs.get("inplace") is True
+        or getattr(module, "inplace", False) is True
+        or isinstance(module, nn.Identity)
+        or (isinstance(module, nn.modules.dropout._DropoutNd) and not module.training)
+    )
+    dropout = target in (F.dropout, F.dropout2d) and not call.arg(2, "training", True)
+    return "input" if returns_input or dropout else "elementwise"
+
+
 @shape_preserving
+@output_layout(_layout)
 def same_shape(call: Call) -> Any:
     """Elementwise ops, activations, norms: operands broadcast, sizes pass through."""
     pairs = zip(_flat(call.args, call.kwargs), _flat(call.sargs, call.skwargs))
@@ -189,6 +208,7 @@ def norm_module(call: Call) -> Any:
 
 
 @for_modules(nn.LayerNorm, fast=True)
+@output_layout("contiguous")
 def layer_norm_module(call: Call) -> Any:
     """A layer norm keeps its input's shape, if its normalized shape is the input's last
     dims (run on meta, its decomposition imports torch._dynamo: 0.8 s a process)."""
@@ -199,6 +219,29 @@ def layer_norm_module(call: Call) -> Any:
     ):
         raise Unpredictable(call.target)  # let PyTorch raise, or decide
     return same_shape(call)
+
+
+@for_functions(F.layer_norm, fast=True)
+@output_layout("contiguous")
+def layer_norm_function(call: Call) -> Any:
+    """``F.layer_norm(x, shape, weight, bias, eps)``: predicted as the layer is, its
+    weight and bias (when given) of that shape and the input's dtype."""
+    x, shape = call.arg(0, "input"), call.arg(1, "normalized_shape")
+    if call.out is None:
+        shape = (shape,) if type(shape) is int else shape
+        affine = [call.arg(2, "weight"), call.arg(3, "bias")]
+        if not (
+            isinstance(x, torch.Tensor)
+            and x.is_floating_point()
+            and isinstance(shape, (tuple, list, torch.Size))
+            and 0 < len(shape) <= x.dim()
+            and tuple(x.shape[x.dim() - len(shape) :]) == tuple(shape)
+            and all(w is None or (isinstance(w, torch.Tensor) and w.shape == x.shape[x.dim() - len(shape) :]
+                    and w.dtype == x.dtype) for w in affine)
+            and set(call.kwargs) <= {"normalized_shape", "weight", "bias", "eps"}
+        ):  # fmt: skip
+            raise Unpredictable(call.target)
+    return input_shaped(call)
 
 
 @for_modules(nn.GroupNorm, fast=True)
@@ -214,6 +257,7 @@ def group_norm_module(call: Call) -> Any:
 
 @for_functions(torch.matmul, operator.matmul, torch.bmm, fast=True)
 @for_methods("matmul", "bmm", "__matmul__", fast=True)
+@output_layout("contiguous")
 def matmul(call: Call) -> Any:
     """(..., n, k) @ (..., k, m) -> (..., n, m), the batch dims broadcast (attention).
     Predicted without running it where the operands fit (run on meta, its decomposition
@@ -334,7 +378,8 @@ def _scalar_arith(call: Call) -> Any:
     operands = [as_dim(s) for s in call.sargs]
     if None in operands:
         return None
-    return sympy.sympify(fn(*operands))
+    result = fn(*operands)
+    return result if isinstance(result, Q) else sympy.sympify(result)
 
 
 for_functions(*_SCALAR_OPS, *RELATIONS)(same_shape)
@@ -349,6 +394,26 @@ _UNARY_FUNCTIONS = (
 _UNARY_METHODS = ("relu", "relu_", "sigmoid", "sigmoid_", "tanh", "tanh_", "clone", "detach")
 for_functions(*_UNARY_FUNCTIONS, *MERGE_FUNCTIONS, fast=True)(same_shape)
 for_methods(*_UNARY_METHODS, *MERGE_METHODS, fast=True)(same_shape)
+
+
+@for_functions(F.softmax, F.log_softmax, torch.softmax, torch.log_softmax, fast=True)
+@for_methods("softmax", "log_softmax", fast=True)
+@output_layout("contiguous")
+def softmax(call: Call) -> Any:
+    """The input's sizes; predicted for a floating tensor and a dim it has, no dtype (an
+    attention's ``attn.softmax(-1)``): PyTorch's own check would import its symbolic shapes."""
+    x, dim = call.arg(0, "input"), call.arg(1, "dim")
+    if call.out is None and not (
+        isinstance(x, torch.Tensor)
+        and x.is_floating_point()
+        and len(call.args) <= 2
+        and set(call.kwargs) <= {"dim"}
+        and type(dim) is int
+        and -max(x.dim(), 1) <= dim < max(x.dim(), 1)
+    ):
+        raise Unpredictable(call.target)
+    return call.sargs[0] if isinstance(call.sargs[0], SymTensor) else fallback(call)
+
 
 ELEMENTWISE_FUNCTIONS = (
     operator.floordiv, operator.neg, operator.pow, operator.mod, operator.invert,
@@ -381,9 +446,10 @@ for _name in ELEMENTWISE_METHODS:
     METHOD_TRANSFERS.setdefault(_name, same_shape)
 
 # The input's shape, whatever the other tensors: a norm's weight and running statistics
-# (C,) do not broadcast against the input's last dim, nor does prelu's weight.
+# (C,) do not broadcast against the input's last dim, nor does prelu's weight (F.layer_norm:
+# layer_norm_function, predicted).
 INPUT_SHAPED_FUNCTIONS = (
-    F.batch_norm, F.layer_norm, F.group_norm, F.instance_norm, F.local_response_norm, F.normalize, F.prelu,
+    F.batch_norm, F.group_norm, F.instance_norm, F.local_response_norm, F.normalize, F.prelu,
     torch.batch_norm, torch.layer_norm, torch.group_norm, torch.instance_norm,
     *([F.rms_norm] if hasattr(F, "rms_norm") else []),
 )  # fmt: skip

@@ -353,6 +353,9 @@ def predict(fn: transfer.Transfer, call: Call, symbols: dict) -> Optional[tuple]
     tensors = _tensors(call.args)
     if not tensors or any(0 in t.shape for t in tensors):
         return None
+    strides = _strides(fn, call, tensors)
+    if strides is None:
+        return None
     try:
         shadow = fn(call)
     except Unpredictable:
@@ -363,12 +366,103 @@ def predict(fn: transfer.Transfer, call: Call, symbols: dict) -> Optional[tuple]
     dtype = tensors[0].dtype
     for t in tensors[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
-    value = _concrete(shadow, dtype, symbols)
+    value = _concrete(shadow, dtype, symbols, strides)
     return None if value is None else (shadow, value)
 
 
-def _concrete(shadow: Any, dtype: torch.dtype, symbols: dict) -> Any:
-    """A meta tensor of the shadow's sizes (a pair for (values, indices))."""
+def _strides(fn: transfer.Transfer, call: Call, tensors: list) -> Optional[Callable[[list], Optional[tuple]]]:
+    """How the predicted output's strides follow from its sizes; None where they are not
+    known (the op is run). A view after the op may raise on them (``relu(x.transpose(2,
+    3)).view``), so they are PyTorch's: contiguous inputs give a contiguous output (an op
+    that returns its input, the input's strides); otherwise as ``transfer.output_layout``
+    says (checked against PyTorch on every layout in tests/test_sizes.py)."""
+    layout = getattr(fn, "output_layout", None)
+    layout = layout(call) if callable(layout) else layout
+    first = tensors[0]
+    if layout == "input" and _dense(first):
+        return lambda sizes: first.stride() if list(sizes) == list(first.shape) else None
+    if layout == "contiguous" or (layout != "input" and all(t.is_contiguous() for t in tensors)):
+        return _contiguous_strides
+    if layout == "elementwise" and all(_dense(t) for t in tensors):
+        return lambda sizes: _elementwise_strides([t.expand(sizes) for t in tensors], sizes)
+    return None
+
+
+def _contiguous_strides(sizes: list) -> tuple:
+    return _strides_in_order(sizes, range(len(sizes)))
+
+
+def _strides_in_order(sizes: list, order) -> tuple:
+    """Dense strides laying out ``sizes``' dims in ``order``, outermost first."""
+    strides, step = [0] * len(sizes), 1
+    for d in reversed(list(order)):
+        strides[d] = step
+        step *= max(sizes[d], 1)
+    return tuple(strides)
+
+
+def _elementwise_strides(operands: list, sizes: list) -> tuple:
+    """The strides TensorIterator gives the output of operands of one shape (broadcast
+    ones expanded, stride 0) and different layouts: its dims ordered by the first operand's
+    strides, ties by the next operand's (PyTorch's compute_elementwise_output_logical_to_
+    physical_perm, on plain ints)."""
+    ndim = len(sizes)
+    if ndim <= 1:
+        return _contiguous_strides(sizes)
+    last = {4: torch.channels_last, 5: torch.channels_last_3d}.get(ndim)
+    if all(t.is_contiguous() for t in operands):
+        return _contiguous_strides(sizes)
+    if last is not None and all(t.is_contiguous(memory_format=last) for t in operands):
+        return _strides_in_order(sizes, [0, *range(2, ndim), 1])
+
+    perm = list(reversed(range(ndim)))  # innermost first, reversed on output
+    for i in range(1, ndim):
+        dim1 = i
+        for dim0 in reversed(range(i)):
+            comparison = _should_swap(operands, sizes, perm[dim0], perm[dim1])
+            if comparison > 0:
+                perm[dim0], perm[dim1] = perm[dim1], perm[dim0]
+                dim1 = dim0
+            elif comparison < 0:
+                break
+    return _strides_in_order(sizes, list(reversed(perm)))
+
+
+def _should_swap(operands: list, sizes: list, a: int, b: int) -> int:
+    """1 if dim ``a`` lies inside dim ``b`` in the output, -1 if outside, 0 undecided: the
+    first operand whose strides tell them apart decides (broadcast dims tell nothing)."""
+    for t in operands:
+        sa, sb = t.stride()[a], t.stride()[b]
+        if sa == 0 or sb == 0:
+            continue
+        if sa == sb:
+            if _ge(sizes[b], sizes[a]):
+                continue
+            return 1
+        if _ge(sb, sa):
+            return -1
+        if _ge(sa, sb):
+            return 1
+    return 0
+
+
+def _ge(x: int, y: int) -> bool:
+    return True if y == 0 else False if x == 0 else x >= y or x % y == 0
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Non-overlapping and dense: its elements fill its storage in some order of its dims."""
+    expected = 1
+    for stride, size in sorted((stride, size) for size, stride in zip(t.shape, t.stride()) if size != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def _concrete(shadow: Any, dtype: torch.dtype, symbols: dict, strides: Callable = _contiguous_strides) -> Any:
+    """A meta tensor of the shadow's sizes (a pair for (values, indices)), laid out by
+    ``strides`` (sizes -> strides, None: not known)."""
     if isinstance(shadow, tuple):
         first = _concrete(shadow[0], dtype, symbols)
         return None if first is None else (first, first.long())
@@ -377,7 +471,8 @@ def _concrete(shadow: Any, dtype: torch.dtype, symbols: dict) -> Any:
     sizes = [evaluate_int(d, symbols) for d in shadow.dims]
     if any(s is None or s <= 0 for s in sizes):
         return None  # let PyTorch say what a size that is not positive means
-    return torch.empty(sizes, device="meta", dtype=dtype)
+    laid = strides(sizes)
+    return None if laid is None else torch.empty_strided(sizes, laid, device="meta", dtype=dtype)
 
 
 _CPU_LIMIT = 50_000_000  # parameters a leaf may have to be run on the CPU

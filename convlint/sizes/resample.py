@@ -57,16 +57,50 @@ def _resample(call: Call, size: Any, scale: Any, size_shadow: Any = None, scale_
     else:
         # PyTorch: floor(float(n) * scale) in double precision, where 24 * (1/3) rounds
         # to 8.0; the nearest simple fraction reproduces that rounding.
-        factors = [sympy.Rational(Fraction(float(f)).limit_denominator(1 << 20)) for f in layers.ntuple(scale, ndim)]
-        dims = [lift(lambda n, f=f: sympy.floor(n * f), n) for n, f in zip(spatial(x, ndim), factors)]
+        factors = [Fraction(float(f)).limit_denominator(1 << 20) for f in layers.ntuple(scale, ndim)]
+        dims = [lift(lambda n, f=f: _scaled(n, f), n) for n, f in zip(spatial(x, ndim), factors)]
     return with_spatial(x, ndim, dims)
+
+
+def _scaled(n: Any, factor: Fraction) -> Any:
+    """floor(n * factor): an integer factor (upsampling by 2) keeps a size of the common form."""
+    return n * factor.numerator if factor.denominator == 1 else sympy.floor(n * sympy.Rational(factor))
+
+
+# The input ranks PyTorch resamples in each mode (others raise: trilinear needs 5-d input).
+_MODE_RANKS = {
+    "nearest": (3, 4, 5), "nearest-exact": (3, 4, 5), "area": (3, 4, 5),
+    "linear": (3,), "bilinear": (4,), "bicubic": (4,), "trilinear": (5,),
+}  # fmt: skip
+
+
+def _predictable_resampling(x: Any, size: Any, scale: Any, mode: Any, align_corners: Any, *rest: Any) -> None:
+    """Raise ``Unpredictable`` unless PyTorch resamples this call as the formula says: one
+    of size and scale, a mode that takes the input's rank, no option that may raise or
+    change the sizes (align_corners with a nearest mode raises; antialias, recomputed
+    scales): those calls are run."""
+    ranks = _MODE_RANKS.get(mode, ())
+    given = size if scale is None else scale
+    if not (
+        isinstance(x, torch.Tensor)
+        and x.is_floating_point()
+        and x.dim() in ranks
+        and (size is None) != (scale is None)
+        and (not isinstance(given, (tuple, list)) or len(given) == x.dim() - 2)
+        and (align_corners is None or mode in ("linear", "bilinear", "bicubic", "trilinear"))
+        and not any(rest)
+    ):
+        raise Unpredictable("predicted only for plain sizes and scales in a mode the input's rank takes")
 
 
 @for_functions(F.interpolate, F.upsample, fast=True)
 def interpolate_function(call: Call) -> Any:
     size = call.arg(1, "size")
-    if call.out is None and (call.args[0].dim() < 3 or call.kwargs.get("recompute_scale_factor")):
-        raise Unpredictable("predicted only for plain sizes and scales")
+    if call.out is None:
+        _predictable_resampling(
+            call.arg(0, "input"), size, call.arg(2, "scale_factor"), call.arg(3, "mode", "nearest"),
+            call.arg(4, "align_corners"), call.arg(5, "recompute_scale_factor"), call.arg(6, "antialias"),
+        )  # fmt: skip
     size_shadow = call.arg(1, "size", shadow=True) if size is not None else None
     scale, scale_shadow = call.arg(2, "scale_factor"), call.arg(2, "scale_factor", shadow=True)
     if scale is not None and scale_shadow is None:
@@ -75,9 +109,14 @@ def interpolate_function(call: Call) -> Any:
     return _resample(call, size, scale, size_shadow, scale_shadow if symbolic else None)
 
 
-@for_modules(nn.Upsample)
+@for_modules(nn.Upsample, fast=True)
 def upsample_module(call: Call) -> Any:
-    return _resample(call, call.module.size, call.module.scale_factor)
+    m = call.module
+    if call.out is None:
+        if len(call.args) != 1 or call.kwargs:
+            raise Unpredictable("an Upsample called with more than its input")
+        _predictable_resampling(call.args[0], m.size, m.scale_factor, m.mode, m.align_corners, m.recompute_scale_factor)
+    return _resample(call, m.size, m.scale_factor)
 
 
 @for_modules(nn.PixelShuffle, nn.PixelUnshuffle)

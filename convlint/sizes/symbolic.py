@@ -21,9 +21,10 @@ Dim = Optional["sympy.Expr"]  # None: unknown, the concrete size is all there is
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
-# Work in progress (issue 25): the input's sizes carried as the exact type Q, its symbols
-# and constants Qs too (sympy imported only for what Q does not hold).
-AFFINE = os.environ.get("CONVLINT_SYMBOLIC_CORE") == "affine"
+# The input's sizes are carried as the exact type Q (convlint.affine), its symbols and
+# constants Qs too: sympy is imported only for what Q does not hold. CONVLINT_SYMBOLIC_CORE=sympy
+# carries every size as a sympy expression instead (the path Q is tested against).
+AFFINE = os.environ.get("CONVLINT_SYMBOLIC_CORE") != "sympy"
 
 
 def symbol(name: str) -> "sympy.Symbol":

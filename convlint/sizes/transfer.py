@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 import torch.fx
@@ -59,6 +59,20 @@ Transfer = Callable[[Call], Any]
 class Unpredictable(Exception):
     """Raised by a fast transfer function (``call.out`` None) that cannot predict this
     call's output from its inputs' sizes alone: the interpreter runs the op instead."""
+
+
+def output_layout(layout: Union[str, Callable[[Call], str]]) -> Callable[[Transfer], Transfer]:
+    """Mark a fast transfer with its op's output strides when an operand is not contiguous
+    (``interpreter.predict``): "contiguous" whatever the input's (softmax, layer norm,
+    matmul), "elementwise" as TensorIterator orders the operands' dims, "input" the first
+    operand's own (an op that returns it), or a function of the call saying which. PyTorch
+    agrees on every layout of the dims (tests/test_sizes.py); unmarked, such a call is run."""
+
+    def mark(fn: Transfer) -> Transfer:
+        fn.output_layout = layout
+        return fn
+
+    return mark
 
 
 MODULE_TRANSFERS: dict[type, Transfer] = {}
