@@ -4,6 +4,10 @@ import sys
 
 import pytest
 
+# A transfer function that raises where PyTorch runs the op fails the test that meets it
+# (convlint.sizes.interpreter.STRICT_TRANSFERS); users' runs fall back to running the op.
+os.environ.setdefault("CONVLINT_STRICT_TRANSFERS", "1")
+
 # The analysis runs in two modes (convlint.options.Options.run_every_op): the default
 # predicts the output of activations, norms, merges, cat, adaptive pooling and
 # interpolation from their transfer functions; the other runs every op on meta tensors,

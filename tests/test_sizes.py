@@ -242,6 +242,38 @@ def test_a_wrong_formula_is_reported_as_a_mismatch_not_ignored(monkeypatch, run_
     assert out.dims[2:] == (None, None)
 
 
+@pytest.mark.sets_mode
+def test_a_transfer_that_raises_where_pytorch_runs_the_op_fails_under_the_suite(monkeypatch):
+    """A bug in a fast op's transfer (a NameError in a guard) would only make users' runs
+    slower (the op is run instead): the suite runs with STRICT_TRANSFERS and fails on it,
+    while a transfer that raises as PyTorch does is left to the op."""
+
+    class Model(nn.Module):
+        def forward(self, x):
+            return F.relu(x) + 1
+
+    def broken(call):
+        return undefined_name  # noqa: F821
+
+    graph_module = trace(Model()).graph_module
+    monkeypatch.setitem(sizes.transfer.FUNCTION_TRANSFERS, F.relu, broken)
+    monkeypatch.setenv(sizes.interpreter.STRICT_TRANSFERS, "1")
+    with pytest.raises(sizes.interpreter.TransferDefect, match="NameError"):
+        sizes.propagate(graph_module, [(1, 1, 9, 9)])
+    monkeypatch.delenv(sizes.interpreter.STRICT_TRANSFERS)
+    result = sizes.propagate(graph_module, [(1, 1, 9, 9)])  # users' runs: the op is run
+    assert not result.mismatches
+
+    class Broken(nn.Module):
+        def forward(self, x):
+            return x + x[..., 1:]
+
+    # the merge's transfer raises, and so does PyTorch: CVL301's bug, not a defect
+    monkeypatch.setenv(sizes.interpreter.STRICT_TRANSFERS, "1")
+    result = sizes.propagate(trace(Broken()).graph_module, [(1, 1, 9, 9)])
+    assert [n.name for n in result.broken_merges] == ["add"]
+
+
 def test_run_every_op_checks_the_formulas_of_the_layers_the_default_predicts(monkeypatch, run_every_op):
     """The default mode predicts a convolution's size from its formula without running it
     (a wrong formula would go unseen there: the formulas are what the rest of the suite

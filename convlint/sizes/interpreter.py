@@ -16,6 +16,7 @@ second each process); when on, every op runs and the self-check covers them too.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Sequence
 
@@ -178,7 +179,7 @@ class SizeProp(torch.fx.Interpreter):
         if known is not None:  # .item(), .tolist(), if mask.any(): a value sizes decided
             return self._read(name, known, call)
         if fn is not None and not self.run_every_op and self._fast(n, module):
-            predicted = self._predict(fn, call)
+            predicted = self._predict(fn, call, run)
             if predicted is not None:
                 call.out = predicted[1]
                 self._track(name, call, predicted[0])
@@ -230,8 +231,8 @@ class SizeProp(torch.fx.Interpreter):
     def _fast(n: torch.fx.Node, module) -> bool:
         return is_fast(n.op, n.target, module)
 
-    def _predict(self, fn: transfer.Transfer, call: Call) -> Optional[tuple]:
-        return predict(fn, call, self.result.symbols)
+    def _predict(self, fn: transfer.Transfer, call: Call, run: Callable) -> Optional[tuple]:
+        return predict(fn, call, self.result.symbols, run)
 
     def _execute(self, run: Callable) -> Any:
         n = self._node
@@ -347,9 +348,20 @@ def is_fast(op: str, target: Any, module=None) -> bool:
     return target in transfer.FAST_FUNCTIONS
 
 
-def predict(fn: transfer.Transfer, call: Call, symbols: dict) -> Optional[tuple]:
+# Set by the test suite: a transfer that raises where PyTorch runs the op is a defect (a
+# NameError in a guard, say) that users would only see as a slower run; fail loudly.
+STRICT_TRANSFERS = "CONVLINT_STRICT_TRANSFERS"
+
+
+class TransferDefect(BaseException):
+    """A transfer function raised where PyTorch runs the op (under ``STRICT_TRANSFERS``).
+    Not an Exception: no diagnostic of the run may absorb it."""
+
+
+def predict(fn: transfer.Transfer, call: Call, symbols: dict, run: Optional[Callable] = None) -> Optional[tuple]:
     """(shadow, a meta tensor of its sizes at ``symbols``) from a fast op's transfer
-    function alone, or None: run the op instead (it may raise, or size 0 may mean more)."""
+    function alone, or None: run the op instead (it may raise, or size 0 may mean more).
+    ``run`` runs the op itself: under ``STRICT_TRANSFERS`` it judges a transfer's error."""
     tensors = _tensors(call.args)
     if not tensors or any(0 in t.shape for t in tensors):
         return None
@@ -362,12 +374,23 @@ def predict(fn: transfer.Transfer, call: Call, symbols: dict) -> Optional[tuple]
         return None
     except Exception as exc:  # the op itself would raise: run it, so its own error is kept
         log.debug("predicting %s raised %s; the op is run instead", call.target, describe(exc))
+        if run is not None and os.environ.get(STRICT_TRANSFERS) == "1":
+            _judge(call, exc, run)
         return None
     dtype = tensors[0].dtype
     for t in tensors[1:]:
         dtype = torch.promote_types(dtype, t.dtype)
     value = _concrete(shadow, dtype, symbols, strides)
     return None if value is None else (shadow, value)
+
+
+def _judge(call: Call, exc: Exception, run: Callable) -> None:
+    """Raise ``TransferDefect`` if the op runs where its transfer raised ``exc``."""
+    try:
+        run()
+    except Exception:
+        return  # the transfer raised as the op does
+    raise TransferDefect(f"the transfer of {call.target} raised {describe(exc)} where PyTorch runs the op") from exc
 
 
 def _strides(fn: transfer.Transfer, call: Call, tensors: list) -> Optional[Callable[[list], Optional[tuple]]]:
