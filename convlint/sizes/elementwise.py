@@ -144,11 +144,11 @@ def _flat(args: Sequence[Any], kwargs: dict) -> list:
 
 def _layout(call: Call) -> str:
     """An elementwise op's output strides (``interpreter.predict``): an op that returns its
-    input (in place, Identity, dropout in eval, clone and detach) has the input's own;
-    any other is laid out as TensorIterator lays it out."""
+    input (in place, Identity, dropout in eval, detach) has the input's own, ``clone`` a
+    dense input's own (a sliced one laid out densely); any other as TensorIterator lays it out."""
     target, module = call.target, call.module
     returns_input = (
-        (isinstance(target, str) and (target.endswith("_") or target in ("clone", "detach")))
+        (isinstance(target, str) and (target.endswith("_") or target == "detach"))
         or target in (operator.iadd, operator.isub, operator.imul, operator.itruediv)
         or call.kwargs.get("inplace") is True
         or getattr(module, "inplace", False) is True
@@ -156,7 +156,7 @@ def _layout(call: Call) -> str:
         or (isinstance(module, nn.modules.dropout._DropoutNd) and not module.training)
     )
     dropout = target in (F.dropout, F.dropout2d) and not call.arg(2, "training", True)
-    return "input" if returns_input or dropout else "elementwise"
+    return "input" if returns_input or dropout else "preserve" if target == "clone" else "elementwise"
 
 
 @shape_preserving

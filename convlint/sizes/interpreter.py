@@ -402,11 +402,13 @@ def _strides(fn: transfer.Transfer, call: Call, tensors: list) -> Optional[Calla
     layout = getattr(fn, "output_layout", None)
     layout = layout(call) if callable(layout) else layout
     first = tensors[0]
-    if layout == "input" and _dense(first):
+    if layout == "preserve":  # clone: a dense input's strides exactly, else laid out densely
+        layout = "input" if _dense(first) else "elementwise"
+    if layout == "input":
         return lambda sizes: first.stride() if list(sizes) == list(first.shape) else None
-    if layout == "contiguous" or (layout != "input" and all(t.is_contiguous() for t in tensors)):
+    if layout == "contiguous" or all(t.is_contiguous() for t in tensors):
         return _contiguous_strides
-    if layout == "elementwise" and all(_dense(t) for t in tensors):
+    if layout == "elementwise":
         return lambda sizes: _elementwise_strides([t.expand(sizes) for t in tensors], sizes)
     return None
 
@@ -426,9 +428,10 @@ def _strides_in_order(sizes: list, order) -> tuple:
 
 def _elementwise_strides(operands: list, sizes: list) -> tuple:
     """The strides TensorIterator gives the output of operands of one shape (broadcast
-    ones expanded, stride 0) and different layouts: its dims ordered by the first operand's
-    strides, ties by the next operand's (PyTorch's compute_elementwise_output_logical_to_
-    physical_perm, on plain ints)."""
+    ones expanded, stride 0): as they are where all are dense and alike (its fast set-up),
+    else dense with its dims ordered by the first operand's strides, ties by the next
+    operand's (PyTorch's compute_elementwise_output_logical_to_physical_perm, on plain
+    ints; a sliced, non-dense operand too: ``clone`` and ``empty_like`` order them so)."""
     ndim = len(sizes)
     if ndim <= 1:
         return _contiguous_strides(sizes)
@@ -437,6 +440,8 @@ def _elementwise_strides(operands: list, sizes: list) -> tuple:
         return _contiguous_strides(sizes)
     if last is not None and all(t.is_contiguous(memory_format=last) for t in operands):
         return _strides_in_order(sizes, [0, *range(2, ndim), 1])
+    if _dense(operands[0]) and all(t.stride() == operands[0].stride() for t in operands):
+        return operands[0].stride()  # one dense layout (size-1 dims' strides too): kept as it is
 
     perm = list(reversed(range(ndim)))  # innermost first, reversed on output
     for i in range(1, ndim):
