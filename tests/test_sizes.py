@@ -661,6 +661,28 @@ def test_a_predicted_merge_has_the_strides_pytorch_gives_it(name, other):
             assert laid is not None and laid(list(out.shape)) == out.stride(), (name, a.stride(), b.stride())
 
 
+@pytest.mark.parametrize("batch", [1, 2])
+def test_a_predicted_concatenation_has_the_strides_pytorch_gives_it(batch):
+    """A U-Net's skip concatenation of NHWC maps: torch.cat lays its output out in the
+    memory format its operands agree on (channels-last, 3-d too), else contiguously;
+    every pair of 4-d layouts, sliced maps among them, along each dim."""
+    from convlint.sizes.interpreter import _strides
+
+    shape = (batch, 3, 4, 5)
+    maps = [_laid_out(shape, order) for order in itertools.permutations(range(4))]
+    maps += [
+        _laid_out((batch, 4, 5, 6), (0, 2, 3, 1))[:, 1:, :4, :5],
+        _laid_out((batch, 3, 4, 10), (0, 1, 2, 3))[..., ::2],
+    ]
+    volumes = [_laid_out((batch, 3, 2, 4, 5), order) for order in [(0, 1, 2, 3, 4), (0, 2, 3, 4, 1), (4, 3, 2, 1, 0)]]
+    for group in (maps, volumes):
+        for a, b in itertools.product(group, repeat=2):
+            for dim in range(a.dim()):
+                fn, call, out = _call(torch.cat, ([a, b], dim))
+                laid = _strides(fn, call, [a, b])
+                assert laid is not None and laid(list(out.shape)) == out.stride(), (a.stride(), b.stride(), dim)
+
+
 _RAISES_IN_PYTORCH = """
 import torch.nn as nn
 import torch.nn.functional as F

@@ -483,6 +483,7 @@ def _cat_operands(tensors: Sequence[Any], dim: int, check: bool) -> list:
 
 
 @for_functions(torch.cat, torch.concat, torch.concatenate, fast=True)
+@output_layout("format")
 def cat_function(call: Call) -> Any:
     tensors, shadows = call.arg(0, "tensors"), call.arg(0, "tensors", shadow=True)
     kept = _cat_operands(tensors, call.arg(1, "dim", 0), check=call.out is None)

@@ -408,6 +408,10 @@ def _strides(fn: transfer.Transfer, call: Call, tensors: list) -> Optional[Calla
         return lambda sizes: first.stride() if list(sizes) == list(first.shape) else None
     if layout == "contiguous" or all(t.is_contiguous() for t in tensors):
         return _contiguous_strides
+    if layout == "format":  # cat: channels-last where every operand suggests it, else contiguous
+        if all(_channels_last(t) and t.dim() == first.dim() for t in tensors):
+            return lambda sizes: _strides_in_order(sizes, [0, *range(2, len(sizes)), 1])
+        return _contiguous_strides
     if layout == "elementwise":
         return lambda sizes: _elementwise_strides([t.expand(sizes) for t in tensors], sizes)
     return None
@@ -476,6 +480,22 @@ def _should_swap(operands: list, sizes: list, a: int, b: int) -> int:
 
 def _ge(x: int, y: int) -> bool:
     return True if y == 0 else False if x == 0 else x >= y or x % y == 0
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    """Does PyTorch suggest channels-last for ``t`` (c10's is_channels_last_strides_2d/3d,
+    which ``suggest_memory_format`` reads: C innermost, then W, H (D), N, ambiguous size-1
+    cases NCHW)?"""
+    order = {4: (1, 3, 2, 0), 5: (1, 4, 3, 2, 0)}.get(t.dim())
+    sizes, strides = t.shape, t.stride()
+    if order is None or strides[1] == 0:
+        return False
+    low = 0
+    for d in order:
+        if sizes[d] == 0 or strides[d] < low or (d == 0 and low == strides[1]):
+            return False
+        low = strides[d] * max(sizes[d], 1)
+    return True
 
 
 def _dense(t: torch.Tensor) -> bool:

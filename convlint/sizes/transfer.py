@@ -65,8 +65,8 @@ def output_layout(layout: Union[str, Callable[[Call], str]]) -> Callable[[Transf
     """Mark a fast transfer with its op's output strides when an operand is not contiguous
     (``interpreter.predict``): "contiguous" whatever the input's (softmax, layer norm,
     matmul), "elementwise" as TensorIterator orders the operands' dims, "input" the first
-    operand's own (an op that returns it), "preserve" as ``clone`` keeps it, or a function
-    of the call saying which. PyTorch
+    operand's own (an op that returns it), "preserve" as ``clone`` keeps it, "format" the
+    memory format the operands agree on (``cat``), or a function of the call saying which. PyTorch
     agrees on every layout of the dims (tests/test_sizes.py); unmarked, such a call is run."""
 
     def mark(fn: Transfer) -> Transfer:
