@@ -61,9 +61,10 @@ def measure(method: str, model_name: str, size: int) -> dict:
         findings = engine.check_model(model, [shape])
         assert not [f for f in findings if f.code.startswith("CVL9")], findings
     elif method in ("capture-fx", "capture-execution"):
-        from convlint import sizes  # both captures run inside convlint, which has it loaded
+        from convlint import common, sizes  # both captures run inside convlint, which has it loaded
         from convlint.capture import execute, trace
 
+        common.freeze_once()  # as convlint does before its first build (else a full collection lands in one)
         model = _build(model_name, "meta")
         start = time.perf_counter()  # capture and sizes: the model is built either way
         traced = trace(model) if method == "capture-fx" else execute.capture(model, [shape], sizes.PREDICTOR)

@@ -139,8 +139,8 @@ class Q:
         return self._sym
 
     def __getattr__(self, name: str):
-        if name.startswith("__"):  # copy, pickle and the like ask for dunders: not sympy's
-            raise AttributeError(name)
+        if name.startswith("__") or name == "name":  # dunders (copy, pickle): not sympy's; a
+            raise AttributeError(name)  # sum or a floor has no name (the property raised): no import
         return getattr(self._sympy_(), name)
 
     # ------------------------------------------------------------ construction
@@ -358,8 +358,8 @@ class Q:
 
     @property
     def name(self) -> str:
-        if not self.is_Symbol:
-            return self._sympy_().name  # AttributeError, as sympy's
+        if not self.is_Symbol:  # as sympy's sums, products, numbers and floors: no name (nor sympy import)
+            raise AttributeError("name")
         return self.terms[0][0]
 
     def symbols(self) -> frozenset:
