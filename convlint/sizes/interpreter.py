@@ -410,7 +410,7 @@ def _strides(fn: transfer.Transfer, call: Call, tensors: list) -> Optional[Calla
         return _contiguous_strides
     if layout == "format":  # cat: channels-last where every operand suggests it, else contiguous
         if all(_channels_last(t) and t.dim() == first.dim() for t in tensors):
-            return lambda sizes: _strides_in_order(sizes, [0, *range(2, len(sizes)), 1])
+            return _channels_last_strides
         return _contiguous_strides
     if layout == "elementwise":
         return lambda sizes: _elementwise_strides([t.expand(sizes) for t in tensors], sizes)
@@ -419,6 +419,10 @@ def _strides(fn: transfer.Transfer, call: Call, tensors: list) -> Optional[Calla
 
 def _contiguous_strides(sizes: list) -> tuple:
     return _strides_in_order(sizes, range(len(sizes)))
+
+
+def _channels_last_strides(sizes: list) -> tuple:
+    return _strides_in_order(sizes, [0, *range(2, len(sizes)), 1])
 
 
 def _strides_in_order(sizes: list, order) -> tuple:
@@ -443,7 +447,7 @@ def _elementwise_strides(operands: list, sizes: list) -> tuple:
     if all(t.is_contiguous() for t in operands):
         return _contiguous_strides(sizes)
     if last is not None and all(t.is_contiguous(memory_format=last) for t in operands):
-        return _strides_in_order(sizes, [0, *range(2, ndim), 1])
+        return _channels_last_strides(sizes)
     if _dense(operands[0]) and all(t.stride() == operands[0].stride() for t in operands):
         return operands[0].stride()  # one dense layout (size-1 dims' strides too): kept as it is
 
