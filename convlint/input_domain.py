@@ -23,13 +23,16 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
-from convlint import contract, domain_statement, sites
+from convlint import domain_statement, sites
 from convlint import lazy_sympy as sympy
 from convlint.common import Shape, spatial_axes, with_spatial_sizes
 from convlint.dims import free
 from convlint.sizes.symbolic import evaluate_int, exact_values, holds, integer
+
+if TYPE_CHECKING:
+    from convlint import contract
 
 
 @dataclass(frozen=True)
@@ -123,17 +126,23 @@ class Domain:
     def nearest(self, shape: Sequence[int]) -> "contract.Nearest":
         """The spatial sizes nearest ``shape``'s at which the model runs, every dim at most
         (``.below``) or at least (``.above``) the input's; None where there is none."""
+        from convlint import contract  # the input contract's API: not imported by a check
+
         return contract.nearest(self, shape)
 
     def dynamic_shapes(self, max_size: Optional[int] = None) -> "contract.DynamicShapes":
         """The ``dynamic_shapes`` of ``torch.export.export`` by this domain (``.spec``, as
         Python ``.source()``, TensorRT-style ``.minimum/.optimum/.maximum``), each size at
         most ``max_size``; what torch.export's dims cannot state is in ``.narrowed``."""
+        from convlint import contract
+
         return contract.dynamic_shapes(self, max_size)
 
     def pad_amounts(self, shape: Sequence[int]) -> Optional[tuple]:
         """The ``F.pad`` amounts (last dim first) to the nearest size above that runs, all
         at the end of each dim; None where none runs."""
+        from convlint import contract
+
         return contract.pad_amounts(self, shape)
 
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import functools
 import inspect
+import linecache
 import logging
+import re
 from dataclasses import dataclass
 from typing import Optional
 
@@ -40,10 +42,39 @@ def _class_source(cls: type) -> tuple:
     class's line (5 ms for a model file), and a process checks a class again and again
     (the language server, a second input shape)."""
     try:
-        return inspect.getsourcefile(cls), inspect.getsourcelines(cls)[1]
+        path = inspect.getsourcefile(cls)
+        return path, _class_line(cls, path) or inspect.getsourcelines(cls)[1]
     except (OSError, TypeError) as exc:  # a class without source: findings point at what is known
         log.debug("no source for %s: %s", cls.__name__, common.describe(exc))
         return None, None
+
+
+def _class_line(cls: type, path: Optional[str]) -> Optional[int]:
+    """The ``class`` statement's line read upwards from the first method's (no parse); None
+    where that is not certain (no method of its own, a decorated class, another file)."""
+    firstlineno = getattr(cls, "__firstlineno__", None)  # Python >= 3.13
+    if firstlineno is not None:
+        return firstlineno
+    starts = [
+        code.co_firstlineno
+        for value in vars(cls).values()
+        if (code := getattr(getattr(value, "__func__", value), "__code__", None)) is not None
+        and code.co_filename == path
+        and getattr(value, "__qualname__", "").startswith(cls.__qualname__ + ".")
+    ]
+    lines = linecache.getlines(path) if path and starts else []
+    line = min(starts, default=0) - 1
+    while 0 < line <= len(lines):
+        match = _CLASS.match(lines[line - 1])
+        if match and match.group(2) == cls.__name__:
+            above = lines[line - 2].strip() if line > 1 else ""
+            decorated = above.startswith("@") or above.endswith(")")
+            return None if decorated else line
+        line -= 1
+    return None
+
+
+_CLASS = re.compile(r"(\s*)class\s+(\w+)")
 
 
 def site_for(view, qualname: Optional[str], where: Place):

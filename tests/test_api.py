@@ -136,3 +136,40 @@ def test_a_constructor_that_fails_on_meta_and_on_the_cpu_raises_once():
 def test_dir_of_the_package_is_its_public_api():
     assert dir(convlint) == sorted(convlint.__all__)
     assert all(callable(getattr(convlint, name)) for name in convlint.__all__ if name != "__version__")
+
+
+def _decorated(cls):
+    return cls
+
+
+def test_a_model_without_a_site_is_placed_at_its_class_statement_as_inspect_finds_it():
+    # The class line is read upwards from its first method (inspect parses the whole file):
+    # it must agree with inspect, and give way to it where reading upwards is not certain.
+    @_decorated
+    class Decorated(nn.Module):
+        def forward(self, x):
+            return x
+
+    class Nested(nn.Module):
+        class Inner(nn.Module):
+            pass
+
+        scale = 2
+
+        @staticmethod
+        def helper():
+            return 1
+
+        def forward(self, x):
+            return x
+
+    class NoMethods(nn.Sequential):
+        pass
+
+    import inspect  # (not at the top: the tests above pin line numbers in this file)
+
+    from convlint import locate
+
+    for cls in (Net, Decorated, Nested, Nested.Inner, NoMethods):
+        place = locate.place_of(cls.__new__(cls), None, None, None)
+        assert (place.path, place.line) == (__file__, inspect.getsourcelines(cls)[1]), cls

@@ -36,7 +36,7 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 
 from convlint import sites
-from convlint.capture.fx import Trace
+from convlint.capture.fx import Trace, graph_module_of
 from convlint.capture.values import READS, UNKNOWN, Values, meta_unsupported, on_meta
 from convlint.common import describe, meta_input
 
@@ -549,7 +549,7 @@ def capture(module: nn.Module, input_shapes: Sequence[Sequence[int]], predictor:
         stopped = (exc.code, exc.why, exc.site)
         out = tuple(n for n in recorder.graph.nodes if not n.users and n.op != "placeholder")
     recorder.graph.output(out)
-    graph_module = torch.fx.GraphModule(recorder.attrs, recorder.graph, type(module).__name__)
+    graph_module = graph_module_of(recorder.attrs, recorder.graph, type(module).__name__)
     return Trace(graph_module, {}, method="execution", guards=recorder.guards, stopped=stopped)
 
 

@@ -22,6 +22,11 @@ import torch.nn as nn
 from convlint import sites
 from convlint.common import describe
 
+try:  # PyTorch >= 2.2: forward's Python code is generated on its first call, not at build
+    from torch.fx._lazy_graph_module import _LazyGraphModule as _GraphModule
+except ImportError:  # pragma: no cover - older PyTorch
+    _GraphModule = torch.fx.GraphModule
+
 
 @dataclass
 class Trace:
@@ -94,13 +99,19 @@ def trace(module: nn.Module, inputs: Optional[int] = None) -> Trace:
                 raise
             helpers[helper] = (describe(exc), [helper.__globals__, caller])
     name = type(module).__name__
-    graph_module = torch.fx.GraphModule(tracer.root, graph, name)
+    graph_module = graph_module_of(tracer.root, graph, name)
     if tracer.leaves:
         graph_module.graph.eliminate_dead_code()
         graph_module.recompile()
     leaves = dict(tracer.leaves)
     leaves.update({f"{fn.__module__}.{fn.__qualname__}()": reason for fn, (reason, _) in helpers.items()})
     return Trace(graph_module, leaves)
+
+
+def graph_module_of(root, graph: torch.fx.Graph, name: str) -> torch.fx.GraphModule:
+    """A graph module for analysis: convlint reads its graph and never calls it, so the
+    code of its ``forward`` (a tenth of a ResNet-50's analysis) waits for a first call."""
+    return _GraphModule(root, graph, name)
 
 
 def _defaults(module: nn.Module, inputs: Optional[int]) -> dict:
