@@ -107,6 +107,31 @@ def _sympy_of(value):
     return value._sympy_() if isinstance(value, Q) else value
 
 
+_COMPILE_AFTER = 16  # evaluations before a size is compiled (a compilation costs about 30)
+
+
+def _compiled(q: "Q"):
+    """``q.value`` as one Python function of (env, Q.symbol): each input size read once,
+    by name or by its Q, then one integer expression (``H + 2*((H + 1)//4)``)."""
+    names = sorted(q.symbols())
+    local = {name: f"v{i}" for i, name in enumerate(names)}
+
+    def code(e: "Q") -> str:
+        parts = [str(e.const)]
+        for atom, c in e.terms:
+            inner = local[atom] if isinstance(atom, str) else f"(({code(atom.arg)})//{atom.den})"
+            parts.append(f"{c}*{inner}")
+        return " + ".join(parts)
+
+    reads = "".join(
+        f"    {v} = env.get({name!r})\n    if {v} is None:\n        {v} = env[symbol({name!r})]\n"
+        for name, v in local.items()
+    )
+    namespace: dict = {}
+    exec(f"def value(env, symbol):\n{reads}    return {code(q)}\n", namespace)
+    return namespace["value"]
+
+
 class Q:
     """``const + sum(coeff * atom)``, terms sorted by atom, no zero coefficient.
 
@@ -116,13 +141,14 @@ class Q:
     ``floor((H - 1)/2) + 1``). An attribute Q does not have is its sympy form's: every
     consumer of sympy sizes keeps working while the hot ones move to Q's own methods."""
 
-    __slots__ = ("const", "terms", "_hash", "origin", "_sym")
+    __slots__ = ("const", "terms", "_hash", "origin", "_sym", "_evaluated", "_fn")
 
     def __init__(self, const: int = 0, terms: tuple = (), origin: Optional[tuple] = None) -> None:
         self.const, self.terms = const, terms
         # a constant hashes as its int (and sympy's Integer), so either finds it in a dict
         self._hash = hash(const) if not terms else hash((const, terms))
         self.origin, self._sym = origin, None
+        self._evaluated, self._fn = 0, None
 
     def made_by(self, fn, *args) -> "Q":
         """This value, recorded as ``fn(*args)`` (a copy where it is one of the args: an
@@ -423,10 +449,23 @@ class Q:
         return total
 
     def value(self, env: dict) -> int:
-        """At integer sizes ``{name: n}``."""
+        """At integer sizes ``{name: n}`` or ``{Q.symbol(name): n}`` (an analysis's symbols:
+        read as they are, not copied into a dict of names for each of the many evaluations).
+        A size evaluated again and again (the domain's scans: tens of thousands of points)
+        is compiled to one Python function after a few evaluations."""
+        if self._fn is not None:
+            return self._fn(env, Q.symbol)
+        self._evaluated += 1
+        if self._evaluated >= _COMPILE_AFTER and self.terms:
+            self._fn = _compiled(self)
+            return self._fn(env, Q.symbol)
         total = self.const
         for atom, c in self.terms:
-            total += c * (env[atom] if isinstance(atom, str) else atom.value(env))
+            if isinstance(atom, str):
+                size = env.get(atom)
+                total += c * (env[Q.symbol(atom)] if size is None else size)
+            else:
+                total += c * atom.value(env)
         return total
 
     def __repr__(self) -> str:

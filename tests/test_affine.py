@@ -65,8 +65,10 @@ def test_a_chain_of_layers_has_pythons_value_at_every_size(layers):
     first = (q, e)
     for kind, k, s, p, d in layers:
         q, e = _apply(kind, k, s, p, d, q, e, first)
-    for n in range(1, 80):
-        assert q.value({"H": n}) == _python(layers, n), (layers, n, q)
+    for n in [*range(1, 80), *range(1, 80)]:  # interpreted, then compiled (after a few)
+        env = {"H": n} if n % 2 else {Q.symbol("H"): n}  # by name or by the symbol's Q
+        assert q.value(env) == _python(layers, n), (layers, n, q)
+    assert q._fn is not None or not q.terms
 
 
 def test_sympys_mod_is_no_oracle_and_q_is_right_where_it_is_wrong():

@@ -40,10 +40,6 @@ def integer(value: int) -> "sympy.Integer":
 input_dim = symbol  # the size of an input's spatial axis
 
 
-def _names(env: dict) -> dict:
-    return {getattr(k, "name", k): v for k, v in env.items()}
-
-
 @dataclass(frozen=True)
 class SymTensor:
     """Shadow of a tensor: one expression (or None) per dimension."""
@@ -288,7 +284,7 @@ def _integral(e) -> bool:
 def _exact(expr, env: dict):
     """Evaluate a size expression exactly (ints and Fractions), far faster than subs."""
     if isinstance(expr, Q):
-        return expr.value(_names(env))
+        return expr.value(env)
     try:
         fn = _compiled(expr)
     except (TypeError, RecursionError, SyntaxError, MemoryError):
@@ -316,6 +312,11 @@ def exact_values(exprs: tuple, env: dict) -> Optional[tuple]:
     """``exact_value`` of each of ``exprs`` (sympy expressions or ints) in one call; None
     when one cannot be evaluated."""
     if any(isinstance(e, Q) for e in exprs):
+        if all(type(e) is Q or type(e) is int for e in exprs):  # the common case, called most
+            try:
+                return tuple(e if type(e) is int else e.value(env) for e in exprs)
+            except KeyError:
+                return None  # a size of a symbol the env does not set: as exact_value says
         values = tuple(exact_value(e, env) for e in exprs)
         return None if any(v is None for v in values) else values
     try:
