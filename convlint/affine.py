@@ -107,7 +107,7 @@ def _sympy_of(value):
     return value._sympy_() if isinstance(value, Q) else value
 
 
-_COMPILE_AFTER = 16  # evaluations before a size is compiled (a compilation costs about 30)
+_COMPILE_AFTER = 16  # evaluations before a size is compiled (compiling costs about 30 of them)
 
 
 def _compiled(q: "Q"):

@@ -66,7 +66,7 @@ def _class_line(cls: type, path: Optional[str]) -> Optional[int]:
     line = min(starts, default=0) - 1
     while 0 < line <= len(lines):
         match = _CLASS.match(lines[line - 1])
-        if match and match.group(2) == cls.__name__:
+        if match and match.group(1) == cls.__name__:
             above = lines[line - 2].strip() if line > 1 else ""
             decorated = above.startswith("@") or above.endswith(")")
             return None if decorated else line
@@ -74,7 +74,7 @@ def _class_line(cls: type, path: Optional[str]) -> Optional[int]:
     return None
 
 
-_CLASS = re.compile(r"(\s*)class\s+(\w+)")
+_CLASS = re.compile(r"\s*class\s+(\w+)")
 
 
 def site_for(view, qualname: Optional[str], where: Place):
